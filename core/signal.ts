@@ -1,0 +1,357 @@
+/**
+ * The canonical signal and `normalizeSignal()`, which turns whatever a
+ * TradingView alert message produced (placeholders substituted, aliases,
+ * strings for numbers) into it. Total: any input gives a signal or a list of
+ * issues, never a throw. Idempotent: a canonical signal normalizes to itself.
+ */
+import { z } from "zod";
+
+export const DIRECTIONS = ["CALL", "PUT", "EXIT"] as const;
+export const ACTIONS = ["ENTRY", "EXIT"] as const;
+export type Direction = typeof DIRECTIONS[number];
+export type Action = typeof ACTIONS[number];
+
+export const SignalSchema = z.object({
+  source: z.string().min(1).max(64),
+  symbol: z.string().regex(/^[A-Z0-9][A-Z0-9._!/^-]{0,31}$/),
+  exchange: z.string().regex(/^[A-Z0-9_]{1,32}$/).nullable(),
+  direction: z.enum(DIRECTIONS),
+  action: z.enum(ACTIONS),
+  timeframe: z.string().regex(/^\d+[smhDWM]$/),
+  timestamp: z.iso.datetime(),
+  price: z.number().positive().finite().nullable(),
+  metadata: z.record(z.string(), z.unknown()),
+  alertId: z.string().min(1).max(200).nullable(),
+});
+export type Signal = z.infer<typeof SignalSchema>;
+
+export interface Issue {
+  path: string;
+  message: string;
+}
+export type NormalizeResult = { ok: true; signal: Signal } | { ok: false; issues: Issue[] };
+
+const CALL_WORDS = new Set(["CALL", "CALLS", "BUY", "LONG", "BULL", "BULLISH", "UP"]);
+const PUT_WORDS = new Set(["PUT", "PUTS", "SELL", "SHORT", "BEAR", "BEARISH", "DOWN"]);
+const EXIT_WORDS = new Set(["EXIT", "FLAT", "CLOSE", "CLOSE_ALL", "FLATTEN"]);
+const ENTRY_ACTIONS = new Set(["ENTRY", "ENTER", "OPEN"]);
+const EXIT_ACTIONS = new Set(["EXIT", "CLOSE"]);
+const PLACEHOLDER = /\{\{[^}]*\}\}/;
+// Epoch values below this are seconds, above it milliseconds (year 2001 in ms).
+const EPOCH_MS_THRESHOLD = 1e12;
+const MIN_TIME = Date.UTC(2000, 0, 1);
+const MAX_TIME = Date.UTC(2100, 0, 1);
+
+type Fields = Record<string, unknown>;
+
+/** Normalizes an already-parsed alert body (the secret removed) into a `Signal`. */
+export function normalizeSignal(input: unknown): NormalizeResult {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    return fail("", "Alert message must be a JSON object");
+  }
+  const body = input as Fields;
+  const issues: Issue[] = [];
+  const need = <T>(path: string, value: T | Invalid): T | undefined => {
+    if (isIssue(value)) {
+      issues.push({ path: value.path || path, message: value.message });
+      return undefined;
+    }
+    return value;
+  };
+
+  const source = need("source", normalizeSource(pick(body, ["source"])));
+  const ticker = need("symbol", normalizeTicker(pick(body, ["symbol", "ticker"]), body.exchange));
+  const intent = need("direction", normalizeIntent(body));
+  const timeframe = need(
+    "timeframe",
+    normalizeTimeframe(pick(body, ["timeframe", "interval", "tf"])),
+  );
+  const timestamp = need(
+    "timestamp",
+    normalizeTime(pick(body, ["timestamp", "time", "timenow"])),
+  );
+  const price = need("price", normalizePrice(pick(body, ["price", "close"])));
+  const metadata = need("metadata", normalizeMetadata(body));
+  const alertId = need(
+    "id",
+    normalizeAlertId(pick(body, ["id", "alert_id", "alertId", "signal_id", "idempotency_key"])),
+  );
+  if (issues.length > 0) return { ok: false, issues };
+
+  const candidate = {
+    source,
+    symbol: ticker!.symbol,
+    exchange: ticker!.exchange,
+    direction: intent!.direction,
+    action: intent!.action,
+    timeframe,
+    timestamp,
+    price,
+    metadata,
+    alertId,
+  };
+  const checked = SignalSchema.safeParse(candidate);
+  if (!checked.success) {
+    return {
+      ok: false,
+      issues: checked.error.issues.map((i) => ({
+        path: i.path.join("."),
+        message: i.message,
+      })),
+    };
+  }
+  return { ok: true, signal: checked.data };
+}
+
+function fail(path: string, message: string): NormalizeResult {
+  return { ok: false, issues: [{ path, message }] };
+}
+
+/** A field's problem, as a class so no parsed value can be mistaken for one. */
+class Invalid {
+  constructor(readonly message: string, readonly path = "") {}
+  at(path: string): Invalid {
+    return new Invalid(this.message, path);
+  }
+}
+
+function isIssue(value: unknown): value is Invalid {
+  return value instanceof Invalid;
+}
+
+function issue(message: string, path = ""): Invalid {
+  return new Invalid(message, path);
+}
+
+/** The first present, non-empty value among the aliases. */
+function pick(body: Fields, keys: readonly string[]): unknown {
+  for (const key of keys) {
+    const value = body[key];
+    if (value !== undefined && value !== null && value !== "") return value;
+  }
+  return undefined;
+}
+
+function text(value: unknown, what: string): string | Invalid {
+  if (typeof value === "number" && Number.isFinite(value)) return String(value);
+  if (typeof value !== "string") return issue(`${what} must be a string`);
+  const trimmed = value.trim();
+  if (PLACEHOLDER.test(trimmed)) {
+    return issue(
+      `${what} contains an unsubstituted TradingView placeholder: ${trimmed.slice(0, 40)}`,
+    );
+  }
+  return trimmed;
+}
+
+function normalizeSource(value: unknown): string | Invalid {
+  if (value === undefined) return "TradingView";
+  const s = text(value, "source");
+  if (isIssue(s)) return s;
+  if (s.length === 0 || s.length > 64) return issue("source must be 1 to 64 characters");
+  return s;
+}
+
+function normalizeTicker(
+  value: unknown,
+  exchangeField: unknown,
+): { symbol: string; exchange: string | null } | Invalid {
+  if (value === undefined) return issue("symbol is required (e.g. {{ticker}})");
+  const raw = text(value, "symbol");
+  if (isIssue(raw)) return raw;
+  let symbol = raw.toUpperCase();
+  let exchange: string | null = null;
+  const colon = symbol.indexOf(":");
+  if (colon >= 0) {
+    exchange = symbol.slice(0, colon);
+    symbol = symbol.slice(colon + 1);
+  }
+  if (exchange === null && exchangeField !== undefined && exchangeField !== null) {
+    const e = text(exchangeField, "exchange");
+    if (isIssue(e)) return e.at("exchange");
+    exchange = e.length > 0 ? e.toUpperCase() : null;
+  }
+  if (!/^[A-Z0-9][A-Z0-9._!/^-]{0,31}$/.test(symbol)) {
+    return issue(`symbol "${symbol.slice(0, 40)}" is not a ticker`);
+  }
+  if (exchange !== null && !/^[A-Z0-9_]{1,32}$/.test(exchange)) {
+    return issue(`exchange "${exchange.slice(0, 40)}" is not an exchange code`, "exchange");
+  }
+  return { symbol, exchange };
+}
+
+/**
+ * Direction and action from the fields TradingView alerts carry. A strategy's
+ * market position wins over its order action: "sell" while going flat closes
+ * a long, it does not open a PUT.
+ */
+function normalizeIntent(body: Fields): { direction: Direction; action: Action } | Invalid {
+  let action: Action | undefined;
+  const actionField = pick(body, ["action"]);
+  let directionWord: string | undefined;
+  if (actionField !== undefined) {
+    const a = text(actionField, "action");
+    if (isIssue(a)) return a.at("action");
+    const upper = a.toUpperCase();
+    if (ENTRY_ACTIONS.has(upper)) action = "ENTRY";
+    else if (EXIT_ACTIONS.has(upper)) action = "EXIT";
+    // `"action": "{{strategy.order.action}}"` carries buy/sell: a direction.
+    else if (CALL_WORDS.has(upper) || PUT_WORDS.has(upper)) directionWord = upper;
+    else return issue(`action "${a.slice(0, 40)}" must be ENTRY or EXIT`, "action");
+  }
+
+  const position = pick(body, ["market_position", "marketPosition", "position"]);
+  const explicit = pick(body, ["direction", "side", "signal"]);
+  let direction: Direction | undefined;
+  if (position !== undefined) {
+    const p = text(position, "market_position");
+    if (isIssue(p)) return p.at("market_position");
+    direction = directionFromWord(p.toUpperCase());
+    if (direction === undefined) {
+      return issue(
+        `market_position "${p.slice(0, 40)}" must be long, short or flat`,
+        "market_position",
+      );
+    }
+  } else if (explicit !== undefined) {
+    const d = text(explicit, "direction");
+    if (isIssue(d)) return d;
+    direction = directionFromWord(d.toUpperCase());
+    if (direction === undefined) {
+      return issue(
+        `direction "${
+          d.slice(0, 40)
+        }" must be CALL, PUT or EXIT (or an alias such as buy, sell, long, short, flat)`,
+      );
+    }
+  } else if (directionWord !== undefined) {
+    direction = directionFromWord(directionWord);
+  } else if (action === "EXIT") {
+    direction = "EXIT";
+  }
+  if (direction === undefined) return issue("direction is required (CALL, PUT or EXIT)");
+  if (direction === "EXIT") return { direction, action: "EXIT" };
+  return { direction, action: action ?? "ENTRY" };
+}
+
+function directionFromWord(word: string): Direction | undefined {
+  if (CALL_WORDS.has(word)) return "CALL";
+  if (PUT_WORDS.has(word)) return "PUT";
+  if (EXIT_WORDS.has(word)) return "EXIT";
+  return undefined;
+}
+
+/** TradingView's `{{interval}}` ("1", "60", "240", "D", "W") and the usual "5m", "1h", "1d". */
+function normalizeTimeframe(value: unknown): string | Invalid {
+  if (value === undefined) return issue("timeframe is required (e.g. {{interval}})");
+  const raw = text(value, "timeframe");
+  if (isIssue(raw)) return raw;
+  const m = /^(\d*)\s*([a-zA-Z]*)$/.exec(raw);
+  const count = m && m[1] !== "" ? Number(m[1]) : 1;
+  if (!m || !Number.isSafeInteger(count) || count <= 0 || count > 100_000) {
+    return issue(`timeframe "${raw.slice(0, 40)}" is not an interval such as 5, 60, D or 5m`);
+  }
+  const unit = m[2];
+  const bare = m[1] !== "" && unit === "";
+  const minutes = bare || /^(m|min|mins|minute|minutes)$/.test(unit);
+  if (minutes) {
+    return count % 60 === 0 ? `${count / 60}h` : `${count}m`;
+  }
+  if (/^(s|S|sec|secs|second|seconds)$/.test(unit)) return `${count}s`;
+  if (/^(h|H|hr|hrs|hour|hours)$/.test(unit)) return `${count}h`;
+  if (/^(D|d|day|days)$/.test(unit)) return `${count}D`;
+  if (/^(W|w|wk|week|weeks)$/.test(unit)) return `${count}W`;
+  if (/^(M|mo|month|months)$/.test(unit)) return `${count}M`;
+  return issue(`timeframe "${raw.slice(0, 40)}" is not an interval such as 5, 60, D or 5m`);
+}
+
+/** ISO 8601 (`{{time}}`, `{{timenow}}`) or epoch milliseconds or seconds, as number or string. */
+function normalizeTime(value: unknown): string | Invalid {
+  if (value === undefined) return issue("timestamp is required (e.g. {{timenow}})");
+  let ms: number;
+  if (typeof value === "number") {
+    ms = epochToMs(value);
+  } else {
+    const raw = text(value, "timestamp");
+    if (isIssue(raw)) return raw;
+    if (/^\d+(\.\d+)?$/.test(raw)) ms = epochToMs(Number(raw));
+    else if (/^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/i.test(raw)) {
+      ms = Date.parse(raw.replace(" ", "T"));
+    } else {
+      return issue(
+        `timestamp "${
+          raw.slice(0, 40)
+        }" must be ISO 8601 with a zone (e.g. 2024-01-29T12:00:00Z) or epoch milliseconds`,
+      );
+    }
+  }
+  if (!Number.isFinite(ms) || ms < MIN_TIME || ms >= MAX_TIME) {
+    return issue("timestamp must be a real time between 2000 and 2100");
+  }
+  // Whole milliseconds, so the canonical form parses back to itself.
+  return new Date(Math.trunc(ms)).toISOString();
+}
+
+function epochToMs(n: number): number {
+  return n < EPOCH_MS_THRESHOLD ? n * 1000 : n;
+}
+
+function normalizePrice(value: unknown): number | null | Invalid {
+  if (value === undefined) return null;
+  const n = toNumber(value);
+  if (n === undefined || n <= 0) return issue("price must be a positive number");
+  return n;
+}
+
+function toNumber(value: unknown): number | undefined {
+  if (typeof value === "number") return Number.isFinite(value) ? value : undefined;
+  if (typeof value !== "string") return undefined;
+  const trimmed = value.trim();
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(trimmed)) return undefined;
+  const n = Number(trimmed);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/**
+ * `metadata` as given, with `score` and `confidence` lifted from the top level
+ * when the template puts them there. Confidence is a fraction; 85 means 0.85.
+ */
+function normalizeMetadata(body: Fields): Record<string, unknown> | Invalid {
+  const given = body.metadata;
+  if (
+    given !== undefined && given !== null && (typeof given !== "object" || Array.isArray(given))
+  ) {
+    return issue("metadata must be an object");
+  }
+  const metadata: Record<string, unknown> = { ...(given as Fields | undefined ?? {}) };
+  for (const key of ["score", "confidence"] as const) {
+    if (metadata[key] === undefined && body[key] !== undefined) metadata[key] = body[key];
+  }
+  if (metadata.score !== undefined) {
+    const score = toNumber(metadata.score);
+    if (score === undefined || score < 0 || score > 100) {
+      return issue("score must be a number from 0 to 100", "metadata.score");
+    }
+    metadata.score = score;
+  }
+  if (metadata.confidence !== undefined) {
+    let confidence = toNumber(metadata.confidence);
+    if (confidence !== undefined && confidence > 1 && confidence <= 100) confidence /= 100;
+    if (confidence === undefined || confidence < 0 || confidence > 1) {
+      return issue(
+        "confidence must be a fraction from 0 to 1 (or a percentage)",
+        "metadata.confidence",
+      );
+    }
+    metadata.confidence = confidence;
+  }
+  return metadata;
+}
+
+function normalizeAlertId(value: unknown): string | null | Invalid {
+  if (value === undefined) return null;
+  const id = text(value, "id");
+  if (isIssue(id)) return id;
+  if (id.length === 0 || id.length > 200) return issue("id must be 1 to 200 characters");
+  return id;
+}
