@@ -25,6 +25,9 @@ export const SignalSchema = z.object({
 });
 export type Signal = z.infer<typeof SignalSchema>;
 
+/** A stored signal as the pipeline sees it: its id and when it was received (ISO, UTC). */
+export type ReceivedSignal = Signal & { id: string; receivedAt: string };
+
 export interface Issue {
   path: string;
   message: string;
