@@ -1,0 +1,218 @@
+/**
+ * Webhook authentication: a request passes when at least one enabled method
+ * vouches for it (DESIGN.md, "Webhook contract"):
+ *  1. `x-signature`: hex HMAC-SHA256 of the raw body (`sha256=` prefix
+ *     accepted); with `x-signature-timestamp` the signed message is
+ *     `<timestamp>.<body>` and the timestamp must be within the tolerance.
+ *  2. Standard Webhooks v1: `webhook-id`, `webhook-timestamp`,
+ *     `webhook-signature` (space-separated `v1,<base64>`; any one may match,
+ *     which is how senders rotate secrets).
+ *  3. URL token: `POST /webhook/:token`.
+ *  4. Source address in the allowlist (when it is on).
+ *  5. `secret` or `passphrase` in the JSON body (TradingView's only choice
+ *     besides the URL token).
+ * Every comparison is constant-time: HMACs through `crypto.subtle.verify`,
+ * plain secrets by comparing SHA-256 digests with `timingSafeEqual`. The
+ * failure reason is for logs only; clients learn nothing about which part failed.
+ * No clock inside: the caller passes `nowMs`.
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import { type Cidr, ipInCidrs } from "./net.ts";
+
+export type AuthMethod =
+  | "signature"
+  | "standard_webhooks"
+  | "url_token"
+  | "ip_allowlist"
+  | "body_secret"
+  | "none";
+
+export interface AuthSettings {
+  secret: string | null;
+  toleranceSeconds: number;
+  ipAllowlist: readonly Cidr[] | null;
+  /** When true the allowlist is a gate every request must pass, not a method on its own. */
+  ipAllowlistRequired: boolean;
+}
+
+export interface AuthRequest {
+  /** The body exactly as received: signatures are over these bytes. */
+  rawBody: Uint8Array<ArrayBuffer>;
+  header(name: string): string | null | undefined;
+  pathToken: string | null;
+  /** `secret` (or `passphrase`) from the JSON body, when there was one. */
+  bodySecret: string | null;
+  clientIp: string | null;
+  nowMs: number;
+}
+
+export type AuthResult =
+  | { ok: true; method: AuthMethod }
+  | { ok: false; reason: string };
+
+export interface Authenticator {
+  /** Whether any method is enabled (false only in development without a secret or allowlist). */
+  readonly enabled: boolean;
+  verify(request: AuthRequest): Promise<AuthResult>;
+}
+
+const encoder = new TextEncoder();
+
+export function createAuthenticator(settings: AuthSettings): Authenticator {
+  const { secret, ipAllowlist } = settings;
+  const enabled = secret !== null || ipAllowlist !== null;
+  // Imported once; the promise is shared by concurrent requests.
+  const signatureKey = secret === null ? null : hmacKey(encoder.encode(secret));
+  const standardKey = secret === null ? null : hmacKey(standardWebhooksKey(secret));
+  const secretDigest = secret === null ? null : sha256(secret);
+
+  async function verify(request: AuthRequest): Promise<AuthResult> {
+    const ipAllowed = ipAllowlist !== null && ipInCidrs(request.clientIp, ipAllowlist);
+    if (settings.ipAllowlistRequired && !ipAllowed) {
+      return {
+        ok: false,
+        reason: `address ${request.clientIp ?? "unknown"} is not in the allowlist`,
+      };
+    }
+    if (!enabled) return { ok: true, method: "none" };
+
+    const reasons: string[] = [];
+    if (signatureKey !== null && request.header("x-signature")) {
+      const r = await checkSignature(request, await signatureKey, settings.toleranceSeconds);
+      if (r === true) return { ok: true, method: "signature" };
+      reasons.push(r);
+    }
+    if (standardKey !== null && request.header("webhook-signature")) {
+      const r = await checkStandardWebhooks(request, await standardKey, settings.toleranceSeconds);
+      if (r === true) return { ok: true, method: "standard_webhooks" };
+      reasons.push(r);
+    }
+    if (secretDigest !== null && request.pathToken !== null) {
+      if (sameDigest(secretDigest, request.pathToken)) return { ok: true, method: "url_token" };
+      reasons.push("URL token does not match");
+    }
+    if (secretDigest !== null && request.bodySecret !== null) {
+      if (sameDigest(secretDigest, request.bodySecret)) return { ok: true, method: "body_secret" };
+      reasons.push("body secret does not match");
+    }
+    if (ipAllowed) {
+      // Required mode with a secret set: the address alone is not enough.
+      if (!(settings.ipAllowlistRequired && secret !== null)) {
+        return { ok: true, method: "ip_allowlist" };
+      }
+    } else if (ipAllowlist !== null) {
+      reasons.push(`address ${request.clientIp ?? "unknown"} is not in the allowlist`);
+    }
+    if (reasons.length === 0) reasons.push("no credentials presented");
+    return { ok: false, reason: reasons.join("; ") };
+  }
+
+  return { enabled, verify };
+}
+
+async function checkSignature(
+  request: AuthRequest,
+  key: CryptoKey,
+  toleranceSeconds: number,
+): Promise<true | string> {
+  const given = request.header("x-signature")!.trim().replace(/^sha256=/i, "");
+  const signature = fromHex(given);
+  if (signature === null) return "x-signature is not hex";
+  const timestamp = request.header("x-signature-timestamp");
+  let message: Uint8Array<ArrayBuffer> = request.rawBody;
+  if (timestamp) {
+    const fresh = checkTimestamp(timestamp, request.nowMs, toleranceSeconds);
+    if (fresh !== true) return `x-signature-timestamp ${fresh}`;
+    message = concat(encoder.encode(`${timestamp.trim()}.`), request.rawBody);
+  }
+  const ok = await crypto.subtle.verify("HMAC", key, signature, message);
+  return ok ? true : "x-signature does not match";
+}
+
+async function checkStandardWebhooks(
+  request: AuthRequest,
+  key: CryptoKey,
+  toleranceSeconds: number,
+): Promise<true | string> {
+  const id = request.header("webhook-id");
+  const timestamp = request.header("webhook-timestamp");
+  if (!id || !timestamp) return "webhook-id and webhook-timestamp are required";
+  const fresh = checkTimestamp(timestamp, request.nowMs, toleranceSeconds);
+  if (fresh !== true) return `webhook-timestamp ${fresh}`;
+  const message = concat(encoder.encode(`${id}.${timestamp.trim()}.`), request.rawBody);
+  for (const entry of request.header("webhook-signature")!.split(" ")) {
+    const [version, encoded] = entry.split(",", 2);
+    if (version !== "v1" || !encoded) continue;
+    const signature = fromBase64(encoded);
+    if (signature === null) continue;
+    if (await crypto.subtle.verify("HMAC", key, signature, message)) return true;
+  }
+  return "no webhook-signature matches";
+}
+
+function checkTimestamp(value: string, nowMs: number, toleranceSeconds: number): true | string {
+  if (!/^\d{1,12}$/.test(value.trim())) return "is not unix seconds";
+  const skew = Math.abs(nowMs / 1000 - Number(value.trim()));
+  return skew <= toleranceSeconds ? true : `is ${Math.round(skew)} s away from now`;
+}
+
+/** Standard Webhooks secrets are `whsec_<base64>`; anything else is used as raw bytes. */
+function standardWebhooksKey(secret: string): Uint8Array<ArrayBuffer> {
+  if (secret.startsWith("whsec_")) {
+    const decoded = fromBase64(secret.slice("whsec_".length));
+    if (decoded !== null && decoded.length > 0) return decoded;
+  }
+  return encoder.encode(secret);
+}
+
+function hmacKey(raw: Uint8Array<ArrayBuffer>): Promise<CryptoKey> {
+  return crypto.subtle.importKey(
+    "raw",
+    raw,
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign", "verify"],
+  );
+}
+
+function sha256(value: string): Buffer {
+  return createHash("sha256").update(value, "utf8").digest();
+}
+
+function sameDigest(expected: Buffer, given: string): boolean {
+  return timingSafeEqual(expected, sha256(given));
+}
+
+function fromHex(hex: string): Uint8Array<ArrayBuffer> | null {
+  if (hex.length !== 64 || !/^[0-9a-fA-F]+$/.test(hex)) return null;
+  return Uint8Array.from(hex.match(/../g)!, (b) => parseInt(b, 16));
+}
+
+function fromBase64(value: string): Uint8Array<ArrayBuffer> | null {
+  try {
+    return Uint8Array.from(atob(value), (c) => c.charCodeAt(0));
+  } catch {
+    return null;
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Hex HMAC-SHA256 of `message` under `secret`: what a sender puts in `x-signature`. */
+export async function signHex(secret: string, message: string | Uint8Array): Promise<string> {
+  const key = await crypto.subtle.importKey(
+    "raw",
+    encoder.encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const bytes = typeof message === "string" ? encoder.encode(message) : message;
+  const mac = await crypto.subtle.sign("HMAC", key, bytes as BufferSource);
+  return Array.from(new Uint8Array(mac), (b) => b.toString(16).padStart(2, "0")).join("");
+}

@@ -1,0 +1,201 @@
+/**
+ * Configuration: every setting from the environment, validated once at
+ * start-up. `loadConfig(env)` is pure (the caller passes `Deno.env.toObject()`),
+ * returns the typed config plus warnings, or throws `ConfigError` naming each
+ * bad variable. Defaults follow the deployment guide
+ * (`cache.contextTTLSeconds: 60`, `cache.deduplicationTTLSeconds: 60`).
+ */
+import { z } from "zod";
+import { parseCidrs } from "./net.ts";
+
+export type AppEnv = "development" | "production" | "test";
+export type LogLevel = "debug" | "info" | "warning" | "error";
+
+export interface Config {
+  env: AppEnv;
+  port: number;
+  /** Postgres server; null means the embedded PGlite database under `dataDir`. */
+  databaseUrl: string | null;
+  dataDir: string;
+  databasePoolSize: number;
+  /** Name of this instance in job claims and logs (Fly sets FLY_MACHINE_ID). */
+  instanceId: string;
+  logLevel: LogLevel;
+  operatorToken: string | null;
+  cache: {
+    contextTTLSeconds: number;
+    deduplicationTTLSeconds: number;
+  };
+  webhook: {
+    secret: string | null;
+    maxBodyBytes: number;
+    signatureToleranceSeconds: number;
+    /** CIDRs allowed to post; null when the allowlist is off. */
+    ipAllowlist: string[] | null;
+    /** Refuse addresses outside the allowlist even with a valid secret. */
+    ipAllowlistRequired: boolean;
+    /** Header carrying the client address (Fly: fly-client-ip); null to use the socket address. */
+    clientIpHeader: string | null;
+    rateLimitPerMinute: number;
+  };
+}
+
+/** TradingView's published webhook sender addresses. */
+export const TRADINGVIEW_IPS = ["52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7"];
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n  ${problems.join("\n  ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+export interface LoadedConfig {
+  config: Config;
+  warnings: string[];
+}
+
+const bool = z.enum(["true", "false", "1", "0", "yes", "no", "on", "off"], {
+  error: "must be true or false",
+}).transform((v) => ["true", "1", "yes", "on"].includes(v));
+
+const int = (min: number, max: number) =>
+  z.string().regex(/^\d+$/, `must be a whole number from ${min} to ${max}`)
+    .transform(Number)
+    .refine((n) => n >= min && n <= max, `must be a whole number from ${min} to ${max}`);
+
+const optionalText = z.string().transform((v) => v.trim()).transform((v) => v === "" ? null : v);
+
+const EnvSchema = z.object({
+  NODE_ENV: z.enum(["development", "production", "test"], {
+    error: "must be development, production or test",
+  }).default("development"),
+  PORT: int(1, 65535).default(8080),
+  DATABASE_URL: optionalText.refine(
+    (v) => v === null || /^postgres(ql)?:\/\//.test(v),
+    "must be a postgres:// or postgresql:// URL",
+  ).default(null),
+  DATA_DIR: z.string().min(1, "must not be empty").default("./data"),
+  DATABASE_POOL_SIZE: int(1, 100).default(10),
+  INSTANCE_ID: optionalText.default(null),
+  FLY_MACHINE_ID: optionalText.default(null),
+  FLY_APP_NAME: optionalText.default(null),
+  LOG_LEVEL: z.enum(["debug", "info", "warning", "error"], {
+    error: "must be debug, info, warning or error",
+  }).default("info"),
+  OPERATOR_TOKEN: optionalText.default(null),
+  CONTEXT_TTL_SECONDS: int(1, 86_400).default(60),
+  DEDUP_TTL_SECONDS: int(1, 7 * 86_400).default(60),
+  WEBHOOK_SECRET: optionalText.default(null),
+  WEBHOOK_MAX_BODY_BYTES: int(256, 10 * 1024 * 1024).default(64 * 1024),
+  SIGNATURE_TOLERANCE_SECONDS: int(1, 3600).default(300),
+  WEBHOOK_IP_ALLOWLIST: optionalText.default(null),
+  WEBHOOK_IP_ALLOWLIST_REQUIRED: bool.default(false),
+  CLIENT_IP_HEADER: optionalText.default(null),
+  RATE_LIMIT_PER_MINUTE: int(1, 10_000_000).default(1200),
+});
+
+/** Reads and checks the environment. Throws `ConfigError` listing every bad variable. */
+export function loadConfig(env: Record<string, string | undefined>): LoadedConfig {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => {
+        const name = String(issue.path[0] ?? "environment");
+        const value = env[name];
+        const shown = value === undefined || /SECRET|TOKEN|PASSWORD|URL/.test(name)
+          ? ""
+          : ` (got "${value.slice(0, 60)}")`;
+        return `${name} ${issue.message}${shown}`;
+      }),
+    );
+  }
+  const e = parsed.data;
+  const problems: string[] = [];
+  const warnings: string[] = [];
+
+  if (e.NODE_ENV === "production") {
+    if (e.WEBHOOK_SECRET === null) {
+      problems.push("WEBHOOK_SECRET is required when NODE_ENV=production");
+    } else if (e.WEBHOOK_SECRET.length < 16) {
+      problems.push("WEBHOOK_SECRET must be at least 16 characters when NODE_ENV=production");
+    }
+    if (e.OPERATOR_TOKEN === null) {
+      problems.push("OPERATOR_TOKEN is required when NODE_ENV=production");
+    } else if (e.OPERATOR_TOKEN.length < 16) {
+      problems.push("OPERATOR_TOKEN must be at least 16 characters when NODE_ENV=production");
+    }
+  }
+
+  const ipAllowlist = e.WEBHOOK_IP_ALLOWLIST === null
+    ? null
+    : parseAllowlist(e.WEBHOOK_IP_ALLOWLIST);
+  if (typeof ipAllowlist === "string") problems.push(`WEBHOOK_IP_ALLOWLIST ${ipAllowlist}`);
+  if (e.WEBHOOK_IP_ALLOWLIST_REQUIRED && e.WEBHOOK_IP_ALLOWLIST === null) {
+    problems.push("WEBHOOK_IP_ALLOWLIST_REQUIRED=true needs WEBHOOK_IP_ALLOWLIST");
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  if (e.WEBHOOK_SECRET === null && ipAllowlist === null) {
+    warnings.push(
+      "WEBHOOK_SECRET is not set: webhooks are NOT authenticated and anyone who finds the URL " +
+        "can post signals. Set WEBHOOK_SECRET before pointing TradingView at this service.",
+    );
+  }
+  if (e.OPERATOR_TOKEN === null) {
+    warnings.push("OPERATOR_TOKEN is not set: the dashboard and read API are open to anyone.");
+  }
+  if (e.DATABASE_URL === null) {
+    warnings.push(
+      `Using the embedded PGlite database under ${e.DATA_DIR}: it does not fsync, so a commit ` +
+        "survives a killed process but not a power loss. Set DATABASE_URL for production.",
+    );
+  }
+
+  return {
+    warnings,
+    config: {
+      env: e.NODE_ENV,
+      port: e.PORT,
+      databaseUrl: e.DATABASE_URL,
+      dataDir: e.DATA_DIR,
+      databasePoolSize: e.DATABASE_POOL_SIZE,
+      instanceId: e.INSTANCE_ID ?? e.FLY_MACHINE_ID ?? "local",
+      logLevel: e.LOG_LEVEL,
+      operatorToken: e.OPERATOR_TOKEN,
+      cache: {
+        contextTTLSeconds: e.CONTEXT_TTL_SECONDS,
+        deduplicationTTLSeconds: e.DEDUP_TTL_SECONDS,
+      },
+      webhook: {
+        secret: e.WEBHOOK_SECRET,
+        maxBodyBytes: e.WEBHOOK_MAX_BODY_BYTES,
+        signatureToleranceSeconds: e.SIGNATURE_TOLERANCE_SECONDS,
+        ipAllowlist: ipAllowlist as string[] | null,
+        ipAllowlistRequired: e.WEBHOOK_IP_ALLOWLIST_REQUIRED,
+        // Behind Fly's proxy the socket address is the proxy; Fly-Client-IP is
+        // set by Fly and cannot be forged by the client (X-Forwarded-For can).
+        clientIpHeader: e.CLIENT_IP_HEADER?.toLowerCase() ??
+          (e.FLY_APP_NAME !== null ? "fly-client-ip" : null),
+        rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+      },
+    },
+  };
+}
+
+/** "tradingview" expands to TradingView's senders; other entries are IPs or CIDRs. */
+function parseAllowlist(value: string): string[] | string {
+  const entries = value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const out: string[] = [];
+  for (const entry of entries) {
+    if (entry.toLowerCase() === "tradingview") {
+      out.push(...TRADINGVIEW_IPS.map((ip) => `${ip}/32`));
+    } else if (!("invalid" in parseCidrs([entry]))) {
+      out.push(entry);
+    } else {
+      return `has "${entry.slice(0, 60)}", which is neither "tradingview" nor an IP or CIDR`;
+    }
+  }
+  if (out.length === 0) return "is empty";
+  return out;
+}

@@ -1,0 +1,75 @@
+/**
+ * The one small port both database drivers implement: embedded PGlite and
+ * postgres.js against a real server. Everything above it speaks plain SQL to
+ * this interface and never knows which driver runs.
+ *
+ * SQL conventions that keep the two drivers identical:
+ * - every parameter is cast (`$1::text`, `$2::timestamptz`), so neither
+ *   driver has to guess a type;
+ * - JSON goes in as text and is cast `$n::text::jsonb` (postgres.js would
+ *   otherwise JSON-encode a string a second time);
+ * - `bigint` and `numeric` come back as strings from postgres.js and as
+ *   numbers or strings from PGlite: convert them once, in the module that
+ *   owns the query, with `Number(...)`.
+ */
+
+export type Row = Record<string, unknown>;
+
+export interface Queryable {
+  query<T = Row>(text: string, params?: readonly unknown[]): Promise<T[]>;
+  /** Runs a multi-statement script (a migration file) without parameters. */
+  exec(script: string): Promise<void>;
+}
+
+export type DriverName = "pglite" | "postgres";
+
+export interface Database extends Queryable {
+  readonly driver: DriverName;
+  /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** Subscribes to NOTIFY on `channel`; resolves to an unsubscribe function. */
+  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  close(): Promise<void>;
+}
+
+/** The database could not be reached or refused service; the caller may retry later. */
+export class DatabaseUnavailableError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "DatabaseUnavailableError";
+  }
+}
+
+// Socket-level failures, postgres.js's own connection codes, and SQLSTATE
+// classes 08 (connection exception), 53 (insufficient resources) and 57P
+// (operator intervention: shutdown, cannot connect now).
+const UNAVAILABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "CONNECT_TIMEOUT",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "57P01",
+  "57P02",
+  "57P03",
+  "53300",
+  "53100",
+  "53200",
+]);
+
+/** Whether `error` means "the database is not there", as opposed to a bad query. */
+export function isUnavailable(error: unknown): boolean {
+  if (error instanceof DatabaseUnavailableError) return true;
+  if (typeof error !== "object" || error === null) return false;
+  const code = String((error as { code?: unknown }).code ?? "");
+  if (UNAVAILABLE_CODES.has(code) || code.startsWith("08")) return true;
+  const cause = (error as { cause?: unknown }).cause;
+  return cause !== undefined && cause !== error && isUnavailable(cause);
+}
