@@ -1,0 +1,191 @@
+/**
+ * `decide()`: what to do with one received signal, given the market context,
+ * the GEX levels and the open book. Pure and total: it never throws, and a
+ * missing or unusable input (NaN price, context for another symbol) is a
+ * reason, not an error.
+ *
+ * Checks, in order; the first failure is the decision's reason:
+ * 1. INVALID_SIGNAL: `receivedAt` or `timestamp` is not an ISO 8601 time
+ *    with a zone, or the direction or action is unknown.
+ * 2. MARKET_CLOSED: the market is not open at `receivedAt` (never the time
+ *    the signal claims), unless `rules.marketHours.enforce` is off.
+ * 3. FUTURE_SIGNAL, STALE_SIGNAL: the timestamp against `receivedAt`
+ *    (see `checkFreshness`). Applies to exits too.
+ * Then an exit (action EXIT; direction EXIT flattens every position of the
+ * symbol, CALL or PUT closes that one):
+ * 4. NO_POSITION: nothing to close. 5. NO_PRICE. Else EXIT_APPROVED.
+ * An entry with no opposite position open runs the entry checks of
+ * `checkEntry` (time of day, quality, missing data, price, VIX, GEX, book,
+ * size, exposure) and gives ENTRY_APPROVED or the first failure.
+ *
+ * An entry opposite an open position of its symbol (a CALL while a PUT is
+ * open) is first an exit: it needs only checks 1 to 3 and a price (else
+ * NO_PRICE), and closes that position whatever the entry's own checks say,
+ * because closing reduces risk and the strategy has left that side; leaving
+ * it open would drift from the strategy. Then, with `rules.flip` on and the
+ * entry passing its checks against the book after the close, it also opens
+ * the new position (ENTER, FLIPPED). Otherwise it only closes (EXIT,
+ * CLOSED_BY_OPPOSITE), and a note says why no entry was made: "Flip is off",
+ * or the entry's own reason code and message ("LOW_CONFIDENCE: ...").
+ *
+ * A REJECT never closes or opens anything.
+ */
+import { money, num, nyTime } from "./_format.ts";
+import { type Book, type OpenPosition, type PositionDirection, realizedPnl } from "./book.ts";
+import {
+  noPriceMessage,
+  parseInstant,
+  statusAt,
+  usableData,
+  usablePrice,
+} from "./decision_inputs.ts";
+import { checkEntry } from "./entry_checks.ts";
+import { checkFreshness } from "./freshness.ts";
+import type { GexLevels, MarketContext } from "./market_data.ts";
+import type { Rules } from "./rules.ts";
+import type { ReceivedSignal } from "./signal.ts";
+import type { Decision, Outcome, PositionClose, ReasonCode, Rejection } from "./decision.ts";
+
+export type {
+  Decision,
+  Outcome,
+  PositionClose,
+  PositionOpen,
+  PositionSize,
+  ReasonCode,
+  Rejection,
+} from "./decision.ts";
+export { REASON_CODES } from "./decision.ts";
+
+/** The decision for `signal` (see the module doc for the order of checks). */
+export function decide(
+  signal: ReceivedSignal,
+  context: MarketContext | null,
+  gex: GexLevels | null,
+  book: Book,
+  rules: Rules,
+): Decision {
+  const notes: string[] = [];
+  const data = usableData(signal, context, gex, notes);
+  const price = usablePrice(signal, data.context, notes);
+  const degraded = (data.context === null || data.gex === null) &&
+    rules.degraded.policy === "REDUCE";
+  const decision = (outcome: Outcome, reason: ReasonCode, message: string): Decision => ({
+    outcome,
+    reason,
+    message,
+    price,
+    size: null,
+    close: [],
+    open: null,
+    degraded,
+    notes,
+  });
+  const reject = (r: Rejection) => decision("REJECT", r.reason, r.message);
+
+  const receivedMs = parseInstant(signal.receivedAt);
+  const claimedMs = parseInstant(signal.timestamp);
+  const invalid = Number.isNaN(receivedMs)
+    ? `receivedAt "${String(signal.receivedAt).slice(0, 40)}" is not an ISO 8601 time`
+    : Number.isNaN(claimedMs)
+    ? `timestamp "${String(signal.timestamp).slice(0, 40)}" is not an ISO 8601 time`
+    : !["CALL", "PUT", "EXIT"].includes(signal.direction)
+    ? `direction "${String(signal.direction).slice(0, 40)}" is not CALL, PUT or EXIT`
+    : !["ENTRY", "EXIT"].includes(signal.action)
+    ? `action "${String(signal.action).slice(0, 40)}" is not ENTRY or EXIT`
+    : null;
+  if (invalid !== null) return reject({ reason: "INVALID_SIGNAL", message: `Signal ${invalid}` });
+
+  const receivedAt = new Date(receivedMs);
+  const status = rules.marketHours.enforce ? statusAt(receivedAt, rules) : null;
+  if (status !== null && !status.open) {
+    return reject({
+      reason: "MARKET_CLOSED",
+      message: `Market is closed at ${nyTime(receivedAt)} on ${status.date} (${
+        status.holiday ?? (status.tradingDay ? `session ${status.session}` : "not a trading day")
+      })`,
+    });
+  }
+  const freshness = checkFreshness(claimedMs, receivedMs, signal.timeframe, rules);
+  if (!freshness.fresh) return reject(freshness);
+
+  const symbol = signal.symbol;
+  const isExit = signal.action === "EXIT" || signal.direction === "EXIT";
+  const side = signal.direction === "EXIT" ? null : signal.direction;
+  // An exit closes its targets; an entry closes the opposite side's positions.
+  const targets = book.open.filter((p) =>
+    p.symbol === symbol && (isExit ? side === null || p.direction === side : p.direction !== side)
+  );
+  if (isExit && targets.length === 0) {
+    return reject({
+      reason: "NO_POSITION",
+      message: `No open ${side ? `${side} ` : ""}position in ${symbol} to close`,
+    });
+  }
+  if (targets.length > 0 && price === null) {
+    return reject({ reason: "NO_PRICE", message: noPriceMessage(symbol) });
+  }
+  const close = price === null ? [] : closesAt(targets, price);
+  const closing = close.length > 0 ? closeMessage(targets, close) : "";
+  if (isExit) return { ...decision("EXIT", "EXIT_APPROVED", closing), close };
+
+  const direction: PositionDirection = side === "PUT" ? "PUT" : "CALL";
+  if (close.length > 0 && !rules.flip) {
+    notes.push(`Flip is off: the ${direction} entry is not opened`);
+    return { ...decision("EXIT", "CLOSED_BY_OPPOSITE", closing), close };
+  }
+  const entry = checkEntry({
+    signal,
+    direction,
+    receivedAt,
+    status,
+    context: data.context,
+    gex: data.gex,
+    vix: data.vix,
+    price,
+    book: { open: book.open.filter((p) => !targets.includes(p)) },
+  }, rules);
+  if ("reason" in entry) {
+    if (close.length === 0) return reject(entry);
+    notes.push(`${entry.reason}: ${entry.message}`);
+    const message = `${closing}; the ${direction} entry is refused (${entry.reason})`;
+    return { ...decision("EXIT", "CLOSED_BY_OPPOSITE", message), close };
+  }
+  notes.push(...entry.notes);
+  const entryPrice = entry.price;
+  const opening = `${direction} ${symbol}: ${entry.quantity} units at ${num(entryPrice)} ` +
+    `(${money(entry.notional)} target, size x${num(entry.multiplier)})`;
+  return {
+    ...decision(
+      "ENTER",
+      close.length > 0 ? "FLIPPED" : "ENTRY_APPROVED",
+      close.length > 0 ? `${closing}; open ${opening}` : `Open ${opening}`,
+    ),
+    size: { quantity: entry.quantity, notional: entry.notional, multiplier: entry.multiplier },
+    close,
+    open: {
+      symbol,
+      direction,
+      quantity: entry.quantity,
+      entryPrice,
+      notional: entry.quantity * entryPrice,
+    },
+  };
+}
+
+function closesAt(positions: OpenPosition[], price: number): PositionClose[] {
+  return positions.map((p) => ({
+    positionId: p.id,
+    exitPrice: price,
+    realizedPnl: realizedPnl(p, price),
+  }));
+}
+
+/** "Close CALL SPY (10 at 480), PUT SPY (4 at 510) at 500: realized PnL $240.00". */
+function closeMessage(positions: OpenPosition[], close: PositionClose[]): string {
+  const each = positions.map((p) =>
+    `${p.direction} ${p.symbol} (${p.quantity} at ${num(p.entryPrice)})`
+  );
+  const total = close.reduce((sum, c) => sum + c.realizedPnl, 0);
+  return `Close ${each.join(", ")} at ${num(close[0].exitPrice)}: realized PnL ${money(total)}`;
+}

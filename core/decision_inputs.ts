@@ -1,0 +1,104 @@
+/**
+ * What `decide()` may rely on from its inputs: the market context and GEX
+ * levels when they are for the signal's symbol and carry a usable spot, the
+ * VIX when it is a number, the price to trade at, and the market status.
+ * Anything unusable counts as missing and leaves a note saying why.
+ */
+import { num } from "./_format.ts";
+import type { GexLevels, MarketContext } from "./market_data.ts";
+import { type MarketStatus, marketStatus } from "./market_hours.ts";
+import type { Rules } from "./rules.ts";
+import type { ReceivedSignal } from "./signal.ts";
+
+export interface UsableData {
+  context: MarketContext | null;
+  gex: GexLevels | null;
+  /** The context's VIX when it is a finite number at or above 0. */
+  vix: number | null;
+}
+
+/** Context and GEX for the signal's symbol with a usable spot; anything else is null. */
+export function usableData(
+  signal: ReceivedSignal,
+  context: MarketContext | null,
+  gex: GexLevels | null,
+  notes: string[],
+): UsableData {
+  const usable = (what: string, data: MarketContext | GexLevels | null | undefined) => {
+    if (data === null || data === undefined) {
+      notes.push(`No ${what} for ${signal.symbol}`);
+      return false;
+    }
+    if (data.symbol !== signal.symbol) {
+      notes.push(`Ignored ${what} for ${data.symbol}: the signal is for ${signal.symbol}`);
+      return false;
+    }
+    if (!isPrice(data.spot)) {
+      notes.push(`Ignored ${what} for ${signal.symbol}: spot ${data.spot} is not a price`);
+      return false;
+    }
+    return true;
+  };
+  const ctx = usable("market context", context) ? context : null;
+  const levels = usable("GEX levels", gex) ? gex : null;
+  let vix: number | null = null;
+  if (ctx !== null) {
+    if (typeof ctx.vix === "number" && Number.isFinite(ctx.vix) && ctx.vix >= 0) vix = ctx.vix;
+    else notes.push("VIX unknown: volatility filter and caution band skipped");
+  }
+  return { context: ctx, gex: levels, vix };
+}
+
+/** The signal's price when it is a positive finite number, else the usable context's spot. */
+export function usablePrice(
+  signal: ReceivedSignal,
+  context: MarketContext | null,
+  notes: string[],
+): number | null {
+  if (isPrice(signal.price)) return signal.price;
+  if (signal.price !== null && signal.price !== undefined) {
+    notes.push(`Signal price ${signal.price} is not a price`);
+  }
+  if (context === null) return null;
+  notes.push(`Using the context spot ${num(context.spot)} as of ${context.asOf}`);
+  return context.spot;
+}
+
+const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i;
+
+/**
+ * Epoch milliseconds of an ISO 8601 date-time with a zone, NaN for anything
+ * else: `Date.parse` would read other shapes in the host's time zone.
+ */
+export function parseInstant(text: unknown): number {
+  return typeof text === "string" && ISO_INSTANT.test(text) ? Date.parse(text) : NaN;
+}
+
+export function noPriceMessage(symbol: string): string {
+  return `No price for ${symbol}: the signal has none and there is no usable market context`;
+}
+
+/** The market status at `at`, or CLOSED when it cannot be computed: refusing is the safe answer. */
+export function statusAt(at: Date, rules: Rules): MarketStatus {
+  try {
+    return marketStatus(at, {
+      extendedHours: rules.marketHours.extendedHours,
+      extraClosedDates: rules.marketHours.extraClosedDates,
+    });
+  } catch {
+    return {
+      open: false,
+      session: "CLOSED",
+      date: "unknown date",
+      tradingDay: false,
+      holiday: "market status unavailable",
+      earlyClose: false,
+      regularOpen: null,
+      regularClose: null,
+    };
+  }
+}
+
+function isPrice(value: unknown): value is number {
+  return typeof value === "number" && Number.isFinite(value) && value > 0;
+}

@@ -1,0 +1,67 @@
+/**
+ * Signal freshness: how old a signal may be when received, given that
+ * TradingView's `{{time}}` is the OPEN time of the bar the alert fired on.
+ */
+import type { Rules } from "./rules.ts";
+
+const UNIT_SECONDS: Record<string, number> = {
+  s: 1,
+  m: 60,
+  h: 3600,
+  D: 86_400,
+  W: 7 * 86_400,
+  // The longest month, so a monthly bar's close is always within one bar.
+  M: 31 * 86_400,
+};
+
+/**
+ * Length of one bar of a canonical timeframe ("30s", "5m", "1h", "1D",
+ * "1W", "1M") in seconds; 0 for anything else, so an unknown timeframe
+ * gets no allowance rather than an unbounded one.
+ */
+export function barSeconds(timeframe: string): number {
+  const m = /^(\d+)([smhDWM])$/.exec(timeframe);
+  if (!m) return 0;
+  const seconds = Number(m[1]) * UNIT_SECONDS[m[2]];
+  return Number.isSafeInteger(seconds) ? seconds : 0;
+}
+
+export type Freshness =
+  | { fresh: true }
+  | { fresh: false; reason: "FUTURE_SIGNAL" | "STALE_SIGNAL"; message: string };
+
+/**
+ * Whether a signal claiming time `claimedMs` (its bar time) and received at
+ * `receivedMs` is fresh: not more than `maxFutureSkewSeconds` ahead of its
+ * receipt, not older than `maxSignalAgeSeconds` plus one bar.
+ */
+export function checkFreshness(
+  claimedMs: number,
+  receivedMs: number,
+  timeframe: string,
+  rules: Pick<Rules, "maxSignalAgeSeconds" | "maxFutureSkewSeconds">,
+): Freshness {
+  const ageSeconds = (receivedMs - claimedMs) / 1000;
+  const stamps = `timestamp ${new Date(claimedMs).toISOString()}, received ${
+    new Date(receivedMs).toISOString()
+  }`;
+  if (!(-ageSeconds <= rules.maxFutureSkewSeconds)) {
+    return {
+      fresh: false,
+      reason: "FUTURE_SIGNAL",
+      message: `Signal is dated ${-ageSeconds} s after it was received (${stamps}); ` +
+        `the allowed clock skew is ${rules.maxFutureSkewSeconds} s`,
+    };
+  }
+  const bar = barSeconds(timeframe);
+  const limit = rules.maxSignalAgeSeconds + bar;
+  if (!(ageSeconds <= limit)) {
+    return {
+      fresh: false,
+      reason: "STALE_SIGNAL",
+      message: `Signal is ${ageSeconds} s old (${stamps}); the limit is ${limit} s ` +
+        `(${rules.maxSignalAgeSeconds} s plus one ${timeframe} bar of ${bar} s)`,
+    };
+  }
+  return { fresh: true };
+}

@@ -1,0 +1,79 @@
+import assert from "node:assert/strict";
+import { position, run } from "./_decide_fixtures.ts";
+
+Deno.test("decide() closes a CALL at the signal price on an EXIT, with its realized PnL", () => {
+  const d = run({ action: "EXIT", price: 487.5 }, { book: { open: [position()] } });
+  assert.equal(d.outcome, "EXIT");
+  assert.equal(d.reason, "EXIT_APPROVED");
+  assert.deepEqual(d.close, [{ positionId: "pos-a", exitPrice: 487.5, realizedPnl: -25 }]);
+  assert.equal(d.open, null);
+  assert.equal(d.size, null);
+  assert.equal(d.message, "Close CALL SPY (10 at 490) at 487.5: realized PnL -$25.00");
+});
+
+Deno.test("decide() flattens every position of the symbol on direction EXIT, and only that symbol", () => {
+  const open = [
+    position({ id: "c", direction: "CALL", quantity: 10, entryPrice: 490 }),
+    position({ id: "p", direction: "PUT", quantity: 4, entryPrice: 510 }),
+    position({ id: "q", symbol: "QQQ", quantity: 3, entryPrice: 400 }),
+  ];
+  const d = run({ direction: "EXIT", action: "EXIT" }, { book: { open } });
+  assert.deepEqual(d.close, [
+    { positionId: "c", exitPrice: 500, realizedPnl: 100 },
+    { positionId: "p", exitPrice: 500, realizedPnl: 40 },
+  ]);
+});
+
+Deno.test("decide() rejects an exit with nothing to close as NO_POSITION", () => {
+  assert.equal(run({ direction: "EXIT", action: "EXIT" }).reason, "NO_POSITION");
+  const d = run({ direction: "PUT", action: "EXIT" }, { book: { open: [position()] } });
+  assert.equal(d.reason, "NO_POSITION");
+  assert.equal(d.message, "No open PUT position in SPY to close");
+});
+
+const PUT_HELD = {
+  open: [position({ id: "put", direction: "PUT", quantity: 90, entryPrice: 510 })],
+};
+
+Deno.test("decide() closes the opposite position and stays flat when flip is off", () => {
+  const d = run({}, { book: PUT_HELD });
+  assert.equal(d.outcome, "EXIT");
+  assert.equal(d.reason, "CLOSED_BY_OPPOSITE");
+  assert.deepEqual(d.close, [{ positionId: "put", exitPrice: 500, realizedPnl: 900 }]);
+  assert.equal(d.open, null);
+  assert.ok(d.notes.includes("Flip is off: the CALL entry is not opened"));
+});
+
+Deno.test("decide() flips with flip on, counting the close against maxExposure", () => {
+  // 90 x 510 = $45,900 held; without the close, 16 more units at 500 would pass $50,000.
+  const d = run({}, { book: PUT_HELD, rules: { flip: true } });
+  assert.equal(d.outcome, "ENTER");
+  assert.equal(d.reason, "FLIPPED");
+  assert.deepEqual(d.close, [{ positionId: "put", exitPrice: 500, realizedPnl: 900 }]);
+  assert.equal(d.open?.quantity, 16);
+  assert.equal(
+    d.message,
+    "Close PUT SPY (90 at 510) at 500: realized PnL $900.00; " +
+      "open CALL SPY: 16 units at 500 ($8,000.00 target, size x0.8)",
+  );
+});
+
+Deno.test("decide() still closes the opposite position when the flipped entry fails its checks", () => {
+  const d = run({ metadata: { confidence: 0.2 } }, { book: PUT_HELD, rules: { flip: true } });
+  assert.equal(d.outcome, "EXIT");
+  assert.equal(d.reason, "CLOSED_BY_OPPOSITE");
+  assert.equal(d.close.length, 1);
+  assert.equal(d.open, null);
+  assert.ok(d.notes.includes("LOW_CONFIDENCE: Confidence 0.2 is below the minimum 0.6"));
+  const window = run({ receivedAt: "2026-03-10T13:40:00Z", timestamp: "2026-03-10T13:35:00Z" }, {
+    book: PUT_HELD,
+    rules: { flip: true },
+  });
+  assert.equal(window.reason, "CLOSED_BY_OPPOSITE");
+});
+
+Deno.test("decide() rejects an opposite entry with no price, closing nothing", () => {
+  const d = run({ price: null }, { context: null, book: PUT_HELD, rules: { flip: true } });
+  assert.equal(d.reason, "NO_PRICE");
+  assert.deepEqual(d.close, []);
+});

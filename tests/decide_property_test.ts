@@ -1,0 +1,151 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { applyDecision, type Book, type ClosedPosition, exposure } from "../core/book.ts";
+import { decide, type Decision, REASON_CODES } from "../core/decide.ts";
+import { RulesSchema } from "../core/rules.ts";
+import {
+  anySignalArb,
+  bookArb,
+  contextArb,
+  gexArb,
+  rulesArb,
+  sessionStepsArb,
+  signal,
+  SYMBOLS,
+} from "./_decide_fixtures.ts";
+
+const RUNS = { numRuns: 200 };
+
+/** Throws unless `d` is a well-formed decision whose effects agree with its outcome. */
+function assertValid(d: Decision, book: Book): void {
+  assert.ok(["ENTER", "EXIT", "REJECT"].includes(d.outcome));
+  assert.ok((REASON_CODES as readonly string[]).includes(d.reason));
+  assert.ok(typeof d.message === "string" && d.message.length > 0);
+  assert.ok(d.notes.every((n) => typeof n === "string"));
+  assert.equal(typeof d.degraded, "boolean");
+  if (d.price !== null) assert.ok(Number.isFinite(d.price) && d.price > 0);
+  const ids = new Set(book.open.map((p) => p.id));
+  for (const c of d.close) {
+    assert.ok(ids.has(c.positionId));
+    assert.equal(c.exitPrice, d.price);
+    assert.ok(Number.isFinite(c.realizedPnl));
+  }
+  assert.equal(new Set(d.close.map((c) => c.positionId)).size, d.close.length);
+  switch (d.outcome) {
+    case "REJECT":
+      assert.deepEqual([d.close, d.open, d.size], [[], null, null]);
+      assert.ok(
+        !["ENTRY_APPROVED", "EXIT_APPROVED", "FLIPPED", "CLOSED_BY_OPPOSITE"].includes(d.reason),
+      );
+      break;
+    case "EXIT":
+      assert.ok(d.reason === "EXIT_APPROVED" || d.reason === "CLOSED_BY_OPPOSITE");
+      assert.ok(d.close.length > 0);
+      assert.deepEqual([d.open, d.size], [null, null]);
+      break;
+    case "ENTER": {
+      assert.equal(d.reason, d.close.length > 0 ? "FLIPPED" : "ENTRY_APPROVED");
+      const { open, size } = d;
+      assert.ok(open !== null && size !== null);
+      assert.ok(Number.isSafeInteger(open.quantity) && open.quantity >= 1);
+      assert.equal(size.quantity, open.quantity);
+      assert.equal(open.entryPrice, d.price);
+      assert.equal(open.notional, open.quantity * open.entryPrice);
+      assert.ok([size.notional, size.multiplier].every(Number.isFinite));
+      break;
+    }
+  }
+}
+
+Deno.test("decide() never throws and always returns a valid decision, whatever the inputs", () => {
+  fc.assert(
+    fc.property(anySignalArb, contextArb, gexArb, bookArb, rulesArb, (s, c, g, book, rules) => {
+      assert.ok(RulesSchema.safeParse(rules).success);
+      assertValid(decide(s, c, g, book, rules), book);
+    }),
+    RUNS,
+  );
+});
+
+Deno.test("a REJECT changes no position", () => {
+  fc.assert(
+    fc.property(anySignalArb, contextArb, gexArb, bookArb, rulesArb, (s, c, g, book, rules) => {
+      const d = decide(s, c, g, book, rules);
+      fc.pre(d.outcome === "REJECT");
+      const applied = applyDecision(book, d, s);
+      assert.deepEqual(applied.book, book);
+      assert.equal(applied.opened, null);
+      assert.deepEqual(applied.closed, []);
+    }),
+    RUNS,
+  );
+});
+
+Deno.test("any sequence of signals keeps exposure, position count and one position per symbol and side within the rules", () => {
+  fc.assert(
+    fc.property(sessionStepsArb, rulesArb, (steps, rules) => {
+      let book: Book = { open: [] };
+      for (const [s, c, g] of steps) {
+        const d = decide(s, c, g, book, rules);
+        assertValid(d, book);
+        const before = book;
+        book = applyDecision(book, d, s).book;
+        if (d.outcome === "ENTER") {
+          assert.ok(exposure(book) <= rules.maxExposure);
+          assert.ok(book.open.length <= rules.maxOpenPositions);
+        } else {
+          // Nothing but an entry adds exposure or positions.
+          assert.ok(exposure(book) <= exposure(before));
+          assert.ok(book.open.length <= before.open.length);
+        }
+        assert.ok(exposure(book) <= rules.maxExposure);
+        const sides = book.open.map((p) => `${p.symbol}:${p.direction}`);
+        assert.equal(new Set(sides).size, sides.length);
+      }
+    }),
+    RUNS,
+  );
+});
+
+Deno.test("closing everything realizes exactly the sum of each closed position's PnL from its entry and exit", () => {
+  fc.assert(
+    fc.property(sessionStepsArb, rulesArb, (steps, rules) => {
+      let book: Book = { open: [] };
+      const closed: ClosedPosition[] = [];
+      let decided = 0;
+      const step = (s: ReturnType<typeof signal>, d: Decision) => {
+        const applied = applyDecision(book, d, s);
+        for (const c of d.close) decided += c.realizedPnl;
+        closed.push(...applied.closed);
+        book = applied.book;
+      };
+      for (const [s, c, g] of steps) step(s, decide(s, c, g, book, rules));
+      for (const symbol of SYMBOLS) {
+        const s = signal({
+          id: `flatten-${symbol}`,
+          symbol,
+          direction: "EXIT",
+          action: "EXIT",
+          receivedAt: "2026-03-10T19:55:00.000Z",
+          timestamp: "2026-03-10T19:55:00.000Z",
+          price: 321.09,
+        });
+        const d = decide(s, null, null, book, rules);
+        if (book.open.some((p) => p.symbol === symbol)) assert.equal(d.reason, "EXIT_APPROVED");
+        step(s, d);
+      }
+      assert.deepEqual(book, { open: [] });
+      let independent = 0;
+      for (const p of closed) {
+        const perUnit = p.direction === "CALL"
+          ? p.exitPrice - p.entryPrice
+          : p.entryPrice - p.exitPrice;
+        independent += perUnit * p.quantity;
+      }
+      const total = closed.reduce((sum, p) => sum + p.realizedPnl, 0);
+      assert.equal(total, independent);
+      assert.equal(decided, independent);
+    }),
+    RUNS,
+  );
+});

@@ -1,0 +1,98 @@
+import assert from "node:assert/strict";
+import { position, rules, run } from "./_decide_fixtures.ts";
+
+const HOURS = rules().marketHours;
+
+Deno.test("decide() rejects a signal received outside market hours, whatever it claims", () => {
+  const evening = run({
+    receivedAt: "2026-03-10T21:30:00.000Z",
+    timestamp: "2026-03-10T21:29:00Z",
+  });
+  assert.equal(evening.reason, "MARKET_CLOSED");
+  assert.equal(evening.message, "Market is closed at 17:30 ET on 2026-03-10 (session POST)");
+  const goodFriday = run({
+    receivedAt: "2026-04-03T15:00:00.000Z",
+    timestamp: "2026-04-03T14:55:00Z",
+  });
+  assert.equal(goodFriday.reason, "MARKET_CLOSED");
+  assert.equal(goodFriday.message, "Market is closed at 11:00 ET on 2026-04-03 (Good Friday)");
+  const exit = run({ receivedAt: "2026-03-10T21:30:00.000Z", action: "EXIT" }, {
+    book: { open: [position()] },
+  });
+  assert.equal(exit.reason, "MARKET_CLOSED");
+});
+
+Deno.test("decide() reports MARKET_CLOSED before a low confidence", () => {
+  const d = run({ receivedAt: "2026-03-14T15:00:00.000Z", metadata: { confidence: 0.1 } });
+  assert.equal(d.reason, "MARKET_CLOSED");
+  assert.equal(d.message, "Market is closed at 11:00 ET on 2026-03-14 (not a trading day)");
+});
+
+Deno.test("decide() allows after-hours entries with extendedHours and ignores hours when not enforced", () => {
+  const at = "2026-03-10T21:30:00.000Z";
+  const ts = "2026-03-10T21:29:00.000Z";
+  const extended = run({ receivedAt: at, timestamp: ts }, {
+    rules: { marketHours: { ...HOURS, extendedHours: true } },
+  });
+  assert.equal(extended.reason, "ENTRY_APPROVED");
+  const night = run({ receivedAt: "2026-03-11T02:00:00.000Z", timestamp: "2026-03-11T01:59:00Z" }, {
+    rules: { marketHours: { ...HOURS, enforce: false } },
+  });
+  assert.equal(night.reason, "ENTRY_APPROVED");
+});
+
+Deno.test("decide() refuses entries in the 15 minutes after the open, exits are allowed", () => {
+  const open = { receivedAt: "2026-03-10T13:40:00.000Z", timestamp: "2026-03-10T13:35:00.000Z" };
+  const d = run(open);
+  assert.equal(d.reason, "OPENING_WINDOW");
+  assert.match(d.message, /15 minutes after the 09:30 ET open; received at 09:40 ET/);
+  const at945 = run({ receivedAt: "2026-03-10T13:45:00.000Z", timestamp: "2026-03-10T13:40:00Z" });
+  assert.equal(at945.reason, "ENTRY_APPROVED");
+  const exit = run({ ...open, action: "EXIT" }, { book: { open: [position()] } });
+  assert.equal(exit.reason, "EXIT_APPROVED");
+});
+
+Deno.test("decide() refuses entries in the 10 minutes before the close, 13:00 on early-close days", () => {
+  const late = run({ receivedAt: "2026-03-10T19:50:00.000Z", timestamp: "2026-03-10T19:45:00Z" });
+  assert.equal(late.reason, "CLOSING_WINDOW");
+  const before = run({ receivedAt: "2026-03-10T19:49:59.000Z", timestamp: "2026-03-10T19:45:00Z" });
+  assert.equal(before.reason, "ENTRY_APPROVED");
+  // Friday after Thanksgiving 2026: New York is UTC-5, the close is 13:00 = 18:00Z.
+  const early = run({ receivedAt: "2026-11-27T17:55:00.000Z", timestamp: "2026-11-27T17:50:00Z" });
+  assert.equal(early.reason, "CLOSING_WINDOW");
+  assert.match(early.message, /before the 13:00 ET close/);
+});
+
+Deno.test("decide() allows one bar of the timeframe on top of maxSignalAgeSeconds", () => {
+  // 5m bar: 300 + 300 = 600 s.
+  assert.equal(run({ timestamp: "2026-03-10T14:50:00.000Z" }).reason, "ENTRY_APPROVED");
+  const stale = run({ timestamp: "2026-03-10T14:49:59.000Z" });
+  assert.equal(stale.reason, "STALE_SIGNAL");
+  assert.match(stale.message, /601 s old.*the limit is 600 s/);
+  // 1h bar: 300 + 3600 = 3900 s.
+  assert.equal(
+    run({ timeframe: "1h", timestamp: "2026-03-10T13:55:00Z" }).reason,
+    "ENTRY_APPROVED",
+  );
+  assert.equal(run({ timeframe: "1h", timestamp: "2026-03-10T13:54:59Z" }).reason, "STALE_SIGNAL");
+  const exit = run({ action: "EXIT", timestamp: "2026-03-10T14:00:00Z" }, {
+    book: { open: [position()] },
+  });
+  assert.equal(exit.reason, "STALE_SIGNAL");
+});
+
+Deno.test("decide() rejects a signal dated more than 60 s after it was received", () => {
+  assert.equal(run({ timestamp: "2026-03-10T15:01:00.000Z" }).reason, "ENTRY_APPROVED");
+  const d = run({ timestamp: "2026-03-10T15:01:01.000Z" });
+  assert.equal(d.reason, "FUTURE_SIGNAL");
+  assert.match(d.message, /61 s after it was received/);
+});
+
+Deno.test("decide() rejects a receivedAt or timestamp that is not ISO 8601 with a zone as INVALID_SIGNAL", () => {
+  const d = run({ receivedAt: "yesterday" });
+  assert.equal(d.outcome, "REJECT");
+  assert.equal(d.reason, "INVALID_SIGNAL");
+  assert.equal(d.message, 'Signal receivedAt "yesterday" is not an ISO 8601 time');
+  // Without a zone, Date.parse would read it in the host's time zone.
+  assert.equal(run({ timestamp: "2026-03-10T14:55:00" }).reason, "INVALID_SIGNAL");
+});
