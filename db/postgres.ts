@@ -34,7 +34,8 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Promis
       try {
         // deno-lint-ignore no-explicit-any
         const rows = await target.unsafe(text, (params ?? []) as any[]);
-        return rows as unknown as T[];
+        // A plain array, as PGlite gives (postgres.js returns its own Result subclass).
+        return Array.from(rows) as unknown as T[];
       } catch (error) {
         throw translate(error);
       }

@@ -187,5 +187,22 @@ create index processing_errors_created_at on processing_errors (created_at desc)
 create index processing_errors_code on processing_errors (code, created_at desc);
 create index processing_errors_signal on processing_errors (signal_id) where signal_id is not null;
 
+-- live events -------------------------------------------------------------
+
+create table events (
+  id bigint generated always as identity primary key,
+  -- The writing transaction. Readers deliver in (txid, id) order and only
+  -- events older than every transaction still running, so an event that
+  -- commits late can never slip in behind a cursor (no gaps on reconnect).
+  txid xid8 not null default pg_current_xact_id(),
+  kind text not null check (kind in ('signal', 'decision', 'position')),
+  symbol text,
+  payload jsonb not null,
+  created_at timestamptz not null default now()
+);
+comment on table events is 'Outbox of live events (new signals, decisions, position changes) for GET /events; written in the same transaction as the change, announced with NOTIFY.';
+create index events_txid_id on events (txid, id);
+create index events_created_at on events (created_at);
+
 insert into schema_migrations (version, name) values ('20261122000000', 'initial_schema')
   on conflict (version) do nothing;

@@ -1,0 +1,164 @@
+/**
+ * The HTTP app: middleware, routes and the one error mapper. Built from
+ * injected services (`createApp(deps)`), so tests run the real app against a
+ * real database with `app.request(...)`.
+ */
+import { type Context, Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { getConnInfo } from "hono/deno";
+import { HTTPException } from "hono/http-exception";
+import { requestId } from "hono/request-id";
+import { secureHeaders } from "hono/secure-headers";
+import { rateLimiter } from "hono-rate-limiter";
+import type { AppEnv } from "./app_env.ts";
+import type { Authenticator } from "./core/auth.ts";
+import type { Config } from "./core/config.ts";
+import { ApiError, codeToStatus, errorBody } from "./core/errors.ts";
+import type { GroupCommit } from "./db/group_commit.ts";
+import type { Database } from "./db/port.ts";
+import { insertProcessingError } from "./db/processing_errors.ts";
+import type { IngestOutcome, SignalRecord } from "./db/signals.ts";
+import { webhookHandler } from "./handlers/webhook.ts";
+import { logger, withContext } from "./logging.ts";
+
+export interface AppDeps {
+  config: Config;
+  db: Database;
+  authenticator: Authenticator;
+  ingest: GroupCommit<SignalRecord, IngestOutcome>;
+  /** False once shutdown began: new webhooks get 503 so TradingView re-sends elsewhere. */
+  isAccepting: () => boolean;
+  now: () => number;
+}
+
+const log = logger("http");
+
+export function createApp(deps: AppDeps): Hono<AppEnv> {
+  const { config } = deps;
+  const app = new Hono<AppEnv>();
+
+  app.use(requestId());
+  app.use(async function correlate(c, next) {
+    const started = performance.now();
+    c.set("clientIp", clientAddress(c, config.webhook.clientIpHeader));
+    await withContext({ correlation_id: c.get("requestId") }, async () => {
+      await next();
+      log.info("{method} {route} {status} in {ms} ms", {
+        method: c.req.method,
+        // The matched route, never the raw path: /webhook/:token must not log the token.
+        route: c.req.routePath,
+        status: c.res.status,
+        ms: Math.round((performance.now() - started) * 100) / 100,
+        client_ip: c.get("clientIp"),
+      });
+    });
+  });
+  app.use(secureHeaders());
+
+  const recordRejection = async (c: Context<AppEnv>, error: ApiError, payload: string | null) => {
+    try {
+      await insertProcessingError(deps.db, {
+        correlationId: c.get("requestId"),
+        stage: "ingest",
+        code: error.code,
+        message: error.message,
+        httpStatus: codeToStatus(error.code),
+        clientIp: c.get("clientIp"),
+        payload,
+        details: error.extra.issues ? { issues: error.extra.issues } : {},
+      });
+    } catch (e) {
+      // Recording is best effort: the client still gets its 4xx.
+      log.warn("Could not record refused request: {error}", { error: String(e) });
+    }
+  };
+
+  const webhook = webhookHandler({
+    authenticator: deps.authenticator,
+    ingest: deps.ingest,
+    recordRejection,
+    isAccepting: deps.isAccepting,
+    now: deps.now,
+  });
+  const webhookGuards = [
+    rateLimiter<AppEnv>({
+      windowMs: 60_000,
+      limit: config.webhook.rateLimitPerMinute,
+      standardHeaders: "draft-6",
+      keyGenerator: (c) => c.get("clientIp") ?? "unknown",
+      handler: async (c) => {
+        const error = new ApiError(
+          "RATE_LIMITED",
+          "Too many requests from this address; slow down",
+          {
+            retryAfterSeconds: Number(c.res.headers.get("Retry-After")) || 60,
+          },
+        );
+        const info = c.get("rateLimit" as never) as { used?: number; limit?: number } | undefined;
+        // One record per client per window, not one per refused request.
+        if (info?.used !== undefined && info.used === (info.limit ?? 0) + 1) {
+          await recordRejection(c, error, null);
+        }
+        throw error;
+      },
+    }),
+    bodyLimit({
+      maxSize: config.webhook.maxBodyBytes,
+      onError: async (c) => {
+        const error = new ApiError(
+          "PAYLOAD_TOO_LARGE",
+          `Body is larger than ${config.webhook.maxBodyBytes} bytes`,
+        );
+        await recordRejection(c as Context<AppEnv>, error, null);
+        return errorResponse(c as Context<AppEnv>, error);
+      },
+    }),
+  ] as const;
+  app.post("/webhook", ...webhookGuards, webhook);
+  app.post("/webhook/:token", ...webhookGuards, webhook);
+  app.get("/webhook", (c) =>
+    c.json({
+      status: "READY",
+      message: "POST TradingView alerts here (JSON or text/plain); see the README for the template",
+      correlation_id: c.get("requestId"),
+    }));
+
+  app.notFound((c) =>
+    errorResponse(c, new ApiError("NOT_FOUND", `No route for ${c.req.method} ${c.req.path}`))
+  );
+  app.onError((error, c) => {
+    if (error instanceof ApiError) return errorResponse(c, error);
+    if (error instanceof HTTPException && error.status < 500) {
+      const code = error.status === 413
+        ? "PAYLOAD_TOO_LARGE"
+        : error.status === 401
+        ? "UNAUTHORIZED"
+        : "BAD_REQUEST";
+      return errorResponse(c, new ApiError(code, error.message || "Bad request"));
+    }
+    log.error("Unhandled error on {method} {route}: {error}", {
+      method: c.req.method,
+      route: c.req.routePath,
+      error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+    });
+    return errorResponse(c, new ApiError("INTERNAL_ERROR", "Internal error; it has been logged"));
+  });
+  return app;
+}
+
+function errorResponse(c: Context<AppEnv>, error: ApiError): Response {
+  if (error.extra.retryAfterSeconds !== undefined) {
+    c.header("Retry-After", String(error.extra.retryAfterSeconds));
+  }
+  return c.json(errorBody(error, c.get("requestId") ?? ""), codeToStatus(error.code));
+}
+
+function clientAddress(c: Context<AppEnv>, header: string | null): string | null {
+  if (header !== null) return c.req.header(header)?.trim() || null;
+  try {
+    return getConnInfo(c).remote.address ?? null;
+  } catch {
+    // app.request() in tests has no socket.
+    return null;
+  }
+}

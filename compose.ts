@@ -1,0 +1,87 @@
+/**
+ * Wiring: builds every service from the config and a database, once. Used by
+ * main.ts (the process) and by the tests (the same app on a throw-away
+ * database), so what is tested is what runs.
+ */
+import type { Hono } from "hono";
+import { createApp } from "./app.ts";
+import type { AppEnv } from "./app_env.ts";
+import { createAuthenticator } from "./core/auth.ts";
+import type { Config } from "./core/config.ts";
+import { type Cidr, parseCidrs } from "./core/net.ts";
+import { createGroupCommit, type GroupCommit } from "./db/group_commit.ts";
+import { openPglite } from "./db/pglite.ts";
+import type { Database } from "./db/port.ts";
+import { openPostgres } from "./db/postgres.ts";
+import { type IngestOutcome, insertSignals, type SignalRecord } from "./db/signals.ts";
+
+export interface Services {
+  config: Config;
+  db: Database;
+  app: Hono<AppEnv>;
+  ingest: GroupCommit<SignalRecord, IngestOutcome>;
+  /** Stop taking webhooks (they get 503), let in-flight ingests commit. */
+  stopAccepting(): Promise<void>;
+  /** Everything stopped and the database closed. */
+  close(): Promise<void>;
+}
+
+export interface ComposeOptions {
+  /** Use this database instead of opening one from the config (tests). */
+  db?: Database;
+  /** The clock, in epoch milliseconds. */
+  now?: () => number;
+}
+
+export function openDatabase(config: Config): Promise<Database> {
+  return config.databaseUrl !== null
+    ? openPostgres(config.databaseUrl, { max: config.databasePoolSize })
+    : openPglite(`${config.dataDir.replace(/\/+$/, "")}/pglite`);
+}
+
+export async function compose(config: Config, options: ComposeOptions = {}): Promise<Services> {
+  const db = options.db ?? await openDatabase(config);
+  const now = options.now ?? Date.now;
+  const allowlist = config.webhook.ipAllowlist === null
+    ? null
+    : parseCidrs(config.webhook.ipAllowlist) as Cidr[];
+  const authenticator = createAuthenticator({
+    secret: config.webhook.secret,
+    toleranceSeconds: config.webhook.signatureToleranceSeconds,
+    ipAllowlist: allowlist,
+    ipAllowlistRequired: config.webhook.ipAllowlistRequired,
+  });
+  const ingest = createGroupCommit<SignalRecord, IngestOutcome>(
+    (records) => insertSignals(db, records, config.cache.deduplicationTTLSeconds),
+    // PGlite has a single connection: more flushes at once would only queue.
+    {
+      maxInFlight: db.driver === "pglite"
+        ? 1
+        : Math.max(1, Math.floor(config.databasePoolSize / 2)),
+    },
+  );
+  let accepting = true;
+  const app = createApp({
+    config,
+    db,
+    authenticator,
+    ingest,
+    isAccepting: () => accepting,
+    now,
+  });
+  return {
+    config,
+    db,
+    app,
+    ingest,
+    async stopAccepting() {
+      accepting = false;
+      await ingest.drain();
+    },
+    async close() {
+      accepting = false;
+      await ingest.drain();
+      await db.close();
+    },
+  };
+}

@@ -1,0 +1,31 @@
+/**
+ * The dedup key of a signal: deterministic, so every instance and every
+ * re-send of the same alert computes the same one, and the database's unique
+ * index on it decides which delivery is stored.
+ * - With an explicit id (payload `id`/`alert_id`, or the Standard Webhooks
+ *   `webhook-id`), the key is that id within its source.
+ * - Otherwise it is a hash of what makes the alert itself: source, symbol,
+ *   direction, action, timeframe and signal time, all canonical, so field
+ *   order, whitespace and alias spelling do not matter.
+ */
+import { createHash } from "node:crypto";
+import type { Signal } from "./signal.ts";
+
+export function dedupKey(signal: Signal, options: { deliveryId?: string | null } = {}): string {
+  const explicit = signal.alertId ?? options.deliveryId ?? null;
+  if (explicit !== null) return `id:${sha256Hex(JSON.stringify([signal.source, explicit]))}`;
+  return `sig:${
+    sha256Hex(JSON.stringify([
+      signal.source,
+      signal.symbol,
+      signal.direction,
+      signal.action,
+      signal.timeframe,
+      signal.timestamp,
+    ]))
+  }`;
+}
+
+function sha256Hex(text: string): string {
+  return createHash("sha256").update(text, "utf8").digest("hex");
+}

@@ -1,0 +1,125 @@
+/**
+ * Group commit: callers submit one item each and wait for its result, while
+ * items that arrive during a flush are written together by the next one, in
+ * one transaction. At low load every item goes alone at once (no timer, no
+ * added latency); under a burst, batches grow and the commit cost is shared.
+ * Each caller is answered only after the batch that holds its item committed.
+ *
+ * If a batch fails for a reason other than an unreachable database, its items
+ * are retried one by one, so one bad item cannot fail its neighbours.
+ */
+import { isUnavailable } from "./port.ts";
+
+export interface GroupCommitOptions {
+  /** Most items in one flush. */
+  maxBatch?: number;
+  /** Flushes running at once (1 for PGlite, which has one connection). */
+  maxInFlight?: number;
+  /** Called after each flush, for metrics. */
+  onFlush?: (size: number, ms: number) => void;
+}
+
+export interface GroupCommit<I, O> {
+  submit(item: I): Promise<O>;
+  /** Resolves when nothing is queued or in flight. */
+  drain(): Promise<void>;
+}
+
+interface Waiter<I, O> {
+  item: I;
+  resolve: (value: O) => void;
+  reject: (error: unknown) => void;
+}
+
+// Deadlock and serialization failures: the whole batch is safe to run again.
+const RETRYABLE = new Set(["40P01", "40001"]);
+
+export function createGroupCommit<I, O>(
+  flush: (items: I[]) => Promise<O[]>,
+  options: GroupCommitOptions = {},
+): GroupCommit<I, O> {
+  const maxBatch = options.maxBatch ?? 256;
+  const maxInFlight = options.maxInFlight ?? 1;
+  const queue: Waiter<I, O>[] = [];
+  let inFlight = 0;
+  let scheduled = false;
+  let idle: (() => void)[] = [];
+
+  function schedule() {
+    if (scheduled) return;
+    scheduled = true;
+    // A microtask lets requests that arrive in the same tick share a batch.
+    queueMicrotask(() => {
+      scheduled = false;
+      pump();
+    });
+  }
+
+  function pump() {
+    while (inFlight < maxInFlight && queue.length > 0) {
+      const batch = queue.splice(0, maxBatch);
+      inFlight++;
+      run(batch).finally(() => {
+        inFlight--;
+        if (queue.length > 0) pump();
+        else if (inFlight === 0) {
+          const waiting = idle;
+          idle = [];
+          for (const done of waiting) done();
+        }
+      });
+    }
+  }
+
+  async function run(batch: Waiter<I, O>[]): Promise<void> {
+    const started = performance.now();
+    try {
+      const results = await flushWithRetry(batch.map((w) => w.item));
+      batch.forEach((w, i) => w.resolve(results[i]));
+      options.onFlush?.(batch.length, performance.now() - started);
+    } catch (error) {
+      if (batch.length === 1 || isUnavailable(error)) {
+        for (const w of batch) w.reject(error);
+        return;
+      }
+      for (const w of batch) {
+        try {
+          const [result] = await flushWithRetry([w.item]);
+          w.resolve(result);
+        } catch (single) {
+          w.reject(single);
+        }
+      }
+    }
+  }
+
+  async function flushWithRetry(items: I[]): Promise<O[]> {
+    for (let attempt = 1;; attempt++) {
+      try {
+        const results = await flush(items);
+        if (results.length !== items.length) {
+          throw new Error(
+            `Group commit flush returned ${results.length} results for ${items.length} items`,
+          );
+        }
+        return results;
+      } catch (error) {
+        const code = String((error as { code?: unknown })?.code ?? "");
+        if (!RETRYABLE.has(code) || attempt >= 3) throw error;
+      }
+    }
+  }
+
+  return {
+    submit(item) {
+      return new Promise<O>((resolve, reject) => {
+        queue.push({ item, resolve, reject });
+        schedule();
+      });
+    },
+    drain() {
+      if (queue.length === 0 && inFlight === 0) return Promise.resolve();
+      return new Promise((resolve) => idle.push(resolve));
+    },
+  };
+}

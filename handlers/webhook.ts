@@ -1,0 +1,155 @@
+/**
+ * `POST /webhook` and `POST /webhook/:token`: a TradingView alert in, a
+ * durable signal out. Checks, in order (size and rate are middleware):
+ *  1. the service is accepting (else 503 SHUTTING_DOWN, TradingView re-sends);
+ *  2. authentication, by any enabled method (else 401, no hint which failed);
+ *  3. the body is JSON (else 400 INVALID_JSON);
+ *  4. it normalizes to a canonical signal (else 422 VALIDATION_FAILED);
+ *  5. dedup + signal + job committed in one transaction (503 if the database
+ *     is unreachable, and then nothing was written);
+ * then 200 ACCEPTED, or 200 DUPLICATE with the original signal's id.
+ * Every refusal is recorded in processing_errors with the secret removed.
+ */
+import type { Context } from "hono";
+import type { Authenticator } from "../core/auth.ts";
+import { dedupKey } from "../core/dedup.ts";
+import { ApiError } from "../core/errors.ts";
+import { extractSecret, payloadText, redactText, storable } from "../core/payload.ts";
+import { normalizeSignal } from "../core/signal.ts";
+import type { GroupCommit } from "../db/group_commit.ts";
+import { isUnavailable } from "../db/port.ts";
+import type { IngestOutcome, SignalRecord } from "../db/signals.ts";
+import type { AppEnv } from "../app_env.ts";
+import { logger } from "../logging.ts";
+
+/** What the guide's clients expect in `system`. */
+export const SYSTEM = "REFACTORED";
+const decoder = new TextDecoder();
+const log = logger("webhook");
+
+export interface WebhookDeps {
+  authenticator: Authenticator;
+  ingest: GroupCommit<SignalRecord, IngestOutcome>;
+  /** Records a refused request; must not throw. */
+  recordRejection: (c: Context<AppEnv>, error: ApiError, payload: string | null) => Promise<void>;
+  isAccepting: () => boolean;
+  now: () => number;
+}
+
+export function webhookHandler(deps: WebhookDeps) {
+  return async function webhook(c: Context<AppEnv>) {
+    const started = performance.now();
+    const correlationId = c.get("requestId");
+    if (!deps.isAccepting()) {
+      throw new ApiError("SHUTTING_DOWN", "This instance is shutting down; retry shortly", {
+        retryAfterSeconds: 5,
+      });
+    }
+    const raw = new Uint8Array(await c.req.arrayBuffer());
+    const text = decoder.decode(raw).replace(/^\uFEFF/, "");
+    const clientIp = c.get("clientIp");
+
+    let parsed: unknown;
+    let isJson = true;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      isJson = false;
+    }
+    const { secret: bodySecret, payload } = isJson
+      ? extractSecret(parsed)
+      : { secret: null, payload: undefined };
+    const shown = () => isJson ? payloadText(payload) : redactText(text);
+
+    const auth = await deps.authenticator.verify({
+      rawBody: raw,
+      header: (name) => c.req.header(name),
+      pathToken: c.req.param("token") ?? null,
+      bodySecret,
+      clientIp,
+      nowMs: deps.now(),
+    });
+    if (!auth.ok) {
+      log.warn("Webhook refused: {reason}", { reason: auth.reason, client_ip: clientIp });
+      const error = new ApiError("UNAUTHORIZED", "Authentication failed");
+      await deps.recordRejection(c, error, shown());
+      throw error;
+    }
+    if (!isJson) {
+      const error = new ApiError("INVALID_JSON", "Body is not valid JSON");
+      await deps.recordRejection(c, error, shown());
+      throw error;
+    }
+
+    const normalized = normalizeSignal(payload);
+    if (!normalized.ok) {
+      const error = new ApiError(
+        "VALIDATION_FAILED",
+        `Alert does not match the signal schema: ${normalized.issues[0].message}`,
+        { issues: normalized.issues },
+      );
+      await deps.recordRejection(c, error, shown());
+      throw error;
+    }
+
+    const signal = normalized.signal;
+    const record: SignalRecord = {
+      id: crypto.randomUUID(),
+      receivedAt: new Date(deps.now()),
+      signal,
+      dedupKey: dedupKey(signal, { deliveryId: c.req.header("webhook-id") ?? null }),
+      rawPayload: storable(payload),
+      authMethod: auth.method,
+      clientIp,
+      correlationId,
+    };
+    let outcome: IngestOutcome;
+    try {
+      outcome = await deps.ingest.submit(record);
+    } catch (error) {
+      if (!isUnavailable(error)) throw error;
+      log.error("Database unavailable, signal not stored: {error}", { error: String(error) });
+      throw new ApiError(
+        "DATABASE_UNAVAILABLE",
+        "Database unavailable; nothing was stored, retry",
+        {
+          retryAfterSeconds: 5,
+        },
+      );
+    }
+
+    const processingTimeMs = Math.round((performance.now() - started) * 100) / 100;
+    c.set("signalOutcome", outcome.status);
+    c.set("ackMs", processingTimeMs);
+    if (outcome.status === "duplicate") {
+      log.info("Duplicate of signal {signal_id}", {
+        signal_id: outcome.signalId,
+        symbol: signal.symbol,
+      });
+      return c.json({
+        status: "DUPLICATE",
+        message: "Signal already received within the dedup window; not processed again",
+        correlation_id: correlationId,
+        processing_time_ms: processingTimeMs,
+        system: SYSTEM,
+        signal_id: outcome.signalId,
+      });
+    }
+    log.info("Signal {signal_id} accepted: {symbol} {direction} {action}", {
+      signal_id: outcome.signalId,
+      symbol: signal.symbol,
+      direction: signal.direction,
+      action: signal.action,
+      auth_method: auth.method,
+      ms: processingTimeMs,
+    });
+    return c.json({
+      status: "ACCEPTED",
+      message: "Signal received and queued for processing",
+      correlation_id: correlationId,
+      processing_time_ms: processingTimeMs,
+      system: SYSTEM,
+      signal_id: outcome.signalId,
+    });
+  };
+}

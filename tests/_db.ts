@@ -1,0 +1,157 @@
+/**
+ * Throw-away databases for tests, on both drivers:
+ * - PGlite: a copy of a migrated template directory (a cold PGlite start
+ *   costs seconds; opening a copy costs ~200 ms), deleted afterwards;
+ * - Postgres: a fresh database on the server at TEST_DATABASE_URL (default
+ *   postgres://postgres@127.0.0.1:5432/postgres), migrated, dropped afterwards.
+ * `dbTest(name, fn)` registers the test once per driver. Under CI=true an
+ * unreachable Postgres fails the run; elsewhere its tests are skipped and
+ * announced.
+ */
+import { cpSync } from "node:fs";
+import { loadMigrations, migrate } from "../db/migrate.ts";
+import { openPglite } from "../db/pglite.ts";
+import type { Database, DriverName } from "../db/port.ts";
+import { openPostgres } from "../db/postgres.ts";
+
+export const TEST_DATABASE_URL = Deno.env.get("TEST_DATABASE_URL") ??
+  "postgres://postgres@127.0.0.1:5432/postgres";
+const IN_CI = Deno.env.get("CI") === "true";
+const ARTIFACTS = new URL("../test-artifacts/", import.meta.url).pathname;
+
+async function postgresReachable(): Promise<boolean> {
+  const admin = await openPostgres(TEST_DATABASE_URL, { max: 1, connectTimeoutSeconds: 2 });
+  try {
+    await admin.query("select 1");
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await admin.close().catch(() => {});
+  }
+}
+
+export const POSTGRES_REACHABLE = await postgresReachable();
+if (!POSTGRES_REACHABLE && !IN_CI) {
+  console.warn(
+    `%cPostgres not reachable at ${redact(TEST_DATABASE_URL)}: the [postgres] variants of ` +
+      "database tests are SKIPPED (PGlite variants still run). Set TEST_DATABASE_URL or start Postgres.",
+    "color: yellow",
+  );
+}
+
+function redact(url: string): string {
+  return url.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@");
+}
+
+/** A migrated PGlite data directory to copy, built once per migration set. */
+async function pgliteTemplate(): Promise<string> {
+  const migrations = await loadMigrations();
+  const tag = migrations.map((m) => m.checksum.slice(0, 8)).join("-");
+  const dir = `${ARTIFACTS}pglite-template-${tag}`;
+  try {
+    await Deno.stat(`${dir}/PG_VERSION`);
+    return dir;
+  } catch {
+    // Build it below.
+  }
+  await Deno.mkdir(ARTIFACTS, { recursive: true });
+  const building = `${dir}.building-${crypto.randomUUID()}`;
+  const db = await openPglite(building);
+  await migrate(db, migrations);
+  await db.close();
+  try {
+    await Deno.rename(building, dir);
+  } catch {
+    // Another test module finished first; use its copy.
+    await Deno.remove(building, { recursive: true });
+  }
+  return dir;
+}
+
+export interface TestDatabase {
+  db: Database;
+  /** Opens another connection to the same database (a second "instance"). */
+  connectAgain(): Promise<Database>;
+  dispose(): Promise<void>;
+}
+
+export async function freshPglite(): Promise<TestDatabase> {
+  const template = await pgliteTemplate();
+  const dir = `${ARTIFACTS}pglite-${crypto.randomUUID()}`;
+  cpSync(template, dir, { recursive: true });
+  const db = await openPglite(dir);
+  return {
+    db,
+    connectAgain: () => {
+      throw new Error("PGlite is a single in-process database: it has no second connection");
+    },
+    async dispose() {
+      await db.close();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+export async function freshPostgres(): Promise<TestDatabase> {
+  const name = `ostest_${Date.now()}_${crypto.randomUUID().slice(0, 8)}`;
+  const admin = await openPostgres(TEST_DATABASE_URL, { max: 1 });
+  await admin.exec(`create database ${name}`);
+  const url = new URL(TEST_DATABASE_URL);
+  url.pathname = `/${name}`;
+  const opened: Database[] = [];
+  const connect = async () => {
+    const db = await openPostgres(url.toString(), { max: 10 });
+    opened.push(db);
+    return db;
+  };
+  const db = await connect();
+  await migrate(db, await loadMigrations());
+  return {
+    db,
+    connectAgain: connect,
+    async dispose() {
+      for (const d of opened) await d.close().catch(() => {});
+      await admin.exec(`drop database if exists ${name} with (force)`);
+      await admin.close();
+    },
+  };
+}
+
+export interface DbTestContext extends TestDatabase {
+  driver: DriverName;
+}
+
+export interface DbTestOptions {
+  /** Only on these drivers (e.g. a test that needs two connections). */
+  drivers?: DriverName[];
+}
+
+/** Registers `fn` once per driver, each run on its own fresh, migrated database. */
+export function dbTest(
+  name: string,
+  fn: (t: DbTestContext) => Promise<void>,
+  options: DbTestOptions = {},
+): void {
+  const drivers = options.drivers ?? ["pglite", "postgres"];
+  for (const driver of drivers) {
+    Deno.test({
+      name: `[${driver}] ${name}`,
+      ignore: driver === "postgres" && !POSTGRES_REACHABLE && !IN_CI,
+      // postgres.js and PGlite keep timers and sockets between tests by design.
+      sanitizeOps: false,
+      sanitizeResources: false,
+      async fn() {
+        if (driver === "postgres" && !POSTGRES_REACHABLE) {
+          throw new Error(`CI=true and Postgres is not reachable at ${redact(TEST_DATABASE_URL)}`);
+        }
+        const t = driver === "pglite" ? await freshPglite() : await freshPostgres();
+        try {
+          await fn({ ...t, driver });
+        } finally {
+          await t.dispose();
+        }
+      },
+    });
+  }
+}

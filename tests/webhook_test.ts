@@ -1,0 +1,311 @@
+/**
+ * POST /webhook through the real app and a real database: every row of the
+ * response table in DESIGN.md, and what each leaves in the database.
+ */
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { type Database, DatabaseUnavailableError } from "../db/port.ts";
+import { countRows, GUIDE_SIGNAL, SECRET, signed, testServices, uniqueSignal } from "./_app.ts";
+import { dbTest } from "./_db.ts";
+
+dbTest(
+  "the guide's sample signal is ACCEPTED with the guide's fields, stored with its job",
+  async ({ db }) => {
+    const s = await testServices(db);
+    const body = JSON.stringify(GUIDE_SIGNAL);
+    const res = await s.app.request("/webhook", await signed(body));
+    assert.equal(res.status, 200);
+    const json = await res.json();
+    assert.equal(json.status, "ACCEPTED");
+    assert.equal(json.message, "Signal received and queued for processing");
+    assert.equal(json.system, "REFACTORED");
+    assert.equal(typeof json.correlation_id, "string");
+    assert.equal(typeof json.processing_time_ms, "number");
+    assert.match(json.signal_id, /^[0-9a-f-]{36}$/);
+    assert.equal(res.headers.get("x-request-id"), json.correlation_id);
+
+    const [row] = await db.query<Record<string, unknown>>(
+      "select * from signals where id = $1::uuid",
+      [json.signal_id],
+    );
+    assert.equal(row.symbol, "SPY");
+    assert.equal(row.direction, "CALL");
+    assert.equal(row.action, "ENTRY");
+    assert.equal(row.timeframe, "5m");
+    assert.equal((row.signal_time as Date).toISOString(), "2024-01-29T12:00:00.000Z");
+    assert.deepEqual(row.metadata, { score: 85, confidence: 0.85 });
+    assert.deepEqual(row.raw_payload, GUIDE_SIGNAL);
+    assert.equal(row.auth_method, "signature");
+    assert.equal(row.correlation_id, json.correlation_id);
+    const jobs = await db.query<{ status: string; symbol: string }>(
+      "select status, symbol from pipeline_jobs where signal_id = $1::uuid",
+      [json.signal_id],
+    );
+    assert.deepEqual(jobs, [{ status: "pending", symbol: "SPY" }]);
+    assert.equal(await countRows(db, "events"), 1);
+  },
+);
+
+dbTest(
+  "a repeat within the dedup window is DUPLICATE with the original's id, and recorded",
+  async ({ db }) => {
+    const s = await testServices(db);
+    const body = JSON.stringify(uniqueSignal());
+    const first = await (await s.app.request("/webhook", await signed(body))).json();
+    // Same alert, other field order and whitespace: still the same signal.
+    const reordered = JSON.stringify(JSON.parse(body), Object.keys(JSON.parse(body)).reverse(), 2);
+    const second = await s.app.request("/webhook", await signed(reordered));
+    assert.equal(second.status, 200);
+    const json = await second.json();
+    assert.equal(json.status, "DUPLICATE");
+    assert.equal(json.signal_id, first.signal_id);
+    assert.equal(await countRows(db, "signals"), 1);
+    assert.equal(await countRows(db, "pipeline_jobs"), 1);
+    const [dup] = await db.query<{ code: string; signal_id: string; http_status: number }>(
+      "select code, signal_id, http_status from processing_errors",
+    );
+    assert.deepEqual(dup, { code: "DUPLICATE", signal_id: first.signal_id, http_status: 200 });
+  },
+);
+
+dbTest("after the dedup window the same alert is a new signal", async ({ db }) => {
+  const s = await testServices(db, { env: { DEDUP_TTL_SECONDS: "1" } });
+  const body = JSON.stringify(uniqueSignal());
+  const first = await (await s.app.request("/webhook", await signed(body))).json();
+  await new Promise((r) => setTimeout(r, 1200));
+  const again = await (await s.app.request("/webhook", await signed(body))).json();
+  assert.equal(again.status, "ACCEPTED");
+  assert.notEqual(again.signal_id, first.signal_id);
+  assert.equal(await countRows(db, "signals"), 2);
+  assert.equal(await countRows(db, "pipeline_jobs"), 2);
+});
+
+dbTest("an explicit alert id deduplicates even when the rest differs", async ({ db }) => {
+  const s = await testServices(db);
+  const a = await (await s.app.request(
+    "/webhook",
+    await signed(JSON.stringify(uniqueSignal({ id: "SPY-2024-01-29T12:00" }))),
+  )).json();
+  const b = await (await s.app.request(
+    "/webhook",
+    await signed(JSON.stringify(uniqueSignal({ id: "SPY-2024-01-29T12:00", price: 480 }))),
+  )).json();
+  assert.equal(a.status, "ACCEPTED");
+  assert.equal(b.status, "DUPLICATE");
+  assert.equal(b.signal_id, a.signal_id);
+});
+
+dbTest(
+  "malformed JSON from an authenticated sender is 400 INVALID_JSON and recorded",
+  async ({ db }) => {
+    const s = await testServices(db);
+    const res = await s.app.request("/webhook", await signed('{"symbol": "SPY", '));
+    assert.equal(res.status, 400);
+    const json = await res.json();
+    assert.equal(json.status, "REJECTED");
+    assert.equal(json.error.code, "INVALID_JSON");
+    assert.equal(typeof json.correlation_id, "string");
+    const [row] = await db.query<{ code: string; http_status: number; correlation_id: string }>(
+      "select code, http_status, correlation_id from processing_errors",
+    );
+    assert.deepEqual(row, {
+      code: "INVALID_JSON",
+      http_status: 400,
+      correlation_id: json.correlation_id,
+    });
+    assert.equal(await countRows(db, "signals"), 0);
+  },
+);
+
+dbTest(
+  "a schema violation is 422 VALIDATION_FAILED with every issue's path and message",
+  async ({ db }) => {
+    const s = await testServices(db);
+    const body = JSON.stringify({
+      symbol: "SPY",
+      direction: "SIDEWAYS",
+      timeframe: "5m",
+      price: -3,
+    });
+    const res = await s.app.request("/webhook", await signed(body));
+    assert.equal(res.status, 422);
+    const json = await res.json();
+    assert.equal(json.status, "REJECTED");
+    assert.equal(json.error.code, "VALIDATION_FAILED");
+    const paths = json.error.issues.map((i: { path: string }) => i.path).sort();
+    assert.deepEqual(paths, ["direction", "price", "timestamp"]);
+    for (const issue of json.error.issues) assert.equal(typeof issue.message, "string");
+    const [row] = await db.query<{ code: string; details: { issues: unknown[] } }>(
+      "select code, details from processing_errors",
+    );
+    assert.equal(row.code, "VALIDATION_FAILED");
+    assert.equal(row.details.issues.length, 3);
+    assert.equal(await countRows(db, "signals"), 0);
+  },
+);
+
+dbTest("a body over the limit is 413 REJECTED, recorded without its body", async ({ db }) => {
+  const s = await testServices(db, { env: { WEBHOOK_MAX_BODY_BYTES: "1024" } });
+  const body = JSON.stringify(uniqueSignal({ comment: "x".repeat(2000) }));
+  const res = await s.app.request("/webhook", await signed(body));
+  assert.equal(res.status, 413);
+  const json = await res.json();
+  assert.equal(json.status, "REJECTED");
+  assert.equal(json.error.code, "PAYLOAD_TOO_LARGE");
+  const [row] = await db.query<{ code: string; payload: string | null }>(
+    "select code, payload from processing_errors",
+  );
+  assert.deepEqual(row, { code: "PAYLOAD_TOO_LARGE", payload: null });
+});
+
+dbTest("the 64 KiB default limit lets a 60 KiB alert through", async ({ db }) => {
+  const s = await testServices(db);
+  const body = JSON.stringify(uniqueSignal({ comment: "x".repeat(60 * 1024) }));
+  const res = await s.app.request("/webhook", await signed(body));
+  assert.equal(res.status, 200);
+});
+
+dbTest(
+  "past the rate limit a client gets 429 with Retry-After; other clients are unaffected",
+  async ({ db }) => {
+    const s = await testServices(db, {
+      env: { RATE_LIMIT_PER_MINUTE: "3", CLIENT_IP_HEADER: "fly-client-ip" },
+    });
+    const from = async (ip: string) => {
+      const init = await signed(JSON.stringify(uniqueSignal()));
+      (init.headers as Record<string, string>)["fly-client-ip"] = ip;
+      return await s.app.request("/webhook", init);
+    };
+    for (let i = 0; i < 3; i++) assert.equal((await from("203.0.113.7")).status, 200);
+    const limited = await from("203.0.113.7");
+    assert.equal(limited.status, 429);
+    assert.ok(Number(limited.headers.get("retry-after")) > 0);
+    const json = await limited.json();
+    assert.equal(json.status, "REJECTED");
+    assert.equal(json.error.code, "RATE_LIMITED");
+    assert.equal((await from("203.0.113.8")).status, 200);
+    const rows = await db.query<{ code: string; client_ip: string }>(
+      "select code, client_ip from processing_errors",
+    );
+    assert.deepEqual(rows, [{ code: "RATE_LIMITED", client_ip: "203.0.113.7" }]);
+  },
+);
+
+dbTest("with the database unreachable the webhook answers 503 with Retry-After", async ({ db }) => {
+  const s = await testServices(db);
+  const init = await signed(JSON.stringify(uniqueSignal()));
+  await db.close();
+  const res = await s.app.request("/webhook", init);
+  assert.equal(res.status, 503);
+  assert.ok(Number(res.headers.get("retry-after")) > 0);
+  const json = await res.json();
+  assert.equal(json.status, "REJECTED");
+  assert.equal(json.error.code, "DATABASE_UNAVAILABLE");
+});
+
+/**
+ * A database that fails as if the server went away after `failAfter`
+ * statements of the ingest transaction: the real transaction underneath
+ * must roll back whole.
+ */
+function failingMidTransaction(db: Database, failAfter: number): Database {
+  return {
+    ...db,
+    transaction: (fn) =>
+      db.transaction((tx) => {
+        let statements = 0;
+        return fn({
+          ...tx,
+          query: (text, params) => {
+            if (++statements > failAfter) {
+              return Promise.reject(new DatabaseUnavailableError("Connection lost (injected)"));
+            }
+            return tx.query(text, params);
+          },
+        });
+      }),
+  };
+}
+
+dbTest(
+  "a database failure mid-transaction gives 503 and leaves nothing half-written",
+  async ({ db }) => {
+    for (const failAfter of [0, 1, 2]) {
+      const s = await testServices(failingMidTransaction(db, failAfter));
+      const res = await s.app.request("/webhook", await signed(JSON.stringify(uniqueSignal())));
+      assert.equal(res.status, 503, `fail after ${failAfter} statements`);
+    }
+    for (const table of ["signals", "signal_dedup", "pipeline_jobs", "events"]) {
+      assert.equal(await countRows(db, table), 0, table);
+    }
+  },
+);
+
+dbTest("text/plain alert messages are parsed like JSON ones", async ({ db }) => {
+  const s = await testServices(db);
+  const init = await signed(JSON.stringify(uniqueSignal()));
+  (init.headers as Record<string, string>)["content-type"] = "text/plain; charset=utf-8";
+  const res = await s.app.request("/webhook", init);
+  assert.equal(res.status, 200);
+  assert.equal((await res.json()).status, "ACCEPTED");
+});
+
+dbTest("GET /webhook says the endpoint is ready (the guide's rollback check)", async ({ db }) => {
+  const s = await testServices(db);
+  const res = await s.app.request("/webhook");
+  assert.equal(res.status, 200);
+  assert.equal((await res.json()).status, "READY");
+});
+
+dbTest("no input, however broken, makes the webhook answer 5xx", async ({ db }) => {
+  const s = await testServices(db);
+  const bodies = fc.oneof(
+    fc.jsonValue().map((v) => JSON.stringify(v)),
+    fc.string({ unit: "binary", maxLength: 200 }),
+    fc.record({
+      symbol: fc.oneof(fc.string(), fc.constantFrom("SPY", "NASDAQ:AAPL", "{{ticker}}")),
+      direction: fc.oneof(fc.string(), fc.constantFrom("buy", "SELL", "flat", "\u0000")),
+      timeframe: fc.oneof(fc.string(), fc.constantFrom("5", "D", "240")),
+      timestamp: fc.oneof(fc.string(), fc.integer(), fc.constant("2024-01-29T12:00:00Z")),
+      metadata: fc.jsonValue(),
+      price: fc.oneof(fc.double(), fc.string()),
+      note: fc.string({ unit: "binary" }),
+    }, { requiredKeys: [] }).map((v) => JSON.stringify(v)),
+  );
+  await fc.assert(
+    fc.asyncProperty(bodies, async (body) => {
+      const res = await s.app.request("/webhook", await signed(body));
+      await res.body?.cancel();
+      return [200, 400, 422].includes(res.status);
+    }),
+    { numRuns: 150 },
+  );
+});
+
+dbTest("the secret never reaches signals, processing_errors or the response", async ({ db }) => {
+  const s = await testServices(db);
+  const accepted = await s.app.request(
+    "/webhook",
+    { method: "POST", body: JSON.stringify(uniqueSignal({ secret: SECRET })) },
+  );
+  assert.equal(accepted.status, 200);
+  await s.app.request("/webhook", {
+    method: "POST",
+    body: JSON.stringify(uniqueSignal({ secret: SECRET, direction: "nonsense" })),
+  });
+  await s.app.request("/webhook", {
+    method: "POST",
+    body: `{"passphrase": "${SECRET}", "symbol": `,
+  });
+  await s.app.request("/webhook", {
+    method: "POST",
+    body: JSON.stringify(uniqueSignal({ secret: "a-wrong-guess-of-the-secret" })),
+  });
+  const dump = JSON.stringify([
+    await db.query("select * from signals"),
+    await db.query("select * from processing_errors"),
+  ]);
+  assert.equal(await countRows(db, "processing_errors"), 3);
+  assert.ok(!dump.includes(SECRET), "secret stored");
+  assert.ok(!dump.includes("a-wrong-guess-of-the-secret"), "wrong secret stored");
+});
