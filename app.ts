@@ -4,6 +4,7 @@
  * real database with `app.request(...)`.
  */
 import { type Context, Hono } from "hono";
+import { bearerAuth } from "hono/bearer-auth";
 import { bodyLimit } from "hono/body-limit";
 import { getConnInfo } from "hono/deno";
 import { HTTPException } from "hono/http-exception";
@@ -18,7 +19,10 @@ import type { GroupCommit } from "./db/group_commit.ts";
 import type { Database } from "./db/port.ts";
 import { insertProcessingError } from "./db/processing_errors.ts";
 import type { IngestOutcome, SignalRecord } from "./db/signals.ts";
+import { marketDataRoutes } from "./handlers/market_data.ts";
 import { webhookHandler } from "./handlers/webhook.ts";
+import type { ContextProvider } from "./providers/context.ts";
+import type { GexProvider } from "./providers/gex.ts";
 import { logger, withContext } from "./logging.ts";
 
 export interface AppDeps {
@@ -26,6 +30,8 @@ export interface AppDeps {
   db: Database;
   authenticator: Authenticator;
   ingest: GroupCommit<SignalRecord, IngestOutcome>;
+  context: ContextProvider;
+  gex: GexProvider;
   /** False once shutdown began: new webhooks get 503 so TradingView re-sends elsewhere. */
   isAccepting: () => boolean;
   now: () => number;
@@ -123,11 +129,43 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       correlation_id: c.get("requestId"),
     }));
 
+  // Everything below needs the operator token when one is set.
+  if (config.operatorToken !== null) {
+    const refusal = (message: string) => (c: Context) =>
+      errorBody(new ApiError("UNAUTHORIZED", message), c.get("requestId") ?? "");
+    app.use(
+      "*",
+      bearerAuth({
+        token: config.operatorToken,
+        noAuthenticationHeader: {
+          message: refusal("Operator token required (Authorization: Bearer <token>)"),
+        },
+        invalidAuthenticationHeader: {
+          message: refusal("Authorization header must be: Bearer <token>"),
+        },
+        invalidToken: { message: refusal("Operator token is not valid") },
+      }),
+    );
+  }
+  app.route(
+    "/",
+    marketDataRoutes({
+      db: deps.db,
+      context: deps.context,
+      gex: deps.gex,
+      contextMaxAgeSeconds: config.providers.contextMaxAgeSeconds,
+      gexMaxAgeSeconds: config.providers.gexMaxAgeSeconds,
+      now: deps.now,
+    }),
+  );
+
   app.notFound((c) =>
     errorResponse(c, new ApiError("NOT_FOUND", `No route for ${c.req.method} ${c.req.path}`))
   );
   app.onError((error, c) => {
     if (error instanceof ApiError) return errorResponse(c, error);
+    // Hono middleware (bearerAuth) prepares its own response, already in our shape.
+    if (error instanceof HTTPException && error.res) return error.getResponse();
     if (error instanceof HTTPException && error.status < 500) {
       const code = error.status === 413
         ? "PAYLOAD_TOO_LARGE"

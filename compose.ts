@@ -14,12 +14,19 @@ import { openPglite } from "./db/pglite.ts";
 import type { Database } from "./db/port.ts";
 import { openPostgres } from "./db/postgres.ts";
 import { type IngestOutcome, insertSignals, type SignalRecord } from "./db/signals.ts";
+import { createWorker, type Worker } from "./pipeline/worker.ts";
+import { type ContextProvider, createContextProvider } from "./providers/context.ts";
+import { createGexProvider, type GexProvider } from "./providers/gex.ts";
 
 export interface Services {
   config: Config;
   db: Database;
   app: Hono<AppEnv>;
   ingest: GroupCommit<SignalRecord, IngestOutcome>;
+  context: ContextProvider;
+  gex: GexProvider;
+  /** The pipeline worker; main.ts starts it, tests drive it with runUntilIdle(). */
+  worker: Worker;
   /** Stop taking webhooks (they get 503), let in-flight ingests commit. */
   stopAccepting(): Promise<void>;
   /** Everything stopped and the database closed. */
@@ -31,6 +38,8 @@ export interface ComposeOptions {
   db?: Database;
   /** The clock, in epoch milliseconds. */
   now?: () => number;
+  /** fetch for the context and GEX providers (tests pass a local server's). */
+  fetch?: typeof fetch;
 }
 
 export function openDatabase(config: Config): Promise<Database> {
@@ -60,12 +69,44 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
         : Math.max(1, Math.floor(config.databasePoolSize / 2)),
     },
   );
+  const { providers } = config;
+  const context = createContextProvider({
+    db,
+    ttlSeconds: config.cache.contextTTLSeconds,
+    maxAgeSeconds: providers.contextMaxAgeSeconds,
+    url: providers.contextUrl,
+    timeoutMs: providers.timeoutMs,
+    now,
+    fetch: options.fetch,
+  });
+  const gex = createGexProvider({
+    db,
+    ttlSeconds: config.cache.contextTTLSeconds,
+    maxAgeSeconds: providers.gexMaxAgeSeconds,
+    url: providers.gexUrl,
+    refreshSeconds: providers.gexRefreshSeconds,
+    symbols: providers.gexSymbols,
+    timeoutMs: providers.timeoutMs,
+    now,
+    fetch: options.fetch,
+  });
+  const worker = createWorker({
+    db,
+    workerId: `${config.instanceId}:${crypto.randomUUID().slice(0, 8)}`,
+    config: config.worker,
+    rules: config.rules,
+    context,
+    gex,
+    now,
+  });
   let accepting = true;
   const app = createApp({
     config,
     db,
     authenticator,
     ingest,
+    context,
+    gex,
     isAccepting: () => accepting,
     now,
   });
@@ -74,6 +115,9 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
     db,
     app,
     ingest,
+    context,
+    gex,
+    worker,
     async stopAccepting() {
       accepting = false;
       await ingest.drain();
@@ -81,6 +125,8 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
     async close() {
       accepting = false;
       await ingest.drain();
+      await worker.stop();
+      await gex.stop();
       await db.close();
     },
   };

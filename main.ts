@@ -32,6 +32,8 @@ async function main(): Promise<number> {
     applied: applied.map((m) => `${m.version}_${m.name}`),
   });
   const services = await compose(config, { db });
+  await services.worker.start();
+  services.gex.start();
 
   const server = Deno.serve({
     port: config.port,

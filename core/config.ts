@@ -7,6 +7,12 @@
  */
 import { z } from "zod";
 import { parseCidrs } from "./net.ts";
+import {
+  pipelineConfigFromEnv,
+  type ProvidersConfig,
+  type WorkerConfig,
+} from "./pipeline_config.ts";
+import type { Rules } from "./rules.ts";
 
 export type AppEnv = "development" | "production" | "test";
 export type LogLevel = "debug" | "info" | "warning" | "error";
@@ -38,6 +44,9 @@ export interface Config {
     clientIpHeader: string | null;
     rateLimitPerMinute: number;
   };
+  rules: Rules;
+  worker: WorkerConfig;
+  providers: ProvidersConfig;
 }
 
 /** TradingView's published webhook sender addresses. */
@@ -127,6 +136,9 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
     }
   }
 
+  const pipeline = pipelineConfigFromEnv(env);
+  problems.push(...pipeline.problems);
+
   const ipAllowlist = e.WEBHOOK_IP_ALLOWLIST === null
     ? null
     : parseAllowlist(e.WEBHOOK_IP_ALLOWLIST);
@@ -179,6 +191,7 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
           (e.FLY_APP_NAME !== null ? "fly-client-ip" : null),
         rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
       },
+      ...pipeline.config,
     },
   };
 }

@@ -2,7 +2,7 @@
  * Signal storage: the durable ingest (dedup claim, signal, pipeline job and
  * live event, all in one transaction) and the reads the API needs.
  */
-import type { Signal } from "../core/signal.ts";
+import type { ReceivedSignal, Signal } from "../core/signal.ts";
 import type { Database, Queryable } from "./port.ts";
 
 export interface SignalRecord {
@@ -174,4 +174,44 @@ async function recordDuplicates(
        client_ip text, payload text, details jsonb)`,
     [JSON.stringify(rows)],
   );
+}
+
+interface SignalRow {
+  id: string;
+  received_at: Date;
+  source: string;
+  symbol: string;
+  exchange: string | null;
+  direction: Signal["direction"];
+  action: Signal["action"];
+  timeframe: string;
+  signal_time: Date;
+  price: string | number | null;
+  metadata: Record<string, unknown>;
+  alert_id: string | null;
+}
+
+/** A stored signal in its canonical form, as the pipeline decides on it. */
+export async function getReceivedSignal(db: Queryable, id: string): Promise<ReceivedSignal | null> {
+  const [row] = await db.query<SignalRow>(
+    `select id, received_at, source, symbol, exchange, direction, action, timeframe, signal_time,
+       price, metadata, alert_id
+     from signals where id = $1::uuid`,
+    [id],
+  );
+  if (!row) return null;
+  return {
+    id: row.id,
+    receivedAt: row.received_at.toISOString(),
+    source: row.source,
+    symbol: row.symbol,
+    exchange: row.exchange,
+    direction: row.direction,
+    action: row.action,
+    timeframe: row.timeframe,
+    timestamp: row.signal_time.toISOString(),
+    price: row.price === null ? null : Number(row.price),
+    metadata: row.metadata,
+    alertId: row.alert_id,
+  };
 }

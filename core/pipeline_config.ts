@@ -1,0 +1,167 @@
+/**
+ * Pipeline settings from the environment: the decision rules (each rule has
+ * one variable, defaults in `DEFAULT_RULES`), the worker and the market data
+ * providers. Pure; `loadConfig()` calls it and reports problems by variable.
+ */
+import { DEFAULT_RULES, type Rules, RulesSchema } from "./rules.ts";
+
+export interface WorkerConfig {
+  /** Jobs decided at once per instance (always different symbols). */
+  concurrency: number;
+  /** Attempts before a job is marked failed. */
+  maxAttempts: number;
+  /** A running job not finished after this long belongs to a dead instance and is reclaimed. */
+  claimTimeoutSeconds: number;
+  /** Fallback poll when no NOTIFY arrives. */
+  pollMs: number;
+}
+
+export interface ProvidersConfig {
+  /** URL template for market context, `{symbol}` substituted; null = pushed only. */
+  contextUrl: string | null;
+  /** Context older than this counts as missing (degraded). */
+  contextMaxAgeSeconds: number;
+  /** URL template for a Cboe delayed-quotes chain, `{symbol}` substituted; null = pushed only. */
+  gexUrl: string | null;
+  /** GEX older than this counts as missing (degraded). */
+  gexMaxAgeSeconds: number;
+  /** How often the fetched chains are refreshed. */
+  gexRefreshSeconds: number;
+  /** Symbols whose chains are fetched on a schedule (besides those seen in signals). */
+  gexSymbols: string[];
+  /** Time limit for a provider request. */
+  timeoutMs: number;
+}
+
+export interface PipelineConfig {
+  rules: Rules;
+  worker: WorkerConfig;
+  providers: ProvidersConfig;
+}
+
+type Parse = (raw: string) => unknown;
+const number: Parse = (raw) => /^-?\d+(\.\d+)?$/.test(raw) ? Number(raw) : raw;
+const boolean: Parse = (raw) => {
+  const v = raw.toLowerCase();
+  return ["true", "1", "yes", "on"].includes(v)
+    ? true
+    : ["false", "0", "no", "off"].includes(v)
+    ? false
+    : raw;
+};
+const list: Parse = (raw) => raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+const nullableNumber: Parse = (raw) => raw.toLowerCase() === "none" ? null : number(raw);
+const upper: Parse = (raw) => raw.toUpperCase();
+
+/** Each rule's variable, where it goes in `Rules`, and how to read it. */
+export const RULE_VARIABLES: readonly { name: string; path: string[]; parse: Parse }[] = [
+  { name: "MIN_CONFIDENCE", path: ["minConfidence"], parse: number },
+  { name: "DEFAULT_CONFIDENCE", path: ["confidenceWhenMissing"], parse: nullableNumber },
+  { name: "SIZE_BY_CONFIDENCE", path: ["sizeByConfidence"], parse: boolean },
+  { name: "MIN_SCORE", path: ["minScore"], parse: number },
+  { name: "MAX_SIGNAL_AGE_SECONDS", path: ["maxSignalAgeSeconds"], parse: number },
+  { name: "MAX_FUTURE_SKEW_SECONDS", path: ["maxFutureSkewSeconds"], parse: number },
+  { name: "ENFORCE_MARKET_HOURS", path: ["marketHours", "enforce"], parse: boolean },
+  { name: "EXTENDED_HOURS", path: ["marketHours", "extendedHours"], parse: boolean },
+  { name: "EXTRA_CLOSED_DATES", path: ["marketHours", "extraClosedDates"], parse: list },
+  {
+    name: "NO_ENTRY_MINUTES_AFTER_OPEN",
+    path: ["marketHours", "noEntryMinutesAfterOpen"],
+    parse: number,
+  },
+  {
+    name: "NO_ENTRY_MINUTES_BEFORE_CLOSE",
+    path: ["marketHours", "noEntryMinutesBeforeClose"],
+    parse: number,
+  },
+  { name: "MAX_OPEN_POSITIONS", path: ["maxOpenPositions"], parse: number },
+  { name: "MAX_EXPOSURE", path: ["maxExposure"], parse: number },
+  { name: "BASE_NOTIONAL", path: ["baseNotional"], parse: number },
+  { name: "FLIP", path: ["flip"], parse: boolean },
+  { name: "GEX_WALL_PROXIMITY_PCT", path: ["gex", "wallProximityPct"], parse: number },
+  {
+    name: "GEX_NEGATIVE_REGIME_MULTIPLIER",
+    path: ["gex", "negativeRegimeMultiplier"],
+    parse: number,
+  },
+  { name: "VIX_CAUTION_LEVEL", path: ["vix", "cautionLevel"], parse: number },
+  { name: "VIX_CAUTION_MULTIPLIER", path: ["vix", "cautionMultiplier"], parse: number },
+  { name: "VIX_NO_TRADE_LEVEL", path: ["vix", "noTradeLevel"], parse: number },
+  { name: "DEGRADED_POLICY", path: ["degraded", "policy"], parse: upper },
+  { name: "DEGRADED_MULTIPLIER", path: ["degraded", "multiplier"], parse: number },
+];
+
+export function pipelineConfigFromEnv(
+  env: Record<string, string | undefined>,
+): { config: PipelineConfig; problems: string[] } {
+  const problems: string[] = [];
+  const rules = structuredClone(DEFAULT_RULES) as unknown as Record<string, unknown>;
+  for (const v of RULE_VARIABLES) {
+    const raw = env[v.name]?.trim();
+    if (raw === undefined || raw === "") continue;
+    let target = rules;
+    for (const key of v.path.slice(0, -1)) target = target[key] as Record<string, unknown>;
+    target[v.path.at(-1)!] = v.parse(raw);
+  }
+  const checked = RulesSchema.safeParse(rules);
+  if (!checked.success) {
+    for (const issue of checked.error.issues) {
+      const path = issue.path.map(String);
+      const variable = RULE_VARIABLES.find((v) =>
+        v.path.length <= path.length && v.path.every((p, i) => p === path[i])
+      );
+      const name = variable?.name ?? `rule ${path.join(".")}`;
+      const got = variable && env[variable.name] !== undefined
+        ? ` (got "${env[variable.name]!.slice(0, 60)}")`
+        : "";
+      problems.push(`${name} ${issue.message.replace(/^Invalid input: /, "")}${got}`);
+    }
+  }
+
+  const int = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = env[name]?.trim();
+    if (raw === undefined || raw === "") return fallback;
+    const n = Number(raw);
+    if (!/^\d+$/.test(raw) || n < min || n > max) {
+      problems.push(
+        `${name} must be a whole number from ${min} to ${max} (got "${raw.slice(0, 60)}")`,
+      );
+      return fallback;
+    }
+    return n;
+  };
+  const url = (name: string): string | null => {
+    const raw = env[name]?.trim();
+    if (raw === undefined || raw === "") return null;
+    try {
+      const parsed = new URL(raw.replaceAll("{symbol}", "SPY"));
+      if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new Error();
+      return raw;
+    } catch {
+      problems.push(`${name} must be an http(s) URL, with {symbol} where the ticker goes`);
+      return null;
+    }
+  };
+
+  const config: PipelineConfig = {
+    rules: checked.success ? checked.data : DEFAULT_RULES,
+    worker: {
+      concurrency: int("WORKER_CONCURRENCY", 4, 1, 64),
+      maxAttempts: int("JOB_MAX_ATTEMPTS", 5, 1, 100),
+      claimTimeoutSeconds: int("JOB_CLAIM_TIMEOUT_SECONDS", 60, 5, 3600),
+      pollMs: int("WORKER_POLL_MS", 500, 10, 60_000),
+    },
+    providers: {
+      contextUrl: url("CONTEXT_URL"),
+      contextMaxAgeSeconds: int("CONTEXT_MAX_AGE_SECONDS", 900, 1, 7 * 86_400),
+      gexUrl: url("GEX_URL"),
+      gexMaxAgeSeconds: int("GEX_MAX_AGE_SECONDS", 3600, 1, 7 * 86_400),
+      gexRefreshSeconds: int("GEX_REFRESH_SECONDS", 300, 10, 86_400),
+      gexSymbols: (env.GEX_SYMBOLS ?? "").split(",").map((s) => s.trim().toUpperCase()).filter((
+        s,
+      ) => s !== ""),
+      timeoutMs: int("PROVIDER_TIMEOUT_MS", 2000, 100, 60_000),
+    },
+  };
+  return { config, problems };
+}

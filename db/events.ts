@@ -1,0 +1,80 @@
+/**
+ * The live-event outbox. Writers add events inside their own transaction;
+ * readers page through them in (txid, id) order, only up to the oldest
+ * transaction still running, so a late commit can never land behind a
+ * reader's cursor. The cursor is `<txid>-<id>`, used as the SSE event id.
+ */
+import type { Queryable } from "./port.ts";
+
+export type EventKind = "signal" | "decision" | "position";
+
+export interface NewEvent {
+  kind: EventKind;
+  symbol: string | null;
+  payload: Record<string, unknown>;
+}
+
+export interface StoredEvent extends NewEvent {
+  cursor: string;
+  createdAt: string;
+}
+
+export async function insertEvents(tx: Queryable, events: readonly NewEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  await tx.query(
+    `insert into events (kind, symbol, payload)
+     select kind, symbol, payload
+     from jsonb_to_recordset($1::text::jsonb) as x(n integer, kind text, symbol text, payload jsonb)
+     order by n`,
+    [JSON.stringify(events.map((e, n) => ({ n, ...e })))],
+  );
+}
+
+/** A cursor before every event. */
+export const START = "0-0";
+
+export function parseCursor(value: string | null | undefined): { txid: string; id: string } | null {
+  const m = /^(\d{1,20})-(\d{1,20})$/.exec(value ?? "");
+  return m ? { txid: m[1], id: m[2] } : null;
+}
+
+/** Events after `cursor` that every running transaction has already passed. */
+export async function readEvents(
+  db: Queryable,
+  cursor: string,
+  limit = 500,
+): Promise<StoredEvent[]> {
+  const c = parseCursor(cursor) ?? parseCursor(START)!;
+  const rows = await db.query<
+    {
+      txid: string;
+      id: string;
+      kind: EventKind;
+      symbol: string | null;
+      payload: Record<string, unknown>;
+      created_at: Date;
+    }
+  >(
+    `select txid::text as txid, id::text as id, kind, symbol, payload, created_at from events
+     where (txid, id) > ($1::text::xid8, $2::bigint)
+       and txid < pg_snapshot_xmin(pg_current_snapshot())
+     order by txid, id
+     limit $3::integer`,
+    [c.txid, c.id, limit],
+  );
+  return rows.map((r) => ({
+    cursor: `${r.txid}-${r.id}`,
+    kind: r.kind,
+    symbol: r.symbol,
+    payload: r.payload,
+    createdAt: r.created_at.toISOString(),
+  }));
+}
+
+/** The cursor just past the newest event, for a client that wants only new ones. */
+export async function latestCursor(db: Queryable): Promise<string> {
+  const [row] = await db.query<{ txid: string | null; id: string | null }>(
+    `select txid::text as txid, id::text as id from events order by txid desc, id desc limit 1`,
+  );
+  return row?.txid ? `${row.txid}-${row.id}` : START;
+}

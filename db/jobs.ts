@@ -1,0 +1,171 @@
+/**
+ * The pipeline job queue. Claims use FOR UPDATE SKIP LOCKED so any number of
+ * workers on any number of instances share it, and a job is claimable only
+ * when it is the oldest unfinished job of its symbol and no job of that
+ * symbol is running: per symbol, jobs are decided strictly in order (a close
+ * and an open fired together cannot swap), different symbols in parallel.
+ */
+import type { Queryable } from "./port.ts";
+
+export interface ClaimedJob {
+  id: number;
+  signalId: string;
+  symbol: string;
+  attempts: number;
+  /** When the signal was received: the start of its end-to-end time. */
+  receivedAt: Date;
+  /** When this claim was made (database clock). */
+  claimedAt: Date;
+  /** The webhook request's correlation id, carried into the pipeline's logs. */
+  correlationId: string;
+}
+
+interface JobRow {
+  id: string | number;
+  signal_id: string;
+  symbol: string;
+  attempts: number;
+  received_at: Date;
+  claimed_at: Date;
+  correlation_id: string;
+}
+
+/**
+ * Claims up to `limit` ready jobs, at most one per symbol, each the oldest
+ * unfinished job of its symbol. In READ COMMITTED a concurrent claimer
+ * either skips a locked row or re-checks it after the other commits (then it
+ * is running and no longer matches), so no job is claimed twice.
+ */
+export async function claimJobs(
+  db: Queryable,
+  workerId: string,
+  limit: number,
+): Promise<ClaimedJob[]> {
+  const rows = await db.query<JobRow>(
+    `with ready as (
+       select j.id from pipeline_jobs j
+       where j.status = 'pending' and j.run_at <= now()
+         and not exists (
+           select 1 from pipeline_jobs e
+           where e.symbol = j.symbol and e.id < j.id and e.status in ('pending', 'running'))
+         and not exists (
+           select 1 from pipeline_jobs r
+           where r.symbol = j.symbol and r.status = 'running')
+       order by j.id
+       limit $2::integer
+       for update skip locked
+     )
+     update pipeline_jobs j
+       set status = 'running', locked_by = $1::text, locked_at = now(), attempts = j.attempts + 1
+     from ready, signals s
+     where j.id = ready.id and s.id = j.signal_id
+     returning j.id, j.signal_id, j.symbol, j.attempts, s.received_at, j.locked_at as claimed_at,
+       s.correlation_id`,
+    [workerId, limit],
+  );
+  return rows.map((r) => ({
+    id: Number(r.id),
+    signalId: r.signal_id,
+    symbol: r.symbol,
+    attempts: r.attempts,
+    receivedAt: r.received_at,
+    claimedAt: r.claimed_at,
+    correlationId: r.correlation_id,
+  })).sort((a, b) => a.id - b.id);
+}
+
+/** Marks a claimed job done; part of the transaction that writes its decision. */
+export async function completeJob(
+  tx: Queryable,
+  jobId: number,
+  workerId: string,
+): Promise<boolean> {
+  const rows = await tx.query(
+    `update pipeline_jobs set status = 'done', finished_at = now(), last_error = null
+     where id = $1::bigint and status = 'running' and locked_by = $2::text
+     returning id`,
+    [jobId, workerId],
+  );
+  return rows.length === 1;
+}
+
+/**
+ * After a failed attempt: back to pending after `delaySeconds`, or failed
+ * for good once `maxAttempts` is reached. Returns the new status.
+ */
+export async function releaseFailedJob(
+  db: Queryable,
+  job: { id: number; attempts: number },
+  options: { error: string; maxAttempts: number; delaySeconds: number },
+): Promise<"pending" | "failed"> {
+  const failed = job.attempts >= options.maxAttempts;
+  await db.query(
+    `update pipeline_jobs
+       set status = $2::text, last_error = $3::text, locked_by = null, locked_at = null,
+           run_at = now() + make_interval(secs => $4::double precision),
+           finished_at = case when $2::text = 'failed' then now() end
+     where id = $1::bigint`,
+    [job.id, failed ? "failed" : "pending", options.error.slice(0, 2000), options.delaySeconds],
+  );
+  return failed ? "failed" : "pending";
+}
+
+/** Gives claimed jobs that were never started back to the queue (shutdown). */
+export async function releaseClaims(db: Queryable, jobIds: readonly number[]): Promise<void> {
+  if (jobIds.length === 0) return;
+  await db.query(
+    `update pipeline_jobs set status = 'pending', locked_by = null, locked_at = null,
+       attempts = greatest(attempts - 1, 0)
+     where id in (select jsonb_array_elements_text($1::text::jsonb)::bigint) and status = 'running'`,
+    [JSON.stringify(jobIds)],
+  );
+}
+
+/**
+ * Jobs left running by a dead instance go back to pending (or to failed once
+ * out of attempts). Returns how many were reclaimed.
+ */
+export async function reclaimStaleJobs(
+  db: Queryable,
+  options: { timeoutSeconds: number; maxAttempts: number },
+): Promise<{ reclaimed: number; failed: string[] }> {
+  const rows = await db.query<{ status: string; signal_id: string }>(
+    `update pipeline_jobs
+       set status = case when attempts >= $2::integer then 'failed' else 'pending' end,
+           last_error = 'Claim expired: the instance that took this job stopped answering',
+           locked_by = null, locked_at = null,
+           finished_at = case when attempts >= $2::integer then now() end
+     where status = 'running' and locked_at < now() - make_interval(secs => $1::double precision)
+     returning status, signal_id`,
+    [options.timeoutSeconds, options.maxAttempts],
+  );
+  return {
+    reclaimed: rows.length,
+    failed: rows.filter((r) => r.status === "failed").map((r) => r.signal_id),
+  };
+}
+
+export interface QueueDepth {
+  pending: number;
+  running: number;
+  failed: number;
+  /** Age of the oldest pending job in seconds, 0 when none. */
+  oldestPendingSeconds: number;
+}
+
+export async function queueDepth(db: Queryable): Promise<QueueDepth> {
+  const [row] = await db.query<Record<string, string | number | null>>(
+    `select count(*) filter (where status = 'pending')::integer as pending,
+            count(*) filter (where status = 'running')::integer as running,
+            count(*) filter (where status = 'failed')::integer as failed,
+            coalesce(extract(epoch from now() - min(created_at) filter (where status = 'pending')), 0)::float8
+              as oldest
+     from pipeline_jobs where status <> 'done'`,
+  );
+  return {
+    pending: Number(row.pending),
+    running: Number(row.running),
+    failed: Number(row.failed),
+    oldestPendingSeconds: Number(row.oldest),
+  };
+}

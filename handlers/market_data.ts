@@ -1,0 +1,124 @@
+/**
+ * Operator pushes of market data (operator token required when set):
+ * - `POST /context`: one context object or an array of them (spot, VIX,
+ *   trend per symbol), each stored as a snapshot;
+ * - `POST /gex/chain`: an option chain, either in our own shape
+ *   (`OptionChainSchema`) or as Cboe delayed-quotes JSON; its GEX levels are
+ *   computed and stored.
+ * And reads of what the pipeline would use now: `GET /context/:symbol`,
+ * `GET /gex/:symbol`.
+ */
+import { Hono } from "hono";
+import { z } from "zod";
+import type { AppEnv } from "../app_env.ts";
+import { ContextInputSchema, isStale, toMarketContext } from "../core/context.ts";
+import { ApiError } from "../core/errors.ts";
+import { OptionChainSchema, parseCboeChain } from "../core/option_chain.ts";
+import type { Issue } from "../core/signal.ts";
+import { insertContextSnapshot, latestContext, latestGex } from "../db/market_data.ts";
+import type { Database } from "../db/port.ts";
+import type { ContextProvider } from "../providers/context.ts";
+import type { GexProvider } from "../providers/gex.ts";
+
+export interface MarketDataDeps {
+  db: Database;
+  context: ContextProvider;
+  gex: GexProvider;
+  contextMaxAgeSeconds: number;
+  gexMaxAgeSeconds: number;
+  now: () => number;
+}
+
+const ContextPushSchema = z.union([
+  ContextInputSchema,
+  z.array(ContextInputSchema).min(1).max(1000),
+]);
+
+export function marketDataRoutes(deps: MarketDataDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+
+  app.post("/context", async (c) => {
+    const parsed = ContextPushSchema.safeParse(await jsonBody(c.req.raw));
+    if (!parsed.success) throw validationError("Context", parsed.error.issues);
+    const inputs = Array.isArray(parsed.data) ? parsed.data : [parsed.data];
+    const stored = [];
+    for (const input of inputs) {
+      const context = toMarketContext(input, { now: deps.now(), source: "push" });
+      const id = await insertContextSnapshot(deps.db, context);
+      deps.context.invalidate(context.symbol);
+      stored.push({ id, ...context });
+    }
+    return c.json({ status: "STORED", snapshots: stored, correlation_id: c.get("requestId") }, 201);
+  });
+
+  app.post("/gex/chain", async (c) => {
+    const body = await jsonBody(c.req.raw);
+    const isCboe = typeof body === "object" && body !== null && "data" in body;
+    let chain;
+    if (isCboe) {
+      const parsed = parseCboeChain(body);
+      if (!parsed.ok) {
+        throw new ApiError("VALIDATION_FAILED", parsed.error, {
+          issues: [{ path: "", message: parsed.error }],
+        });
+      }
+      chain = parsed.chain;
+    } else {
+      const parsed = OptionChainSchema.safeParse(body);
+      if (!parsed.success) throw validationError("Option chain", parsed.error.issues);
+      chain = parsed.data;
+    }
+    const { id, profile } = await deps.gex.storeChain(chain, isCboe ? "push:cboe" : "push");
+    return c.json({
+      status: "STORED",
+      id,
+      levels: profile.levels,
+      contracts: chain.contracts.length,
+      strikes: profile.strikes.length,
+      correlation_id: c.get("requestId"),
+    }, 201);
+  });
+
+  app.get("/context/:symbol", async (c) => {
+    const symbol = c.req.param("symbol").toUpperCase();
+    const stored = await latestContext(deps.db, symbol);
+    if (stored === null) throw new ApiError("NOT_FOUND", `No context stored for ${symbol}`);
+    const stale = isStale(stored.context.asOf, deps.now(), deps.contextMaxAgeSeconds);
+    return c.json({ id: stored.id, ...stored.context, stale });
+  });
+
+  app.get("/gex/:symbol", async (c) => {
+    const symbol = c.req.param("symbol").toUpperCase();
+    const stored = await latestGex(deps.db, symbol);
+    if (stored === null) throw new ApiError("NOT_FOUND", `No GEX stored for ${symbol}`);
+    const stale = isStale(stored.levels.asOf, deps.now(), deps.gexMaxAgeSeconds);
+    return c.json({ id: stored.id, ...stored.levels, stale });
+  });
+
+  return app;
+}
+
+async function jsonBody(request: Request): Promise<unknown> {
+  try {
+    return await request.json();
+  } catch {
+    throw new ApiError("INVALID_JSON", "Body is not valid JSON");
+  }
+}
+
+function validationError(
+  what: string,
+  issues: readonly { path: PropertyKey[]; message: string }[],
+): ApiError {
+  const list: Issue[] = issues.map((i) => ({
+    path: i.path.map(String).join("."),
+    message: i.message,
+  }));
+  return new ApiError(
+    "VALIDATION_FAILED",
+    `${what} does not match the schema: ${list[0].message}`,
+    {
+      issues: list,
+    },
+  );
+}

@@ -1,0 +1,272 @@
+/**
+ * The pipeline worker, one per instance: claims jobs (FOR UPDATE SKIP
+ * LOCKED, one running job per symbol, oldest first), runs each through the
+ * stages and records its decision in one transaction. Wakes on NOTIFY from
+ * the ingest, falls back to polling. A stage that throws is retried with
+ * backoff, then the job is marked failed with a processing_errors row; jobs
+ * whose instance died are reclaimed after the claim timeout.
+ */
+import { decide } from "../core/decide.ts";
+import { marketStatus } from "../core/market_hours.ts";
+import type { WorkerConfig } from "../core/pipeline_config.ts";
+import type { Rules } from "../core/rules.ts";
+import { JobLostError, recordDecision, type RecordedDecision } from "../db/decisions.ts";
+import {
+  type ClaimedJob,
+  claimJobs,
+  reclaimStaleJobs,
+  releaseClaims,
+  releaseFailedJob,
+} from "../db/jobs.ts";
+import { type Database, isUnavailable } from "../db/port.ts";
+import { insertProcessingError } from "../db/processing_errors.ts";
+import { getReceivedSignal, JOBS_CHANNEL } from "../db/signals.ts";
+import { logger, withContext } from "../logging.ts";
+import type { ContextProvider } from "../providers/context.ts";
+import type { GexProvider } from "../providers/gex.ts";
+
+export interface WorkerDeps {
+  db: Database;
+  /** Unique per process: it names this worker's claims. */
+  workerId: string;
+  config: WorkerConfig;
+  rules: Rules;
+  context: ContextProvider;
+  gex: GexProvider;
+  now: () => number;
+  /** Called after each committed decision, with its job (metrics, tests). */
+  onDecision?: (recorded: RecordedDecision, job: ClaimedJob) => void;
+}
+
+export interface Worker {
+  start(): Promise<void>;
+  /** Stops claiming, finishes the jobs being decided, releases the rest. */
+  stop(): Promise<void>;
+  /** Claims and decides until nothing is ready (tests, and `deno task bench`). */
+  runUntilIdle(): Promise<number>;
+  readonly active: number;
+}
+
+const log = logger("worker");
+
+export function createWorker(deps: WorkerDeps): Worker {
+  const { db, config, workerId } = deps;
+  const active = new Set<Promise<void>>();
+  let running = false;
+  let loopDone: Promise<void> | null = null;
+  let unlisten: (() => Promise<void>) | null = null;
+  let wake: (() => void) | null = null;
+  let lastReclaim = 0;
+
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        wake = null;
+        resolve();
+      }
+      wake = done;
+    });
+  const poke = () => wake?.();
+
+  async function reclaimIfDue() {
+    if (Date.now() - lastReclaim < (config.claimTimeoutSeconds * 1000) / 2) return;
+    lastReclaim = Date.now();
+    const { reclaimed, failed } = await reclaimStaleJobs(db, {
+      timeoutSeconds: config.claimTimeoutSeconds,
+      maxAttempts: config.maxAttempts,
+    });
+    if (reclaimed > 0) {
+      log.warn("Reclaimed {count} jobs left by a stopped instance", { count: reclaimed });
+    }
+    for (const signalId of failed) {
+      await insertProcessingError(db, {
+        signalId,
+        stage: "pipeline",
+        code: "PIPELINE_FAILED",
+        message: "Job abandoned: its claim expired on its last attempt",
+      });
+    }
+  }
+
+  /** Claims what fits and starts each job; returns how many were started. */
+  async function claimAndStart(): Promise<number> {
+    const free = config.concurrency - active.size;
+    if (free <= 0) return 0;
+    const jobs = await claimJobs(db, workerId, free);
+    if (!running && loopDone !== null) {
+      // Stopped while claiming: give them back untouched.
+      await releaseClaims(db, jobs.map((j) => j.id));
+      return 0;
+    }
+    for (const job of jobs) {
+      const task: Promise<void> = processJob(job).finally(() => {
+        active.delete(task);
+        poke();
+      });
+      active.add(task);
+    }
+    return jobs.length;
+  }
+
+  async function loop() {
+    while (running) {
+      try {
+        await reclaimIfDue();
+        const started = await claimAndStart();
+        if (started > 0 && active.size < config.concurrency) continue;
+      } catch (error) {
+        log.error("Claiming jobs failed: {error}", { error: String(error) });
+      }
+      if (running) await sleep(config.pollMs);
+    }
+  }
+
+  async function processJob(job: ClaimedJob): Promise<void> {
+    await withContext({ correlation_id: job.correlationId, signal_id: job.signalId }, async () => {
+      try {
+        const recorded = await decideJob(job);
+        deps.onDecision?.(recorded, job);
+        const d = recorded.decision;
+        log.info("Decision for {symbol}: {outcome} {reason} in {ms} ms", {
+          symbol: job.symbol,
+          outcome: d.outcome,
+          reason: d.reason,
+          ms: recorded.timings.end_to_end_ms,
+          decision_id: recorded.decisionId,
+          detail: d.message,
+        });
+      } catch (error) {
+        await handleFailure(job, error);
+      }
+    });
+  }
+
+  async function decideJob(job: ClaimedJob): Promise<RecordedDecision> {
+    const timings: Record<string, number> = {
+      queue_ms: Math.max(0, job.claimedAt.getTime() - job.receivedAt.getTime()),
+    };
+    const timed = async <T>(name: string, f: () => Promise<T> | T): Promise<T> => {
+      const t = performance.now();
+      try {
+        return await f();
+      } finally {
+        timings[`${name}_ms`] = Math.round((performance.now() - t) * 1000) / 1000;
+      }
+    };
+    const signal = await timed("load", () => getReceivedSignal(db, job.signalId));
+    if (signal === null) throw new Error(`Signal ${job.signalId} of job ${job.id} does not exist`);
+    const { rules } = deps;
+    const status = await timed(
+      "market_hours",
+      () => marketStatus(new Date(signal.receivedAt), rules.marketHours),
+    );
+    // Outside market hours the decision is MARKET_CLOSED whatever the data says: skip the lookups.
+    const needData = !rules.marketHours.enforce || status.open;
+    const [context, gex] = needData
+      ? await Promise.all([
+        timed("context", () => deps.context.get(signal.symbol)),
+        timed("gex", () => deps.gex.get(signal.symbol)),
+      ])
+      : [null, null];
+    const recorded = await recordDecision(db, {
+      job: { id: job.id, workerId },
+      signal,
+      decideWith: (book) =>
+        decide(signal, context?.context ?? null, gex?.levels ?? null, book, rules),
+      contextSnapshotId: context?.id ?? null,
+      gexSignalId: gex?.id ?? null,
+      timings,
+      now: deps.now,
+    });
+    // In memory (metrics, logs) the end-to-end time includes the commit.
+    recorded.timings.end_to_end_ms = Math.max(0, deps.now() - job.receivedAt.getTime());
+    return recorded;
+  }
+
+  async function handleFailure(job: ClaimedJob, error: unknown) {
+    if (error instanceof JobLostError) {
+      log.warn("{error}", { error: error.message });
+      return;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    if (isUnavailable(error)) {
+      // The claim expires and another attempt (here or elsewhere) picks it up.
+      log.error("Database unavailable while deciding job {job}: {error}", {
+        job: job.id,
+        error: message,
+      });
+      return;
+    }
+    const delaySeconds = Math.min(60, 2 ** (job.attempts - 1)) * (0.75 + Math.random() * 0.5);
+    try {
+      const status = await db.transaction(async (tx) => {
+        const s = await releaseFailedJob(tx, job, {
+          error: message,
+          maxAttempts: config.maxAttempts,
+          delaySeconds,
+        });
+        if (s === "failed") {
+          await insertProcessingError(tx, {
+            signalId: job.signalId,
+            correlationId: job.correlationId,
+            stage: "pipeline",
+            code: "PIPELINE_FAILED",
+            message: `Gave up after ${job.attempts} attempts: ${message}`.slice(0, 2000),
+          });
+        }
+        return s;
+      });
+      log.error("Job {job} attempt {attempt} failed ({status}): {error}", {
+        job: job.id,
+        attempt: job.attempts,
+        status,
+        error: error instanceof Error ? (error.stack ?? message) : message,
+      });
+    } catch (releaseError) {
+      log.error("Could not release failed job {job}: {error}", {
+        job: job.id,
+        error: String(releaseError),
+      });
+    }
+  }
+
+  return {
+    get active() {
+      return active.size;
+    },
+    async start() {
+      if (running) return;
+      running = true;
+      unlisten = await db.listen(JOBS_CHANNEL, poke);
+      loopDone = loop();
+    },
+    async stop() {
+      running = false;
+      poke();
+      await loopDone;
+      await Promise.allSettled([...active]);
+      await unlisten?.().catch(() => {});
+      loopDone = null;
+    },
+    async runUntilIdle() {
+      const wasRunning = running;
+      running = true;
+      let decided = 0;
+      lastReclaim = 0;
+      try {
+        await reclaimIfDue();
+        while (true) {
+          const started = await claimAndStart();
+          if (started === 0 && active.size === 0) break;
+          if (started === 0) await Promise.race([...active]);
+          decided += started;
+        }
+      } finally {
+        running = wasRunning;
+      }
+      return decided;
+    },
+  };
+}

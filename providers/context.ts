@@ -1,0 +1,89 @@
+/**
+ * Market context for the pipeline: the latest snapshot per symbol, cached
+ * for `contextTTLSeconds`. Two sources behind one provider:
+ * - pushed: an operator POSTs /context, which stores a snapshot; the
+ *   provider reads the newest snapshot from the database;
+ * - fetched: with CONTEXT_URL set, a cache miss fetches it over HTTP (with
+ *   a timeout) and stores the result as a snapshot, so every decision can
+ *   link the exact snapshot it used. A failed fetch falls back to the newest
+ *   stored snapshot.
+ * Data older than `maxAgeSeconds` counts as missing (the pipeline degrades).
+ */
+import { ContextInputSchema, isStale, toMarketContext } from "../core/context.ts";
+import type { MarketContext } from "../core/market_data.ts";
+import { insertContextSnapshot, latestContext, type StoredContext } from "../db/market_data.ts";
+import type { Database } from "../db/port.ts";
+import { logger } from "../logging.ts";
+
+export interface ContextProvider {
+  get(symbol: string): Promise<StoredContext | null>;
+  /** Forget the cached entry (after a push), so the next decision reads the new one. */
+  invalidate(symbol: string): void;
+  stats(): { hits: number; misses: number; fetchErrors: number };
+}
+
+export interface ContextProviderOptions {
+  db: Database;
+  ttlSeconds: number;
+  maxAgeSeconds: number;
+  /** URL template with `{symbol}`; null for pushed context only. */
+  url: string | null;
+  timeoutMs: number;
+  now: () => number;
+  fetch?: typeof fetch;
+}
+
+const log = logger("context");
+
+export function createContextProvider(o: ContextProviderOptions): ContextProvider {
+  const cache = new Map<string, { value: StoredContext | null; until: number }>();
+  const counts = { hits: 0, misses: 0, fetchErrors: 0 };
+  const doFetch = o.fetch ?? fetch;
+
+  async function fetchContext(symbol: string): Promise<MarketContext | null> {
+    const url = o.url!.replaceAll("{symbol}", encodeURIComponent(symbol));
+    try {
+      const res = await doFetch(url, { signal: AbortSignal.timeout(o.timeoutMs) });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      const parsed = ContextInputSchema.safeParse({ symbol, ...await res.json() });
+      if (!parsed.success) throw new Error(`unexpected shape: ${parsed.error.issues[0].message}`);
+      return toMarketContext(parsed.data, { now: o.now(), source: new URL(url).host });
+    } catch (error) {
+      counts.fetchErrors++;
+      log.warn("Context fetch for {symbol} failed: {error}", { symbol, error: String(error) });
+      return null;
+    }
+  }
+
+  async function load(symbol: string): Promise<StoredContext | null> {
+    if (o.url !== null) {
+      const fetched = await fetchContext(symbol);
+      if (fetched !== null) {
+        return { id: await insertContextSnapshot(o.db, fetched), context: fetched };
+      }
+    }
+    return await latestContext(o.db, symbol);
+  }
+
+  return {
+    async get(symbol) {
+      const now = o.now();
+      const cached = cache.get(symbol);
+      let stored: StoredContext | null;
+      if (cached && cached.until > now) {
+        counts.hits++;
+        stored = cached.value;
+      } else {
+        counts.misses++;
+        stored = await load(symbol);
+        cache.set(symbol, { value: stored, until: now + o.ttlSeconds * 1000 });
+      }
+      if (stored === null || isStale(stored.context.asOf, now, o.maxAgeSeconds)) return null;
+      return stored;
+    },
+    invalidate(symbol) {
+      cache.delete(symbol);
+    },
+    stats: () => ({ ...counts }),
+  };
+}

@@ -1,0 +1,132 @@
+/**
+ * GEX levels for the pipeline: the newest `gex_signals` row per symbol,
+ * cached briefly. Chains come in two ways, both computed with `computeGex`
+ * and stored: pushed (POST /gex/chain, any time) or fetched in the Cboe
+ * delayed-quotes format from GEX_URL, on a schedule for GEX_SYMBOLS and for
+ * every symbol a signal asked about. A fetch never runs on a decision's path
+ * (a full chain takes seconds): a decision uses what is stored, and stale
+ * data (older than `maxAgeSeconds`) counts as missing.
+ */
+import { isStale } from "../core/context.ts";
+import { computeGex, type GexProfile } from "../core/gex.ts";
+import { type OptionChain, parseCboeChain } from "../core/option_chain.ts";
+import { insertGexSignal, latestGex, type StoredGex } from "../db/market_data.ts";
+import type { Database } from "../db/port.ts";
+import { logger } from "../logging.ts";
+
+export interface GexProvider {
+  get(symbol: string): Promise<StoredGex | null>;
+  /** Computes and stores the levels of a chain; returns the stored row's id and the profile. */
+  storeChain(chain: OptionChain, source: string): Promise<{ id: string; profile: GexProfile }>;
+  /** Fetches, computes and stores one symbol's chain from GEX_URL. */
+  refresh(symbol: string): Promise<StoredGex | null>;
+  /** Starts the refresh schedule (no-op without GEX_URL). */
+  start(): void;
+  stop(): Promise<void>;
+  stats(): { hits: number; misses: number; fetches: number; fetchErrors: number };
+}
+
+export interface GexProviderOptions {
+  db: Database;
+  ttlSeconds: number;
+  maxAgeSeconds: number;
+  url: string | null;
+  refreshSeconds: number;
+  symbols: readonly string[];
+  timeoutMs: number;
+  now: () => number;
+  fetch?: typeof fetch;
+}
+
+const log = logger("gex");
+
+export function createGexProvider(o: GexProviderOptions): GexProvider {
+  const cache = new Map<string, { value: StoredGex | null; until: number }>();
+  const counts = { hits: 0, misses: 0, fetches: 0, fetchErrors: 0 };
+  const wanted = new Set(o.symbols);
+  const inFlight = new Map<string, Promise<StoredGex | null>>();
+  const doFetch = o.fetch ?? fetch;
+  let timer: ReturnType<typeof setInterval> | undefined;
+
+  async function storeChain(chain: OptionChain, source: string) {
+    const profile = computeGex(chain);
+    const id = await insertGexSignal(o.db, profile, { source, contracts: chain.contracts.length });
+    cache.set(chain.symbol, {
+      value: { id, levels: profile.levels },
+      until: o.now() + o.ttlSeconds * 1000,
+    });
+    return { id, profile };
+  }
+
+  async function fetchAndStore(symbol: string): Promise<StoredGex | null> {
+    counts.fetches++;
+    // Cboe names indices with a leading underscore (_SPX).
+    const url = o.url!.replaceAll("{symbol}", encodeURIComponent(symbol));
+    try {
+      const res = await doFetch(url, { signal: AbortSignal.timeout(o.timeoutMs) });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      const parsed = parseCboeChain(await res.json());
+      if (!parsed.ok) throw new Error(parsed.error);
+      const { id, profile } = await storeChain({ ...parsed.chain, symbol }, new URL(url).host);
+      log.info("GEX for {symbol} refreshed: net {net}, regime {regime}", {
+        symbol,
+        net: Math.round(profile.levels.netGex),
+        regime: profile.levels.regime,
+      });
+      return { id, levels: profile.levels };
+    } catch (error) {
+      counts.fetchErrors++;
+      log.warn("GEX fetch for {symbol} failed: {error}", { symbol, error: String(error) });
+      return null;
+    }
+  }
+
+  function refresh(symbol: string): Promise<StoredGex | null> {
+    if (o.url === null) return Promise.resolve(null);
+    let running = inFlight.get(symbol);
+    if (!running) {
+      running = fetchAndStore(symbol).finally(() => inFlight.delete(symbol));
+      inFlight.set(symbol, running);
+    }
+    return running;
+  }
+
+  return {
+    async get(symbol) {
+      const now = o.now();
+      const cached = cache.get(symbol);
+      let stored: StoredGex | null;
+      if (cached && cached.until > now) {
+        counts.hits++;
+        stored = cached.value;
+      } else {
+        counts.misses++;
+        stored = await latestGex(o.db, symbol);
+        cache.set(symbol, { value: stored, until: now + o.ttlSeconds * 1000 });
+      }
+      const usable = stored !== null && !isStale(stored.levels.asOf, now, o.maxAgeSeconds);
+      if (o.url !== null && !wanted.has(symbol)) {
+        wanted.add(symbol);
+        // First time this symbol is asked for: fetch it in the background.
+        if (!usable) void refresh(symbol);
+      }
+      return usable ? stored : null;
+    },
+    storeChain,
+    refresh,
+    start() {
+      if (o.url === null || timer !== undefined) return;
+      const tick = () => {
+        for (const symbol of wanted) void refresh(symbol);
+      };
+      tick();
+      timer = setInterval(tick, o.refreshSeconds * 1000);
+    },
+    async stop() {
+      if (timer !== undefined) clearInterval(timer);
+      timer = undefined;
+      await Promise.allSettled([...inFlight.values()]);
+    },
+    stats: () => ({ ...counts }),
+  };
+}

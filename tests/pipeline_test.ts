@@ -1,0 +1,254 @@
+/**
+ * The pipeline end to end through the real app and database: webhook ->
+ * job -> worker -> decision, positions and events, with every stage timed.
+ */
+import assert from "node:assert/strict";
+import { countRows } from "./_app.ts";
+import { dbTest } from "./_db.ts";
+import {
+  clock,
+  decisionFor,
+  pipelineServices,
+  positions,
+  pushChain,
+  pushContext,
+  send,
+} from "./_pipeline.ts";
+
+dbTest(
+  "the guide's sample signal inside market hours becomes an ENTER and an open position",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c);
+    await pushContext(s, c, "SPY", 500);
+    await pushChain(s, c, "SPY", 500);
+    const { signal_id } = await send(s, c, { symbol: "SPY", direction: "CALL" });
+    assert.equal(await s.worker.runUntilIdle(), 1);
+
+    const d = await decisionFor(db, signal_id);
+    assert.equal(d.outcome, "ENTER");
+    assert.equal(d.reason_code, "ENTRY_APPROVED");
+    assert.equal(d.degraded, false);
+    assert.ok(d.context_snapshot_id, "decision links the context snapshot it used");
+    assert.ok(d.gex_signal_id, "decision links the GEX it used");
+    for (
+      const stage of [
+        "queue_ms",
+        "load_ms",
+        "market_hours_ms",
+        "context_ms",
+        "gex_ms",
+        "book_ms",
+        "decide_ms",
+        "write_ms",
+        "end_to_end_ms",
+      ]
+    ) {
+      assert.equal(typeof d.timings[stage], "number", `timing ${stage}`);
+    }
+    const [p] = await positions(db);
+    assert.deepEqual(
+      {
+        symbol: p.symbol,
+        direction: p.direction,
+        is_closed: p.is_closed,
+        entry_price: p.entry_price,
+      },
+      { symbol: "SPY", direction: "CALL", is_closed: false, entry_price: 500 },
+    );
+    // 10,000 x confidence 0.85 = 8,500 at 500 -> 17 units.
+    assert.equal(p.quantity, 17);
+    const [job] = await db.query<{ status: string }>("select status from pipeline_jobs");
+    assert.equal(job.status, "done");
+    const kinds = (await db.query<{ kind: string }>("select kind from events order by id")).map((
+      e,
+    ) => e.kind);
+    assert.deepEqual(kinds, ["signal", "decision", "position"]);
+  },
+);
+
+dbTest(
+  "a signal received outside market hours is rejected MARKET_CLOSED and opens nothing",
+  async ({ db }) => {
+    const c = clock("2026-03-14T15:00:00Z"); // a Saturday
+    const s = await pipelineServices(db, c);
+    const { signal_id } = await send(s, c, { symbol: "SPY", direction: "CALL", price: 500 });
+    await s.worker.runUntilIdle();
+    const d = await decisionFor(db, signal_id);
+    assert.equal(d.outcome, "REJECT");
+    assert.equal(d.reason_code, "MARKET_CLOSED");
+    assert.match(d.message, /closed/i);
+    assert.equal(await countRows(db, "positions"), 0);
+  },
+);
+
+dbTest(
+  "missing context and GEX degrade to reduced size, or reject under the REJECT policy",
+  async ({ db }) => {
+    const c = clock();
+    const reduce = await pipelineServices(db, c);
+    const a = await send(reduce, c, { symbol: "QQQ", direction: "PUT", price: 400 });
+    await reduce.worker.runUntilIdle();
+    const da = await decisionFor(db, a.signal_id);
+    assert.equal(da.outcome, "ENTER");
+    assert.equal(da.degraded, true);
+    // 10,000 x 0.85 confidence x 0.5 degraded = 4,250 at 400 -> 10 units.
+    assert.equal(da.quantity, 10);
+
+    const strict = await pipelineServices(db, c, { DEGRADED_POLICY: "REJECT" });
+    const b = await send(strict, c, { symbol: "IWM", direction: "CALL", price: 200 });
+    await strict.worker.runUntilIdle();
+    const db2 = await decisionFor(db, b.signal_id);
+    assert.equal(db2.outcome, "REJECT");
+    assert.equal(db2.reason_code, "NO_CONTEXT");
+  },
+);
+
+dbTest(
+  "per symbol, a close and an open sent back to back are decided in that order",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c, { WORKER_CONCURRENCY: "8" });
+    await pushContext(s, c, "SPY", 500);
+    await pushChain(s, c, "SPY", 500);
+    await send(s, c, { symbol: "SPY", direction: "CALL" });
+    await s.worker.runUntilIdle();
+    c.advance(60_000);
+    // Fired in the same second: the exit of the CALL, then a PUT entry.
+    const exit = await send(s, c, {
+      symbol: "SPY",
+      direction: "CALL",
+      action: "EXIT",
+      id: "exit-1",
+    });
+    const entry = await send(s, c, { symbol: "SPY", direction: "PUT", id: "entry-1" });
+    await s.worker.runUntilIdle();
+    assert.equal((await decisionFor(db, exit.signal_id)).reason_code, "EXIT_APPROVED");
+    assert.equal((await decisionFor(db, entry.signal_id)).reason_code, "ENTRY_APPROVED");
+    const book = await positions(db);
+    assert.deepEqual(book.map((p) => [p.direction, p.is_closed]), [["CALL", true], ["PUT", false]]);
+  },
+);
+
+dbTest(
+  "an EXIT closes the position at the signal's price with its realized PnL",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c);
+    await pushContext(s, c, "SPY", 500);
+    await pushChain(s, c, "SPY", 500);
+    await send(s, c, { symbol: "SPY", direction: "PUT", price: 500 });
+    await s.worker.runUntilIdle();
+    c.advance(30 * 60_000);
+    await send(s, c, { symbol: "SPY", direction: "flat", price: 490 });
+    await s.worker.runUntilIdle();
+    const [p] = await positions(db);
+    assert.equal(p.is_closed, true);
+    assert.equal(p.exit_price, 490);
+    // PUT is short the underlying: (500 - 490) x 17.
+    assert.equal(p.realized_pnl, 170);
+  },
+);
+
+dbTest(
+  "a stage that keeps failing is retried, then the job fails with a processing_errors row",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c, { JOB_MAX_ATTEMPTS: "2" });
+    // Make the decision write fail for one symbol only.
+    await db.exec(`
+    create function test_refuse_boom() returns trigger language plpgsql as $$
+    begin
+      if exists (select 1 from signals where id = new.signal_id and symbol = 'BOOM') then
+        raise exception 'injected failure for BOOM';
+      end if;
+      return new;
+    end $$;
+    create trigger test_refuse_boom before insert on decisions
+      for each row execute function test_refuse_boom();`);
+    const boom = await send(s, c, { symbol: "BOOM", direction: "CALL", price: 10 });
+    await s.worker.runUntilIdle();
+    const [first] = await db.query<{ status: string; attempts: number; last_error: string }>(
+      "select status, attempts, last_error from pipeline_jobs",
+    );
+    assert.equal(first.status, "pending");
+    assert.equal(first.attempts, 1);
+    assert.match(first.last_error, /injected failure/);
+    await db.exec("update pipeline_jobs set run_at = now()");
+    await s.worker.runUntilIdle();
+    const [last] = await db.query<{ status: string; attempts: number }>(
+      "select status, attempts from pipeline_jobs",
+    );
+    assert.deepEqual({ ...last }, { status: "failed", attempts: 2 });
+    const errors = await db.query<{ signal_id: string; code: string; stage: string }>(
+      "select signal_id, code, stage from processing_errors",
+    );
+    assert.deepEqual(errors.map((e) => ({ ...e })), [{
+      signal_id: boom.signal_id,
+      code: "PIPELINE_FAILED",
+      stage: "pipeline",
+    }]);
+    assert.equal(await countRows(db, "decisions"), 0);
+    // The failed job no longer blocks its symbol.
+    await db.exec("drop trigger test_refuse_boom on decisions");
+    c.advance(60_000);
+    const next = await send(s, c, { symbol: "BOOM", direction: "PUT", price: 10 });
+    await s.worker.runUntilIdle();
+    assert.equal((await decisionFor(db, next.signal_id)).outcome, "ENTER");
+  },
+);
+
+dbTest("a job left running by a dead instance is reclaimed and decided", async ({ db }) => {
+  const c = clock();
+  const s = await pipelineServices(db, c, { JOB_CLAIM_TIMEOUT_SECONDS: "30" });
+  const { signal_id } = await send(s, c, { symbol: "SPY", direction: "CALL", price: 500 });
+  await db.exec(
+    `update pipeline_jobs set status = 'running', locked_by = 'dead-instance', attempts = 1,
+       locked_at = now() - interval '5 minutes'`,
+  );
+  assert.equal(await s.worker.runUntilIdle(), 1);
+  assert.equal((await decisionFor(db, signal_id)).outcome, "ENTER");
+  const [job] = await db.query<{ status: string; attempts: number }>(
+    "select status, attempts from pipeline_jobs",
+  );
+  assert.deepEqual({ ...job }, { status: "done", attempts: 2 });
+});
+
+dbTest(
+  "two instances' workers decide every job exactly once, each symbol in receipt order",
+  async ({ db, connectAgain }) => {
+    const c = clock();
+    const a = await pipelineServices(db, c, { WORKER_CONCURRENCY: "4" });
+    const b = await pipelineServices(await connectAgain(), c, { WORKER_CONCURRENCY: "4" });
+    const symbols = ["SPY", "QQQ", "IWM", "DIA", "AAPL"];
+    const sentOrder = new Map<string, string[]>();
+    for (let i = 0; i < 60; i++) {
+      const symbol = symbols[i % symbols.length];
+      c.advance(1000);
+      const r = await send(i % 2 ? a : b, c, {
+        symbol,
+        direction: i % 3 === 0 ? "flat" : i % 3 === 1 ? "CALL" : "PUT",
+        price: 100 + i,
+      });
+      sentOrder.set(symbol, [...(sentOrder.get(symbol) ?? []), r.signal_id]);
+    }
+    const decidedOrder = new Map<string, string[]>();
+    const record = (symbol: string, id: string) =>
+      decidedOrder.set(symbol, [...(decidedOrder.get(symbol) ?? []), id]);
+    // Per symbol, decisions commit one after another, so event id order is commit order.
+    await Promise.all([a.worker.runUntilIdle(), b.worker.runUntilIdle()]);
+    const events = await db.query<{ symbol: string; signal_id: string }>(
+      `select symbol, payload->>'signal_id' as signal_id from events where kind = 'decision' order by id`,
+    );
+    for (const e of events) record(e.symbol, e.signal_id);
+    assert.equal(await countRows(db, "decisions"), 60);
+    const [{ n }] = await db.query<{ n: number }>(
+      "select count(distinct signal_id)::integer as n from decisions",
+    );
+    assert.equal(n, 60);
+    for (const symbol of symbols) {
+      assert.deepEqual(decidedOrder.get(symbol), sentOrder.get(symbol), symbol);
+    }
+  },
+  { drivers: ["postgres"] },
+);
