@@ -15,11 +15,16 @@ import type { AppEnv } from "./app_env.ts";
 import type { Authenticator } from "./core/auth.ts";
 import type { Config } from "./core/config.ts";
 import { ApiError, codeToStatus, errorBody } from "./core/errors.ts";
+import type { LatencyWindow } from "./core/stats.ts";
 import type { GroupCommit } from "./db/group_commit.ts";
 import type { Database } from "./db/port.ts";
 import { insertProcessingError } from "./db/processing_errors.ts";
 import type { IngestOutcome, SignalRecord } from "./db/signals.ts";
+import { EventHub, eventRoutes } from "./handlers/events.ts";
+import { healthRoutes } from "./handlers/health.ts";
 import { marketDataRoutes } from "./handlers/market_data.ts";
+import { metricsRoutes } from "./handlers/metrics.ts";
+import { readApiRoutes } from "./handlers/read_api.ts";
 import { webhookHandler } from "./handlers/webhook.ts";
 import type { ContextProvider } from "./providers/context.ts";
 import type { GexProvider } from "./providers/gex.ts";
@@ -32,6 +37,9 @@ export interface AppDeps {
   ingest: GroupCommit<SignalRecord, IngestOutcome>;
   context: ContextProvider;
   gex: GexProvider;
+  events: EventHub;
+  /** Webhook acknowledgement times on this instance, for /metrics. */
+  ackLatency: LatencyWindow;
   /** False once shutdown began: new webhooks get 503 so TradingView re-sends elsewhere. */
   isAccepting: () => boolean;
   now: () => number;
@@ -85,6 +93,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     recordRejection,
     isAccepting: deps.isAccepting,
     now: deps.now,
+    onAck: (ms) => deps.ackLatency.record(ms),
   });
   const webhookGuards = [
     rateLimiter<AppEnv>({
@@ -129,6 +138,22 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       correlation_id: c.get("requestId"),
     }));
 
+  app.route(
+    "/",
+    healthRoutes({
+      db: deps.db,
+      context: deps.context,
+      gex: deps.gex,
+      contextMaxAgeSeconds: config.providers.contextMaxAgeSeconds,
+      gexMaxAgeSeconds: config.providers.gexMaxAgeSeconds,
+      maxQueueAgeSeconds: 60,
+      contextSource: sourceName(config.providers.contextUrl),
+      gexSource: sourceName(config.providers.gexUrl),
+      now: deps.now,
+    }),
+  );
+
+
   // Everything below needs the operator token when one is set.
   if (config.operatorToken !== null) {
     const refusal = (message: string) => (c: Context) =>
@@ -158,6 +183,19 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       now: deps.now,
     }),
   );
+
+  app.route(
+    "/",
+    metricsRoutes({
+      db: deps.db,
+      context: deps.context,
+      gex: deps.gex,
+      ackLatency: deps.ackLatency,
+      instanceId: config.instanceId,
+    }),
+  );
+  app.route("/", readApiRoutes(deps.db));
+  app.route("/", eventRoutes({ db: deps.db, hub: deps.events }));
 
   app.notFound((c) =>
     errorResponse(c, new ApiError("NOT_FOUND", `No route for ${c.req.method} ${c.req.path}`))
@@ -189,6 +227,12 @@ function errorResponse(c: Context<AppEnv>, error: ApiError): Response {
     c.header("Retry-After", String(error.extra.retryAfterSeconds));
   }
   return c.json(errorBody(error, c.get("requestId") ?? ""), codeToStatus(error.code));
+}
+
+function sourceName(url: string | null): string {
+  return url === null
+    ? "push (POST /context, POST /gex/chain)"
+    : `fetch ${new URL(url.replaceAll("{symbol}", "X")).host}`;
 }
 
 function clientAddress(c: Context<AppEnv>, header: string | null): string | null {

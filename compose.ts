@@ -17,6 +17,8 @@ import { type IngestOutcome, insertSignals, type SignalRecord } from "./db/signa
 import { createWorker, type Worker } from "./pipeline/worker.ts";
 import { type ContextProvider, createContextProvider } from "./providers/context.ts";
 import { createGexProvider, type GexProvider } from "./providers/gex.ts";
+import { EventHub } from "./handlers/events.ts";
+import { LatencyWindow } from "./core/stats.ts";
 
 export interface Services {
   config: Config;
@@ -99,6 +101,7 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
     gex,
     now,
   });
+  const events = new EventHub(db);
   let accepting = true;
   const app = createApp({
     config,
@@ -107,6 +110,8 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
     ingest,
     context,
     gex,
+    events,
+    ackLatency: new LatencyWindow(),
     isAccepting: () => accepting,
     now,
   });
@@ -127,6 +132,7 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
       await ingest.drain();
       await worker.stop();
       await gex.stop();
+      await events.close();
       await db.close();
     },
   };

@@ -110,19 +110,39 @@ export function recordDecision(db: Database, r: DecisionRecord): Promise<Recorde
       },
     }];
     for (const p of closed) {
-      events.push({ kind: "position", symbol: p.symbol, payload: { change: "closed", ...p } });
+      events.push({ kind: "position", symbol: p.symbol, payload: positionPayload("closed", p) });
     }
     if (opened) {
       events.push({
         kind: "position",
         symbol: opened.symbol,
-        payload: { change: "opened", ...opened },
+        payload: positionPayload("opened", opened),
       });
     }
     await insertEvents(tx, events);
     await tx.query("select pg_notify($1::text, '')", [EVENTS_CHANNEL]);
     return { decisionId, decision, opened, closed, timings };
   });
+}
+
+/** A position change as the read API spells positions. */
+function positionPayload(change: "opened" | "closed", p: OpenPosition | ClosedPosition) {
+  const closed = "exitPrice" in p ? p : null;
+  return {
+    change,
+    id: p.id,
+    symbol: p.symbol,
+    direction: p.direction,
+    quantity: p.quantity,
+    entry_price: p.entryPrice,
+    entry_signal_id: p.entrySignalId,
+    opened_at: p.openedAt,
+    is_closed: closed !== null,
+    exit_price: closed?.exitPrice ?? null,
+    exit_signal_id: closed?.exitSignalId ?? null,
+    closed_at: closed?.closedAt ?? null,
+    realized_pnl: closed?.realizedPnl ?? null,
+  };
 }
 
 function round(ms: number): number {

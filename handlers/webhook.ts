@@ -34,6 +34,8 @@ export interface WebhookDeps {
   recordRejection: (c: Context<AppEnv>, error: ApiError, payload: string | null) => Promise<void>;
   isAccepting: () => boolean;
   now: () => number;
+  /** Called with the acknowledgement time of every ACCEPTED or DUPLICATE answer. */
+  onAck?: (ms: number) => void;
 }
 
 export function webhookHandler(deps: WebhookDeps) {
@@ -121,6 +123,7 @@ export function webhookHandler(deps: WebhookDeps) {
     const processingTimeMs = Math.round((performance.now() - started) * 100) / 100;
     c.set("signalOutcome", outcome.status);
     c.set("ackMs", processingTimeMs);
+    deps.onAck?.(processingTimeMs);
     if (outcome.status === "duplicate") {
       log.info("Duplicate of signal {signal_id}", {
         signal_id: outcome.signalId,

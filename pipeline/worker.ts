@@ -144,8 +144,9 @@ export function createWorker(deps: WorkerDeps): Worker {
   }
 
   async function decideJob(job: ClaimedJob): Promise<RecordedDecision> {
+    // One clock for every timing (the instance's): received_at was stamped with it too.
     const timings: Record<string, number> = {
-      queue_ms: Math.max(0, job.claimedAt.getTime() - job.receivedAt.getTime()),
+      queue_ms: Math.max(0, deps.now() - job.receivedAt.getTime()),
     };
     const timed = async <T>(name: string, f: () => Promise<T> | T): Promise<T> => {
       const t = performance.now();

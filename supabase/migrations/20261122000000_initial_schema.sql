@@ -124,6 +124,8 @@ create index gex_signals_symbol_as_of on gex_signals (symbol, as_of desc);
 
 create table decisions (
   id uuid primary key default gen_random_uuid(),
+  -- Paging cursor: newest first.
+  seq bigint generated always as identity unique,
   signal_id uuid not null unique references signals (id),
   outcome text not null check (outcome in ('ENTER', 'EXIT', 'REJECT')),
   reason_code text not null,
@@ -146,6 +148,8 @@ create index decisions_reason_code on decisions (reason_code);
 
 create table positions (
   id uuid primary key default gen_random_uuid(),
+  -- Paging cursor: newest first.
+  seq bigint generated always as identity unique,
   symbol text not null,
   direction text not null check (direction in ('CALL', 'PUT')),
   quantity numeric not null check (quantity > 0),

@@ -1,0 +1,138 @@
+/**
+ * Metrics read from the database, so every instance reports the same
+ * numbers and they survive restarts.
+ */
+import type { LatencySummary } from "../core/stats.ts";
+import type { Queryable } from "./port.ts";
+
+export interface SignalCounts {
+  total: number;
+  /** Decided ENTER or EXIT. */
+  accepted: number;
+  /** Decided REJECT. */
+  rejected: number;
+  /** Accepted at the webhook, not yet decided. */
+  pending: number;
+  /** Gave up after retries (see processing_errors). */
+  failed: number;
+  decisionsByOutcome: Record<string, number>;
+  rejectionsByReason: Record<string, number>;
+  /** Webhook refusals and duplicates, by processing_errors code. */
+  refusalsByCode: Record<string, number>;
+}
+
+export async function signalCounts(db: Queryable): Promise<SignalCounts> {
+  const [totals] = await db.query<Record<string, number>>(
+    `select (select count(*) from signals)::integer as total,
+            (select count(*) from pipeline_jobs where status in ('pending', 'running'))::integer as pending,
+            (select count(*) from pipeline_jobs where status = 'failed')::integer as failed`,
+  );
+  const outcomes = await db.query<{ outcome: string; reason_code: string; n: number }>(
+    `select outcome, reason_code, count(*)::integer as n from decisions group by outcome, reason_code`,
+  );
+  const refusals = await db.query<{ code: string; n: number }>(
+    `select code, count(*)::integer as n from processing_errors group by code`,
+  );
+  const decisionsByOutcome: Record<string, number> = { ENTER: 0, EXIT: 0, REJECT: 0 };
+  const rejectionsByReason: Record<string, number> = {};
+  for (const o of outcomes) {
+    decisionsByOutcome[o.outcome] = (decisionsByOutcome[o.outcome] ?? 0) + Number(o.n);
+    if (o.outcome === "REJECT") rejectionsByReason[o.reason_code] = Number(o.n);
+  }
+  return {
+    total: Number(totals.total),
+    accepted: decisionsByOutcome.ENTER + decisionsByOutcome.EXIT,
+    rejected: decisionsByOutcome.REJECT,
+    pending: Number(totals.pending),
+    failed: Number(totals.failed),
+    decisionsByOutcome,
+    rejectionsByReason,
+    refusalsByCode: Object.fromEntries(refusals.map((r) => [r.code, Number(r.n)])),
+  };
+}
+
+export interface MarkedPosition {
+  id: string;
+  symbol: string;
+  direction: "CALL" | "PUT";
+  quantity: number;
+  entryPrice: number;
+  openedAt: string;
+  /** Latest context spot for the symbol, null when none is stored. */
+  mark: number | null;
+  markAsOf: string | null;
+}
+
+/** Open positions with the latest context spot of their symbol as the mark. */
+export async function markedOpenPositions(db: Queryable): Promise<MarkedPosition[]> {
+  const rows = await db.query<{
+    id: string;
+    symbol: string;
+    direction: "CALL" | "PUT";
+    quantity: string | number;
+    entry_price: string | number;
+    opened_at: Date;
+    spot: string | number | null;
+    as_of: Date | null;
+  }>(
+    `select p.id, p.symbol, p.direction, p.quantity, p.entry_price, p.opened_at, c.spot, c.as_of
+     from positions p
+     left join lateral (
+       select spot, as_of from context_snapshots cs
+       where cs.symbol = p.symbol order by as_of desc, created_at desc limit 1
+     ) c on true
+     where not p.is_closed
+     order by p.opened_at, p.id`,
+  );
+  return rows.map((r) => ({
+    id: r.id,
+    symbol: r.symbol,
+    direction: r.direction,
+    quantity: Number(r.quantity),
+    entryPrice: Number(r.entry_price),
+    openedAt: r.opened_at.toISOString(),
+    mark: r.spot === null ? null : Number(r.spot),
+    markAsOf: r.as_of?.toISOString() ?? null,
+  }));
+}
+
+export async function closedPositionTotals(
+  db: Queryable,
+): Promise<{ closed: number; realizedPnl: number }> {
+  const [row] = await db.query<{ closed: number; realized: string | number }>(
+    `select count(*)::integer as closed, coalesce(sum(realized_pnl), 0) as realized
+     from positions where is_closed`,
+  );
+  return { closed: Number(row.closed), realizedPnl: Number(row.realized) };
+}
+
+/** p50/p95/p99 per pipeline stage over the most recent `window` decisions. */
+export async function stageLatencies(
+  db: Queryable,
+  window = 1000,
+): Promise<Record<string, LatencySummary>> {
+  const rows = await db.query<
+    { stage: string; n: number; p50: number; p95: number; p99: number; max: number }
+  >(
+    `with recent as (select timings from decisions order by created_at desc limit $1::integer)
+     select t.key as stage, count(*)::integer as n,
+       percentile_cont(0.5) within group (order by t.value::float8) as p50,
+       percentile_cont(0.95) within group (order by t.value::float8) as p95,
+       percentile_cont(0.99) within group (order by t.value::float8) as p99,
+       max(t.value::float8) as max
+     from recent, jsonb_each_text(recent.timings) as t(key, value)
+     group by t.key`,
+    [window],
+  );
+  const round = (n: number) => Math.round(Number(n) * 100) / 100;
+  return Object.fromEntries(rows.map((r) => [
+    r.stage.replace(/_ms$/, ""),
+    {
+      count: Number(r.n),
+      p50: round(r.p50),
+      p95: round(r.p95),
+      p99: round(r.p99),
+      max: round(r.max),
+    },
+  ]));
+}

@@ -1,0 +1,213 @@
+/**
+ * The operator read API's queries: newest first, paged by `seq` (a cursor
+ * that never skips or repeats a row), filterable by symbol and time.
+ */
+import type { Queryable } from "./port.ts";
+
+export interface PageQuery {
+  limit: number;
+  /** Return rows with seq below this (the previous page's `next_cursor`). */
+  cursor?: number;
+  symbol?: string;
+  since?: string;
+  until?: string;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Pass as `cursor` for the next (older) page; null on the last page. */
+  next_cursor: string | null;
+}
+
+type Row = Record<string, unknown>;
+
+interface Columns {
+  /** The paging column, unique and increasing with insertion. */
+  seq: string;
+  symbol?: string;
+  time: string;
+}
+
+/** A list query being built: `where` clauses and their parameters. */
+class Filter {
+  readonly where: string[] = [];
+  readonly params: unknown[] = [];
+
+  add(sql: string, value: unknown): void {
+    this.params.push(value);
+    this.where.push(sql.replace("?", `$${this.params.length}`));
+  }
+
+  /** Cursor, symbol and time window, the filters every list shares. */
+  static common(q: PageQuery, c: Columns): Filter {
+    const f = new Filter();
+    if (q.cursor !== undefined) f.add(`${c.seq} < ?::bigint`, q.cursor);
+    if (q.symbol !== undefined && c.symbol) f.add(`${c.symbol} = ?::text`, q.symbol);
+    if (q.since !== undefined) f.add(`${c.time} >= ?::timestamptz`, q.since);
+    if (q.until !== undefined) f.add(`${c.time} < ?::timestamptz`, q.until);
+    return f;
+  }
+}
+
+async function page(
+  db: Queryable,
+  select: string,
+  f: Filter,
+  seqColumn: string,
+  limit: number,
+): Promise<Page<Row>> {
+  const params = [...f.params, limit + 1];
+  const rows = await db.query<Row>(
+    `${select} ${f.where.length ? `where ${f.where.join(" and ")}` : ""}
+     order by ${seqColumn} desc limit $${params.length}::integer`,
+    params,
+  );
+  const items = rows.slice(0, limit).map(plain);
+  return {
+    items,
+    next_cursor: rows.length > limit ? String(items[items.length - 1].seq) : null,
+  };
+}
+
+/** Numbers as numbers (drivers hand bigint and numeric back as strings) and times as ISO. */
+const NUMERIC = new Set([
+  "seq",
+  "price",
+  "quantity",
+  "notional",
+  "size_multiplier",
+  "entry_price",
+  "exit_price",
+  "realized_pnl",
+  "mark",
+]);
+function plain(row: Row): Row {
+  const out: Row = {};
+  for (const [k, v] of Object.entries(row)) {
+    out[k] = v instanceof Date ? v.toISOString() : NUMERIC.has(k) && v !== null ? Number(v) : v;
+  }
+  return out;
+}
+
+const SIGNAL_COLUMNS = `s.id, s.seq, s.received_at, s.source, s.symbol, s.exchange, s.direction,
+  s.action, s.timeframe, s.signal_time, s.price, s.metadata, s.alert_id, s.auth_method,
+  s.correlation_id`;
+
+export function listSignals(db: Queryable, q: PageQuery): Promise<Page<Row>> {
+  const f = Filter.common(q, { seq: "s.seq", symbol: "s.symbol", time: "s.received_at" });
+  return page(
+    db,
+    `select ${SIGNAL_COLUMNS}, j.status as job_status, d.outcome, d.reason_code,
+       d.message as decision_message
+     from signals s
+     left join pipeline_jobs j on j.signal_id = s.id
+     left join decisions d on d.signal_id = s.id`,
+    f,
+    "s.seq",
+    q.limit,
+  );
+}
+
+export interface SignalDetail {
+  signal: Row;
+  job: Row | null;
+  decision: Row | null;
+  positions: Row[];
+  errors: Row[];
+}
+
+export async function getSignalDetail(db: Queryable, id: string): Promise<SignalDetail | null> {
+  const [signal] = await db.query<Row>(
+    `select ${SIGNAL_COLUMNS}, s.dedup_key, s.raw_payload, s.client_ip from signals s where s.id = $1::uuid`,
+    [id],
+  );
+  if (!signal) return null;
+  const [job] = await db.query<Row>(
+    `select id::text as id, status, attempts, run_at, locked_by, last_error, created_at, finished_at
+     from pipeline_jobs where signal_id = $1::uuid`,
+    [id],
+  );
+  const [decision] = await db.query<Row>(
+    `select id, seq, outcome, reason_code, message, price, quantity, notional, size_multiplier,
+       degraded, notes, context_snapshot_id, gex_signal_id, timings, created_at
+     from decisions where signal_id = $1::uuid`,
+    [id],
+  );
+  const positions = await db.query<Row>(
+    `select id, seq, symbol, direction, quantity, entry_price, opened_at, is_closed, exit_price,
+       closed_at, realized_pnl,
+       case when entry_signal_id = $1::uuid then 'opened' else 'closed' end as change
+     from positions where entry_signal_id = $1::uuid or exit_signal_id = $1::uuid
+     order by seq`,
+    [id],
+  );
+  const errors = await db.query<Row>(
+    `select id::text as id, stage, code, message, http_status, correlation_id, created_at
+     from processing_errors where signal_id = $1::uuid order by id`,
+    [id],
+  );
+  return {
+    signal: plain(signal),
+    job: job ? plain(job) : null,
+    decision: decision ? plain(decision) : null,
+    positions: positions.map(plain),
+    errors: errors.map(plain),
+  };
+}
+
+export function listDecisions(
+  db: Queryable,
+  q: PageQuery & { outcome?: string; reason?: string },
+): Promise<Page<Row>> {
+  const f = Filter.common(q, { seq: "d.seq", symbol: "s.symbol", time: "d.created_at" });
+  if (q.outcome !== undefined) f.add("d.outcome = ?::text", q.outcome);
+  if (q.reason !== undefined) f.add("d.reason_code = ?::text", q.reason);
+  return page(
+    db,
+    `select d.id, d.seq, d.signal_id, s.symbol, s.direction, s.action, s.timeframe, d.outcome,
+       d.reason_code, d.message, d.price, d.quantity, d.notional, d.degraded, d.notes, d.timings,
+       d.created_at, s.received_at
+     from decisions d join signals s on s.id = d.signal_id`,
+    f,
+    "d.seq",
+    q.limit,
+  );
+}
+
+export function listPositions(
+  db: Queryable,
+  q: PageQuery & { status?: "open" | "closed" },
+): Promise<Page<Row>> {
+  const time = q.status === "closed" ? "p.closed_at" : "p.opened_at";
+  const f = Filter.common(q, { seq: "p.seq", symbol: "p.symbol", time });
+  if (q.status !== undefined) f.where.push(q.status === "open" ? "not p.is_closed" : "p.is_closed");
+  return page(
+    db,
+    `select p.id, p.seq, p.symbol, p.direction, p.quantity, p.entry_price, p.entry_signal_id,
+       p.opened_at, p.is_closed, p.exit_price, p.exit_signal_id, p.closed_at, p.realized_pnl,
+       c.spot as mark, c.as_of as mark_as_of
+     from positions p
+     left join lateral (
+       select spot, as_of from context_snapshots cs
+       where cs.symbol = p.symbol and not p.is_closed
+       order by as_of desc, created_at desc limit 1
+     ) c on true`,
+    f,
+    "p.seq",
+    q.limit,
+  );
+}
+
+export function listErrors(db: Queryable, q: PageQuery & { code?: string }): Promise<Page<Row>> {
+  const f = Filter.common(q, { seq: "e.id", time: "e.created_at" });
+  if (q.code !== undefined) f.add("e.code = ?::text", q.code);
+  return page(
+    db,
+    `select e.id as seq, e.signal_id, e.correlation_id, e.stage, e.code, e.message, e.http_status,
+       e.client_ip, e.payload, e.details, e.created_at
+     from processing_errors e`,
+    f,
+    "e.id",
+    q.limit,
+  );
+}

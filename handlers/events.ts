@@ -1,0 +1,108 @@
+/**
+ * `GET /events`: Server-Sent Events of new signals, decisions and position
+ * changes (`event: signal|decision|position`, JSON data). Every instance
+ * LISTENs on the events channel, so a change made by any instance reaches
+ * the clients of all of them; each stream then reads the outbox from its own
+ * cursor, which is also the SSE event id. A reconnecting client sends
+ * `Last-Event-ID` (or `?last_event_id=`) and gets everything it missed, in
+ * order, with no gap. Without one it starts from now (`?from=start` replays
+ * the whole outbox). A comment line every 15 s keeps proxies from closing it.
+ */
+import { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
+import type { AppEnv } from "../app_env.ts";
+import { latestCursor, parseCursor, readEvents, START } from "../db/events.ts";
+import type { Database } from "../db/port.ts";
+import { EVENTS_CHANNEL } from "../db/signals.ts";
+
+/** One LISTEN per instance, fanned out to every open stream. */
+export class EventHub {
+  #listeners = new Set<() => void>();
+  #listening: Promise<unknown> | null = null;
+  #unlisten: (() => Promise<void>) | null = null;
+
+  constructor(private readonly db: Database) {}
+
+  async subscribe(onNotify: () => void): Promise<() => void> {
+    this.#listeners.add(onNotify);
+    this.#listening ??= this.db.listen(EVENTS_CHANNEL, () => {
+      for (const listener of this.#listeners) listener();
+    }).then((unlisten) => (this.#unlisten = unlisten));
+    await this.#listening;
+    return () => this.#listeners.delete(onNotify);
+  }
+
+  async close(): Promise<void> {
+    this.#listeners.clear();
+    await this.#unlisten?.().catch(() => {});
+  }
+}
+
+export interface EventRoutesOptions {
+  db: Database;
+  hub: EventHub;
+  heartbeatMs?: number;
+  /** Fallback poll, for events whose NOTIFY arrived while older transactions were still open. */
+  pollMs?: number;
+}
+
+const BATCH = 500;
+
+export function eventRoutes(o: EventRoutesOptions): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  const heartbeatMs = o.heartbeatMs ?? 15_000;
+  const pollMs = o.pollMs ?? 1000;
+
+  app.get("/events", async (c) => {
+    const requested = c.req.header("last-event-id") ?? c.req.query("last_event_id");
+    let cursor = parseCursor(requested) !== null
+      ? requested!
+      : c.req.query("from") === "start"
+      ? START
+      : await latestCursor(o.db);
+
+    return streamSSE(c, async (stream) => {
+      let open = true;
+      let wake: (() => void) | null = null;
+      const poke = () => wake?.();
+      const unsubscribe = await o.hub.subscribe(poke);
+      stream.onAbort(() => {
+        open = false;
+        poke();
+      });
+      await stream.writeSSE({ event: "ready", data: JSON.stringify({ cursor }), retry: 3000 });
+      let lastWrite = Date.now();
+      try {
+        while (open) {
+          const events = await readEvents(o.db, cursor, BATCH);
+          for (const e of events) {
+            await stream.writeSSE({
+              id: e.cursor,
+              event: e.kind,
+              data: JSON.stringify({ ...e.payload, event_at: e.createdAt }),
+            });
+            cursor = e.cursor;
+            lastWrite = Date.now();
+          }
+          if (events.length === BATCH) continue;
+          if (Date.now() - lastWrite >= heartbeatMs) {
+            await stream.write(": heartbeat\n\n");
+            lastWrite = Date.now();
+          }
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(done, Math.min(pollMs, heartbeatMs));
+            function done() {
+              clearTimeout(timer);
+              wake = null;
+              resolve();
+            }
+            wake = done;
+          });
+        }
+      } finally {
+        unsubscribe();
+      }
+    });
+  });
+  return app;
+}

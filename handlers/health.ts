@@ -1,0 +1,194 @@
+/**
+ * `GET /health` in the deployment guide's shape, and each component alone at
+ * `/health/database`, `/health/context`, `/health/gex`, `/health/pipeline`.
+ * - database: a real `select 1`, timed, with a deadline;
+ * - context and GEX: age of the newest stored data against its max age;
+ * - pipeline: the job queue's backlog.
+ * `healthy` when all are; `degraded` (still 200) when market data is
+ * missing or stale or the queue lags; `unhealthy` (503) when the database
+ * cannot be reached. Open to everyone: it says nothing secret.
+ */
+import { Hono } from "hono";
+import type { AppEnv } from "../app_env.ts";
+import { queueDepth } from "../db/jobs.ts";
+import { marketDataFreshness } from "../db/market_data.ts";
+import type { Database } from "../db/port.ts";
+import type { ContextProvider } from "../providers/context.ts";
+import type { GexProvider } from "../providers/gex.ts";
+
+export interface HealthDeps {
+  db: Database;
+  context: ContextProvider;
+  gex: GexProvider;
+  contextMaxAgeSeconds: number;
+  gexMaxAgeSeconds: number;
+  /** Oldest a pending job may be before the pipeline counts as lagging. */
+  maxQueueAgeSeconds: number;
+  contextSource: string;
+  gexSource: string;
+  now: () => number;
+}
+
+export interface Component {
+  healthy: boolean;
+  status: string;
+  [detail: string]: unknown;
+}
+
+export interface HealthReport {
+  healthy: boolean;
+  status: "healthy" | "degraded" | "unhealthy";
+  message: string;
+  timestamp: string;
+  components: { context: Component; gex: Component; database: Component; pipeline: Component };
+}
+
+const DB_DEADLINE_MS = 2000;
+
+export async function checkHealth(deps: HealthDeps): Promise<HealthReport> {
+  const database = await checkDatabase(deps.db);
+  let context: Component, gex: Component, pipeline: Component;
+  if (database.healthy) {
+    const [fresh, queue] = await Promise.all([marketDataFreshness(deps.db), queueDepth(deps.db)]);
+    const now = deps.now();
+    const rate = (s: { hits: number; misses: number }) =>
+      s.hits + s.misses === 0 ? null : Math.round((s.hits / (s.hits + s.misses)) * 1000) / 1000;
+    context = freshness(
+      "newest context snapshot",
+      fresh.contextAsOf,
+      deps.contextMaxAgeSeconds,
+      now,
+      {
+        symbols: fresh.contextSymbols,
+        source: deps.contextSource,
+        cache_hit_rate: rate(deps.context.stats()),
+      },
+    );
+    gex = freshness("newest GEX levels", fresh.gexAsOf, deps.gexMaxAgeSeconds, now, {
+      symbols: fresh.gexSymbols,
+      source: deps.gexSource,
+      fetch_errors: deps.gex.stats().fetchErrors,
+    });
+    const lagging = queue.oldestPendingSeconds > deps.maxQueueAgeSeconds;
+    pipeline = {
+      healthy: !lagging,
+      status: lagging ? "lagging" : "ok",
+      checked: "pipeline_jobs backlog",
+      pending: queue.pending,
+      running: queue.running,
+      failed: queue.failed,
+      oldest_pending_seconds: Math.round(queue.oldestPendingSeconds * 10) / 10,
+      max_pending_seconds: deps.maxQueueAgeSeconds,
+    };
+  } else {
+    const unknown = {
+      healthy: false,
+      status: "unknown",
+      checked: "not checked: database unreachable",
+    };
+    context = { ...unknown };
+    gex = { ...unknown };
+    pipeline = { ...unknown };
+  }
+
+  const problems: string[] = [];
+  if (!database.healthy) problems.push("database unreachable");
+  else {
+    if (!context.healthy) problems.push(`context ${context.status}`);
+    if (!gex.healthy) problems.push(`GEX ${gex.status}`);
+    if (!pipeline.healthy) problems.push(`pipeline ${pipeline.status}`);
+  }
+  const status = !database.healthy ? "unhealthy" : problems.length > 0 ? "degraded" : "healthy";
+  return {
+    healthy: status === "healthy",
+    status,
+    message: status === "healthy"
+      ? "All systems operational"
+      : status === "degraded"
+      ? `Degraded: ${problems.join(", ")}`
+      : "Unhealthy: database unreachable",
+    timestamp: new Date(deps.now()).toISOString(),
+    components: { context, gex, database, pipeline },
+  };
+}
+
+async function checkDatabase(db: Database): Promise<Component> {
+  const started = performance.now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      db.query("select 1"),
+      new Promise((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`no answer within ${DB_DEADLINE_MS} ms`)),
+          DB_DEADLINE_MS,
+        );
+      }),
+    ]);
+    return {
+      healthy: true,
+      status: "up",
+      checked: "select 1",
+      driver: db.driver,
+      latency_ms: Math.round((performance.now() - started) * 100) / 100,
+    };
+  } catch (error) {
+    return {
+      healthy: false,
+      status: "down",
+      checked: "select 1",
+      driver: db.driver,
+      error: error instanceof Error ? error.message : String(error),
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function freshness(
+  checked: string,
+  asOf: Date | null,
+  maxAgeSeconds: number,
+  now: number,
+  extra: Record<string, unknown>,
+): Component {
+  if (asOf === null) {
+    return {
+      healthy: false,
+      status: "missing",
+      checked,
+      newest_as_of: null,
+      age_seconds: null,
+      max_age_seconds: maxAgeSeconds,
+      ...extra,
+    };
+  }
+  const age = Math.max(0, (now - asOf.getTime()) / 1000);
+  const fresh = age <= maxAgeSeconds;
+  return {
+    healthy: fresh,
+    status: fresh ? "fresh" : "stale",
+    checked,
+    newest_as_of: asOf.toISOString(),
+    age_seconds: Math.round(age),
+    max_age_seconds: maxAgeSeconds,
+    ...extra,
+  };
+}
+
+export function healthRoutes(deps: HealthDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.get("/health", async (c) => {
+    const report = await checkHealth(deps);
+    return c.json(report, report.status === "unhealthy" ? 503 : 200);
+  });
+  for (const name of ["database", "context", "gex", "pipeline"] as const) {
+    app.get(`/health/${name}`, async (c) => {
+      const report = await checkHealth(deps);
+      const component = report.components[name];
+      const down = name === "database" ? !component.healthy : report.status === "unhealthy";
+      return c.json({ ...component, timestamp: report.timestamp }, down ? 503 : 200);
+    });
+  }
+  return app;
+}

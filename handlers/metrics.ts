@@ -1,0 +1,192 @@
+/**
+ * `GET /metrics` in the deployment guide's shape (signals, positions,
+ * latency), its parts at `/metrics/signals`, `/metrics/positions`,
+ * `/metrics/latency`, and the same numbers in Prometheus text format at
+ * `/metrics/prometheus`. Counts, positions and pipeline latencies come from
+ * the database (the same on every instance); the webhook ack time and cache
+ * hit rates are this instance's own, and say so.
+ */
+import { Hono } from "hono";
+import { Counter, Gauge, Registry } from "prom-client";
+import type { AppEnv } from "../app_env.ts";
+import { unrealizedPnl } from "../core/book.ts";
+import { type LatencySummary, LatencyWindow } from "../core/stats.ts";
+import {
+  closedPositionTotals,
+  markedOpenPositions,
+  signalCounts,
+  stageLatencies,
+} from "../db/metrics.ts";
+import type { Database } from "../db/port.ts";
+import type { ContextProvider } from "../providers/context.ts";
+import type { GexProvider } from "../providers/gex.ts";
+
+export interface MetricsDeps {
+  db: Database;
+  context: ContextProvider;
+  gex: GexProvider;
+  /** Webhook acknowledgement times on this instance. */
+  ackLatency: LatencyWindow;
+  instanceId: string;
+}
+
+const round2 = (n: number) => Math.round(n * 100) / 100;
+
+export async function signalsMetrics(deps: MetricsDeps) {
+  const c = await signalCounts(deps.db);
+  const decided = c.accepted + c.rejected;
+  const refusals = c.refusalsByCode;
+  return {
+    totalSignals: c.total,
+    acceptedSignals: c.accepted,
+    rejectedSignals: c.rejected,
+    acceptanceRate: decided === 0 ? 0 : Math.round((c.accepted / decided) * 10_000) / 10_000,
+    pendingSignals: c.pending,
+    failedSignals: c.failed,
+    decisionsByOutcome: c.decisionsByOutcome,
+    rejectionsByReason: c.rejectionsByReason,
+    duplicates: refusals.DUPLICATE ?? 0,
+    authFailures: refusals.UNAUTHORIZED ?? 0,
+    validationFailures: (refusals.VALIDATION_FAILED ?? 0) + (refusals.INVALID_JSON ?? 0),
+    rateLimited: refusals.RATE_LIMITED ?? 0,
+    tooLarge: refusals.PAYLOAD_TOO_LARGE ?? 0,
+    refusalsByCode: refusals,
+  };
+}
+
+export async function positionsMetrics(deps: MetricsDeps) {
+  const [open, closed] = await Promise.all([
+    markedOpenPositions(deps.db),
+    closedPositionTotals(deps.db),
+  ]);
+  let unrealized = 0;
+  let unmarked = 0;
+  for (const p of open) {
+    if (p.mark === null) unmarked++;
+    else unrealized += unrealizedPnl(p, p.mark);
+  }
+  return {
+    openPositions: open.length,
+    totalExposure: round2(open.reduce((sum, p) => sum + p.quantity * p.entryPrice, 0)),
+    unrealizedPnL: round2(unrealized),
+    realizedPnL: round2(closed.realizedPnl),
+    closedPositions: closed.closed,
+    /** Open positions with no context spot to mark them (left out of unrealizedPnL). */
+    unmarkedPositions: unmarked,
+  };
+}
+
+export async function latencyMetrics(deps: MetricsDeps) {
+  const stages = await stageLatencies(deps.db);
+  const { end_to_end: endToEnd, ...pipeline } = stages;
+  const empty: LatencySummary = { count: 0, p50: null, p95: null, p99: null, max: null };
+  return {
+    unit: "ms",
+    window: "last 1000 decisions",
+    endToEnd: endToEnd ?? empty,
+    stages: pipeline,
+    webhookAck: { ...deps.ackLatency.summary(), scope: `instance ${deps.instanceId}` },
+  };
+}
+
+function cacheMetrics(deps: MetricsDeps) {
+  const rate = (hits: number, misses: number) =>
+    hits + misses === 0 ? null : Math.round((hits / (hits + misses)) * 10_000) / 10_000;
+  const ctx = deps.context.stats();
+  const gex = deps.gex.stats();
+  return {
+    scope: `instance ${deps.instanceId}`,
+    context: { ...ctx, hitRate: rate(ctx.hits, ctx.misses) },
+    gex: { ...gex, hitRate: rate(gex.hits, gex.misses) },
+  };
+}
+
+export function metricsRoutes(deps: MetricsDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.get("/metrics", async (c) => {
+    const [signals, positions, latency] = await Promise.all([
+      signalsMetrics(deps),
+      positionsMetrics(deps),
+      latencyMetrics(deps),
+    ]);
+    return c.json({
+      signals,
+      positions,
+      latency,
+      cache: cacheMetrics(deps),
+      timestamp: new Date().toISOString(),
+    });
+  });
+  app.get("/metrics/signals", async (c) => c.json(await signalsMetrics(deps)));
+  app.get("/metrics/positions", async (c) => c.json(await positionsMetrics(deps)));
+  app.get("/metrics/latency", async (c) => c.json(await latencyMetrics(deps)));
+  app.get("/metrics/prometheus", async (c) => {
+    const registry = await prometheusRegistry(deps);
+    return c.body(await registry.metrics(), 200, { "content-type": registry.contentType });
+  });
+  return app;
+}
+
+/** A registry filled from one snapshot of the metrics, so a scrape is consistent. */
+async function prometheusRegistry(deps: MetricsDeps): Promise<Registry> {
+  const [s, p, l] = await Promise.all([
+    signalsMetrics(deps),
+    positionsMetrics(deps),
+    latencyMetrics(deps),
+  ]);
+  const cache = cacheMetrics(deps);
+  const registry = new Registry();
+  const gauge = (name: string, help: string, labelNames: string[] = []) =>
+    new Gauge({ name: `optionstrat_${name}`, help, labelNames, registers: [registry] });
+  // Cumulative counts are counters; a fresh registry per scrape makes inc(n) report the total n.
+  const counter = (name: string, help: string, labelNames: string[] = []) =>
+    new Counter({ name: `optionstrat_${name}`, help, labelNames, registers: [registry] });
+
+  counter("signals_total", "Signals stored (accepted at the webhook)").inc(s.totalSignals);
+  const decisions = counter("decisions_total", "Decisions by outcome", ["outcome"]);
+  for (const [outcome, n] of Object.entries(s.decisionsByOutcome)) decisions.inc({ outcome }, n);
+  const rejections = counter("rejections_total", "REJECT decisions by reason code", ["reason"]);
+  for (const [reason, n] of Object.entries(s.rejectionsByReason)) rejections.inc({ reason }, n);
+  const refusals = counter("webhook_refusals_total", "Webhook refusals and duplicates by code", [
+    "code",
+  ]);
+  for (const [code, n] of Object.entries(s.refusalsByCode)) refusals.inc({ code }, n);
+  gauge("acceptance_rate", "Accepted decisions over all decisions (0..1)").set(s.acceptanceRate);
+  gauge("signals_pending", "Signals accepted but not decided yet").set(s.pendingSignals);
+  gauge("signals_failed", "Signals whose pipeline job gave up").set(s.failedSignals);
+
+  gauge("positions_open", "Open positions").set(p.openPositions);
+  counter("positions_closed_total", "Closed positions").inc(p.closedPositions);
+  gauge("exposure_dollars", "Sum of quantity x entry price over open positions").set(
+    p.totalExposure,
+  );
+  gauge("unrealized_pnl_dollars", "Unrealized PnL marked to the latest context spot").set(
+    p.unrealizedPnL,
+  );
+  gauge("realized_pnl_dollars", "Realized PnL of closed positions").set(p.realizedPnL);
+
+  const latency = gauge("latency_ms", "Latency percentiles in ms (pipeline: last 1000 decisions)", [
+    "stage",
+    "quantile",
+  ]);
+  const put = (stage: string, summary: LatencySummary) => {
+    for (
+      const [q, v] of [["0.5", summary.p50], ["0.95", summary.p95], ["0.99", summary.p99]] as const
+    ) {
+      if (v !== null) latency.set({ stage, quantile: q }, v);
+    }
+  };
+  put("end_to_end", l.endToEnd);
+  for (const [stage, summary] of Object.entries(l.stages)) put(stage, summary);
+  put("webhook_ack", l.webhookAck);
+
+  const hits = counter("cache_requests_total", "Cache lookups on this instance", [
+    "cache",
+    "result",
+  ]);
+  hits.inc({ cache: "context", result: "hit" }, cache.context.hits);
+  hits.inc({ cache: "context", result: "miss" }, cache.context.misses);
+  hits.inc({ cache: "gex", result: "hit" }, cache.gex.hits);
+  hits.inc({ cache: "gex", result: "miss" }, cache.gex.misses);
+  return registry;
+}

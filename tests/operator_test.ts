@@ -1,0 +1,381 @@
+/**
+ * The operator surface through the real app: /health and /metrics in the
+ * deployment guide's shapes, Prometheus text, the paged read API, live
+ * events across instances, and the operator token.
+ */
+import assert from "node:assert/strict";
+import type { Services } from "../compose.ts";
+import { countRows, SECRET, signed, testServices, uniqueSignal } from "./_app.ts";
+import { dbTest } from "./_db.ts";
+import { clock, pipelineServices, pushChain, pushContext, send } from "./_pipeline.ts";
+
+async function json(s: Services, path: string, init?: RequestInit) {
+  const res = await s.app.request(path, init);
+  return { status: res.status, body: await res.json() };
+}
+
+dbTest(
+  "/health has the guide's shape, healthy with fresh market data, degraded without",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c);
+    const before = await json(s, "/health");
+    assert.equal(before.status, 200);
+    assert.equal(before.body.status, "degraded");
+    assert.equal(before.body.healthy, false);
+    assert.match(before.body.message, /context missing.*GEX missing/);
+
+    await pushContext(s, c, "SPY", 500);
+    await pushChain(s, c, "SPY", 500);
+    const { status, body } = await json(s, "/health");
+    assert.equal(status, 200);
+    assert.deepEqual(Object.keys(body).sort(), [
+      "components",
+      "healthy",
+      "message",
+      "status",
+      "timestamp",
+    ]);
+    assert.equal(body.healthy, true);
+    assert.equal(body.status, "healthy");
+    assert.equal(body.message, "All systems operational");
+    assert.ok(!Number.isNaN(Date.parse(body.timestamp)));
+    for (const name of ["context", "gex", "database"]) {
+      assert.equal(body.components[name].healthy, true, name);
+      assert.equal(typeof body.components[name].checked, "string", name);
+    }
+    assert.equal(typeof body.components.database.latency_ms, "number");
+    assert.equal(body.components.context.age_seconds, 0);
+
+    c.advance(2 * 3600_000); // context (15 min) and GEX (1 h) go stale
+    const stale = await json(s, "/health");
+    assert.equal(stale.status, 200);
+    assert.equal(stale.body.status, "degraded");
+    assert.equal(stale.body.components.context.status, "stale");
+    assert.equal(stale.body.components.gex.status, "stale");
+    assert.equal(stale.body.components.database.healthy, true);
+
+    for (const name of ["context", "gex", "database", "pipeline"]) {
+      const part = await json(s, `/health/${name}`);
+      assert.equal(part.status, 200, name);
+      assert.equal(typeof part.body.healthy, "boolean", name);
+    }
+  },
+);
+
+dbTest("/health answers 503 unhealthy when the database is gone", async ({ db }) => {
+  const s = await testServices(db);
+  await db.close();
+  const { status, body } = await json(s, "/health");
+  assert.equal(status, 503);
+  assert.equal(body.status, "unhealthy");
+  assert.equal(body.healthy, false);
+  assert.equal(body.components.database.healthy, false);
+  assert.equal(body.components.database.status, "down");
+  assert.equal((await s.app.request("/health/database")).status, 503);
+});
+
+dbTest(
+  "/metrics has the guide's shape and its counts move as signals arrive and are decided",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c);
+    const empty = await json(s, "/metrics");
+    assert.equal(empty.status, 200);
+    assert.deepEqual(
+      {
+        signals: pick(empty.body.signals, GUIDE_SIGNAL_KEYS),
+        positions: pick(empty.body.positions, GUIDE_POSITION_KEYS),
+      },
+      {
+        signals: { totalSignals: 0, acceptedSignals: 0, rejectedSignals: 0, acceptanceRate: 0 },
+        positions: { openPositions: 0, totalExposure: 0, unrealizedPnL: 0, realizedPnL: 0 },
+      },
+    );
+    assert.equal(typeof empty.body.latency, "object");
+
+    await pushContext(s, c, "SPY", 500);
+    await pushChain(s, c, "SPY", 500);
+    const entry = await send(s, c, { symbol: "SPY", direction: "CALL" });
+    await send(s, c, {
+      symbol: "QQQ",
+      direction: "CALL",
+      metadata: { confidence: 0.1 },
+      price: 400,
+    });
+    await s.app.request("/webhook", await signed(JSON.stringify({ symbol: "SPY" }))); // 422
+    await s.app.request("/webhook", { method: "POST", body: "{}" }); // 401
+    const pending = await json(s, "/metrics/signals");
+    assert.equal(pending.body.totalSignals, 2);
+    assert.equal(pending.body.pendingSignals, 2);
+    assert.equal(pending.body.validationFailures, 1);
+    assert.equal(pending.body.authFailures, 1);
+
+    await s.worker.runUntilIdle();
+    await pushContext(s, c, "SPY", 510); // mark the open CALL up 10
+    const after = await json(s, "/metrics");
+    assert.deepEqual(pick(after.body.signals, GUIDE_SIGNAL_KEYS), {
+      totalSignals: 2,
+      acceptedSignals: 1,
+      rejectedSignals: 1,
+      acceptanceRate: 0.5,
+    });
+    assert.deepEqual(after.body.signals.rejectionsByReason, { LOW_CONFIDENCE: 1 });
+    assert.deepEqual(pick(after.body.positions, GUIDE_POSITION_KEYS), {
+      openPositions: 1,
+      totalExposure: 8500,
+      unrealizedPnL: 170, // 17 x (510 - 500)
+      realizedPnL: 0,
+    });
+    const latency = after.body.latency;
+    assert.equal(latency.endToEnd.count, 2);
+    for (const stage of ["queue", "market_hours", "context", "gex", "decide", "write"]) {
+      assert.equal(typeof latency.stages[stage].p99, "number", stage);
+    }
+    assert.equal(latency.webhookAck.count, 2);
+    assert.equal((await json(s, `/signals/${entry.signal_id}`)).body.decision.outcome, "ENTER");
+  },
+);
+
+const GUIDE_SIGNAL_KEYS = ["totalSignals", "acceptedSignals", "rejectedSignals", "acceptanceRate"];
+const GUIDE_POSITION_KEYS = ["openPositions", "totalExposure", "unrealizedPnL", "realizedPnL"];
+function pick(o: Record<string, unknown>, keys: string[]) {
+  return Object.fromEntries(keys.map((k) => [k, o[k]]));
+}
+
+dbTest("/metrics/prometheus is valid text exposition format, line by line", async ({ db }) => {
+  const c = clock();
+  const s = await pipelineServices(db, c);
+  await send(s, c, { symbol: "SPY", direction: "CALL", price: 500 });
+  await s.worker.runUntilIdle();
+  const res = await s.app.request("/metrics/prometheus");
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+  const text = await res.text();
+  const types = new Map<string, string>();
+  const samples = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    const meta = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.+)$/.exec(line);
+    if (meta) {
+      if (meta[1] === "TYPE") {
+        assert.match(meta[3], /^(counter|gauge)$/, line);
+        types.set(meta[2], meta[3]);
+      }
+      continue;
+    }
+    const sample =
+      /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*")*)?\})? (-?[0-9.e+-]+|NaN)$/
+        .exec(line);
+    assert.ok(sample, `not a valid sample line: ${line}`);
+    assert.ok(types.has(sample[1]), `sample before its TYPE: ${line}`);
+    if (types.get(sample[1]) === "counter") assert.match(sample[1], /_total$/, line);
+    samples.set(`${sample[1]}${sample[2] ?? ""}`, Number(sample[5]));
+  }
+  assert.equal(samples.get("optionstrat_signals_total"), 1);
+  assert.equal(samples.get('optionstrat_decisions_total{outcome="ENTER"}'), 1);
+  assert.equal(samples.get("optionstrat_positions_open"), 1);
+  assert.ok(samples.has('optionstrat_latency_ms{stage="end_to_end",quantile="0.99"}'));
+});
+
+dbTest(
+  "paging /signals, /decisions and /positions gives every row once, newest first",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c, {
+      MAX_OPEN_POSITIONS: "100",
+      MAX_EXPOSURE: "10000000",
+    });
+    const symbols = ["SPY", "QQQ", "IWM"];
+    for (let i = 0; i < 23; i++) {
+      c.advance(1000);
+      await send(s, c, {
+        symbol: symbols[i % 3],
+        direction: i % 2 ? "CALL" : "PUT",
+        price: 100 + i,
+      });
+    }
+    await s.worker.runUntilIdle();
+    for (
+      const [path, total] of [["/signals", 23], ["/decisions", 23], [
+        "/positions",
+        await countRows(db, "positions"),
+      ]] as const
+    ) {
+      const seen: number[] = [];
+      let cursor: string | null = null;
+      do {
+        const page: { body: { items: { seq: number }[]; next_cursor: string | null } } = await json(
+          s,
+          `${path}?limit=5${cursor ? `&cursor=${cursor}` : ""}`,
+        );
+        seen.push(...page.body.items.map((i) => i.seq));
+        cursor = page.body.next_cursor;
+      } while (cursor !== null);
+      assert.equal(seen.length, total, path);
+      assert.equal(new Set(seen).size, total, `${path} repeats`);
+      assert.deepEqual(seen, [...seen].sort((a, b) => b - a), `${path} order`);
+    }
+    const spy = await json(s, "/signals?symbol=spy&limit=100");
+    assert.equal(spy.body.items.length, 8);
+    assert.ok(spy.body.items.every((i: { symbol: string }) => i.symbol === "SPY"));
+    const window = await json(
+      s,
+      `/signals?since=${new Date(c.now() - 5000).toISOString()}&until=${
+        new Date(c.now()).toISOString()
+      }`,
+    );
+    assert.equal(window.body.items.length, 5);
+    assert.equal((await s.app.request("/signals?cursor=abc")).status, 400);
+    assert.equal((await s.app.request("/positions?status=maybe")).status, 400);
+    assert.equal(
+      (await s.app.request("/signals/00000000-0000-0000-0000-000000000000")).status,
+      404,
+    );
+  },
+);
+
+/** Reads SSE frames from a streaming response until `until` is satisfied or time runs out. */
+async function readSse(
+  res: Response,
+  until: (events: { event: string; id?: string; data: unknown }[]) => boolean,
+  timeoutMs = 5000,
+) {
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  const events: { event: string; id?: string; data: unknown }[] = [];
+  let buffer = "";
+  const deadline = Date.now() + timeoutMs;
+  try {
+    while (!until(events) && Date.now() < deadline) {
+      const chunk = await Promise.race([
+        reader.read(),
+        new Promise<null>((r) => setTimeout(() => r(null), deadline - Date.now())),
+      ]);
+      if (chunk === null || chunk.done) break;
+      buffer += decoder.decode(chunk.value, { stream: true });
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const frame = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const fields = Object.fromEntries(
+          frame.split("\n").filter((l) => !l.startsWith(":")).map((
+            l,
+          ) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 2)]),
+        );
+        if (fields.event) {
+          events.push({ event: fields.event, id: fields.id, data: JSON.parse(fields.data) });
+        }
+      }
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  return events;
+}
+
+dbTest(
+  "an event raised by a second instance reaches an SSE client of the first, and Last-Event-ID resumes with no gap",
+  async ({ db, connectAgain }) => {
+    const c = clock();
+    const a = await pipelineServices(db, c);
+    const b = await pipelineServices(await connectAgain(), c);
+    const stream = await a.app.request("/events");
+    assert.equal(stream.status, 200);
+    assert.match(stream.headers.get("content-type") ?? "", /text\/event-stream/);
+    const sent = await send(b, c, { symbol: "SPY", direction: "CALL", price: 500 });
+    const live = await readSse(stream, (e) => e.some((x) => x.event === "signal"));
+    const signal = live.find((e) => e.event === "signal")!;
+    assert.equal((signal.data as { id: string }).id, sent.signal_id);
+
+    // While disconnected, instance b decides the signal and takes another.
+    await b.worker.runUntilIdle();
+    c.advance(1000);
+    const second = await send(b, c, { symbol: "QQQ", direction: "PUT", price: 400 });
+    const resumed = await a.app.request("/events", { headers: { "last-event-id": signal.id! } });
+    const missed = await readSse(resumed, (e) => e.filter((x) => x.event !== "ready").length >= 3);
+    assert.deepEqual(
+      missed.filter((e) => e.event !== "ready").map((e) => e.event),
+      ["decision", "position", "signal"],
+    );
+    assert.equal((missed.at(-1)!.data as { id: string }).id, second.signal_id);
+    await a.close();
+    await b.close();
+  },
+  { drivers: ["postgres"] },
+);
+
+dbTest("SSE replays the outbox from the start on PGlite too", async ({ db }) => {
+  const c = clock();
+  const s = await pipelineServices(db, c);
+  await send(s, c, { symbol: "SPY", direction: "CALL", price: 500 });
+  await s.worker.runUntilIdle();
+  const events = await readSse(await s.app.request("/events?from=start"), (e) => e.length >= 4);
+  assert.deepEqual(events.map((e) => e.event), ["ready", "signal", "decision", "position"]);
+  // Position events spell fields as the read API does.
+  assert.deepEqual(
+    pick(events[3].data as Record<string, unknown>, [
+      "change",
+      "symbol",
+      "direction",
+      "quantity",
+      "entry_price",
+      "is_closed",
+    ]),
+    {
+      change: "opened",
+      symbol: "SPY",
+      direction: "CALL",
+      quantity: 17,
+      entry_price: 500,
+      is_closed: false,
+    },
+  );
+});
+
+dbTest(
+  "with OPERATOR_TOKEN set, data routes need it and health and webhooks do not",
+  async ({ db }) => {
+    const token = "operator-token-0123456789";
+    const s = await testServices(db, { env: { OPERATOR_TOKEN: token } });
+    for (
+      const path of [
+        "/metrics",
+        "/metrics/prometheus",
+        "/signals",
+        "/decisions",
+        "/positions",
+        "/errors",
+        "/events",
+      ]
+    ) {
+      const res = await s.app.request(path);
+      assert.equal(res.status, 401, path);
+      const body = await res.json();
+      assert.equal(body.error.code, "UNAUTHORIZED", path);
+      const wrong = await s.app.request(path, {
+        headers: { authorization: "Bearer not-the-token" },
+      });
+      assert.equal(wrong.status, 401, path);
+      await wrong.body?.cancel();
+    }
+    const ok = await s.app.request("/metrics", { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(ok.status, 200);
+    await ok.body?.cancel();
+    const pushed = await s.app.request("/context", {
+      method: "POST",
+      body: JSON.stringify({ symbol: "SPY", spot: 500 }),
+    });
+    assert.equal(pushed.status, 401);
+    assert.equal((await s.app.request("/health")).status, 200);
+    const webhook = await s.app.request("/webhook", await signed(JSON.stringify(uniqueSignal())));
+    assert.equal(webhook.status, 200);
+    assert.equal(
+      (await s.app.request(`/webhook/${SECRET}`, {
+        method: "POST",
+        body: JSON.stringify(uniqueSignal()),
+      })).status,
+      200,
+    );
+  },
+);
