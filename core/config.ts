@@ -6,7 +6,7 @@
  * (`cache.contextTTLSeconds: 60`, `cache.deduplicationTTLSeconds: 60`).
  */
 import { z } from "zod";
-import { parseCidrs } from "./net.ts";
+import { ipInCidrs, parseCidrs } from "./net.ts";
 import {
   pipelineConfigFromEnv,
   type ProvidersConfig,
@@ -152,6 +152,16 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
     warnings.push(
       "WEBHOOK_SECRET is not set: webhooks are NOT authenticated and anyone who finds the URL " +
         "can post signals. Set WEBHOOK_SECRET before pointing TradingView at this service.",
+    );
+  }
+  const cidrs = Array.isArray(ipAllowlist) ? parseCidrs(ipAllowlist) : null;
+  const tradingViewListed = Array.isArray(cidrs) &&
+    TRADINGVIEW_IPS.some((ip) => ipInCidrs(ip, cidrs));
+  if (tradingViewListed && !e.WEBHOOK_IP_ALLOWLIST_REQUIRED) {
+    warnings.push(
+      "WEBHOOK_IP_ALLOWLIST lists TradingView's senders, which every TradingView user shares: " +
+        "a request from them passes without WEBHOOK_SECRET, so anyone with an account can post " +
+        "signals. Set WEBHOOK_IP_ALLOWLIST_REQUIRED=true to make the list a gate beside the secret.",
     );
   }
   if (e.OPERATOR_TOKEN === null) {

@@ -12,7 +12,10 @@ import { createHash } from "node:crypto";
 import type { Signal } from "./signal.ts";
 
 export function dedupKey(signal: Signal, options: { deliveryId?: string | null } = {}): string {
-  const explicit = signal.alertId ?? options.deliveryId ?? null;
+  // An empty delivery id (a bare `webhook-id:` header) is no id: as one, it
+  // would make every alert in the window a duplicate of the first.
+  const deliveryId = options.deliveryId?.trim() ? options.deliveryId : null;
+  const explicit = signal.alertId ?? deliveryId;
   if (explicit !== null) return `id:${sha256Hex(JSON.stringify([signal.source, explicit]))}`;
   return `sig:${
     sha256Hex(JSON.stringify([

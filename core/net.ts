@@ -10,14 +10,15 @@ export type Cidr = [ipaddr.IPv4 | ipaddr.IPv6, number];
 export function parseCidrs(entries: readonly string[]): Cidr[] | { invalid: string } {
   const out: Cidr[] = [];
   for (const entry of entries) {
-    try {
-      if (entry.includes("/")) {
-        out.push(ipaddr.parseCIDR(entry) as Cidr);
-      } else {
-        const address = ipaddr.parse(entry);
-        out.push([address, address.kind() === "ipv4" ? 32 : 128]);
-      }
-    } catch {
+    const [addressText, bitsText, ...rest] = entry.split("/");
+    const address = parseAddress(addressText);
+    if (address === null || rest.length > 0) return { invalid: entry };
+    const max = address.kind() === "ipv4" ? 32 : 128;
+    if (bitsText === undefined) {
+      out.push([address, max]);
+    } else if (/^\d{1,3}$/.test(bitsText) && Number(bitsText) <= max) {
+      out.push([address, Number(bitsText)]);
+    } else {
       return { invalid: entry };
     }
   }
@@ -26,12 +27,22 @@ export function parseCidrs(entries: readonly string[]): Cidr[] | { invalid: stri
 
 /** Whether `ip` lies in any of `cidrs`; false for anything that is not an address. */
 export function ipInCidrs(ip: string | null | undefined, cidrs: readonly Cidr[]): boolean {
-  if (!ip || !ipaddr.isValid(ip)) return false;
-  let address = ipaddr.parse(ip);
+  let address = ip ? parseAddress(ip) : null;
+  if (address === null) return false;
   if (address.kind() === "ipv6" && (address as ipaddr.IPv6).isIPv4MappedAddress()) {
     address = (address as ipaddr.IPv6).toIPv4Address();
   }
-  return cidrs.some(([range, bits]) =>
-    range.kind() === address.kind() && address.match(range as never, bits)
-  );
+  const a = address;
+  return cidrs.some(([range, bits]) => range.kind() === a.kind() && a.match(range as never, bits));
+}
+
+/**
+ * IPv6, or IPv4 in four-part decimal only. ipaddr.js alone also reads hex,
+ * octal and single-number IPv4 ("0x34.…", "878302958"), so an allowlist entry
+ * "010.0.0.0/8" would silently mean 8.0.0.0/8.
+ */
+function parseAddress(text: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
+  if (ipaddr.IPv4.isValidFourPartDecimal(text)) return ipaddr.IPv4.parse(text);
+  if (ipaddr.IPv6.isValid(text)) return ipaddr.IPv6.parse(text);
+  return null;
 }

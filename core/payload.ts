@@ -10,6 +10,13 @@ export const SECRET_FIELDS = ["secret", "passphrase"] as const;
 /** Longest payload text kept for a refused request. */
 export const MAX_STORED_PAYLOAD = 8 * 1024;
 
+/**
+ * Deepest nesting kept by `storable`; anything deeper becomes a marker string.
+ * A 64 KiB body can nest 30,000 levels, which overflows the JS stack in a
+ * recursive copy (and Postgres's in jsonb); no alert needs more than a few.
+ */
+export const MAX_STORED_DEPTH = 64;
+
 export interface Extracted {
   /** The first secret field's value, when it is a string. */
   secret: string | null;
@@ -33,16 +40,22 @@ export function extractSecret(body: unknown): Extracted {
   return { secret, payload: rest };
 }
 
-/** A copy of a JSON value whose strings (keys too) Postgres jsonb accepts. */
+/**
+ * A copy of a JSON value that Postgres jsonb accepts: strings (keys too)
+ * without NUL or unpaired surrogates, nesting cut at `MAX_STORED_DEPTH`.
+ */
 export function storable(value: unknown): unknown {
+  return storableAt(value, 0);
+}
+
+function storableAt(value: unknown, depth: number): unknown {
   if (typeof value === "string") return clean(value);
-  if (Array.isArray(value)) return value.map(storable);
-  if (typeof value === "object" && value !== null) {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[clean(k)] = storable(v);
-    return out;
-  }
-  return value;
+  if (typeof value !== "object" || value === null) return value;
+  if (depth >= MAX_STORED_DEPTH) return "[nested too deep]";
+  if (Array.isArray(value)) return value.map((v) => storableAt(v, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[clean(k)] = storableAt(v, depth + 1);
+  return out;
 }
 
 function clean(s: string): string {
@@ -51,17 +64,28 @@ function clean(s: string): string {
 }
 
 /**
+ * `secret: value` in the shapes a broken alert message takes: key bare or in
+ * double, single or escaped quotes (JSON inside a JSON string), `:` or `=`,
+ * and the value double-, single-, escaped-quoted (maybe unterminated) or bare.
+ */
+const SECRET_KEY = /(\b(?:secret|passphrase)\b(?:\\?["'])?\s*[:=]\s*)/;
+const SECRET_VALUE =
+  /(\\"(?:[^\\]|\\[^"])*(?:\\"|\\?$)|"(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|[^\s"'\\,;&}\]]*)/;
+const SECRET_ASSIGNMENT = new RegExp(SECRET_KEY.source + SECRET_VALUE.source, "gi");
+
+/**
  * A body that could not be parsed, made fit to store: secret values blanked
- * by pattern (the body may be broken JSON with a secret in it), cleaned and
- * truncated.
+ * by pattern (the body may be broken JSON with a secret in it), truncated and
+ * cleaned (after truncating, so a cut surrogate pair is not left half).
  */
 export function redactText(text: string, limit = MAX_STORED_PAYLOAD): string {
-  const redacted = text.replace(
-    /("(?:secret|passphrase)"\s*:\s*)"(?:[^"\\]|\\.)*"?/gi,
-    '$1"[redacted]"',
-  );
-  const cleaned = clean(redacted);
-  return cleaned.length > limit ? `${cleaned.slice(0, limit)}…[truncated]` : cleaned;
+  const redacted = text.replace(SECRET_ASSIGNMENT, (_match, key: string, value: string) => {
+    const quote = /^(\\"|"|')/.exec(value)?.[0] ?? "";
+    return `${key}${quote}[redacted]${quote}`;
+  });
+  return redacted.length > limit
+    ? `${clean(redacted.slice(0, limit))}…[truncated]`
+    : clean(redacted);
 }
 
 /** A parsed body, secret removed, as text to store with a refused request. */

@@ -5,6 +5,7 @@
  * issues, never a throw. Idempotent: a canonical signal normalizes to itself.
  */
 import { z } from "zod";
+import { storable } from "./payload.ts";
 
 export const DIRECTIONS = ["CALL", "PUT", "EXIT"] as const;
 export const ACTIONS = ["ENTRY", "EXIT"] as const;
@@ -40,8 +41,10 @@ const EXIT_WORDS = new Set(["EXIT", "FLAT", "CLOSE", "CLOSE_ALL", "FLATTEN"]);
 const ENTRY_ACTIONS = new Set(["ENTRY", "ENTER", "OPEN"]);
 const EXIT_ACTIONS = new Set(["EXIT", "CLOSE"]);
 const PLACEHOLDER = /\{\{[^}]*\}\}/;
-// Epoch values below this are seconds, above it milliseconds (year 2001 in ms).
-const EPOCH_MS_THRESHOLD = 1e12;
+// Epoch values below this are seconds, above it milliseconds. 1e11 s is the
+// year 5138 and 1e11 ms is 1973, so every time from 2000 to 2100 reads right
+// either way (1e12, year 2001 in ms, misread Jan-Sep 2001 in ms as seconds).
+const EPOCH_MS_THRESHOLD = 1e11;
 const MIN_TIME = Date.UTC(2000, 0, 1);
 const MAX_TIME = Date.UTC(2100, 0, 1);
 
@@ -138,13 +141,26 @@ function pick(body: Fields, keys: readonly string[]): unknown {
 function text(value: unknown, what: string): string | Invalid {
   if (typeof value === "number" && Number.isFinite(value)) return String(value);
   if (typeof value !== "string") return issue(`${what} must be a string`);
+  // Postgres text and jsonb refuse both; better a 422 here than a failed insert later.
+  if (value.includes("\u0000") || !value.isWellFormed()) {
+    return issue(`${what} must not contain NUL or unpaired surrogate characters`);
+  }
   const trimmed = value.trim();
   if (PLACEHOLDER.test(trimmed)) {
     return issue(
-      `${what} contains an unsubstituted TradingView placeholder: ${trimmed.slice(0, 40)}`,
+      `${what} contains an unsubstituted TradingView placeholder: ${preview(trimmed)}`,
     );
   }
   return trimmed;
+}
+
+/**
+ * Up to 40 characters of the input, for a message: whole characters and no
+ * control characters, so the message (stored with the refusal) is valid text.
+ */
+function preview(value: string): string {
+  // deno-lint-ignore no-control-regex
+  return value.slice(0, 40).toWellFormed().replace(/[\u0000-\u001f\u007f]/g, "\uFFFD");
 }
 
 function normalizeSource(value: unknown): string | Invalid {
@@ -175,10 +191,10 @@ function normalizeTicker(
     exchange = e.length > 0 ? e.toUpperCase() : null;
   }
   if (!/^[A-Z0-9][A-Z0-9._!/^-]{0,31}$/.test(symbol)) {
-    return issue(`symbol "${symbol.slice(0, 40)}" is not a ticker`);
+    return issue(`symbol "${preview(symbol)}" is not a ticker`);
   }
   if (exchange !== null && !/^[A-Z0-9_]{1,32}$/.test(exchange)) {
-    return issue(`exchange "${exchange.slice(0, 40)}" is not an exchange code`, "exchange");
+    return issue(`exchange "${preview(exchange)}" is not an exchange code`, "exchange");
   }
   return { symbol, exchange };
 }
@@ -200,7 +216,7 @@ function normalizeIntent(body: Fields): { direction: Direction; action: Action }
     else if (EXIT_ACTIONS.has(upper)) action = "EXIT";
     // `"action": "{{strategy.order.action}}"` carries buy/sell: a direction.
     else if (CALL_WORDS.has(upper) || PUT_WORDS.has(upper)) directionWord = upper;
-    else return issue(`action "${a.slice(0, 40)}" must be ENTRY or EXIT`, "action");
+    else return issue(`action "${preview(a)}" must be ENTRY or EXIT`, "action");
   }
 
   const position = pick(body, ["market_position", "marketPosition", "position"]);
@@ -212,7 +228,7 @@ function normalizeIntent(body: Fields): { direction: Direction; action: Action }
     direction = directionFromWord(p.toUpperCase());
     if (direction === undefined) {
       return issue(
-        `market_position "${p.slice(0, 40)}" must be long, short or flat`,
+        `market_position "${preview(p)}" must be long, short or flat`,
         "market_position",
       );
     }
@@ -223,7 +239,7 @@ function normalizeIntent(body: Fields): { direction: Direction; action: Action }
     if (direction === undefined) {
       return issue(
         `direction "${
-          d.slice(0, 40)
+          preview(d)
         }" must be CALL, PUT or EXIT (or an alias such as buy, sell, long, short, flat)`,
       );
     }
@@ -252,7 +268,7 @@ function normalizeTimeframe(value: unknown): string | Invalid {
   const m = /^(\d*)\s*([a-zA-Z]*)$/.exec(raw);
   const count = m && m[1] !== "" ? Number(m[1]) : 1;
   if (!m || !Number.isSafeInteger(count) || count <= 0 || count > 100_000) {
-    return issue(`timeframe "${raw.slice(0, 40)}" is not an interval such as 5, 60, D or 5m`);
+    return issue(`timeframe "${preview(raw)}" is not an interval such as 5, 60, D or 5m`);
   }
   const unit = m[2];
   const bare = m[1] !== "" && unit === "";
@@ -265,7 +281,7 @@ function normalizeTimeframe(value: unknown): string | Invalid {
   if (/^(D|d|day|days)$/.test(unit)) return `${count}D`;
   if (/^(W|w|wk|week|weeks)$/.test(unit)) return `${count}W`;
   if (/^(M|mo|month|months)$/.test(unit)) return `${count}M`;
-  return issue(`timeframe "${raw.slice(0, 40)}" is not an interval such as 5, 60, D or 5m`);
+  return issue(`timeframe "${preview(raw)}" is not an interval such as 5, 60, D or 5m`);
 }
 
 /** ISO 8601 (`{{time}}`, `{{timenow}}`) or epoch milliseconds or seconds, as number or string. */
@@ -279,11 +295,13 @@ function normalizeTime(value: unknown): string | Invalid {
     if (isIssue(raw)) return raw;
     if (/^\d+(\.\d+)?$/.test(raw)) ms = epochToMs(Number(raw));
     else if (/^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/i.test(raw)) {
+      // Date.parse rolls "2024-02-30" over to March 1; a day the month lacks is an error.
+      if (!isCalendarDate(raw)) return issue(`timestamp "${preview(raw)}" is not a calendar date`);
       ms = Date.parse(raw.replace(" ", "T"));
     } else {
       return issue(
         `timestamp "${
-          raw.slice(0, 40)
+          preview(raw)
         }" must be ISO 8601 with a zone (e.g. 2024-01-29T12:00:00Z) or epoch milliseconds`,
       );
     }
@@ -295,12 +313,21 @@ function normalizeTime(value: unknown): string | Invalid {
   return new Date(Math.trunc(ms)).toISOString();
 }
 
+function isCalendarDate(iso: string): boolean {
+  const [year, month, day] = iso.slice(0, 10).split("-").map(Number);
+  const date = new Date(Date.UTC(year, month - 1, day));
+  return date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
+}
+
 function epochToMs(n: number): number {
   return n < EPOCH_MS_THRESHOLD ? n * 1000 : n;
 }
 
 function normalizePrice(value: unknown): number | null | Invalid {
   if (value === undefined) return null;
+  // "{{close}}" left as is: say so, as for the other fields.
+  const t = typeof value === "string" ? text(value, "price") : null;
+  if (isIssue(t)) return t;
   const n = toNumber(value);
   if (n === undefined || n <= 0) return issue("price must be a positive number");
   return n;
@@ -318,6 +345,7 @@ function toNumber(value: unknown): number | undefined {
 /**
  * `metadata` as given, with `score` and `confidence` lifted from the top level
  * when the template puts them there. Confidence is a fraction; 85 means 0.85.
+ * Made `storable` (no NUL or unpaired surrogates, bounded depth): it goes to jsonb.
  */
 function normalizeMetadata(body: Fields): Record<string, unknown> | Invalid {
   const given = body.metadata;
@@ -348,7 +376,7 @@ function normalizeMetadata(body: Fields): Record<string, unknown> | Invalid {
     }
     metadata.confidence = confidence;
   }
-  return metadata;
+  return storable(metadata) as Record<string, unknown>;
 }
 
 function normalizeAlertId(value: unknown): string | null | Invalid {

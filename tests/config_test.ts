@@ -1,0 +1,237 @@
+/**
+ * loadConfig(): the guide's defaults, a ConfigError naming each bad variable
+ * (never echoing a secret), what production insists on, the warnings a
+ * development set-up earns, and the allowlist and client-address settings.
+ */
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { ConfigError, loadConfig, TRADINGVIEW_IPS } from "../core/config.ts";
+
+const PRODUCTION = {
+  NODE_ENV: "production",
+  WEBHOOK_SECRET: "a-production-secret-0123",
+  OPERATOR_TOKEN: "an-operator-token-0123",
+  DATABASE_URL: "postgres://app@db.internal:5432/optionstrat",
+};
+
+/** The ConfigError that loading `env` throws. */
+function configError(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, String(error));
+    return error;
+  }
+  assert.fail(`expected a ConfigError for ${JSON.stringify(env)}`);
+}
+
+Deno.test("loadConfig() with an empty environment gives the guide's defaults", () => {
+  const { config } = loadConfig({});
+  assert.equal(config.env, "development");
+  assert.equal(config.port, 8080);
+  assert.equal(config.cache.contextTTLSeconds, 60);
+  assert.equal(config.cache.deduplicationTTLSeconds, 60);
+  assert.equal(config.webhook.maxBodyBytes, 64 * 1024);
+  assert.equal(config.webhook.signatureToleranceSeconds, 300);
+  assert.equal(config.webhook.secret, null);
+  assert.equal(config.webhook.ipAllowlist, null);
+  assert.equal(config.webhook.ipAllowlistRequired, false);
+  assert.equal(config.webhook.clientIpHeader, null);
+  assert.equal(config.databaseUrl, null);
+  assert.equal(config.dataDir, "./data");
+  assert.equal(config.operatorToken, null);
+  assert.equal(config.instanceId, "local");
+  assert.equal(config.logLevel, "info");
+});
+
+Deno.test("loadConfig() reads good values", () => {
+  const { config } = loadConfig({
+    PORT: "3000",
+    CONTEXT_TTL_SECONDS: "30",
+    DEDUP_TTL_SECONDS: "600",
+    WEBHOOK_MAX_BODY_BYTES: "1024",
+    SIGNATURE_TOLERANCE_SECONDS: "120",
+    WEBHOOK_SECRET: "  dev-secret  ",
+    WEBHOOK_IP_ALLOWLIST_REQUIRED: "yes",
+    WEBHOOK_IP_ALLOWLIST: "10.0.0.0/8",
+    DATABASE_URL: "postgresql://u@h/db",
+    LOG_LEVEL: "debug",
+  });
+  assert.equal(config.port, 3000);
+  assert.equal(config.cache.contextTTLSeconds, 30);
+  assert.equal(config.cache.deduplicationTTLSeconds, 600);
+  assert.equal(config.webhook.maxBodyBytes, 1024);
+  assert.equal(config.webhook.signatureToleranceSeconds, 120);
+  // Surrounding whitespace (a common .env slip) is not part of the secret.
+  assert.equal(config.webhook.secret, "dev-secret");
+  assert.equal(config.webhook.ipAllowlistRequired, true);
+  assert.deepEqual(config.webhook.ipAllowlist, ["10.0.0.0/8"]);
+  assert.equal(config.databaseUrl, "postgresql://u@h/db");
+  assert.equal(config.logLevel, "debug");
+});
+
+Deno.test("loadConfig() refuses each bad value with a ConfigError naming the variable", () => {
+  const cases: [Record<string, string>, string][] = [
+    [{ PORT: "abc" }, "PORT"],
+    [{ PORT: "0" }, "PORT"],
+    [{ PORT: "65536" }, "PORT"],
+    [{ PORT: "80.5" }, "PORT"],
+    [{ NODE_ENV: "prod" }, "NODE_ENV"],
+    [{ DEDUP_TTL_SECONDS: "-1" }, "DEDUP_TTL_SECONDS"],
+    [{ DEDUP_TTL_SECONDS: "0" }, "DEDUP_TTL_SECONDS"],
+    [{ CONTEXT_TTL_SECONDS: "a minute" }, "CONTEXT_TTL_SECONDS"],
+    [{ DATABASE_URL: "mysql://x" }, "DATABASE_URL"],
+    [{ DATABASE_POOL_SIZE: "0" }, "DATABASE_POOL_SIZE"],
+    [{ DATA_DIR: "" }, "DATA_DIR"],
+    [{ LOG_LEVEL: "verbose" }, "LOG_LEVEL"],
+    [{ WEBHOOK_MAX_BODY_BYTES: "10" }, "WEBHOOK_MAX_BODY_BYTES"],
+    [{ SIGNATURE_TOLERANCE_SECONDS: "5m" }, "SIGNATURE_TOLERANCE_SECONDS"],
+    [{ RATE_LIMIT_PER_MINUTE: "0" }, "RATE_LIMIT_PER_MINUTE"],
+    [{ WEBHOOK_IP_ALLOWLIST: "nonsense" }, "WEBHOOK_IP_ALLOWLIST"],
+    [{ WEBHOOK_IP_ALLOWLIST: "tradingview, 10.0.0.0/33" }, "WEBHOOK_IP_ALLOWLIST"],
+    // A zero-padded part would be read as octal: "010.0.0.0/8" is not 10.0.0.0/8.
+    [{ WEBHOOK_IP_ALLOWLIST: "010.0.0.0/8" }, "WEBHOOK_IP_ALLOWLIST"],
+    [{ WEBHOOK_IP_ALLOWLIST: " , " }, "WEBHOOK_IP_ALLOWLIST"],
+    [{ WEBHOOK_IP_ALLOWLIST_REQUIRED: "maybe" }, "WEBHOOK_IP_ALLOWLIST_REQUIRED"],
+    [{ WEBHOOK_IP_ALLOWLIST_REQUIRED: "true" }, "WEBHOOK_IP_ALLOWLIST_REQUIRED"],
+  ];
+  for (const [env, name] of cases) {
+    const error = configError(env);
+    assert.equal(error.name, "ConfigError");
+    assert.ok(
+      error.problems.some((p) => p.startsWith(`${name} `) || p.startsWith(`${name}=`)),
+      `${JSON.stringify(env)}: ${error.message}`,
+    );
+    assert.ok(error.message.includes(name));
+  }
+});
+
+Deno.test("loadConfig() names every bad variable of the same kind at once", () => {
+  const error = configError({ PORT: "abc", NODE_ENV: "prod", DEDUP_TTL_SECONDS: "-1" });
+  for (const name of ["PORT", "NODE_ENV", "DEDUP_TTL_SECONDS"]) {
+    assert.ok(error.problems.some((p) => p.startsWith(`${name} `)), error.message);
+  }
+  // Non-secret values are shown, to make the mistake obvious.
+  assert.ok(error.message.includes('"abc"'), error.message);
+  assert.ok(error.message.includes('"prod"'), error.message);
+});
+
+Deno.test("loadConfig() in production requires WEBHOOK_SECRET and OPERATOR_TOKEN of 16+ characters", () => {
+  assert.equal(loadConfig(PRODUCTION).config.env, "production");
+  const cases: [Record<string, string>, string][] = [
+    [{ WEBHOOK_SECRET: "" }, "WEBHOOK_SECRET"],
+    [{ WEBHOOK_SECRET: "   " }, "WEBHOOK_SECRET"],
+    [{ WEBHOOK_SECRET: "fifteen-chars15" }, "WEBHOOK_SECRET"],
+    [{ OPERATOR_TOKEN: "" }, "OPERATOR_TOKEN"],
+    [{ OPERATOR_TOKEN: "short" }, "OPERATOR_TOKEN"],
+  ];
+  for (const [override, name] of cases) {
+    const error = configError({ ...PRODUCTION, ...override });
+    assert.ok(error.problems.some((p) => p.startsWith(`${name} `)), error.message);
+  }
+  const { WEBHOOK_SECRET: _, OPERATOR_TOKEN: __, ...neither } = PRODUCTION;
+  const both = configError(neither);
+  assert.ok(both.message.includes("WEBHOOK_SECRET") && both.message.includes("OPERATOR_TOKEN"));
+  // Exactly 16 is enough.
+  loadConfig({ ...PRODUCTION, WEBHOOK_SECRET: "x".repeat(16), OPERATOR_TOKEN: "y".repeat(16) });
+});
+
+Deno.test("loadConfig() in development without a secret warns loudly that webhooks are open", () => {
+  const { config, warnings } = loadConfig({ NODE_ENV: "development" });
+  assert.equal(config.webhook.secret, null);
+  const warning = warnings.find((w) => w.startsWith("WEBHOOK_SECRET"));
+  assert.ok(warning, warnings.join("\n"));
+  assert.match(warning, /NOT authenticated/);
+  assert.match(warning, /anyone/);
+  assert.ok(warnings.some((w) => w.includes("OPERATOR_TOKEN")));
+  assert.ok(warnings.some((w) => w.includes("PGlite") && w.includes("fsync")));
+  // With a secret, a token and Postgres, nothing to warn about.
+  assert.deepEqual(loadConfig(PRODUCTION).warnings, []);
+});
+
+Deno.test("loadConfig() never echoes a secret, a token or a URL in its errors or warnings", () => {
+  const secret = fc.stringMatching(/^[A-Za-z0-9]{4,13}$/).map((s) => `Zq${s}`);
+  fc.assert(
+    fc.property(secret, (s) => {
+      const envs: Record<string, string>[] = [
+        { ...PRODUCTION, WEBHOOK_SECRET: s },
+        { ...PRODUCTION, OPERATOR_TOKEN: s },
+        { DATABASE_URL: `mysql://admin:${s}@db.internal/app` },
+        { DATABASE_URL: `postgres://admin:${s}@db.internal/app`, PORT: "abc" },
+        { WEBHOOK_SECRET: s, OPERATOR_TOKEN: s, NODE_ENV: "prod" },
+        { WEBHOOK_SECRET: s, WEBHOOK_IP_ALLOWLIST_REQUIRED: "true" },
+      ];
+      for (const env of envs) {
+        const error = configError(env);
+        assert.ok(!error.message.includes(s), error.message);
+        assert.ok(!error.problems.join("\n").includes(s));
+      }
+      const loaded = loadConfig({
+        WEBHOOK_SECRET: s,
+        DATABASE_URL: `postgres://admin:${s}@db.internal/app`,
+      });
+      assert.ok(!loaded.warnings.join("\n").includes(s));
+    }),
+    { numRuns: 100 },
+  );
+});
+
+Deno.test('loadConfig() expands the "tradingview" allowlist to its 4 published sender addresses', () => {
+  assert.deepEqual(TRADINGVIEW_IPS, [
+    "52.89.214.238",
+    "34.212.75.30",
+    "54.218.53.128",
+    "52.32.178.7",
+  ]);
+  const tv = TRADINGVIEW_IPS.map((ip) => `${ip}/32`);
+  assert.deepEqual(
+    loadConfig({ WEBHOOK_IP_ALLOWLIST: "tradingview" }).config.webhook.ipAllowlist,
+    tv,
+  );
+  assert.deepEqual(
+    loadConfig({ WEBHOOK_IP_ALLOWLIST: " TradingView , 10.0.0.0/8,2001:db8::1 " }).config.webhook
+      .ipAllowlist,
+    [...tv, "10.0.0.0/8", "2001:db8::1"],
+  );
+  // An allowlist is an authentication method of its own: no "unauthenticated" warning.
+  const { warnings } = loadConfig({ WEBHOOK_IP_ALLOWLIST: "tradingview" });
+  assert.ok(!warnings.some((w) => w.startsWith("WEBHOOK_SECRET")), warnings.join("\n"));
+});
+
+Deno.test("loadConfig() warns that TradingView's shared senders alone let any TradingView user in", () => {
+  const shared = (env: Record<string, string>) =>
+    loadConfig({ ...PRODUCTION, ...env }).warnings.filter((w) =>
+      w.startsWith("WEBHOOK_IP_ALLOWLIST")
+    );
+  assert.equal(shared({ WEBHOOK_IP_ALLOWLIST: "tradingview" }).length, 1);
+  assert.match(shared({ WEBHOOK_IP_ALLOWLIST: "tradingview" })[0], /every TradingView user/);
+  assert.equal(shared({ WEBHOOK_IP_ALLOWLIST: "52.89.214.238" }).length, 1);
+  // As a gate beside the secret, or with addresses of one's own, nothing to warn about.
+  assert.deepEqual(
+    shared({ WEBHOOK_IP_ALLOWLIST: "tradingview", WEBHOOK_IP_ALLOWLIST_REQUIRED: "true" }),
+    [],
+  );
+  assert.deepEqual(shared({ WEBHOOK_IP_ALLOWLIST: "10.0.0.0/8" }), []);
+});
+
+Deno.test("loadConfig() on Fly reads the client address from fly-client-ip", () => {
+  assert.equal(
+    loadConfig({ FLY_APP_NAME: "optionstrat" }).config.webhook.clientIpHeader,
+    "fly-client-ip",
+  );
+  assert.equal(
+    loadConfig({ FLY_APP_NAME: "optionstrat", CLIENT_IP_HEADER: "X-Real-IP" }).config.webhook
+      .clientIpHeader,
+    "x-real-ip",
+  );
+  assert.equal(
+    loadConfig({ CLIENT_IP_HEADER: "Fly-Client-IP" }).config.webhook.clientIpHeader,
+    "fly-client-ip",
+  );
+  assert.equal(loadConfig({ FLY_APP_NAME: "" }).config.webhook.clientIpHeader, null);
+  assert.equal(loadConfig({ FLY_MACHINE_ID: "e784079b" }).config.instanceId, "e784079b");
+  assert.equal(
+    loadConfig({ FLY_MACHINE_ID: "e784079b", INSTANCE_ID: "worker-1" }).config.instanceId,
+    "worker-1",
+  );
+});
