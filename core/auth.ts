@@ -47,7 +47,16 @@ export interface AuthRequest {
 }
 
 export type AuthResult =
-  | { ok: true; method: AuthMethod }
+  | {
+    ok: true;
+    method: AuthMethod;
+    /**
+     * The signed timestamp (epoch ms) when the method carried one: the same
+     * request verifies until this plus the tolerance, so its dedup key must
+     * live at least that long.
+     */
+    signedAtMs?: number;
+  }
   | { ok: false; reason: string };
 
 export interface Authenticator {
@@ -79,12 +88,21 @@ export function createAuthenticator(settings: AuthSettings): Authenticator {
     const reasons: string[] = [];
     if (signatureKey !== null && request.header("x-signature")) {
       const r = await checkSignature(request, await signatureKey, settings.toleranceSeconds);
-      if (r === true) return { ok: true, method: "signature" };
+      if (r === true) {
+        const ts = request.header("x-signature-timestamp");
+        return ts ? { ok: true, method: "signature", signedAtMs: Number(ts.trim()) * 1000 } : {
+          ok: true,
+          method: "signature",
+        };
+      }
       reasons.push(r);
     }
     if (standardKey !== null && request.header("webhook-signature")) {
       const r = await checkStandardWebhooks(request, await standardKey, settings.toleranceSeconds);
-      if (r === true) return { ok: true, method: "standard_webhooks" };
+      if (r === true) {
+        const signedAtMs = Number(request.header("webhook-timestamp")!.trim()) * 1000;
+        return { ok: true, method: "standard_webhooks", signedAtMs };
+      }
       reasons.push(r);
     }
     if (secretDigest !== null && request.pathToken !== null) {

@@ -38,7 +38,10 @@ export interface Config {
     signatureToleranceSeconds: number;
     /** CIDRs allowed to post; null when the allowlist is off. */
     ipAllowlist: string[] | null;
-    /** Refuse addresses outside the allowlist even with a valid secret. */
+    /**
+     * The allowlist is a gate every request must pass (true whenever a secret
+     * is set); without a secret a listed address alone is let in.
+     */
     ipAllowlistRequired: boolean;
     /** Header carrying the client address (Fly: fly-client-ip); null to use the socket address. */
     clientIpHeader: string | null;
@@ -64,9 +67,9 @@ export interface LoadedConfig {
   warnings: string[];
 }
 
-const bool = z.enum(["true", "false", "1", "0", "yes", "no", "on", "off"], {
-  error: "must be true or false",
-}).transform((v) => ["true", "1", "yes", "on"].includes(v));
+const bool = z.string().toLowerCase().pipe(
+  z.enum(["true", "false", "1", "0", "yes", "no", "on", "off"], { error: "must be true or false" }),
+).transform((v) => ["true", "1", "yes", "on"].includes(v));
 
 const int = (min: number, max: number) =>
   z.string().regex(/^\d+$/, `must be a whole number from ${min} to ${max}`)
@@ -99,17 +102,23 @@ const EnvSchema = z.object({
   WEBHOOK_MAX_BODY_BYTES: int(256, 10 * 1024 * 1024).default(64 * 1024),
   SIGNATURE_TOLERANCE_SECONDS: int(1, 3600).default(300),
   WEBHOOK_IP_ALLOWLIST: optionalText.default(null),
-  WEBHOOK_IP_ALLOWLIST_REQUIRED: bool.default(false),
   CLIENT_IP_HEADER: optionalText.default(null),
   RATE_LIMIT_PER_MINUTE: int(1, 10_000_000).default(1200),
 });
 
 /** Reads and checks the environment. Throws `ConfigError` listing every bad variable. */
-export function loadConfig(env: Record<string, string | undefined>): LoadedConfig {
+export function loadConfig(raw: Record<string, string | undefined>): LoadedConfig {
+  // Values trimmed, and a blank one means "not set" (`KEY=` in a .env file or `-e KEY=`).
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(raw)) {
+    if (value !== undefined && value.trim() !== "") env[name] = value.trim();
+  }
   const parsed = EnvSchema.safeParse(env);
+  const pipeline = pipelineConfigFromEnv(env);
   if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map((issue) => {
+    // Every problem at once, the pipeline's too, so one restart fixes them all.
+    throw new ConfigError([
+      ...parsed.error.issues.map((issue) => {
         const name = String(issue.path[0] ?? "environment");
         const value = env[name];
         const shown = value === undefined || /SECRET|TOKEN|PASSWORD|URL/.test(name)
@@ -117,7 +126,8 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
           : ` (got "${value.slice(0, 60)}")`;
         return `${name} ${issue.message}${shown}`;
       }),
-    );
+      ...pipeline.problems,
+    ]);
   }
   const e = parsed.data;
   const problems: string[] = [];
@@ -136,16 +146,12 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
     }
   }
 
-  const pipeline = pipelineConfigFromEnv(env);
   problems.push(...pipeline.problems);
 
   const ipAllowlist = e.WEBHOOK_IP_ALLOWLIST === null
     ? null
     : parseAllowlist(e.WEBHOOK_IP_ALLOWLIST);
   if (typeof ipAllowlist === "string") problems.push(`WEBHOOK_IP_ALLOWLIST ${ipAllowlist}`);
-  if (e.WEBHOOK_IP_ALLOWLIST_REQUIRED && e.WEBHOOK_IP_ALLOWLIST === null) {
-    problems.push("WEBHOOK_IP_ALLOWLIST_REQUIRED=true needs WEBHOOK_IP_ALLOWLIST");
-  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   if (e.WEBHOOK_SECRET === null && ipAllowlist === null) {
@@ -157,11 +163,11 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
   const cidrs = Array.isArray(ipAllowlist) ? parseCidrs(ipAllowlist) : null;
   const tradingViewListed = Array.isArray(cidrs) &&
     TRADINGVIEW_IPS.some((ip) => ipInCidrs(ip, cidrs));
-  if (tradingViewListed && !e.WEBHOOK_IP_ALLOWLIST_REQUIRED) {
+  if (tradingViewListed && e.WEBHOOK_SECRET === null) {
     warnings.push(
-      "WEBHOOK_IP_ALLOWLIST lists TradingView's senders, which every TradingView user shares: " +
-        "a request from them passes without WEBHOOK_SECRET, so anyone with an account can post " +
-        "signals. Set WEBHOOK_IP_ALLOWLIST_REQUIRED=true to make the list a gate beside the secret.",
+      "WEBHOOK_IP_ALLOWLIST lists TradingView's senders, which every TradingView user shares, " +
+        "and WEBHOOK_SECRET is not set: anyone with a TradingView account can post signals. " +
+        "Set WEBHOOK_SECRET; the list then works as a gate beside it.",
     );
   }
   if (e.OPERATOR_TOKEN === null) {
@@ -194,7 +200,9 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
         maxBodyBytes: e.WEBHOOK_MAX_BODY_BYTES,
         signatureToleranceSeconds: e.SIGNATURE_TOLERANCE_SECONDS,
         ipAllowlist: ipAllowlist as string[] | null,
-        ipAllowlistRequired: e.WEBHOOK_IP_ALLOWLIST_REQUIRED,
+        // TradingView's senders are shared by all its users: with a secret
+        // set, a listed address is a condition, never a credential.
+        ipAllowlistRequired: ipAllowlist !== null && e.WEBHOOK_SECRET !== null,
         // Behind Fly's proxy the socket address is the proxy; Fly-Client-IP is
         // set by Fly and cannot be forged by the client (X-Forwarded-For can).
         clientIpHeader: e.CLIENT_IP_HEADER?.toLowerCase() ??

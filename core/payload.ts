@@ -88,6 +88,21 @@ export function redactText(text: string, limit = MAX_STORED_PAYLOAD): string {
     : clean(redacted);
 }
 
+/**
+ * The secret of a body that is not valid JSON, when it sits in the usual
+ * `"secret": "..."` form: an alert template with a typo elsewhere still
+ * authenticates, so its sender hears "invalid JSON", not "wrong secret".
+ */
+export function secretFromText(text: string): string | null {
+  const m = /"(?:secret|passphrase)"\s*:\s*"((?:[^"\\]|\\.)*)"/.exec(text);
+  if (!m) return null;
+  try {
+    return JSON.parse(`"${m[1]}"`);
+  } catch {
+    return null;
+  }
+}
+
 /** A parsed body, secret removed, as text to store with a refused request. */
 export function payloadText(payload: unknown, limit = MAX_STORED_PAYLOAD): string {
   return redactText(JSON.stringify(storable(extractSecret(payload).payload)) ?? "", limit);

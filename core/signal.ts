@@ -219,7 +219,8 @@ function normalizeIntent(body: Fields): { direction: Direction; action: Action }
     else return issue(`action "${preview(a)}" must be ENTRY or EXIT`, "action");
   }
 
-  const position = pick(body, ["market_position", "marketPosition", "position"]);
+  // Not "position": templates use that name for {{strategy.position_size}}, a number.
+  const position = pick(body, ["market_position", "marketPosition"]);
   const explicit = pick(body, ["direction", "side", "signal"]);
   let direction: Direction | undefined;
   if (position !== undefined) {
@@ -357,6 +358,14 @@ function normalizeMetadata(body: Fields): Record<string, unknown> | Invalid {
   const metadata: Record<string, unknown> = { ...(given as Fields | undefined ?? {}) };
   for (const key of ["score", "confidence"] as const) {
     if (metadata[key] === undefined && body[key] !== undefined) metadata[key] = body[key];
+    // A plot with no value ({{plot_0}} on a bar without one) prints NaN: no value, not a
+    // bad alert. The signal is kept and the decision says what the missing value means.
+    if (
+      metadata[key] === null ||
+      (typeof metadata[key] === "string" && /^\s*nan\s*$/i.test(metadata[key] as string))
+    ) {
+      delete metadata[key];
+    }
   }
   if (metadata.score !== undefined) {
     const score = toNumber(metadata.score);

@@ -2,6 +2,7 @@
  * Signal storage: the durable ingest (dedup claim, signal, pipeline job and
  * live event, all in one transaction) and the reads the API needs.
  */
+import { redactText } from "../core/payload.ts";
 import type { ReceivedSignal, Signal } from "../core/signal.ts";
 import type { Database, Queryable } from "./port.ts";
 
@@ -10,6 +11,8 @@ export interface SignalRecord {
   receivedAt: Date;
   signal: Signal;
   dedupKey: string;
+  /** Keep the dedup key at least until then (end of a signed timestamp's replay window). */
+  dedupUntil: Date | null;
   /** The body as received, secret removed, safe for jsonb. */
   rawPayload: unknown;
   authMethod: string;
@@ -47,14 +50,19 @@ export function insertSignals(
   return db.transaction(async (tx) => {
     const claimed = await tx.query<{ dedup_key: string; signal_id: string }>(
       `insert into signal_dedup (dedup_key, signal_id, expires_at)
-       select x.dedup_key, x.signal_id, now() + make_interval(secs => $2::double precision)
-       from jsonb_to_recordset($1::text::jsonb) as x(dedup_key text, signal_id uuid)
+       select x.dedup_key, x.signal_id,
+         greatest(now() + make_interval(secs => $2::double precision), x.dedup_until)
+       from jsonb_to_recordset($1::text::jsonb) as x(dedup_key text, signal_id uuid,
+         dedup_until timestamptz)
        on conflict (dedup_key) do update
          set signal_id = excluded.signal_id, expires_at = excluded.expires_at
          where signal_dedup.expires_at <= now()
        returning dedup_key, signal_id`,
       [
-        JSON.stringify(sortedKeys.map((k) => ({ dedup_key: k, signal_id: firstByKey.get(k)!.id }))),
+        JSON.stringify(sortedKeys.map((k) => {
+          const r = firstByKey.get(k)!;
+          return { dedup_key: k, signal_id: r.id, dedup_until: r.dedupUntil?.toISOString() ?? null };
+        })),
         dedupTtlSeconds,
       ],
     );
@@ -152,18 +160,14 @@ async function recordDuplicates(
   duplicates: readonly SignalRecord[],
   originals: readonly string[],
 ): Promise<void> {
-  const rows = duplicates.map((r, i) => {
-    const payload = JSON.stringify(r.rawPayload);
-    return {
-      signal_id: originals[i],
-      correlation_id: r.correlationId,
-      client_ip: r.clientIp,
-      payload: payload.length > MAX_DUPLICATE_PAYLOAD
-        ? `${payload.slice(0, MAX_DUPLICATE_PAYLOAD)}…[truncated]`
-        : payload,
-      details: { dedup_key: r.dedupKey, auth_method: r.authMethod },
-    };
-  });
+  const rows = duplicates.map((r, i) => ({
+    signal_id: originals[i],
+    correlation_id: r.correlationId,
+    client_ip: r.clientIp,
+    // Truncated whole characters only: a cut surrogate pair would fail the batch.
+    payload: redactText(JSON.stringify(r.rawPayload), MAX_DUPLICATE_PAYLOAD),
+    details: { dedup_key: r.dedupKey, auth_method: r.authMethod },
+  }));
   await tx.query(
     `insert into processing_errors
        (signal_id, correlation_id, stage, code, message, http_status, client_ip, payload, details)

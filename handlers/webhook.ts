@@ -14,7 +14,13 @@ import type { Context } from "hono";
 import type { Authenticator } from "../core/auth.ts";
 import { dedupKey } from "../core/dedup.ts";
 import { ApiError } from "../core/errors.ts";
-import { extractSecret, payloadText, redactText, storable } from "../core/payload.ts";
+import {
+  extractSecret,
+  payloadText,
+  redactText,
+  secretFromText,
+  storable,
+} from "../core/payload.ts";
 import { normalizeSignal } from "../core/signal.ts";
 import type { GroupCommit } from "../db/group_commit.ts";
 import { isUnavailable } from "../db/port.ts";
@@ -24,6 +30,8 @@ import { logger } from "../logging.ts";
 
 /** What the guide's clients expect in `system`. */
 export const SYSTEM = "REFACTORED";
+/** Body kept for an unauthenticated refusal: enough to recognise it, little to abuse. */
+const UNAUTHENTICATED_PAYLOAD_LIMIT = 1024;
 const decoder = new TextDecoder();
 const log = logger("webhook");
 
@@ -34,6 +42,8 @@ export interface WebhookDeps {
   recordRejection: (c: Context<AppEnv>, error: ApiError, payload: string | null) => Promise<void>;
   isAccepting: () => boolean;
   now: () => number;
+  /** How long a signature's timestamp stays valid; dedup must outlast it. */
+  signatureToleranceSeconds: number;
   /** Called with the acknowledgement time of every ACCEPTED or DUPLICATE answer. */
   onAck?: (ms: number) => void;
 }
@@ -60,8 +70,8 @@ export function webhookHandler(deps: WebhookDeps) {
     }
     const { secret: bodySecret, payload } = isJson
       ? extractSecret(parsed)
-      : { secret: null, payload: undefined };
-    const shown = () => isJson ? payloadText(payload) : redactText(text);
+      : { secret: secretFromText(text), payload: undefined };
+    const shown = (limit?: number) => isJson ? payloadText(payload, limit) : redactText(text, limit);
 
     const auth = await deps.authenticator.verify({
       rawBody: raw,
@@ -74,7 +84,7 @@ export function webhookHandler(deps: WebhookDeps) {
     if (!auth.ok) {
       log.warn("Webhook refused: {reason}", { reason: auth.reason, client_ip: clientIp });
       const error = new ApiError("UNAUTHORIZED", "Authentication failed");
-      await deps.recordRejection(c, error, shown());
+      await deps.recordRejection(c, error, shown(UNAUTHENTICATED_PAYLOAD_LIMIT));
       throw error;
     }
     if (!isJson) {
@@ -99,7 +109,14 @@ export function webhookHandler(deps: WebhookDeps) {
       id: crypto.randomUUID(),
       receivedAt: new Date(deps.now()),
       signal,
-      dedupKey: dedupKey(signal, { deliveryId: c.req.header("webhook-id") ?? null }),
+      // webhook-id is signed only under Standard Webhooks; elsewhere anyone could vary it.
+      dedupKey: dedupKey(signal, {
+        deliveryId: auth.method === "standard_webhooks" ? c.req.header("webhook-id") ?? null : null,
+      }),
+      // A signed timestamp verifies until it leaves the tolerance: the key must live as long.
+      dedupUntil: auth.signedAtMs === undefined
+        ? null
+        : new Date(auth.signedAtMs + deps.signatureToleranceSeconds * 1000),
       rawPayload: storable(payload),
       authMethod: auth.method,
       clientIp,

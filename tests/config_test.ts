@@ -52,7 +52,6 @@ Deno.test("loadConfig() reads good values", () => {
     WEBHOOK_MAX_BODY_BYTES: "1024",
     SIGNATURE_TOLERANCE_SECONDS: "120",
     WEBHOOK_SECRET: "  dev-secret  ",
-    WEBHOOK_IP_ALLOWLIST_REQUIRED: "yes",
     WEBHOOK_IP_ALLOWLIST: "10.0.0.0/8",
     DATABASE_URL: "postgresql://u@h/db",
     LOG_LEVEL: "debug",
@@ -64,8 +63,13 @@ Deno.test("loadConfig() reads good values", () => {
   assert.equal(config.webhook.signatureToleranceSeconds, 120);
   // Surrounding whitespace (a common .env slip) is not part of the secret.
   assert.equal(config.webhook.secret, "dev-secret");
+  // With a secret set the allowlist is a gate beside it, never a credential alone.
   assert.equal(config.webhook.ipAllowlistRequired, true);
   assert.deepEqual(config.webhook.ipAllowlist, ["10.0.0.0/8"]);
+  assert.equal(
+    loadConfig({ WEBHOOK_IP_ALLOWLIST: "10.0.0.0/8" }).config.webhook.ipAllowlistRequired,
+    false,
+  );
   assert.equal(config.databaseUrl, "postgresql://u@h/db");
   assert.equal(config.logLevel, "debug");
 });
@@ -82,7 +86,6 @@ Deno.test("loadConfig() refuses each bad value with a ConfigError naming the var
     [{ CONTEXT_TTL_SECONDS: "a minute" }, "CONTEXT_TTL_SECONDS"],
     [{ DATABASE_URL: "mysql://x" }, "DATABASE_URL"],
     [{ DATABASE_POOL_SIZE: "0" }, "DATABASE_POOL_SIZE"],
-    [{ DATA_DIR: "" }, "DATA_DIR"],
     [{ LOG_LEVEL: "verbose" }, "LOG_LEVEL"],
     [{ WEBHOOK_MAX_BODY_BYTES: "10" }, "WEBHOOK_MAX_BODY_BYTES"],
     [{ SIGNATURE_TOLERANCE_SECONDS: "5m" }, "SIGNATURE_TOLERANCE_SECONDS"],
@@ -92,8 +95,6 @@ Deno.test("loadConfig() refuses each bad value with a ConfigError naming the var
     // A zero-padded part would be read as octal: "010.0.0.0/8" is not 10.0.0.0/8.
     [{ WEBHOOK_IP_ALLOWLIST: "010.0.0.0/8" }, "WEBHOOK_IP_ALLOWLIST"],
     [{ WEBHOOK_IP_ALLOWLIST: " , " }, "WEBHOOK_IP_ALLOWLIST"],
-    [{ WEBHOOK_IP_ALLOWLIST_REQUIRED: "maybe" }, "WEBHOOK_IP_ALLOWLIST_REQUIRED"],
-    [{ WEBHOOK_IP_ALLOWLIST_REQUIRED: "true" }, "WEBHOOK_IP_ALLOWLIST_REQUIRED"],
   ];
   for (const [env, name] of cases) {
     const error = configError(env);
@@ -159,7 +160,7 @@ Deno.test("loadConfig() never echoes a secret, a token or a URL in its errors or
         { DATABASE_URL: `mysql://admin:${s}@db.internal/app` },
         { DATABASE_URL: `postgres://admin:${s}@db.internal/app`, PORT: "abc" },
         { WEBHOOK_SECRET: s, OPERATOR_TOKEN: s, NODE_ENV: "prod" },
-        { WEBHOOK_SECRET: s, WEBHOOK_IP_ALLOWLIST_REQUIRED: "true" },
+        { WEBHOOK_SECRET: s, WEBHOOK_IP_ALLOWLIST: "nonsense" },
       ];
       for (const env of envs) {
         const error = configError(env);
@@ -200,15 +201,15 @@ Deno.test('loadConfig() expands the "tradingview" allowlist to its 4 published s
 
 Deno.test("loadConfig() warns that TradingView's shared senders alone let any TradingView user in", () => {
   const shared = (env: Record<string, string>) =>
-    loadConfig({ ...PRODUCTION, ...env }).warnings.filter((w) =>
-      w.startsWith("WEBHOOK_IP_ALLOWLIST")
-    );
+    loadConfig(env).warnings.filter((w) => w.startsWith("WEBHOOK_IP_ALLOWLIST"));
   assert.equal(shared({ WEBHOOK_IP_ALLOWLIST: "tradingview" }).length, 1);
   assert.match(shared({ WEBHOOK_IP_ALLOWLIST: "tradingview" })[0], /every TradingView user/);
   assert.equal(shared({ WEBHOOK_IP_ALLOWLIST: "52.89.214.238" }).length, 1);
-  // As a gate beside the secret, or with addresses of one's own, nothing to warn about.
+  // As a gate beside the secret (production), or with addresses of one's own, nothing to warn about.
   assert.deepEqual(
-    shared({ WEBHOOK_IP_ALLOWLIST: "tradingview", WEBHOOK_IP_ALLOWLIST_REQUIRED: "true" }),
+    loadConfig({ ...PRODUCTION, WEBHOOK_IP_ALLOWLIST: "tradingview" }).warnings.filter((w) =>
+      w.startsWith("WEBHOOK_IP_ALLOWLIST")
+    ),
     [],
   );
   assert.deepEqual(shared({ WEBHOOK_IP_ALLOWLIST: "10.0.0.0/8" }), []);
@@ -234,4 +235,26 @@ Deno.test("loadConfig() on Fly reads the client address from fly-client-ip", () 
     loadConfig({ FLY_MACHINE_ID: "e784079b", INSTANCE_ID: "worker-1" }).config.instanceId,
     "worker-1",
   );
+});
+
+Deno.test("loadConfig() takes a blank variable as unset and booleans in any case", () => {
+  const { config } = loadConfig({
+    PORT: "",
+    DATA_DIR: "  ",
+    FLIP: "TRUE",
+    EXTENDED_HOURS: " Yes ",
+  });
+  assert.equal(config.port, 8080);
+  assert.equal(config.dataDir, "./data");
+  assert.equal(config.rules.flip, true);
+  assert.equal(config.rules.marketHours.extendedHours, true);
+});
+
+Deno.test("loadConfig() lists every bad variable at once, the pipeline's too", () => {
+  const error = configError({ PORT: "abc", MIN_CONFIDENCE: "2", WORKER_CONCURRENCY: "0" });
+  assert.deepEqual(error.problems.map((p) => p.split(" ")[0]).sort(), [
+    "MIN_CONFIDENCE",
+    "PORT",
+    "WORKER_CONCURRENCY",
+  ]);
 });

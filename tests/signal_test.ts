@@ -546,3 +546,30 @@ Deno.test("normalizeSignal() is idempotent: a canonical signal normalizes to its
   );
   assert.ok(okRuns >= numRuns * 0.6, `only ${okRuns} of ${numRuns} runs gave a signal`);
 });
+
+Deno.test("normalizeSignal() takes a NaN or null score or confidence as absent, keeping the signal", () => {
+  for (const value of ["NaN", "nan", null]) {
+    const r = normalizeSignal({
+      symbol: "SPY",
+      direction: "CALL",
+      timeframe: "5",
+      timestamp: "2024-01-29T12:00:00Z",
+      confidence: value,
+      metadata: { score: value, note: "kept" },
+    });
+    assert.ok(r.ok, JSON.stringify(r));
+    assert.deepEqual(r.signal.metadata, { note: "kept" });
+  }
+});
+
+Deno.test("normalizeSignal() does not read a numeric `position` (position_size) as a direction", () => {
+  const r = normalizeSignal({
+    symbol: "SPY",
+    action: "buy",
+    position: 100,
+    timeframe: "5",
+    timestamp: "2024-01-29T12:00:00Z",
+  });
+  assert.ok(r.ok, JSON.stringify(r));
+  assert.equal(r.signal.direction, "CALL");
+});

@@ -33,7 +33,7 @@ interface MethodCase {
   valid: Sender;
   /** Wrong credentials, each described. */
   invalid: Record<string, Sender>;
-  /** A secret inside the body cannot be read from broken JSON: then the answer is 401, not 400. */
+  /** The credential travels in the body (then broken JSON with a wrong one is still a 401). */
   secretInBody?: boolean;
 }
 
@@ -150,7 +150,12 @@ const METHODS: Record<string, MethodCase> = {
   },
   "IP allowlist": {
     authMethod: "ip_allowlist",
-    env: { CLIENT_IP_HEADER: "fly-client-ip", WEBHOOK_IP_ALLOWLIST: "tradingview" },
+    // Without a secret: with one set, the list is a gate beside it (tested below).
+    env: {
+      CLIENT_IP_HEADER: "fly-client-ip",
+      WEBHOOK_IP_ALLOWLIST: "tradingview",
+      WEBHOOK_SECRET: "",
+    },
     valid: (p) => ["/webhook", plain(text(p), { "fly-client-ip": TRADINGVIEW_IP })],
     invalid: {
       "an address outside the list": (p) => [
@@ -225,14 +230,16 @@ async function exercise(db: Database, name: string): Promise<Services> {
     assert.ok(refusal.payload.includes('"symbol":"SPY"'), `${what}: ${refusal.payload}`);
   }
 
-  // Authenticated but not JSON: 400 (401 when the secret itself is inside the broken body).
+  // Authenticated but not JSON: 400, also when the secret sits in the broken body, so a
+  // template with a typo is told "invalid JSON", not "wrong secret".
   const broken = await send(s, await method.valid(BROKEN_JSON));
+  assert.equal(broken.res.status, 400);
+  assert.equal(broken.json.status, "REJECTED");
+  assert.equal(broken.json.error.code, "INVALID_JSON");
   if (method.secretInBody) {
-    assertUnauthorized(broken.res, broken.json, "broken JSON with the secret inside");
-  } else {
-    assert.equal(broken.res.status, 400);
-    assert.equal(broken.json.status, "REJECTED");
-    assert.equal(broken.json.error.code, "INVALID_JSON");
+    const [sender] = Object.values(method.invalid);
+    const forged = await send(s, await sender(BROKEN_JSON));
+    assertUnauthorized(forged.res, forged.json, "broken JSON with a wrong secret inside");
   }
 
   // Authenticated, JSON, but not a signal: 422 with the issues.
@@ -246,7 +253,12 @@ async function exercise(db: Database, name: string): Promise<Services> {
 
   // One signal; one row per refusal (and one for the duplicate); no secret anywhere.
   assert.equal(await countRows(db, "signals"), 1);
-  assert.equal(await countRows(db, "processing_errors"), invalid.length + 3);
+  // One row per refusal: the invalid ones, broken, invalid signal, duplicate (and the
+  // forged broken body, for methods with the secret in the body).
+  assert.equal(
+    await countRows(db, "processing_errors"),
+    invalid.length + 3 + (method.secretInBody ? 1 : 0),
+  );
   const stored = (await dump(db, "signals")) + (await dump(db, "processing_errors"));
   for (const secret of [SECRET, WRONG_SECRET, SECRET.slice(0, -1)]) {
     assert.ok(!stored.includes(secret), `${name}: a secret was stored`);
@@ -367,13 +379,12 @@ dbTest(
 );
 
 dbTest(
-  "WEBHOOK_IP_ALLOWLIST_REQUIRED refuses a valid secret from outside the list",
+  "with a secret set, the allowlist is a gate: a valid secret from outside the list is refused",
   async ({ db }) => {
     const s = await testServices(db, {
       env: {
         CLIENT_IP_HEADER: "fly-client-ip",
         WEBHOOK_IP_ALLOWLIST: "tradingview",
-        WEBHOOK_IP_ALLOWLIST_REQUIRED: "true",
       },
     });
     const from = async (ip: string | null, init: RequestInit) =>

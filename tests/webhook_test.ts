@@ -309,3 +309,49 @@ dbTest("the secret never reaches signals, processing_errors or the response", as
   assert.ok(!dump.includes(SECRET), "secret stored");
   assert.ok(!dump.includes("a-wrong-guess-of-the-secret"), "wrong secret stored");
 });
+
+dbTest(
+  "a signed timestamp's request is a duplicate for its whole replay window, not just the dedup TTL",
+  async ({ db }) => {
+    const s = await testServices(db, { env: { DEDUP_TTL_SECONDS: "1" } });
+    const now = Math.floor(Date.now() / 1000);
+    const init = await signed(JSON.stringify(uniqueSignal()), { timestamp: now });
+    const first = await (await s.app.request("/webhook", { ...init })).json();
+    await new Promise((r) => setTimeout(r, 1200));
+    // Replayed after the 1 s dedup window but inside the 300 s signature tolerance.
+    const replay = await (await s.app.request("/webhook", { ...init })).json();
+    assert.equal(first.status, "ACCEPTED");
+    assert.equal(replay.status, "DUPLICATE");
+    assert.equal(replay.signal_id, first.signal_id);
+  },
+);
+
+dbTest(
+  "webhook-id counts as the alert's id only when Standard Webhooks signed it",
+  async ({ db }) => {
+    const s = await testServices(db);
+    const statuses = [];
+    for (const symbol of ["SPY", "QQQ"]) {
+      // Same unsigned webhook-id beside an x-signature: different alerts stay different.
+      const init = await signed(JSON.stringify(uniqueSignal({ symbol })), {
+        headers: { "webhook-id": "msg_1" },
+      });
+      statuses.push((await (await s.app.request("/webhook", init)).json()).status);
+    }
+    assert.deepEqual(statuses, ["ACCEPTED", "ACCEPTED"]);
+  },
+);
+
+dbTest("a duplicate whose stored payload is cut mid-emoji is still recorded", async ({ db }) => {
+  const s = await testServices(db);
+  // 8,191 ASCII characters of JSON before a 2-unit emoji: the 8 KiB cut falls inside it.
+  const base = JSON.stringify(uniqueSignal({ note: "" }));
+  const note = "x".repeat(8 * 1024 - base.length + 1) + "😀".repeat(10);
+  const body = JSON.stringify({ ...JSON.parse(base), note });
+  const first = await (await s.app.request("/webhook", await signed(body))).json();
+  const again = await s.app.request("/webhook", await signed(body));
+  assert.equal(again.status, 200);
+  assert.equal((await again.json()).signal_id, first.signal_id);
+  const [row] = await db.query<{ payload: string }>("select payload from processing_errors");
+  assert.ok(row.payload.endsWith("…[truncated]"));
+});
