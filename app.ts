@@ -93,6 +93,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     recordRejection,
     isAccepting: deps.isAccepting,
     now: deps.now,
+    signatureToleranceSeconds: config.webhook.signatureToleranceSeconds,
     onAck: (ms) => deps.ackLatency.record(ms),
   });
   const webhookGuards = [
