@@ -29,7 +29,7 @@ export interface Services {
   gex: GexProvider;
   /** The pipeline worker; main.ts starts it, tests drive it with runUntilIdle(). */
   worker: Worker;
-  /** Stop taking webhooks (they get 503), let in-flight ingests commit. */
+  /** Stop taking webhooks (they get 503), end event streams, let in-flight ingests commit. */
   stopAccepting(): Promise<void>;
   /** Everything stopped and the database closed. */
   close(): Promise<void>;
@@ -125,6 +125,7 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
     worker,
     async stopAccepting() {
       accepting = false;
+      events.endStreams();
       await ingest.drain();
     },
     async close() {

@@ -1,13 +1,91 @@
 /**
  * The process: reads the config once, opens and migrates the database,
  * composes the services and serves them until SIGTERM or SIGINT, then stops
- * taking webhooks, finishes what is in flight and exits 0.
+ * taking webhooks, finishes what is in flight and exits 0, or 1 when that
+ * did not finish within SHUTDOWN_DEADLINE_MS (below fly.toml's kill_timeout,
+ * so the process ends on its own before Fly sends SIGKILL).
  */
 import { compose } from "./compose.ts";
 import { ConfigError, loadConfig } from "./core/config.ts";
 import { loadMigrations, migrate } from "./db/migrate.ts";
 import { logger, setupLogging } from "./logging.ts";
 import { openDatabase } from "./compose.ts";
+
+/**
+ * How long a graceful stop may take. It normally takes well under a second:
+ * in-flight webhooks commit in milliseconds, a decision takes a few seconds
+ * at most (provider requests time out after 2 s). fly.toml's kill_timeout
+ * (30 s) must stay above it; tests/deploy_files_test.ts checks that.
+ */
+export const SHUTDOWN_DEADLINE_MS = 20_000;
+
+/** What a graceful stop goes through, in this order. */
+export interface Stoppable {
+  /** New webhooks get 503 SHUTTING_DOWN + Retry-After; submitted ingests commit. */
+  stopAccepting(): Promise<void>;
+  /** Lets the requests being handled finish, ends event streams, closes the listener. */
+  shutdownServer(): Promise<void>;
+  /** Finishes the jobs being decided, releases claims not started, closes the database. */
+  close(): Promise<void>;
+  /** Jobs being decided right now, for the log when the deadline passes. */
+  activeJobs(): number;
+}
+
+/**
+ * Runs the stop steps in order; resolves to the exit code: 0 when all of them
+ * finished within `deadlineMs`, 1 when one failed or the deadline passed
+ * (logged with what was abandoned). Nothing is half-written either way: each
+ * signal and each decision commits in one transaction or not at all, and an
+ * abandoned job's claim expires so another instance decides it.
+ */
+export async function shutDown(
+  parts: Stoppable,
+  options: { deadlineMs?: number } = {},
+): Promise<number> {
+  const log = logger("main");
+  const deadlineMs = options.deadlineMs ?? SHUTDOWN_DEADLINE_MS;
+  const started = performance.now();
+  const steps: [string, () => Promise<void>][] = [
+    ["stop accepting webhooks", () => parts.stopAccepting()],
+    ["finish in-flight requests", () => parts.shutdownServer()],
+    ["finish the jobs being decided and close the database", () => parts.close()],
+  ];
+  let step = steps[0][0];
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<number>((resolve) => {
+    timer = setTimeout(() => {
+      log.error(
+        "Shutdown deadline of {deadline_ms} ms passed while waiting to {step}; abandoning " +
+          "{jobs} jobs being decided (their claims expire and they are decided again)",
+        { deadline_ms: deadlineMs, step, jobs: parts.activeJobs() },
+      );
+      resolve(1);
+    }, deadlineMs);
+  });
+  // A failed step is logged and the next one still runs: a server that will
+  // not shut down cleanly is no reason to abandon the job being decided.
+  const run = async () => {
+    let code = 0;
+    for (const [name, fn] of steps) {
+      step = name;
+      try {
+        await fn();
+      } catch (error) {
+        log.error("Shutdown step failed: {step}: {error}", { step, error: String(error) });
+        code = 1;
+      }
+    }
+    if (code === 0) {
+      log.info("Stopped cleanly in {ms} ms", { ms: Math.round(performance.now() - started) });
+    }
+    return code;
+  };
+  try {
+    return await Promise.race([run(), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 async function main(): Promise<number> {
   let loaded;
@@ -35,6 +113,11 @@ async function main(): Promise<number> {
   await services.worker.start();
   services.gex.start();
 
+  // Deno.serve's shutdown() breaks the reading of a request body still
+  // arriving (the webhook would fail), so the stop first waits for the
+  // requests being handled. Event streams, which never end by themselves, are
+  // ended by stopAccepting().
+  const handling = new Set<Promise<Response>>();
   const server = Deno.serve({
     port: config.port,
     hostname: "0.0.0.0",
@@ -44,25 +127,43 @@ async function main(): Promise<number> {
         port,
         env: config.env,
       }),
-  }, services.app.fetch);
+  }, (request, info) => {
+    const handled = Promise.resolve(services.app.fetch(request, info));
+    handling.add(handled);
+    handled.finally(() => handling.delete(handled)).catch(() => {});
+    return handled;
+  });
 
-  const stopped = Promise.withResolvers<void>();
+  const stopped = Promise.withResolvers<number>();
   let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // A second signal (Ctrl-C twice) means now; the transactions keep the data whole.
+      log.warn("{signal} received again: exiting without waiting", { signal });
+      stopped.resolve(1);
+      return;
+    }
     stopping = true;
-    log.info("{signal} received: draining", { signal });
-    await services.stopAccepting();
-    await server.shutdown();
-    await services.close();
-    log.info("Stopped cleanly");
-    stopped.resolve();
+    log.info("{signal} received: draining (deadline {deadline_ms} ms)", {
+      signal,
+      deadline_ms: SHUTDOWN_DEADLINE_MS,
+    });
+    stopped.resolve(
+      await shutDown({
+        stopAccepting: () => services.stopAccepting(),
+        shutdownServer: async () => {
+          await Promise.allSettled([...handling]);
+          await server.shutdown();
+        },
+        close: () => services.close(),
+        activeJobs: () => services.worker.active,
+      }),
+    );
   };
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     Deno.addSignalListener(signal, () => void stop(signal));
   }
-  await stopped.promise;
-  return 0;
+  return await stopped.promise;
 }
 
 if (import.meta.main) Deno.exit(await main());

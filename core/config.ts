@@ -139,6 +139,10 @@ export function loadConfig(raw: Record<string, string | undefined>): LoadedConfi
     } else if (e.WEBHOOK_SECRET.length < 16) {
       problems.push("WEBHOOK_SECRET must be at least 16 characters when NODE_ENV=production");
     }
+    if (e.DATABASE_URL === null) {
+      // The embedded database would live on one machine's disk, lost on redeploy.
+      problems.push("DATABASE_URL is required when NODE_ENV=production");
+    }
     if (e.OPERATOR_TOKEN === null) {
       problems.push("OPERATOR_TOKEN is required when NODE_ENV=production");
     } else if (e.OPERATOR_TOKEN.length < 16) {

@@ -20,8 +20,24 @@ export class EventHub {
   #listeners = new Set<() => void>();
   #listening: Promise<unknown> | null = null;
   #unlisten: (() => Promise<void>) | null = null;
+  #ending = false;
 
   constructor(private readonly db: Database) {}
+
+  /** True once `endStreams()` ran: open streams finish, new ones end at once. */
+  get ending(): boolean {
+    return this.#ending;
+  }
+
+  /**
+   * Ends every open stream cleanly (shutdown): an event stream never ends by
+   * itself, and the server waits for every response before it stops. Clients
+   * reconnect, with Last-Event-ID, to another instance.
+   */
+  endStreams(): void {
+    this.#ending = true;
+    for (const listener of this.#listeners) listener();
+  }
 
   async subscribe(onNotify: () => void): Promise<() => void> {
     this.#listeners.add(onNotify);
@@ -73,7 +89,7 @@ export function eventRoutes(o: EventRoutesOptions): Hono<AppEnv> {
       await stream.writeSSE({ event: "ready", data: JSON.stringify({ cursor }), retry: 3000 });
       let lastWrite = Date.now();
       try {
-        while (open) {
+        while (open && !o.hub.ending) {
           const events = await readEvents(o.db, cursor, BATCH);
           for (const e of events) {
             await stream.writeSSE({

@@ -11,6 +11,7 @@
  * Every refusal is recorded in processing_errors with the secret removed.
  */
 import type { Context } from "hono";
+import { HTTPException } from "hono/http-exception";
 import type { Authenticator } from "../core/auth.ts";
 import { dedupKey } from "../core/dedup.ts";
 import { ApiError } from "../core/errors.ts";
@@ -57,7 +58,14 @@ export function webhookHandler(deps: WebhookDeps) {
         retryAfterSeconds: 5,
       });
     }
-    const raw = new Uint8Array(await c.req.arrayBuffer());
+    let raw: Uint8Array<ArrayBuffer>;
+    try {
+      raw = new Uint8Array(await c.req.arrayBuffer());
+    } catch (error) {
+      if (error instanceof HTTPException) throw error; // the body limit's own refusal
+      // The client went away mid-body: its problem, not ours, and nothing was stored.
+      throw new ApiError("BAD_REQUEST", "Request body could not be read");
+    }
     const text = decoder.decode(raw).replace(/^\uFEFF/, "");
     const clientIp = c.get("clientIp");
 
@@ -71,7 +79,8 @@ export function webhookHandler(deps: WebhookDeps) {
     const { secret: bodySecret, payload } = isJson
       ? extractSecret(parsed)
       : { secret: secretFromText(text), payload: undefined };
-    const shown = (limit?: number) => isJson ? payloadText(payload, limit) : redactText(text, limit);
+    const shown = (limit?: number) =>
+      isJson ? payloadText(payload, limit) : redactText(text, limit);
 
     const auth = await deps.authenticator.verify({
       rawBody: raw,

@@ -258,3 +258,9 @@ Deno.test("loadConfig() lists every bad variable at once, the pipeline's too", (
     "WORKER_CONCURRENCY",
   ]);
 });
+
+Deno.test("loadConfig() in production refuses the embedded database", () => {
+  const { DATABASE_URL: _, ...withoutUrl } = PRODUCTION;
+  const error = configError(withoutUrl);
+  assert.ok(error.problems.some((p) => p.startsWith("DATABASE_URL is required")), error.message);
+});

@@ -322,11 +322,12 @@ dbTest("SSE replays the outbox from the start on PGlite too", async ({ db }) => 
       "entry_price",
       "is_closed",
     ]),
+    // No market data pushed: degraded, 10,000 x 0.85 x 0.5 = 4,250 at 500 -> 8 units.
     {
       change: "opened",
       symbol: "SPY",
       direction: "CALL",
-      quantity: 17,
+      quantity: 8,
       entry_price: 500,
       is_closed: false,
     },
