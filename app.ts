@@ -20,6 +20,7 @@ import type { GroupCommit } from "./db/group_commit.ts";
 import type { Database } from "./db/port.ts";
 import { insertProcessingError } from "./db/processing_errors.ts";
 import type { IngestOutcome, SignalRecord } from "./db/signals.ts";
+import { dashboardRoutes } from "./handlers/dashboard.ts";
 import { EventHub, eventRoutes } from "./handlers/events.ts";
 import { healthRoutes } from "./handlers/health.ts";
 import { marketDataRoutes } from "./handlers/market_data.ts";
@@ -154,6 +155,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     }),
   );
 
+  app.route("/", dashboardRoutes());
 
   // Everything below needs the operator token when one is set.
   if (config.operatorToken !== null) {
