@@ -67,10 +67,6 @@ export interface LoadedConfig {
   warnings: string[];
 }
 
-const bool = z.string().toLowerCase().pipe(
-  z.enum(["true", "false", "1", "0", "yes", "no", "on", "off"], { error: "must be true or false" }),
-).transform((v) => ["true", "1", "yes", "on"].includes(v));
-
 const int = (min: number, max: number) =>
   z.string().regex(/^\d+$/, `must be a whole number from ${min} to ${max}`)
     .transform(Number)

@@ -6,7 +6,7 @@
  */
 import type { Queryable } from "./port.ts";
 
-export type EventKind = "signal" | "decision" | "position";
+export type EventKind = "signal" | "decision" | "position" | "failure";
 
 export interface NewEvent {
   kind: EventKind;

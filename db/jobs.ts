@@ -128,20 +128,23 @@ export async function releaseClaims(db: Queryable, jobIds: readonly number[]): P
 export async function reclaimStaleJobs(
   db: Queryable,
   options: { timeoutSeconds: number; maxAttempts: number },
-): Promise<{ reclaimed: number; failed: string[] }> {
-  const rows = await db.query<{ status: string; signal_id: string }>(
+): Promise<{ reclaimed: number; failed: { signalId: string; symbol: string }[] }> {
+  const rows = await db.query<{ status: string; signal_id: string; symbol: string }>(
     `update pipeline_jobs
        set status = case when attempts >= $2::integer then 'failed' else 'pending' end,
            last_error = 'Claim expired: the instance that took this job stopped answering',
            locked_by = null, locked_at = null,
            finished_at = case when attempts >= $2::integer then now() end
      where status = 'running' and locked_at < now() - make_interval(secs => $1::double precision)
-     returning status, signal_id`,
+     returning status, signal_id, symbol`,
     [options.timeoutSeconds, options.maxAttempts],
   );
   return {
     reclaimed: rows.length,
-    failed: rows.filter((r) => r.status === "failed").map((r) => r.signal_id),
+    failed: rows.filter((r) => r.status === "failed").map((r) => ({
+      signalId: r.signal_id,
+      symbol: r.symbol,
+    })),
   };
 }
 

@@ -61,7 +61,11 @@ export function insertSignals(
       [
         JSON.stringify(sortedKeys.map((k) => {
           const r = firstByKey.get(k)!;
-          return { dedup_key: k, signal_id: r.id, dedup_until: r.dedupUntil?.toISOString() ?? null };
+          return {
+            dedup_key: k,
+            signal_id: r.id,
+            dedup_until: r.dedupUntil?.toISOString() ?? null,
+          };
         })),
         dedupTtlSeconds,
       ],
@@ -139,7 +143,7 @@ async function insertWinners(tx: Queryable, winners: readonly SignalRecord[]): P
          correlation_id
        from input order by ord
        returning id, seq, symbol, direction, action, timeframe, price, source, signal_time,
-         received_at, correlation_id
+         received_at, correlation_id, metadata
      ), jobs as (
        insert into pipeline_jobs (signal_id, symbol)
        select id, symbol from inserted order by seq
@@ -148,7 +152,7 @@ async function insertWinners(tx: Queryable, winners: readonly SignalRecord[]): P
      select 'signal', symbol, jsonb_build_object(
        'id', id, 'seq', seq, 'symbol', symbol, 'direction', direction, 'action', action,
        'timeframe', timeframe, 'price', price, 'source', source, 'signal_time', signal_time,
-       'received_at', received_at, 'correlation_id', correlation_id)
+       'received_at', received_at, 'correlation_id', correlation_id, 'metadata', metadata)
      from inserted order by seq`,
     [JSON.stringify(rows)],
   );

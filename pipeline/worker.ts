@@ -11,6 +11,7 @@ import { marketStatus } from "../core/market_hours.ts";
 import type { WorkerConfig } from "../core/pipeline_config.ts";
 import type { Rules } from "../core/rules.ts";
 import { JobLostError, recordDecision, type RecordedDecision } from "../db/decisions.ts";
+import { insertEvents } from "../db/events.ts";
 import {
   type ClaimedJob,
   claimJobs,
@@ -18,9 +19,9 @@ import {
   releaseClaims,
   releaseFailedJob,
 } from "../db/jobs.ts";
-import { type Database, isUnavailable } from "../db/port.ts";
+import { type Database, isUnavailable, type Queryable } from "../db/port.ts";
 import { insertProcessingError } from "../db/processing_errors.ts";
-import { getReceivedSignal, JOBS_CHANNEL } from "../db/signals.ts";
+import { EVENTS_CHANNEL, getReceivedSignal, JOBS_CHANNEL } from "../db/signals.ts";
 import { logger, withContext } from "../logging.ts";
 import type { ContextProvider } from "../providers/context.ts";
 import type { GexProvider } from "../providers/gex.ts";
@@ -48,6 +49,34 @@ export interface Worker {
 }
 
 const log = logger("worker");
+
+/**
+ * A job that gave up: its processing_errors row and a live `failure` event,
+ * so the dashboard stops showing the signal as pending.
+ */
+async function recordGiveUp(
+  tx: Queryable,
+  f: { signalId: string; symbol: string; correlationId: string | null; message: string },
+): Promise<void> {
+  await insertProcessingError(tx, {
+    signalId: f.signalId,
+    correlationId: f.correlationId,
+    stage: "pipeline",
+    code: "PIPELINE_FAILED",
+    message: f.message,
+  });
+  await insertEvents(tx, [{
+    kind: "failure",
+    symbol: f.symbol,
+    payload: {
+      signal_id: f.signalId,
+      symbol: f.symbol,
+      code: "PIPELINE_FAILED",
+      message: f.message,
+    },
+  }]);
+  await tx.query("select pg_notify($1::text, '')", [EVENTS_CHANNEL]);
+}
 
 export function createWorker(deps: WorkerDeps): Worker {
   const { db, config, workerId } = deps;
@@ -80,13 +109,15 @@ export function createWorker(deps: WorkerDeps): Worker {
     if (reclaimed > 0) {
       log.warn("Reclaimed {count} jobs left by a stopped instance", { count: reclaimed });
     }
-    for (const signalId of failed) {
-      await insertProcessingError(db, {
-        signalId,
-        stage: "pipeline",
-        code: "PIPELINE_FAILED",
-        message: "Job abandoned: its claim expired on its last attempt",
-      });
+    for (const { signalId, symbol } of failed) {
+      await db.transaction((tx) =>
+        recordGiveUp(tx, {
+          signalId,
+          symbol,
+          correlationId: null,
+          message: "Job abandoned: its claim expired on its last attempt",
+        })
+      );
     }
   }
 
@@ -209,11 +240,10 @@ export function createWorker(deps: WorkerDeps): Worker {
           delaySeconds,
         });
         if (s === "failed") {
-          await insertProcessingError(tx, {
+          await recordGiveUp(tx, {
             signalId: job.signalId,
+            symbol: job.symbol,
             correlationId: job.correlationId,
-            stage: "pipeline",
-            code: "PIPELINE_FAILED",
             message: `Gave up after ${job.attempts} attempts: ${message}`.slice(0, 2000),
           });
         }

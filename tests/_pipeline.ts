@@ -44,13 +44,7 @@ export async function pushContext(
   const res = await s.app.request("/context", {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      symbol,
-      spot,
-      vix: extra.vix ?? 15,
-      trend: extra.trend ?? "UP",
-      asOf: new Date(c.now()).toISOString(),
-    }),
+    body: JSON.stringify(contextBody(symbol, spot, c.now(), extra)),
   });
   if (res.status !== 201) throw new Error(`POST /context: ${res.status} ${await res.text()}`);
 }
@@ -62,18 +56,39 @@ export async function pushChain(
   symbol: string,
   spot: number,
 ): Promise<void> {
-  const expiry = new Date(c.now() + 30 * 86_400_000).toISOString().slice(0, 10);
+  const res = await s.app.request("/gex/chain", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(chainBody(symbol, spot, c.now())),
+  });
+  if (res.status !== 201) throw new Error(`POST /gex/chain: ${res.status} ${await res.text()}`);
+}
+
+/** A POST /context body: `symbol` at `spot`, calm VIX, up trend, timed `nowMs`. */
+export function contextBody(
+  symbol: string,
+  spot: number,
+  nowMs: number,
+  extra: { vix?: number; trend?: string } = {},
+) {
+  return {
+    symbol,
+    spot,
+    vix: extra.vix ?? 15,
+    trend: extra.trend ?? "UP",
+    asOf: new Date(nowMs).toISOString(),
+  };
+}
+
+/** A POST /gex/chain body: a small chain with walls well away from spot and positive GEX. */
+export function chainBody(symbol: string, spot: number, nowMs: number) {
+  const expiry = new Date(nowMs + 30 * 86_400_000).toISOString().slice(0, 10);
   const strikes = [0.9, 0.95, 1, 1.05, 1.1].map((k) => Math.round(spot * k));
   const contracts = strikes.flatMap((strike) => [
     { type: "CALL", strike, expiry, iv: 0.2, openInterest: strike > spot ? 5000 : 1000 },
     { type: "PUT", strike, expiry, iv: 0.2, openInterest: strike < spot ? 3000 : 500 },
   ]);
-  const res = await s.app.request("/gex/chain", {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ symbol, spot, asOf: new Date(c.now()).toISOString(), contracts }),
-  });
-  if (res.status !== 201) throw new Error(`POST /gex/chain: ${res.status} ${await res.text()}`);
+  return { symbol, spot, asOf: new Date(nowMs).toISOString(), contracts };
 }
 
 /** Sends a signal (timestamp = the clock) and returns the webhook's JSON. */

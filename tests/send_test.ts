@@ -156,7 +156,7 @@ Deno.test("every auth mode's request passes the service's authenticator as that 
       clientIp: null,
       nowMs: NOW,
     });
-    assert.deepEqual(result, { ok: true, method }, auth);
+    assert.equal(result.ok && result.method, method, auth);
     assert.ok(!describeRequest(request).includes(SECRET), `${auth} printed the secret`);
   }
 });

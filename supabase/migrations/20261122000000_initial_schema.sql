@@ -199,12 +199,12 @@ create table events (
   -- events older than every transaction still running, so an event that
   -- commits late can never slip in behind a cursor (no gaps on reconnect).
   txid xid8 not null default pg_current_xact_id(),
-  kind text not null check (kind in ('signal', 'decision', 'position')),
+  kind text not null check (kind in ('signal', 'decision', 'position', 'failure')),
   symbol text,
   payload jsonb not null,
   created_at timestamptz not null default now()
 );
-comment on table events is 'Outbox of live events (new signals, decisions, position changes) for GET /events; written in the same transaction as the change, announced with NOTIFY.';
+comment on table events is 'Outbox of live events (new signals, decisions, position changes, jobs given up) for GET /events; written in the same transaction as the change, announced with NOTIFY.';
 create index events_txid_id on events (txid, id);
 create index events_created_at on events (created_at);
 
