@@ -64,12 +64,9 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
   });
   const ingest = createGroupCommit<SignalRecord, IngestOutcome>(
     (records) => insertSignals(db, records, config.cache.deduplicationTTLSeconds),
-    // PGlite has a single connection: more flushes at once would only queue.
-    {
-      maxInFlight: db.driver === "pglite"
-        ? 1
-        : Math.max(1, Math.floor(config.databasePoolSize / 2)),
-    },
+    // One flush at a time: batches follow arrival order (and grow under load),
+    // so signals get their sequence numbers in the order they were received.
+    { maxInFlight: 1 },
   );
   const { providers } = config;
   const context = createContextProvider({

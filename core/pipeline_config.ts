@@ -6,8 +6,10 @@
 import { DEFAULT_RULES, type Rules, RulesSchema } from "./rules.ts";
 
 export interface WorkerConfig {
-  /** Jobs decided at once per instance (always different symbols). */
+  /** Batches decided at once per instance (their transactions queue on the book lock). */
   concurrency: number;
+  /** Most jobs claimed and decided in one transaction (one per symbol). */
+  batchSize: number;
   /** Attempts before a job is marked failed. */
   maxAttempts: number;
   /** A running job not finished after this long belongs to a dead instance and is reclaimed. */
@@ -146,7 +148,8 @@ export function pipelineConfigFromEnv(
   const config: PipelineConfig = {
     rules: checked.success ? checked.data : DEFAULT_RULES,
     worker: {
-      concurrency: int("WORKER_CONCURRENCY", 4, 1, 64),
+      concurrency: int("WORKER_CONCURRENCY", 2, 1, 64),
+      batchSize: int("WORKER_BATCH_SIZE", 100, 1, 1000),
       maxAttempts: int("JOB_MAX_ATTEMPTS", 5, 1, 100),
       claimTimeoutSeconds: int("JOB_CLAIM_TIMEOUT_SECONDS", 60, 5, 3600),
       pollMs: int("WORKER_POLL_MS", 500, 10, 60_000),

@@ -25,6 +25,8 @@ export type IngestOutcome =
   | { status: "duplicate"; signalId: string };
 
 export const JOBS_CHANNEL = "optionstrat_jobs";
+// Any constant; every instance must use the same one.
+const INGEST_ORDER_LOCK = 727_003;
 export const EVENTS_CHANNEL = "optionstrat_events";
 const MAX_DUPLICATE_PAYLOAD = 8 * 1024;
 
@@ -72,7 +74,13 @@ export function insertSignals(
     );
     const won = new Set(claimed.map((row) => row.dedup_key));
     const winners = candidates.filter((r) => won.has(r.dedupKey));
-    if (winners.length > 0) await insertWinners(tx, winners);
+    if (winners.length > 0) {
+      // Held from the first sequence number to the commit, so signals and jobs commit in
+      // seq order on every instance: a worker that sees job n has seen every job before it,
+      // and a close and an open of one symbol can never be decided out of order.
+      await tx.query("select pg_advisory_xact_lock($1::bigint)", [INGEST_ORDER_LOCK]);
+      await insertWinners(tx, winners);
+    }
 
     const owner = new Map<string, string>(claimed.map((row) => [row.dedup_key, row.signal_id]));
     const lost = sortedKeys.filter((k) => !won.has(k));
@@ -201,13 +209,10 @@ interface SignalRow {
 
 /** A stored signal in its canonical form, as the pipeline decides on it. */
 export async function getReceivedSignal(db: Queryable, id: string): Promise<ReceivedSignal | null> {
-  const [row] = await db.query<SignalRow>(
-    `select id, received_at, source, symbol, exchange, direction, action, timeframe, signal_time,
-       price, metadata, alert_id
-     from signals where id = $1::uuid`,
-    [id],
-  );
-  if (!row) return null;
+  return (await getReceivedSignals(db, [id])).get(id) ?? null;
+}
+
+function receivedSignalFromRow(row: SignalRow): ReceivedSignal {
   return {
     id: row.id,
     receivedAt: row.received_at.toISOString(),
@@ -222,4 +227,18 @@ export async function getReceivedSignal(db: Queryable, id: string): Promise<Rece
     metadata: row.metadata,
     alertId: row.alert_id,
   };
+}
+
+/** Several stored signals at once (a worker batch), by id. */
+export async function getReceivedSignals(
+  db: Queryable,
+  ids: readonly string[],
+): Promise<Map<string, ReceivedSignal>> {
+  const rows = await db.query<SignalRow>(
+    `select id, received_at, source, symbol, exchange, direction, action, timeframe, signal_time,
+       price, metadata, alert_id
+     from signals where id in (select jsonb_array_elements_text($1::text::jsonb)::uuid)`,
+    [JSON.stringify(ids)],
+  );
+  return new Map(rows.map((row) => [row.id, receivedSignalFromRow(row)]));
 }

@@ -10,7 +10,12 @@ import { decide } from "../core/decide.ts";
 import { marketStatus } from "../core/market_hours.ts";
 import type { WorkerConfig } from "../core/pipeline_config.ts";
 import type { Rules } from "../core/rules.ts";
-import { JobLostError, recordDecision, type RecordedDecision } from "../db/decisions.ts";
+import {
+  type DecisionInput,
+  JobLostError,
+  recordDecisions,
+  type RecordedDecision,
+} from "../db/decisions.ts";
 import { insertEvents } from "../db/events.ts";
 import {
   type ClaimedJob,
@@ -21,7 +26,8 @@ import {
 } from "../db/jobs.ts";
 import { type Database, isUnavailable, type Queryable } from "../db/port.ts";
 import { insertProcessingError } from "../db/processing_errors.ts";
-import { EVENTS_CHANNEL, getReceivedSignal, JOBS_CHANNEL } from "../db/signals.ts";
+import { EVENTS_CHANNEL, getReceivedSignals, JOBS_CHANNEL } from "../db/signals.ts";
+import type { ReceivedSignal } from "../core/signal.ts";
 import { logger, withContext } from "../logging.ts";
 import type { ContextProvider } from "../providers/context.ts";
 import type { GexProvider } from "../providers/gex.ts";
@@ -78,6 +84,10 @@ async function recordGiveUp(
   await tx.query("select pg_notify($1::text, '')", [EVENTS_CHANNEL]);
 }
 
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
 export function createWorker(deps: WorkerDeps): Worker {
   const { db, config, workerId } = deps;
   const active = new Set<Promise<void>>();
@@ -86,6 +96,7 @@ export function createWorker(deps: WorkerDeps): Worker {
   let unlisten: (() => Promise<void>) | null = null;
   let wake: (() => void) | null = null;
   let lastReclaim = 0;
+  let activeJobs = 0;
 
   const sleep = (ms: number) =>
     new Promise<void>((resolve) => {
@@ -121,23 +132,23 @@ export function createWorker(deps: WorkerDeps): Worker {
     }
   }
 
-  /** Claims what fits and starts each job; returns how many were started. */
+  /** Claims a batch (one job per symbol) and starts deciding it; returns how many were claimed. */
   async function claimAndStart(): Promise<number> {
-    const free = config.concurrency - active.size;
-    if (free <= 0) return 0;
-    const jobs = await claimJobs(db, workerId, free);
+    if (active.size >= config.concurrency) return 0;
+    const jobs = await claimJobs(db, workerId, config.batchSize);
     if (!running && loopDone !== null) {
       // Stopped while claiming: give them back untouched.
       await releaseClaims(db, jobs.map((j) => j.id));
       return 0;
     }
-    for (const job of jobs) {
-      const task: Promise<void> = processJob(job).finally(() => {
-        active.delete(task);
-        poke();
-      });
-      active.add(task);
-    }
+    if (jobs.length === 0) return 0;
+    activeJobs += jobs.length;
+    const task: Promise<void> = processBatch(jobs).finally(() => {
+      activeJobs -= jobs.length;
+      active.delete(task);
+      poke();
+    });
+    active.add(task);
     return jobs.length;
   }
 
@@ -145,8 +156,9 @@ export function createWorker(deps: WorkerDeps): Worker {
     while (running) {
       try {
         await reclaimIfDue();
-        const started = await claimAndStart();
-        if (started > 0 && active.size < config.concurrency) continue;
+        const claimed = await claimAndStart();
+        // A full batch suggests more is waiting; so does a free slot after a claim.
+        if (claimed > 0 && active.size < config.concurrency) continue;
       } catch (error) {
         log.error("Claiming jobs failed: {error}", { error: String(error) });
       }
@@ -154,10 +166,112 @@ export function createWorker(deps: WorkerDeps): Worker {
     }
   }
 
-  async function processJob(job: ClaimedJob): Promise<void> {
-    await withContext({ correlation_id: job.correlationId, signal_id: job.signalId }, async () => {
+  /**
+   * Decides a batch in one transaction. If that fails, each job is tried on
+   * its own, so one job's failure never holds back the others.
+   */
+  async function processBatch(jobs: ClaimedJob[]): Promise<void> {
+    const prepared: { job: ClaimedJob; input: DecisionInput }[] = [];
+    let signals: Map<string, ReceivedSignal>;
+    const loadStarted = performance.now();
+    try {
+      signals = await getReceivedSignals(db, jobs.map((j) => j.signalId));
+    } catch (error) {
+      for (const job of jobs) await failed(job, error);
+      return;
+    }
+    const loadMs = round(performance.now() - loadStarted);
+    for (const job of jobs) {
       try {
-        const recorded = await decideJob(job);
+        prepared.push({ job, input: await prepare(job, signals.get(job.signalId), loadMs) });
+      } catch (error) {
+        await failed(job, error);
+      }
+    }
+    if (prepared.length === 0) return;
+    try {
+      report(await decideBatch(prepared));
+    } catch (error) {
+      if (prepared.length === 1) {
+        await failed(prepared[0].job, error);
+        return;
+      }
+      if (isUnavailable(error)) {
+        log.error("Database unavailable while deciding {count} jobs: {error}", {
+          count: prepared.length,
+          error: String(error),
+        });
+        return; // their claims expire and they are decided again
+      }
+      for (const one of prepared) {
+        try {
+          report(await decideBatch([one]));
+        } catch (singleError) {
+          await failed(one.job, singleError);
+        }
+      }
+    }
+  }
+
+  /** The stages before the decision: timings, market hours, context, GEX. */
+  async function prepare(
+    job: ClaimedJob,
+    signal: ReceivedSignal | undefined,
+    loadMs: number,
+  ): Promise<DecisionInput> {
+    if (signal === undefined) {
+      throw new Error(`Signal ${job.signalId} of job ${job.id} does not exist`);
+    }
+    // One clock for every timing (the instance's): received_at was stamped with it too.
+    const timings: Record<string, number> = {
+      queue_ms: Math.max(0, deps.now() - job.receivedAt.getTime()),
+      load_ms: loadMs,
+    };
+    const timed = async <T>(name: string, f: () => Promise<T> | T): Promise<T> => {
+      const t = performance.now();
+      try {
+        return await f();
+      } finally {
+        timings[`${name}_ms`] = round(performance.now() - t);
+      }
+    };
+    const { rules } = deps;
+    const status = await timed(
+      "market_hours",
+      () => marketStatus(new Date(signal.receivedAt), rules.marketHours),
+    );
+    // Outside market hours the decision is MARKET_CLOSED whatever the data says: skip the lookups.
+    const needData = !rules.marketHours.enforce || status.open;
+    const context = needData ? await timed("context", () => deps.context.get(signal.symbol)) : null;
+    const gex = needData ? await timed("gex", () => deps.gex.get(signal.symbol)) : null;
+    return {
+      jobId: job.id,
+      signal,
+      decideWith: (book) =>
+        decide(signal, context?.context ?? null, gex?.levels ?? null, book, rules),
+      contextSnapshotId: context?.id ?? null,
+      gexSignalId: gex?.id ?? null,
+      timings,
+    };
+  }
+
+  async function decideBatch(
+    batch: { job: ClaimedJob; input: DecisionInput }[],
+  ): Promise<{ job: ClaimedJob; recorded: RecordedDecision }[]> {
+    const recorded = await recordDecisions(db, batch.map((b) => b.input), {
+      workerId,
+      now: deps.now,
+    });
+    return recorded.map((r, i) => {
+      // In memory (metrics, logs) the end-to-end time includes the commit.
+      r.timings.end_to_end_ms = Math.max(0, deps.now() - batch[i].job.receivedAt.getTime());
+      return { job: batch[i].job, recorded: r };
+    });
+  }
+
+  function report(done: { job: ClaimedJob; recorded: RecordedDecision }[]): void {
+    for (const { job, recorded } of done) {
+      withContext({ correlation_id: job.correlationId, signal_id: job.signalId }, () => {
         deps.onDecision?.(recorded, job);
         const d = recorded.decision;
         log.info("Decision for {symbol}: {outcome} {reason} in {ms} ms", {
@@ -168,53 +282,15 @@ export function createWorker(deps: WorkerDeps): Worker {
           decision_id: recorded.decisionId,
           detail: d.message,
         });
-      } catch (error) {
-        await handleFailure(job, error);
-      }
-    });
+      });
+    }
   }
 
-  async function decideJob(job: ClaimedJob): Promise<RecordedDecision> {
-    // One clock for every timing (the instance's): received_at was stamped with it too.
-    const timings: Record<string, number> = {
-      queue_ms: Math.max(0, deps.now() - job.receivedAt.getTime()),
-    };
-    const timed = async <T>(name: string, f: () => Promise<T> | T): Promise<T> => {
-      const t = performance.now();
-      try {
-        return await f();
-      } finally {
-        timings[`${name}_ms`] = Math.round((performance.now() - t) * 1000) / 1000;
-      }
-    };
-    const signal = await timed("load", () => getReceivedSignal(db, job.signalId));
-    if (signal === null) throw new Error(`Signal ${job.signalId} of job ${job.id} does not exist`);
-    const { rules } = deps;
-    const status = await timed(
-      "market_hours",
-      () => marketStatus(new Date(signal.receivedAt), rules.marketHours),
+  function failed(job: ClaimedJob, error: unknown): Promise<void> {
+    return withContext(
+      { correlation_id: job.correlationId, signal_id: job.signalId },
+      () => handleFailure(job, error),
     );
-    // Outside market hours the decision is MARKET_CLOSED whatever the data says: skip the lookups.
-    const needData = !rules.marketHours.enforce || status.open;
-    const [context, gex] = needData
-      ? await Promise.all([
-        timed("context", () => deps.context.get(signal.symbol)),
-        timed("gex", () => deps.gex.get(signal.symbol)),
-      ])
-      : [null, null];
-    const recorded = await recordDecision(db, {
-      job: { id: job.id, workerId },
-      signal,
-      decideWith: (book) =>
-        decide(signal, context?.context ?? null, gex?.levels ?? null, book, rules),
-      contextSnapshotId: context?.id ?? null,
-      gexSignalId: gex?.id ?? null,
-      timings,
-      now: deps.now,
-    });
-    // In memory (metrics, logs) the end-to-end time includes the commit.
-    recorded.timings.end_to_end_ms = Math.max(0, deps.now() - job.receivedAt.getTime());
-    return recorded;
   }
 
   async function handleFailure(job: ClaimedJob, error: unknown) {
@@ -265,7 +341,7 @@ export function createWorker(deps: WorkerDeps): Worker {
 
   return {
     get active() {
-      return active.size;
+      return activeJobs;
     },
     async start() {
       if (running) return;

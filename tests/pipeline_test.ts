@@ -252,3 +252,57 @@ dbTest(
   },
   { drivers: ["postgres"] },
 );
+
+dbTest(
+  "within one batch, each decision sees the positions the ones before it opened",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c, { MAX_OPEN_POSITIONS: "2", WORKER_BATCH_SIZE: "50" });
+    const ids = [];
+    for (const symbol of ["SPY", "QQQ", "IWM", "DIA", "AAPL"]) {
+      ids.push((await send(s, c, { symbol, direction: "CALL", price: 100 })).signal_id);
+    }
+    assert.equal(await s.worker.runUntilIdle(), 5);
+    const reasons = [];
+    for (const id of ids) reasons.push((await decisionFor(db, id)).reason_code);
+    assert.deepEqual(reasons, [
+      "ENTRY_APPROVED",
+      "ENTRY_APPROVED",
+      "MAX_POSITIONS",
+      "MAX_POSITIONS",
+      "MAX_POSITIONS",
+    ]);
+    assert.equal((await positions(db)).length, 2);
+  },
+);
+
+dbTest(
+  "a job that fails inside a batch does not hold back the rest of the batch",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c, { JOB_MAX_ATTEMPTS: "1" });
+    await db.exec(`
+    create function test_refuse_boom() returns trigger language plpgsql as $$
+    begin
+      if exists (select 1 from signals where id = new.signal_id and symbol = 'BOOM') then
+        raise exception 'injected failure for BOOM';
+      end if;
+      return new;
+    end $$;
+    create trigger test_refuse_boom before insert on decisions
+      for each row execute function test_refuse_boom();`);
+    const good = await send(s, c, { symbol: "SPY", direction: "CALL", price: 100 });
+    await send(s, c, { symbol: "BOOM", direction: "CALL", price: 10 });
+    const other = await send(s, c, { symbol: "QQQ", direction: "PUT", price: 100 });
+    await s.worker.runUntilIdle();
+    assert.equal((await decisionFor(db, good.signal_id)).outcome, "ENTER");
+    assert.equal((await decisionFor(db, other.signal_id)).outcome, "ENTER");
+    const jobs = await db.query<{ symbol: string; status: string }>(
+      "select symbol, status from pipeline_jobs order by id",
+    );
+    assert.deepEqual(jobs.map((j) => [j.symbol, j.status]), [["SPY", "done"], ["BOOM", "failed"], [
+      "QQQ",
+      "done",
+    ]]);
+  },
+);
