@@ -1,0 +1,240 @@
+/**
+ * `deno task bench` flags: parsed with node:util parseArgs into a checked
+ * `BenchOptions`. Pure (the environment is passed in); a bad flag throws
+ * `UsageError` with a message saying what and why.
+ */
+import { parseArgs } from "node:util";
+
+export const SCENARIOS = ["ceiling", "ingest", "steady", "e2e", "burst", "memory"] as const;
+export type ScenarioName = typeof SCENARIOS[number];
+export type DbChoice = "pglite" | "postgres";
+export type DriverChoice = "auto" | "wrk" | "deno";
+
+export interface BenchOptions {
+  dbs: DbChoice[];
+  /** Postgres server (DATABASE_URL) the bench creates its databases on; null without one. */
+  postgresUrl: string | null;
+  scenarios: ScenarioName[];
+  durationS: number;
+  warmupS: number;
+  /** Connection counts of the ingest (max throughput) scenario. */
+  ingestConnections: number[];
+  ceilingConnections: number;
+  steadyRate: number;
+  e2eRate: number;
+  /** Symbols the load scenarios spread alerts over. */
+  symbols: number;
+  burstAlerts: number;
+  burstSymbols: number;
+  burstConnections: number;
+  memoryMinutes: number;
+  memoryRate: number;
+  memorySampleS: number;
+  /** Longest wait for the pipeline to decide everything after a load. */
+  drainTimeoutS: number;
+  driver: DriverChoice;
+  wrkThreads: number;
+  /** Extra environment for the service (and the ceiling server), KEY=VALUE. */
+  serviceEnv: Record<string, string>;
+  outDir: string;
+  quiet: boolean;
+}
+
+export const DEFAULT_SCENARIOS: ScenarioName[] = ["ceiling", "ingest", "steady", "e2e", "burst"];
+
+export const HELP = `Benchmark the webhook service: throughput, acknowledgement and
+end-to-end latency, a bar-close burst and memory, against the no-database ceiling.
+
+Usage: deno task bench [flags]
+
+Database (a fresh one per scenario, dropped afterwards):
+  --db pglite|postgres|both   default: postgres when DATABASE_URL is set, else pglite
+                              (postgres creates bench_* databases on DATABASE_URL's server)
+Scenarios:
+  --scenarios LIST            comma-separated, of ${SCENARIOS.join(", ")}
+                              (default ${DEFAULT_SCENARIOS.join(",")}; memory when --memory-minutes)
+  --duration S                seconds per measured load (default 10)
+  --warmup S                  seconds of load before each measurement (default 2)
+  --connections LIST          ingest scenario connection counts (default 16,64)
+  --ceiling-connections N     (default 16)
+  --steady-rate R             steady scenario requests/s (default 1000)
+  --e2e-rate R                end-to-end scenario signals/s (default 500)
+  --symbols N                 symbols the load scenarios use (default 200)
+  --burst-alerts N            (default 2000)   --burst-symbols N (default 200)
+  --burst-connections N       (default 200)
+  --memory-minutes N          memory run length (default 0 = off; the issue asks for 5)
+  --memory-rate R             (default 1000)   --memory-sample S (default 5)
+  --drain-timeout S           wait for decisions after a load at most this long (default 60)
+Load generator:
+  --driver auto|wrk|deno      max-throughput client: wrk when installed (auto), or the
+                              built-in Deno closed-loop client (default auto)
+  --wrk-threads N             (default 1: two cores are shared with the server)
+Other:
+  --service-env KEY=VALUE     extra service environment, repeatable (e.g. WORKER_CONCURRENCY=8)
+  --out DIR                   where the JSON goes (default bench-results)
+  --quiet                     no progress lines on stderr
+  -h, --help                  this text
+
+Prints one table (plus burst, memory and diagnostics blocks) and writes
+<out>/<ISO time>-<git short sha>.json with every raw figure.`;
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+export type ParsedBenchArgs = { help: true } | { help: false; options: BenchOptions };
+
+function positive(name: string, raw: string | undefined, fallback: number, max: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!/^\d+(\.\d+)?$/.test(raw) || !(n > 0) || n > max) {
+    throw new UsageError(`--${name} must be a number above 0 and at most ${max}, got "${raw}"`);
+  }
+  return n;
+}
+
+function whole(name: string, raw: string | undefined, fallback: number, min: number, max: number) {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < min || n > max) {
+    throw new UsageError(`--${name} must be a whole number from ${min} to ${max}, got "${raw}"`);
+  }
+  return n;
+}
+
+export function parseBenchArgs(
+  args: string[],
+  env: Record<string, string | undefined>,
+): ParsedBenchArgs {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        db: { type: "string" },
+        scenarios: { type: "string" },
+        duration: { type: "string" },
+        warmup: { type: "string" },
+        connections: { type: "string" },
+        "ceiling-connections": { type: "string" },
+        "steady-rate": { type: "string" },
+        "e2e-rate": { type: "string" },
+        symbols: { type: "string" },
+        "burst-alerts": { type: "string" },
+        "burst-symbols": { type: "string" },
+        "burst-connections": { type: "string" },
+        "memory-minutes": { type: "string" },
+        "memory-rate": { type: "string" },
+        "memory-sample": { type: "string" },
+        "drain-timeout": { type: "string" },
+        driver: { type: "string" },
+        "wrk-threads": { type: "string" },
+        "service-env": { type: "string", multiple: true },
+        out: { type: "string" },
+        quiet: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message.split(". ")[0] : String(error));
+  }
+  const v = parsed.values;
+  if (v.help) return { help: true };
+
+  const postgresUrl = env.DATABASE_URL?.trim() || null;
+  const dbFlag = v.db ?? (postgresUrl !== null ? "postgres" : "pglite");
+  const dbs: DbChoice[] = dbFlag === "both"
+    ? ["pglite", "postgres"]
+    : dbFlag === "pglite" || dbFlag === "postgres"
+    ? [dbFlag]
+    : (() => {
+      throw new UsageError(`--db must be pglite, postgres or both, got "${dbFlag}"`);
+    })();
+  if (dbs.includes("postgres") && postgresUrl === null) {
+    throw new UsageError(
+      "--db postgres needs DATABASE_URL (a server the bench may create and drop bench_* databases on)",
+    );
+  }
+  if (postgresUrl !== null && !/^postgres(ql)?:\/\//.test(postgresUrl)) {
+    throw new UsageError("DATABASE_URL must be a postgres:// or postgresql:// URL");
+  }
+
+  const memoryMinutes = v["memory-minutes"] === undefined
+    ? 0
+    : Number(v["memory-minutes"]) >= 0 && /^\d+(\.\d+)?$/.test(v["memory-minutes"])
+    ? Number(v["memory-minutes"])
+    : (() => {
+      throw new UsageError(
+        `--memory-minutes must be a number of minutes, got "${v["memory-minutes"]}"`,
+      );
+    })();
+  let scenarios: ScenarioName[];
+  if (v.scenarios !== undefined) {
+    const names = v.scenarios.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    for (const name of names) {
+      if (!(SCENARIOS as readonly string[]).includes(name)) {
+        throw new UsageError(`Unknown scenario "${name}"; choose from ${SCENARIOS.join(", ")}`);
+      }
+    }
+    if (names.length === 0) throw new UsageError("--scenarios must name at least one scenario");
+    scenarios = [...new Set(names)] as ScenarioName[];
+  } else {
+    scenarios = [...DEFAULT_SCENARIOS, ...(memoryMinutes > 0 ? ["memory" as const] : [])];
+  }
+
+  const ingestConnections = (v.connections ?? "16,64").split(",").map((s) =>
+    whole("connections", s.trim(), 16, 1, 1000)
+  );
+  const driver = (v.driver ?? "auto") as DriverChoice;
+  if (!["auto", "wrk", "deno"].includes(driver)) {
+    throw new UsageError(`--driver must be auto, wrk or deno, got "${driver}"`);
+  }
+  const serviceEnv: Record<string, string> = {};
+  for (const pair of v["service-env"] ?? []) {
+    const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(pair);
+    if (!m) throw new UsageError(`--service-env must be KEY=VALUE, got "${pair}"`);
+    serviceEnv[m[1]] = m[2];
+  }
+  const burstAlerts = whole("burst-alerts", v["burst-alerts"], 2000, 1, 100_000);
+  const burstSymbols = whole("burst-symbols", v["burst-symbols"], 200, 1, 10_000);
+  if (burstSymbols > burstAlerts) {
+    throw new UsageError("--burst-symbols must not exceed --burst-alerts");
+  }
+  const options: BenchOptions = {
+    dbs,
+    postgresUrl,
+    scenarios,
+    durationS: positive("duration", v.duration, 10, 3600),
+    warmupS: v.warmup === "0" ? 0 : positive("warmup", v.warmup, 2, 600),
+    ingestConnections,
+    ceilingConnections: whole("ceiling-connections", v["ceiling-connections"], 16, 1, 1000),
+    steadyRate: positive("steady-rate", v["steady-rate"], 1000, 100_000),
+    e2eRate: positive("e2e-rate", v["e2e-rate"], 500, 100_000),
+    symbols: whole("symbols", v.symbols, 200, 1, 10_000),
+    burstAlerts,
+    burstSymbols,
+    burstConnections: whole("burst-connections", v["burst-connections"], 200, 1, 10_000),
+    memoryMinutes: scenarios.includes("memory") && memoryMinutes === 0 ? 5 : memoryMinutes,
+    memoryRate: positive("memory-rate", v["memory-rate"], 1000, 100_000),
+    memorySampleS: positive("memory-sample", v["memory-sample"], 5, 600),
+    drainTimeoutS: positive("drain-timeout", v["drain-timeout"], 60, 3600),
+    driver,
+    wrkThreads: whole("wrk-threads", v["wrk-threads"], 1, 1, 64),
+    serviceEnv,
+    outDir: v.out ?? "bench-results",
+    quiet: v.quiet === true,
+  };
+  for (const c of [...options.ingestConnections, options.ceilingConnections]) {
+    if (c < options.wrkThreads) {
+      throw new UsageError(
+        `Connections (${c}) must be at least --wrk-threads (${options.wrkThreads})`,
+      );
+    }
+  }
+  return { help: false, options };
+}

@@ -1,0 +1,146 @@
+/**
+ * The blocks printed under the main table: the bar-close burst, memory, and
+ * where the time went (CPU split, group-commit batches, decision stages).
+ * Pure: from the results alone.
+ */
+import { formatTable, ms, rate } from "./format.ts";
+import type { ScenarioResult } from "./results.ts";
+
+export function burstBlock(results: readonly ScenarioResult[]): string | null {
+  const bursts = results.filter((r) => r.burst !== null);
+  if (bursts.length === 0) return null;
+  const b0 = bursts[0].burst!;
+  const rows = bursts.map((r) => {
+    const b = r.burst!;
+    return [
+      r.db,
+      `${b.accepted}/${b.alerts}`,
+      ms(b.maxAckMs),
+      ms(b.allAcknowledgedAfterMs),
+      ms(b.lastDecision.startedMs),
+      ms(b.lastDecision.lastStoredMs),
+      ms(b.lastDecision.lastObservedMs),
+      b.allDecided ? "yes" : "NO",
+      b.orderHeld ? "held" : "BROKEN",
+    ];
+  });
+  return [
+    `Bar-close burst: ${b0.alerts} distinct alerts over ${b0.symbols} symbols, fired at once over ` +
+    `${b0.connections} connections (ms from the burst's start)`,
+    formatTable(
+      [
+        "db",
+        "ACCEPTED",
+        "max ack",
+        "all acked",
+        "last decision tx start",
+        "last stored e2e",
+        "all decided (seen)",
+        "all decided",
+        "per-symbol order",
+      ],
+      rows,
+    ),
+    "  'last stored e2e' is a lower bound on the last commit (stored before the insert), 'all decided (seen)' " +
+    "an upper bound (first poll that found nothing left).",
+  ].join("\n");
+}
+
+export function memoryBlock(results: readonly ScenarioResult[]): string | null {
+  const mem = results.filter((r) => r.memory !== null);
+  if (mem.length === 0) return null;
+  const rows = mem.map((r) => {
+    const m = r.memory!;
+    return [
+      r.db,
+      `${m.minutes} min`,
+      rate(m.rate),
+      ms(m.idleMiB),
+      ms(m.startMiB),
+      ms(m.endMiB),
+      ms(m.maxMiB),
+      m.driftPct === null ? "-" : `${m.driftPct > 0 ? "+" : ""}${m.driftPct.toFixed(1)} %`,
+      m.slopeMiBPerMin === null ? "-" : `${m.slopeMiBPerMin > 0 ? "+" : ""}${m.slopeMiBPerMin}`,
+      m.backlogAtEnd === null ? "-" : String(m.backlogAtEnd),
+    ];
+  });
+  return [
+    "Memory: resident size (VmRSS) of the service process, MiB",
+    formatTable(
+      ["db", "run", "req/s", "idle", "start (30 s)", "end", "max", "drift", "MiB/min", "jobs left"],
+      rows,
+    ),
+  ].join("\n");
+}
+
+export function diagnosticsBlock(results: readonly ScenarioResult[]): string {
+  const rows = results.map((r) => {
+    const g = r.groupCommit;
+    return [
+      r.label,
+      r.db,
+      r.cpu ? `${r.cpu.service}/${r.cpu.client}/${r.cpu.postgres}/${r.cpu.other}` : "-",
+      g ? String(g.transactions) : "-",
+      g ? `${ms(g.batchSize.p50)}/${ms(g.batchSize.p99)}/${ms(g.batchSize.max)}` : "-",
+      g ? `${ms(g.waitForBatchMs.p50)}/${ms(g.waitForBatchMs.p99)}` : "-",
+      g ? ms(g.batchStartGapMs.p50) : "-",
+      r.serverAckMs ? `${ms(r.serverAckMs.p50)}/${ms(r.serverAckMs.p99)}` : "-",
+      r.load.ackFromSendMs
+        ? `${ms(r.load.ackFromSendMs.p50)}/${ms(r.load.ackFromSendMs.p99)}`
+        : "-",
+      r.load.sendLagMs ? ms(r.load.sendLagMs.p99) : "-",
+    ];
+  });
+  const parts = [
+    "Where the time goes (cores: service/client/postgres/other; group commit from the database)",
+    formatTable(
+      [
+        "scenario",
+        "db",
+        "cores s/c/p/o",
+        "ingest tx",
+        "batch p50/p99/max",
+        "wait for batch p50/p99",
+        "tx gap p50",
+        "server ack p50/p99",
+        "ack from write p50/p99",
+        "send lag p99",
+      ],
+      rows,
+    ),
+  ];
+  const staged = results.filter((r) => r.decisions !== null && r.decisions.decided > 0);
+  if (staged.length > 0) {
+    const names = ["queue", "load", "context", "gex", "book", "decide", "write"];
+    parts.push(
+      "",
+      "Decision stages, p50/p99 ms (stored timings; book includes waiting for the book lock)",
+      formatTable(
+        [
+          "scenario",
+          "db",
+          ...names,
+          "e2e stored",
+          "e2e to tx start",
+          "e2e seen committed",
+          "decided",
+        ],
+        staged.map((r) => {
+          const d = r.decisions!;
+          const pair = (s?: { p50: number | null; p99: number | null } | null) =>
+            s ? `${ms(s.p50)}/${ms(s.p99)}` : "-";
+          return [
+            r.label,
+            r.db,
+            ...names.map((n) => pair(d.stagesMs[n])),
+            pair(d.storedEndToEndMs),
+            pair(d.createdAtMs),
+            pair(r.commitObservedMs),
+            `${d.decided}/${d.decided + d.undecided}`,
+          ];
+        }),
+      ),
+    );
+  }
+  return parts.join("\n");
+}

@@ -1,0 +1,181 @@
+/**
+ * One bench run: the ceiling first (every throughput is read against it),
+ * then per database ingest at each connection count, steady, end to end,
+ * burst and memory, each on its own fresh service and database. Returns the
+ * report (results, environment, the printed text); writing it is the
+ * caller's.
+ */
+import { benchSymbols, hmacSigner } from "./alerts.ts";
+import { registerCleanup } from "./cleanup.ts";
+import type { BenchOptions } from "./flags.ts";
+import { type BenchContext, lazyTemplate } from "./harness.ts";
+import { fullReport } from "./report.ts";
+import type { BenchReport, GitState, ScenarioResult } from "./results.ts";
+import { runBurst } from "./scenario_burst.ts";
+import { runCeiling } from "./scenario_ceiling.ts";
+import { runEndToEnd } from "./scenario_e2e.ts";
+import { runIngest } from "./scenario_ingest.ts";
+import { runMemory } from "./scenario_memory.ts";
+import { wrkAvailable } from "./wrk_driver.ts";
+
+export interface RunHooks {
+  argv: string[];
+  progress: (message: string) => void;
+}
+
+async function git(args: string[]): Promise<string | null> {
+  try {
+    const { code, stdout } = await new Deno.Command("git", {
+      args,
+      cwd: new URL("../../", import.meta.url),
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return code === 0 ? new TextDecoder().decode(stdout).trim() : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The code being measured: HEAD and whether tracked files differ from it
+ * (untracked files, such as these bench scripts before their first commit,
+ * do not change the service). `diff` fingerprints the uncommitted changes, so
+ * a run can tell that someone edited the service while it was measuring.
+ */
+async function gitState(): Promise<GitState> {
+  const [sha, short, diff] = await Promise.all([
+    git(["rev-parse", "HEAD"]),
+    git(["rev-parse", "--short", "HEAD"]),
+    git(["diff", "HEAD"]),
+  ]);
+  const digest = diff === null ? null : Array.from(
+    new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(diff))),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("").slice(0, 16);
+  return { sha, short, dirty: diff === null ? null : diff !== "", diff: digest };
+}
+
+export async function runBench(options: BenchOptions, hooks: RunHooks): Promise<BenchReport> {
+  const startedAt = new Date();
+  const gitAtStart = await gitState();
+  const loadStart = Deno.loadavg();
+  const useWrk = options.driver === "wrk" || (options.driver === "auto" && await wrkAvailable());
+  if (options.driver === "wrk" && !await wrkAvailable()) {
+    throw new Error("--driver wrk: wrk is not installed (/usr/bin/wrk)");
+  }
+  const tmpDir = await Deno.makeTempDir({ prefix: "optionstrat-bench-" });
+  const forgetTmp = registerCleanup(() => Deno.remove(tmpDir, { recursive: true }));
+  const secret = `bench-${crypto.randomUUID()}`;
+  const ctx: BenchContext = {
+    options,
+    secret,
+    sign: hmacSigner(secret),
+    runId: crypto.randomUUID().slice(0, 6),
+    symbols: benchSymbols(options.symbols),
+    seedSymbols: benchSymbols(Math.max(options.symbols, options.burstSymbols)),
+    tmpDir,
+    useWrk,
+    cores: navigator.hardwareConcurrency,
+    progress: hooks.progress,
+    pgliteTemplate: lazyTemplate(tmpDir),
+  };
+  const results: ScenarioResult[] = [];
+  const has = (name: BenchOptions["scenarios"][number]) => options.scenarios.includes(name);
+  try {
+    if (has("ceiling")) results.push(await runCeiling(ctx));
+    const ceiling = results.find((r) => r.scenario === "ceiling")?.load.acceptedPerSec;
+    for (const db of options.dbs) {
+      if (has("ingest")) {
+        for (const connections of options.ingestConnections) {
+          results.push(
+            await runIngest(ctx, db, { mode: { kind: "max", connections }, rateEstimate: ceiling }),
+          );
+        }
+      }
+      if (has("steady")) {
+        results.push(
+          await runIngest(ctx, db, { mode: { kind: "rate", rate: options.steadyRate } }),
+        );
+      }
+      if (has("e2e")) results.push(await runEndToEnd(ctx, db));
+      if (has("burst")) results.push(await runBurst(ctx, db));
+      if (has("memory")) results.push(await runMemory(ctx, db));
+    }
+  } finally {
+    await Deno.remove(tmpDir, { recursive: true }).catch(() => {});
+    forgetTmp();
+  }
+  const gitAtEnd = await gitState();
+  const changed = gitAtStart.sha !== gitAtEnd.sha || gitAtStart.diff !== gitAtEnd.diff;
+  const loadEnd = Deno.loadavg();
+  const header = [
+    `optionstrat-backend bench, ${startedAt.toISOString()}, git ${gitAtStart.short ?? "?"}${
+      gitAtStart.dirty ? " (uncommitted changes)" : ""
+    }, ` +
+    `deno ${Deno.version.deno}, ${ctx.cores} cpus, load average ${
+      loadStart.map((l) => l.toFixed(2)).join(" ")
+    } -> ` +
+    `${loadEnd.map((l) => l.toFixed(2)).join(" ")}`,
+    `max-throughput client: ${
+      useWrk ? `wrk (${options.wrkThreads} thread)` : "Deno closed loop"
+    }; ` +
+    `fixed-rate client: Deno, open loop; ack latency in ms; e2e = receipt -> decision ` +
+    `(worker's stored end_to_end_ms, before the final insert and commit)`,
+    ...(changed
+      ? [
+        `WARNING: the code changed during the run (git ${gitAtStart.short} -> ${gitAtEnd.short}` +
+        `${gitAtStart.diff !== gitAtEnd.diff ? ", working tree edited" : ""}): ` +
+        "scenarios measured different code; run again",
+      ]
+      : []),
+  ].join("\n");
+  return {
+    schema: "optionstrat-bench/1",
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    git: { ...gitAtStart, changedDuringRun: changed, atEnd: gitAtEnd },
+    deno: Deno.version,
+    cpuCount: ctx.cores,
+    loadAverage: { start: loadStart, end: loadEnd },
+    argv: hooks.argv,
+    // The server URL may carry a password: keep only where it points.
+    options: {
+      ...options,
+      postgresUrl: options.postgresUrl === null ? null : redactUrl(options.postgresUrl),
+    },
+    results,
+    table: fullReport(results, header),
+  };
+}
+
+/**
+ * The longest a run with these options may take, in seconds: per scenario
+ * its load, the waits for decisions it may do, and a minute for starting,
+ * seeding, stopping (the service may take 25 s to drain) and analysis;
+ * doubled. Past it the entry point gives up and cleans up: the bench is
+ * bounded in time even if a server or the database hangs.
+ */
+export function timeBoundS(o: BenchOptions): number {
+  const load = o.warmupS + o.durationS;
+  const perDb = (o.scenarios.includes("ingest") ? o.ingestConnections.length * (load + 60) : 0) +
+    (o.scenarios.includes("steady") ? load + 60 : 0) +
+    (o.scenarios.includes("e2e") ? load + 2 * o.drainTimeoutS + 60 : 0) +
+    (o.scenarios.includes("burst") ? o.warmupS + 2 * o.drainTimeoutS + 60 : 0) +
+    (o.scenarios.includes("memory") ? o.memoryMinutes * 60 + 60 : 0);
+  const ceiling = o.scenarios.includes("ceiling") ? load + 30 : 0;
+  return Math.ceil(2 * (ceiling + perDb * o.dbs.length) + 60);
+}
+
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@");
+}
+
+/** `<out>/<ISO time>-<short sha>.json`; colons become dashes so the name works everywhere. */
+export function resultPath(
+  outDir: string,
+  report: { startedAt: string; git: { short: string | null } },
+): string {
+  const time = report.startedAt.replace(/\.\d+Z$/, "Z").replaceAll(":", "-");
+  return `${outDir.replace(/\/+$/, "")}/${time}-${report.git.short ?? "nogit"}.json`;
+}

@@ -1,0 +1,104 @@
+/**
+ * Scenario (d), end to end: a fixed `--e2e-rate` of signals for
+ * `--duration`, then wait until every one is decided, and read receipt ->
+ * decision from the database: the worker's stored `end_to_end_ms` (what the
+ * table shows; it stops just before the decision row's insert and commit),
+ * `decisions.created_at - received_at` (transaction start), and on Postgres
+ * receipt -> visible to a poller (commit_observer.ts). Also checks that per
+ * symbol the decisions committed in receipt order.
+ */
+import { decisionRate, decisionStats, groupCommitStats, ingestCounts } from "./analysis.ts";
+import { orderCheck } from "./order_check.ts";
+import { observeCommits } from "./commit_observer.ts";
+import { checkDurability, logProblems } from "./durability.ts";
+import type { DbChoice } from "./flags.ts";
+import type { LoadResult } from "./load_result.ts";
+import { cpuSnapshot, type CpuSplit, cpuSplit } from "./proc.ts";
+import { emptyResult, type ScenarioResult } from "./results.ts";
+import type { Summary } from "./stats.ts";
+import { type BenchContext, paced } from "./harness.ts";
+import { serverAck, unfinishedProbe, waitUntilDecided, withService } from "./service_run.ts";
+
+interface Loaded {
+  warmup: LoadResult | null;
+  load: LoadResult;
+  fromMs: number;
+  toMs: number;
+  cpu: CpuSplit;
+  ack: Summary | null;
+  drainMs: number | null;
+  observed: Summary | null;
+}
+
+export async function runEndToEnd(ctx: BenchContext, driver: DbChoice): Promise<ScenarioResult> {
+  const o = ctx.options;
+  const label = `e2e ${o.e2eRate}/s`;
+  const prefix = `${ctx.runId}-${driver[0]}e${o.e2eRate}`;
+  let result: ScenarioResult | null = null;
+  ctx.progress(`${label} [${driver}]: starting a fresh service`);
+  await withService(ctx, {
+    driver,
+    label: `${driver}-e2e`,
+    load: async ({ svc, db, live }): Promise<Loaded> => {
+      const { probe, pollMs } = unfinishedProbe(svc, live);
+      const timeoutMs = o.drainTimeoutS * 1000;
+      const warmup = o.warmupS > 0
+        ? await paced(ctx, svc.port, {
+          rate: o.e2eRate,
+          durationS: o.warmupS,
+          prefix: `${prefix}w`,
+        })
+        : null;
+      // Start measuring from an empty queue, as after a quiet moment.
+      await waitUntilDecided(probe, { pollMs, timeoutMs });
+      ctx.progress(`${label} [${driver}]: ${o.durationS} s, then waiting for every decision`);
+      const observer = live !== null ? observeCommits(live, prefix) : null;
+      const before = cpuSnapshot({ servicePid: svc.pid, database: db.name });
+      const fromMs = Date.now();
+      const load = await paced(ctx, svc.port, { rate: o.e2eRate, durationS: o.durationS, prefix });
+      const toMs = Date.now();
+      const after = cpuSnapshot({ servicePid: svc.pid, database: db.name });
+      const decidedAt = await waitUntilDecided(probe, { pollMs, timeoutMs });
+      const observed = observer === null ? null : await observer.stop();
+      return {
+        warmup,
+        load,
+        fromMs,
+        toMs,
+        cpu: cpuSplit(before, after),
+        ack: await serverAck(svc),
+        drainMs: decidedAt === null ? null : decidedAt - toMs,
+        observed,
+      };
+    },
+    analyze: async (db, run, { stop, logTail }) => {
+      const counts = await ingestCounts(db, prefix);
+      const r = emptyResult("e2e", label, driver, run.load);
+      r.warmup = run.warmup;
+      r.cpu = run.cpu;
+      r.serverAckMs = run.ack;
+      r.counts = counts;
+      r.durability = checkDurability(
+        [run.warmup, run.load].filter((l): l is LoadResult => l !== null),
+        counts,
+      );
+      r.groupCommit = await groupCommitStats(db, prefix);
+      r.decisions = await decisionStats(db, prefix);
+      r.decisionsPerSec = await decisionRate(db, run);
+      r.order = await orderCheck(db, prefix);
+      r.commitObservedMs = run.observed;
+      r.drainMs = run.drainMs;
+      r.stop = stop;
+      r.notes.push("paced, open loop; e2e = stored end_to_end_ms (pre-commit)");
+      if (run.drainMs === null) {
+        r.notes.push(`NOT all decided within ${o.drainTimeoutS} s: e2e is a lower bound`);
+      }
+      const problems = logProblems(logTail);
+      if (problems.errors > 0) {
+        r.notes.push(`${problems.errors} error log lines: ${problems.first}`);
+      }
+      result = r;
+    },
+  });
+  return result!;
+}

@@ -1,0 +1,148 @@
+/**
+ * A scenario on a fresh service: a fresh database (PGlite copy or a new
+ * Postgres database), the real service on it with market data seeded, the
+ * scenario's load, then, once the service has stopped, its analysis on the
+ * database. The service is always stopped and the database always dropped,
+ * on errors too (and on Ctrl-C, through cleanup.ts). Also the ways to watch
+ * a running service: jobs left to decide, and its own ack times.
+ */
+import type { Database } from "../../db/port.ts";
+import { type BenchDatabase, freshPglite, freshPostgres } from "./bench_database.ts";
+import { registerCleanup } from "./cleanup.ts";
+import type { DbChoice } from "./flags.ts";
+import type { BenchContext } from "./harness.ts";
+import { seedMarketData } from "./market_seed.ts";
+import { type ServerProcess, startService, type StopResult } from "./server_process.ts";
+import type { Summary } from "./stats.ts";
+
+/**
+ * How many jobs are still to be decided. Postgres: asked directly (no load
+ * on the service); PGlite lives inside the service, so through its own
+ * `GET /health/pipeline` (a few cheap queries per poll).
+ */
+export function unfinishedProbe(
+  svc: ServerProcess,
+  live: Database | null,
+): { probe: () => Promise<number>; pollMs: number } {
+  if (live !== null) {
+    return {
+      pollMs: 10,
+      probe: async () => {
+        const [row] = await live.query<{ n: number }>(
+          `select count(*)::integer as n from pipeline_jobs where status in ('pending', 'running')`,
+        );
+        return Number(row.n);
+      },
+    };
+  }
+  return {
+    pollMs: 50,
+    probe: async () => {
+      const res = await fetch(`${svc.origin}/health/pipeline`);
+      const body = await res.json() as { pending?: number; running?: number };
+      if (body.pending === undefined) throw new Error("GET /health/pipeline gave no pending count");
+      return (body.pending ?? 0) + (body.running ?? 0);
+    },
+  };
+}
+
+/** Polls until nothing is left to decide; resolves to the epoch ms it saw that, or null on timeout. */
+export async function waitUntilDecided(
+  probe: () => Promise<number>,
+  o: { pollMs: number; timeoutMs: number },
+): Promise<number | null> {
+  const deadline = performance.now() + o.timeoutMs;
+  while (performance.now() < deadline) {
+    if (await probe() === 0) return Date.now();
+    await new Promise((resolve) => setTimeout(resolve, o.pollMs));
+  }
+  return null;
+}
+
+/** The service's own webhook ack summary (GET /metrics/latency). */
+export async function serverAck(svc: ServerProcess): Promise<Summary | null> {
+  try {
+    const res = await fetch(`${svc.origin}/metrics/latency`);
+    const body = await res.json() as {
+      webhookAck?: { count: number; p50: number; p95: number; p99: number; max: number };
+    };
+    const a = body.webhookAck;
+    if (a === undefined) return null;
+    return {
+      count: a.count,
+      mean: null,
+      p50: a.p50,
+      p90: null,
+      p95: a.p95,
+      p99: a.p99,
+      p999: null,
+      max: a.max,
+    };
+  } catch {
+    return null;
+  }
+}
+
+export interface Stopped {
+  stop: StopResult;
+  /** The service's last output lines (warnings and errors only). */
+  logTail: string;
+}
+
+export interface ServiceRun {
+  svc: ServerProcess;
+  db: BenchDatabase;
+  /** A connection to the database while the service runs: Postgres only. */
+  live: Database | null;
+}
+
+/**
+ * Runs `load` against a fresh service on a fresh `driver` database (market
+ * data seeded), stops the service, then runs `analyze` on the database
+ * (PGlite can only be opened once the service is gone). The service is
+ * always stopped and the database always dropped.
+ */
+export async function withService<T>(
+  ctx: BenchContext,
+  o: {
+    driver: DbChoice;
+    /** Names the PGlite directory. */
+    label: string;
+    load: (run: ServiceRun) => Promise<T>;
+    analyze: (db: Database, loaded: T, stopped: Stopped) => Promise<void>;
+  },
+): Promise<void> {
+  const { driver, load, analyze } = o;
+  const db = driver === "pglite"
+    ? freshPglite(await ctx.pgliteTemplate(), {
+      tmpRoot: ctx.tmpDir,
+      label: o.label.replace(/\W+/g, "-"),
+    })
+    : await freshPostgres(ctx.options.postgresUrl!);
+  const forgetDb = registerCleanup(() => db.dispose());
+  let svc: ServerProcess | null = null;
+  let forgetSvc = () => {};
+  let live: Database | null = null;
+  try {
+    svc = await startService({ db, secret: ctx.secret, overrides: ctx.options.serviceEnv });
+    const started = svc;
+    forgetSvc = registerCleanup(() => started.stop());
+    await seedMarketData(svc.origin, ctx.seedSymbols);
+    live = driver === "postgres" ? await db.open() : null;
+    const loaded = await load({ svc, db, live });
+    const stop = await svc.stop();
+    const logTail = svc.logTail();
+    svc = null;
+    if (stop.code !== 0) ctx.progress(`  service exited with ${stop.code}:\n${logTail}`);
+    await analyze(live ?? await db.open(), loaded, { stop, logTail });
+  } finally {
+    if (svc !== null) {
+      const tail = svc.logTail();
+      await svc.stop().catch(() => {});
+      if (tail.trim() !== "") ctx.progress(`  service output:\n${tail}`);
+    }
+    forgetSvc();
+    await db.dispose();
+    forgetDb();
+  }
+}

@@ -1,0 +1,293 @@
+/**
+ * `deno task bench` (scripts/bench.ts): its pure pieces with known answers
+ * (flags, signing, alert bodies, HTTP response parsing, the durability and
+ * order checks, memory drift, the table), then one tiny real run on PGlite
+ * (the ceiling, end to end and a burst, a second each at a low rate) whose
+ * JSON must have the documented shape and sane numbers. No performance
+ * assertions: a loaded CI box must not fail this.
+ */
+import assert from "node:assert/strict";
+import { createAuthenticator, signHex } from "../core/auth.ts";
+import { normalizeSignal } from "../core/signal.ts";
+import {
+  alertBody,
+  alertId,
+  benchSymbols,
+  hmacSigner,
+  rawRequest,
+} from "../scripts/bench/alerts.ts";
+import { checkOrder } from "../scripts/bench/order_check.ts";
+import { checkDurability, logProblems } from "../scripts/bench/durability.ts";
+import { parseBenchArgs, UsageError } from "../scripts/bench/flags.ts";
+import type { LoadResult } from "../scripts/bench/load_result.ts";
+import { parseStat } from "../scripts/bench/proc.ts";
+import { parseResponse } from "../scripts/bench/raw_http.ts";
+import { formatTable } from "../scripts/bench/format.ts";
+import { mainTable } from "../scripts/bench/report.ts";
+import { emptyResult } from "../scripts/bench/results.ts";
+import type { BenchReport } from "../scripts/bench/results.ts";
+import { resultPath, timeBoundS } from "../scripts/bench/run_bench.ts";
+import { memoryFigures } from "../scripts/bench/scenario_memory.ts";
+import { EMPTY_SUMMARY, summarizeMs } from "../scripts/bench/stats.ts";
+
+const encoder = new TextEncoder();
+const SYMBOLS = benchSymbols(3);
+
+Deno.test("bench alerts are distinct, valid signals signed so the real authenticator accepts them", async () => {
+  const secret = "bench-test-secret";
+  const sign = hmacSigner(secret);
+  const auth = createAuthenticator({
+    secret,
+    toleranceSeconds: 300,
+    ipAllowlist: null,
+    ipAllowlistRequired: false,
+  });
+  const bodies = Array.from(
+    { length: 12 },
+    (_, n) => alertBody(n, { symbols: SYMBOLS, prefix: "t", timeMs: Date.UTC(2026, 0, 5, 15) }),
+  );
+  assert.equal(new Set(bodies).size, bodies.length);
+  for (const body of bodies) {
+    assert.equal(sign(body), await signHex(secret, body));
+    const verdict = await auth.verify({
+      rawBody: encoder.encode(body),
+      header: (name) => (name === "x-signature" ? sign(body) : null),
+      pathToken: null,
+      bodySecret: null,
+      clientIp: "127.0.0.1",
+      nowMs: Date.now(),
+    });
+    assert.deepEqual(verdict, { ok: true, method: "signature" });
+    assert.equal(normalizeSignal(JSON.parse(body)).ok, true);
+  }
+  // Alert n: symbol n mod 3; per symbol CALL entry, exit, PUT entry, exit.
+  const parsed = bodies.map((b) => JSON.parse(b));
+  assert.deepEqual(parsed.slice(0, 4).map((p) => p.symbol), ["B0000", "B0001", "B0002", "B0000"]);
+  assert.deepEqual(
+    [0, 3, 6, 9].map((n) => `${parsed[n].direction} ${parsed[n].action}`),
+    ["CALL ENTRY", "EXIT EXIT", "PUT ENTRY", "EXIT EXIT"],
+  );
+  assert.equal(parsed[5].id, alertId("t", 5));
+  const raw = new TextDecoder().decode(rawRequest(bodies[0], { sign, host: "127.0.0.1:1" }));
+  assert.match(raw, /^POST \/webhook HTTP\/1\.1\r\n/);
+  assert.ok(raw.endsWith(`\r\n\r\n${bodies[0]}`));
+  assert.ok(raw.includes(`content-length: ${encoder.encode(bodies[0]).length}\r\n`));
+  // Keys longer than a SHA-256 block are hashed first, as HMAC requires.
+  const long = "k".repeat(100);
+  assert.equal(hmacSigner(long)("x"), await signHex(long, "x"));
+});
+
+Deno.test("parseResponse() reads content-length and chunked bodies and waits for the rest", () => {
+  const one = encoder.encode("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello");
+  const r = parseResponse(one)!;
+  assert.equal(r.status, 200);
+  assert.equal(new TextDecoder().decode(r.body), "hello");
+  assert.equal(r.next, one.length);
+  assert.equal(parseResponse(one.subarray(0, one.length - 1)), null);
+  const chunked = encoder.encode(
+    "HTTP/1.1 503 Service Unavailable\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n" +
+      "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\nHTTP/1.1",
+  );
+  const c = parseResponse(chunked)!;
+  assert.equal(c.status, 503);
+  assert.equal(new TextDecoder().decode(c.body), "abcde");
+  assert.equal(c.close, true);
+  assert.equal(new TextDecoder().decode(chunked.subarray(c.next)), "HTTP/1.1");
+  assert.equal(parseResponse(chunked.subarray(0, c.next - 1)), null);
+});
+
+Deno.test("parseBenchArgs() defaults to PGlite, Postgres with DATABASE_URL, and refuses bad flags", () => {
+  const plain = parseBenchArgs([], {});
+  assert.equal(plain.help, false);
+  if (plain.help) return;
+  assert.deepEqual(plain.options.dbs, ["pglite"]);
+  assert.deepEqual(plain.options.scenarios, ["ceiling", "ingest", "steady", "e2e", "burst"]);
+  assert.deepEqual(plain.options.ingestConnections, [16, 64]);
+  assert.equal(plain.options.steadyRate, 1000);
+  assert.equal(plain.options.e2eRate, 500);
+  // Bounded in time: a default run gives up after minutes, not hours.
+  const bound = timeBoundS(plain.options);
+  assert.ok(bound > 300 && bound < 3600, `time bound ${bound} s`);
+  const url = "postgres://postgres@127.0.0.1:5432/postgres";
+  const pg = parseBenchArgs(["--memory-minutes", "5", "--service-env", "WORKER_CONCURRENCY=8"], {
+    DATABASE_URL: url,
+  });
+  assert.ok(!pg.help);
+  if (pg.help) return;
+  assert.deepEqual(pg.options.dbs, ["postgres"]);
+  assert.ok(pg.options.scenarios.includes("memory"));
+  assert.deepEqual(pg.options.serviceEnv, { WORKER_CONCURRENCY: "8" });
+  assert.deepEqual(parseBenchArgs(["--db", "both"], { DATABASE_URL: url }).help, false);
+  assert.throws(() => parseBenchArgs(["--db", "postgres"], {}), UsageError);
+  assert.throws(
+    () => parseBenchArgs(["--scenarios", "ingest,nope"], {}),
+    /Unknown scenario "nope"/,
+  );
+  assert.throws(() => parseBenchArgs(["--duration", "-1"], {}), UsageError);
+  assert.throws(() => parseBenchArgs(["--service-env", "lower=1"], {}), UsageError);
+  assert.throws(() => parseBenchArgs(["--bogus"], {}), UsageError);
+  assert.deepEqual(parseBenchArgs(["-h"], {}), { help: true });
+});
+
+function load(overrides: Partial<LoadResult> = {}): LoadResult {
+  return {
+    driver: "deno-paced",
+    connections: 4,
+    targetRate: 100,
+    durationS: 1,
+    sent: 100,
+    accepted: 100,
+    duplicate: 0,
+    otherStatuses: {},
+    socketErrors: 0,
+    timeouts: 0,
+    cutOff: 0,
+    acceptedPerSec: 100,
+    ackMs: summarizeMs([1, 2, 3]),
+    ...overrides,
+  };
+}
+
+const COUNTS = {
+  stored: 100,
+  storedAll: 100,
+  duplicatesRecorded: 0,
+  refusals: {},
+  jobs: {},
+  decisions: 0,
+};
+
+Deno.test("checkDurability(): every ACCEPTED stored; extra rows only for unanswered requests", () => {
+  assert.equal(checkDurability([load()], COUNTS).ok, true);
+  // One ACCEPTED answer without its row: the promise is broken.
+  assert.equal(checkDurability([load()], { ...COUNTS, storedAll: 99 }).ok, false);
+  // Two requests cut off by the client may have committed.
+  assert.equal(checkDurability([load({ cutOff: 2 })], { ...COUNTS, storedAll: 102 }).ok, true);
+  assert.equal(checkDurability([load({ cutOff: 2 })], { ...COUNTS, storedAll: 103 }).ok, false);
+  assert.equal(
+    checkDurability([load({ duplicate: 1, accepted: 99 })], { ...COUNTS, storedAll: 99 }).ok,
+    false,
+  );
+  // Void wrk attempts sent requests too.
+  const retried = load({ voidAttempts: [load({ accepted: 10 })] });
+  assert.equal(checkDurability([retried], { ...COUNTS, storedAll: 110 }).accepted, 110);
+  assert.equal(logProblems('{"level":"ERROR","message":"x"}\n{"level":"WARNING"}').errors, 1);
+});
+
+Deno.test("checkOrder() finds a symbol whose decisions committed out of receipt order", () => {
+  const held = checkOrder([
+    { symbol: "A", seq: 1 },
+    { symbol: "B", seq: 2 },
+    { symbol: "A", seq: 3 },
+    { symbol: "B", seq: 5 },
+  ]);
+  assert.equal(held.held, true);
+  assert.equal(held.symbols, 2);
+  const broken = checkOrder([{ symbol: "A", seq: 3 }, { symbol: "A", seq: 1 }]);
+  assert.equal(broken.held, false);
+  assert.deepEqual(broken.violations, [{ symbol: "A", seqs: [3, 1] }]);
+});
+
+Deno.test("memoryFigures() measures drift from 30 s in and the slope per minute", () => {
+  const samples = [0, 10, 30, 60, 90, 120].map((t) => ({ t, rssMiB: t < 30 ? 80 : 100 + t / 6 }));
+  const m = memoryFigures(samples, { minutes: 2, rate: 1000, idleMiB: 70, backlogAtEnd: 0 });
+  assert.equal(m.startMiB, 105);
+  assert.equal(m.endMiB, 120);
+  assert.equal(m.maxMiB, 120);
+  assert.equal(m.driftPct, 14.3);
+  assert.equal(m.slopeMiBPerMin, 10);
+});
+
+Deno.test("summaries, /proc stat parsing, the table and the result file name", () => {
+  const s = summarizeMs([5, 1, 4, 2, 3, NaN]);
+  assert.deepEqual([s.count, s.p50, s.p99, s.max, s.mean], [5, 3, 5, 5, 3]);
+  assert.deepEqual(summarizeMs([]), EMPTY_SUMMARY);
+  const stat = parseStat("42 (deno (x) y) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17");
+  assert.equal(stat.comm, "deno (x) y");
+  assert.equal(stat.own, 11 + 12);
+  assert.equal(stat.children, 13 + 14);
+  assert.equal(
+    formatTable(["a", "n"], [["x", "1"], ["yy", "100"]]),
+    "a     n\n--  ---\nx     1\nyy  100",
+  );
+  const ceiling = emptyResult("ceiling", "ceiling c=16", "none", load({ acceptedPerSec: 1000 }));
+  const ingest = emptyResult("ingest", "ingest c=16", "pglite", load({ acceptedPerSec: 450 }));
+  const table = mainTable([ceiling, ingest]);
+  assert.match(table, /ingest c=16 +pglite +450 +45 %/);
+  assert.equal(
+    resultPath("bench-results/", {
+      startedAt: "2026-11-22T03:04:05.678Z",
+      git: { short: "abc1234" },
+    }),
+    "bench-results/2026-11-22T03-04-05Z-abc1234.json",
+  );
+});
+
+Deno.test({
+  name: "deno task bench runs end to end on PGlite and writes the documented JSON",
+  // Subprocesses and a PGlite template: nothing of it outlives the test.
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const out = await Deno.makeTempDir({ prefix: "bench-test-" });
+    try {
+      const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--allow-all",
+          "scripts/bench.ts",
+          ...["--db", "pglite", "--scenarios", "ceiling,e2e,burst", "--duration", "1"],
+          ...["--warmup", "0", "--ceiling-connections", "4", "--e2e-rate", "20", "--symbols", "4"],
+          ...["--burst-alerts", "40", "--burst-symbols", "4", "--burst-connections", "8"],
+          ...["--drain-timeout", "10", "--out", out, "--quiet"],
+        ],
+        cwd: new URL("../", import.meta.url),
+        env: { DATABASE_URL: "" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(stdout);
+      assert.equal(code, 0, `${text}\n${new TextDecoder().decode(stderr)}`);
+      const files = [...Deno.readDirSync(out)].map((e) => e.name);
+      assert.equal(files.length, 1);
+      assert.match(files[0], /^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ-[0-9a-f]+\.json$/);
+      const report = JSON.parse(await Deno.readTextFile(`${out}/${files[0]}`)) as BenchReport;
+      assert.equal(report.schema, "optionstrat-bench/1");
+      assert.equal(report.cpuCount, navigator.hardwareConcurrency);
+      assert.equal(typeof report.deno.deno, "string");
+      assert.equal(report.git.changedDuringRun, false);
+      assert.deepEqual(report.results.map((r) => [r.scenario, r.db]), [
+        ["ceiling", "none"],
+        ["e2e", "pglite"],
+        ["burst", "pglite"],
+      ]);
+      assert.ok(text.includes(report.table.split("\n")[3]), "the table is printed");
+      for (const r of report.results) {
+        const a = r.load.ackMs;
+        assert.ok(r.load.accepted > 0, `${r.label}: something was accepted`);
+        assert.equal(r.load.duplicate, 0, `${r.label}: no DUPLICATE`);
+        assert.ok(a.p50! > 0 && a.p50! <= a.p99! && a.p99! <= a.max!, `${r.label}: ack ordered`);
+        assert.ok(r.cpu !== null && r.cpu.service >= 0 && r.cpu.client >= 0);
+        if (r.db !== "none") {
+          assert.equal(r.durability?.ok, true, `${r.label}: ${JSON.stringify(r.durability)}`);
+          assert.equal(r.durability?.stored, r.load.accepted);
+          assert.ok(r.groupCommit!.transactions >= 1);
+          assert.equal(r.decisions?.undecided, 0);
+          assert.equal(r.decisions?.decided, r.load.accepted);
+          assert.equal(r.order?.held, true);
+          const e2e = r.decisions!.storedEndToEndMs;
+          assert.ok(e2e.p50! > 0 && e2e.p50! <= e2e.p99!);
+          assert.equal(r.stop?.code, 0, "the service stopped cleanly");
+        }
+      }
+      const burst = report.results[2].burst!;
+      assert.equal(burst.allAcknowledged, true);
+      assert.equal(burst.allDecided, true);
+      assert.equal(burst.orderHeld, true);
+      assert.ok(burst.lastDecision.lastStoredMs! <= burst.lastDecision.lastObservedMs!);
+      assert.ok(burst.allAcknowledgedAfterMs! >= burst.maxAckMs! * 0.99);
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  },
+});
