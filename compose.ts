@@ -64,9 +64,10 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
   });
   const ingest = createGroupCommit<SignalRecord, IngestOutcome>(
     (records) => insertSignals(db, records, config.cache.deduplicationTTLSeconds),
-    // One flush at a time: batches follow arrival order (and grow under load),
-    // so signals get their sequence numbers in the order they were received.
-    { maxInFlight: 1 },
+    // Each flush is one statement that queues on the ingest order lock, so
+    // several in flight keep Postgres busy while this process handles HTTP;
+    // PGlite runs one statement at a time anyway.
+    { maxInFlight: db.driver === "pglite" ? 1 : 4 },
   );
   const { providers } = config;
   const context = createContextProvider({

@@ -148,7 +148,7 @@ export function pipelineConfigFromEnv(
   const config: PipelineConfig = {
     rules: checked.success ? checked.data : DEFAULT_RULES,
     worker: {
-      concurrency: int("WORKER_CONCURRENCY", 2, 1, 64),
+      concurrency: int("WORKER_CONCURRENCY", 1, 1, 64),
       batchSize: int("WORKER_BATCH_SIZE", 100, 1, 1000),
       maxAttempts: int("JOB_MAX_ATTEMPTS", 5, 1, 100),
       claimTimeoutSeconds: int("JOB_CLAIM_TIMEOUT_SECONDS", 60, 5, 3600),

@@ -9,7 +9,7 @@
 import { applyDecision, type Book, type ClosedPosition, type OpenPosition } from "../core/book.ts";
 import type { Decision } from "../core/decision.ts";
 import type { ReceivedSignal } from "../core/signal.ts";
-import { insertEvents, type NewEvent } from "./events.ts";
+import type { NewEvent } from "./events.ts";
 import type { Database, Queryable } from "./port.ts";
 import { listOpenPositions } from "./positions.ts";
 import { EVENTS_CHANNEL } from "./signals.ts";
@@ -57,11 +57,12 @@ export function recordDecisions(
 ): Promise<RecordedDecision[]> {
   return db.transaction(async (tx) => {
     const t0 = performance.now();
-    await tx.query("select pg_advisory_xact_lock($1::bigint)", [BOOK_LOCK]);
+    await lockBookAndCompleteJobs(tx, inputs.map((i) => i.jobId), options.workerId);
+    // Read after the lock is held: this statement's snapshot includes every earlier batch.
     let book: Book = { open: await listOpenPositions(tx) };
     const bookMs = round(performance.now() - t0);
 
-    const recorded: Omit<RecordedDecision, "decisionId">[] = [];
+    const recorded: RecordedDecision[] = [];
     for (const input of inputs) {
       const t = performance.now();
       const decision = input.decideWith(book);
@@ -78,6 +79,7 @@ export function recordDecisions(
         book = applied.book;
       }
       recorded.push({
+        decisionId: crypto.randomUUID(),
         jobId: input.jobId,
         signal: input.signal,
         decision,
@@ -86,72 +88,92 @@ export function recordDecisions(
         timings: { ...input.timings, book_ms: bookMs, decide_ms: decideMs },
       });
     }
-
-    const tw = performance.now();
-    await completeJobs(tx, inputs.map((i) => i.jobId), options.workerId);
-    await writePositions(tx, recorded);
-    // Stored timings stop before the decision rows are written; the commit is not in them.
-    const writeMs = round(performance.now() - tw);
+    // Until completeTimings() runs after the commit, end to end stops here.
     const now = options.now();
     for (const r of recorded) {
-      r.timings.write_ms = writeMs;
       r.timings.end_to_end_ms = round(now - Date.parse(r.signal.receivedAt));
     }
-    const ids = await insertDecisions(tx, recorded, inputs);
-    const done = recorded.map((r, i) => ({ ...r, decisionId: ids[i] }));
-    await insertEvents(tx, done.flatMap(eventsFor));
-    await tx.query("select pg_notify($1::text, '')", [EVENTS_CHANNEL]);
-    return done;
+    const tw = performance.now();
+    await writeBatch(tx, recorded, inputs);
+    const writeMs = round(performance.now() - tw);
+    for (const r of recorded) r.timings.write_ms = writeMs;
+    return recorded;
   });
 }
 
-async function completeJobs(tx: Queryable, jobIds: number[], workerId: string): Promise<void> {
-  const rows = await tx.query<{ id: string | number }>(
-    `update pipeline_jobs set status = 'done', finished_at = now(), last_error = null
-     where id in (select jsonb_array_elements_text($1::text::jsonb)::bigint)
-       and status = 'running' and locked_by = $2::text
-     returning id`,
-    [JSON.stringify(jobIds), workerId],
+/**
+ * Takes the book lock and marks the batch's jobs done, in one round trip; a job
+ * no longer claimed by this worker (its claim expired) aborts the batch.
+ */
+async function lockBookAndCompleteJobs(tx: Queryable, jobIds: number[], workerId: string) {
+  const [row] = await tx.query<{ done: number[] | null }>(
+    `with done as (
+       update pipeline_jobs set status = 'done', finished_at = now(), last_error = null
+       where id in (select jsonb_array_elements_text($1::text::jsonb)::bigint)
+         and status = 'running' and locked_by = $2::text
+       returning id
+     )
+     select pg_advisory_xact_lock($3::bigint) as locked,
+       (select array_agg(id::integer) from done) as done`,
+    [JSON.stringify(jobIds), workerId, BOOK_LOCK],
   );
-  if (rows.length !== jobIds.length) {
-    const kept = new Set(rows.map((r) => Number(r.id)));
-    throw new JobLostError(jobIds.filter((id) => !kept.has(id)));
-  }
+  const kept = new Set((row.done ?? []).map(Number));
+  if (kept.size !== jobIds.length) throw new JobLostError(jobIds.filter((id) => !kept.has(id)));
 }
 
-async function writePositions(
+/** Positions closed and opened, decisions, live events and the NOTIFY: one statement. */
+async function writeBatch(
   tx: Queryable,
-  recorded: readonly Omit<RecordedDecision, "decisionId">[],
+  recorded: readonly RecordedDecision[],
+  inputs: readonly DecisionInput[],
 ): Promise<void> {
   const closes = recorded.flatMap((r) => r.closed);
-  if (closes.length > 0) {
-    const rows = await tx.query(
-      `update positions p set is_closed = true, exit_price = x.exit_price,
+  const opens = recorded.flatMap((r) => (r.opened ? [r.opened] : []));
+  const [row] = await tx.query<{ closed: number }>(
+    `with closes as (
+       update positions p set is_closed = true, exit_price = x.exit_price,
          exit_signal_id = x.exit_signal_id, closed_at = x.closed_at,
          realized_pnl = x.realized_pnl, updated_at = now()
        from jsonb_to_recordset($1::text::jsonb) as x(id uuid, exit_price numeric,
          exit_signal_id uuid, closed_at timestamptz, realized_pnl numeric)
        where p.id = x.id and not p.is_closed
-       returning p.id`,
-      [JSON.stringify(closes.map((c) => ({
+       returning p.id
+     ), opens as (
+       insert into positions (id, symbol, direction, quantity, entry_price, entry_signal_id,
+         opened_at)
+       select id, symbol, direction, quantity, entry_price, entry_signal_id, opened_at
+       from jsonb_to_recordset($2::text::jsonb) as x(id uuid, symbol text, direction text,
+         quantity numeric, entry_price numeric, entry_signal_id uuid, opened_at timestamptz)
+     ), decided as (
+       insert into decisions (id, signal_id, outcome, reason_code, message, price, quantity,
+         notional, size_multiplier, degraded, notes, context_snapshot_id, gex_signal_id, timings)
+       select id, signal_id, outcome, reason_code, message, price, quantity, notional,
+         size_multiplier, degraded, notes, context_snapshot_id, gex_signal_id, timings
+       from jsonb_to_recordset($3::text::jsonb) as x(n integer, id uuid, signal_id uuid,
+         outcome text, reason_code text, message text, price numeric, quantity numeric,
+         notional numeric, size_multiplier numeric, degraded boolean, notes jsonb,
+         context_snapshot_id uuid, gex_signal_id uuid, timings jsonb)
+       order by n
+     ), live as (
+       insert into events (kind, symbol, payload)
+       select kind, symbol, payload
+       from jsonb_to_recordset($4::text::jsonb) as x(n integer, kind text, symbol text,
+         payload jsonb)
+       order by n
+     ), notified as (
+       select pg_notify($5::text, '')
+     )
+     select (select count(*)::integer from closes) as closed,
+       (select count(*) from notified) as notified`,
+    [
+      JSON.stringify(closes.map((c) => ({
         id: c.id,
         exit_price: c.exitPrice,
         exit_signal_id: c.exitSignalId,
         closed_at: c.closedAt,
         realized_pnl: c.realizedPnl,
-      })))],
-    );
-    // Impossible under the book lock; if it happens, write nothing.
-    if (rows.length !== closes.length) throw new Error("A position to close was no longer open");
-  }
-  const opens = recorded.flatMap((r) => (r.opened ? [r.opened] : []));
-  if (opens.length > 0) {
-    await tx.query(
-      `insert into positions (id, symbol, direction, quantity, entry_price, entry_signal_id, opened_at)
-       select id, symbol, direction, quantity, entry_price, entry_signal_id, opened_at
-       from jsonb_to_recordset($1::text::jsonb) as x(id uuid, symbol text, direction text,
-         quantity numeric, entry_price numeric, entry_signal_id uuid, opened_at timestamptz)`,
-      [JSON.stringify(opens.map((p) => ({
+      }))),
+      JSON.stringify(opens.map((p) => ({
         id: p.id,
         symbol: p.symbol,
         direction: p.direction,
@@ -159,46 +181,47 @@ async function writePositions(
         entry_price: p.entryPrice,
         entry_signal_id: p.entrySignalId,
         opened_at: p.openedAt,
-      })))],
-    );
-  }
+      }))),
+      JSON.stringify(recorded.map((r, n) => ({
+        n,
+        id: r.decisionId,
+        signal_id: r.signal.id,
+        outcome: r.decision.outcome,
+        reason_code: r.decision.reason,
+        message: r.decision.message,
+        price: finiteOrNull(r.decision.price),
+        quantity: r.decision.size?.quantity ?? null,
+        notional: r.decision.size?.notional ?? null,
+        size_multiplier: r.decision.size?.multiplier ?? null,
+        degraded: r.decision.degraded,
+        notes: r.decision.notes,
+        context_snapshot_id: inputs[n].contextSnapshotId,
+        gex_signal_id: inputs[n].gexSignalId,
+        timings: r.timings,
+      }))),
+      JSON.stringify(recorded.flatMap(eventsFor).map((e, n) => ({ n, ...e }))),
+      EVENTS_CHANNEL,
+    ],
+  );
+  // Impossible under the book lock; if it happens, the transaction writes nothing.
+  if (row.closed !== closes.length) throw new Error("A position to close was no longer open");
 }
 
-async function insertDecisions(
-  tx: Queryable,
-  recorded: readonly Omit<RecordedDecision, "decisionId">[],
-  inputs: readonly DecisionInput[],
-): Promise<string[]> {
-  const rows = await tx.query<{ id: string; signal_id: string }>(
-    `insert into decisions (signal_id, outcome, reason_code, message, price, quantity, notional,
-       size_multiplier, degraded, notes, context_snapshot_id, gex_signal_id, timings)
-     select signal_id, outcome, reason_code, message, price, quantity, notional, size_multiplier,
-       degraded, notes, context_snapshot_id, gex_signal_id, timings
-     from jsonb_to_recordset($1::text::jsonb) as x(n integer, signal_id uuid, outcome text,
-       reason_code text, message text, price numeric, quantity numeric, notional numeric,
-       size_multiplier numeric, degraded boolean, notes jsonb, context_snapshot_id uuid,
-       gex_signal_id uuid, timings jsonb)
-     order by n
-     returning id, signal_id`,
-    [JSON.stringify(recorded.map((r, n) => ({
-      n,
-      signal_id: r.signal.id,
-      outcome: r.decision.outcome,
-      reason_code: r.decision.reason,
-      message: r.decision.message,
-      price: finiteOrNull(r.decision.price),
-      quantity: r.decision.size?.quantity ?? null,
-      notional: r.decision.size?.notional ?? null,
-      size_multiplier: r.decision.size?.multiplier ?? null,
-      degraded: r.decision.degraded,
-      notes: r.decision.notes,
-      context_snapshot_id: inputs[n].contextSnapshotId,
-      gex_signal_id: inputs[n].gexSignalId,
-      timings: r.timings,
+/**
+ * After the commit, the stages a transaction cannot time in itself: the write
+ * and the end-to-end time to the committed decision. Best effort: a failure
+ * leaves the pre-write figures.
+ */
+export async function completeTimings(db: Queryable, recorded: readonly RecordedDecision[]) {
+  await db.query(
+    `update decisions d set timings = d.timings || x.timings
+     from jsonb_to_recordset($1::text::jsonb) as x(id uuid, timings jsonb)
+     where d.id = x.id`,
+    [JSON.stringify(recorded.map((r) => ({
+      id: r.decisionId,
+      timings: { write_ms: r.timings.write_ms, end_to_end_ms: r.timings.end_to_end_ms },
     })))],
   );
-  const bySignal = new Map(rows.map((r) => [r.signal_id, r.id]));
-  return recorded.map((r) => bySignal.get(r.signal.id)!);
 }
 
 function eventsFor(r: RecordedDecision): NewEvent[] {

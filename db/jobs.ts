@@ -5,7 +5,9 @@
  * symbol is running: per symbol, jobs are decided strictly in order (a close
  * and an open fired together cannot swap), different symbols in parallel.
  */
+import type { ReceivedSignal } from "../core/signal.ts";
 import type { Queryable } from "./port.ts";
+import { receivedSignalFromRow, SIGNAL_COLUMNS, type SignalRow } from "./signals.ts";
 
 export interface ClaimedJob {
   id: number;
@@ -18,23 +20,24 @@ export interface ClaimedJob {
   claimedAt: Date;
   /** The webhook request's correlation id, carried into the pipeline's logs. */
   correlationId: string;
+  /** The signal to decide, read in the same statement as the claim. */
+  signal: ReceivedSignal;
 }
 
-interface JobRow {
-  id: string | number;
-  signal_id: string;
-  symbol: string;
+interface JobRow extends SignalRow {
+  job_id: string | number;
   attempts: number;
-  received_at: Date;
   claimed_at: Date;
   correlation_id: string;
 }
 
 /**
  * Claims up to `limit` ready jobs, at most one per symbol, each the oldest
- * unfinished job of its symbol. In READ COMMITTED a concurrent claimer
- * either skips a locked row or re-checks it after the other commits (then it
- * is running and no longer matches), so no job is claimed twice.
+ * unfinished job of its symbol. The heads come from the partial index of
+ * active jobs (`DISTINCT ON` over pending and running), so the cost follows
+ * the backlog, never the table's history. In READ COMMITTED a concurrent
+ * claimer either skips a locked row or re-checks it after the other commits
+ * (then it is no longer pending), so no job is claimed twice.
  */
 export async function claimJobs(
   db: Queryable,
@@ -42,35 +45,34 @@ export async function claimJobs(
   limit: number,
 ): Promise<ClaimedJob[]> {
   const rows = await db.query<JobRow>(
-    `with ready as (
-       select j.id from pipeline_jobs j
-       where j.status = 'pending' and j.run_at <= now()
-         and not exists (
-           select 1 from pipeline_jobs e
-           where e.symbol = j.symbol and e.id < j.id and e.status in ('pending', 'running'))
-         and not exists (
-           select 1 from pipeline_jobs r
-           where r.symbol = j.symbol and r.status = 'running')
+    `with heads as (
+       select distinct on (symbol) id, status, run_at from pipeline_jobs
+       where status in ('pending', 'running')
+       order by symbol, id
+     ), ready as (
+       select j.id from pipeline_jobs j join heads h on h.id = j.id
+       where h.status = 'pending' and h.run_at <= now() and j.status = 'pending'
        order by j.id
        limit $2::integer
-       for update skip locked
+       for update of j skip locked
      )
      update pipeline_jobs j
        set status = 'running', locked_by = $1::text, locked_at = now(), attempts = j.attempts + 1
      from ready, signals s
      where j.id = ready.id and s.id = j.signal_id
-     returning j.id, j.signal_id, j.symbol, j.attempts, s.received_at, j.locked_at as claimed_at,
-       s.correlation_id`,
+     returning j.id as job_id, j.attempts, j.locked_at as claimed_at, s.correlation_id,
+       ${SIGNAL_COLUMNS}`,
     [workerId, limit],
   );
   return rows.map((r) => ({
-    id: Number(r.id),
-    signalId: r.signal_id,
+    id: Number(r.job_id),
+    signalId: r.id,
     symbol: r.symbol,
     attempts: r.attempts,
     receivedAt: r.received_at,
     claimedAt: r.claimed_at,
     correlationId: r.correlation_id,
+    signal: receivedSignalFromRow(r),
   })).sort((a, b) => a.id - b.id);
 }
 

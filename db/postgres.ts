@@ -32,8 +32,10 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Promis
   const queryable = (target: postgres.Sql | postgres.TransactionSql): Queryable => ({
     async query<T = Row>(text: string, params?: readonly unknown[]) {
       try {
+        // Prepared (postgres.js caches them per connection by text): the hot statements
+        // are parsed and planned once, not on every webhook.
         // deno-lint-ignore no-explicit-any
-        const rows = await target.unsafe(text, (params ?? []) as any[]);
+        const rows = await target.unsafe(text, (params ?? []) as any[], { prepare: true });
         // A plain array, as PGlite gives (postgres.js returns its own Result subclass).
         return Array.from(rows) as unknown as T[];
       } catch (error) {

@@ -31,13 +31,20 @@ export const EVENTS_CHANNEL = "optionstrat_events";
 const MAX_DUPLICATE_PAYLOAD = 8 * 1024;
 
 /**
- * Stores a batch of signals in one transaction and says, per record, whether
- * it was accepted or duplicates one already inside the dedup window (the
- * database's clock decides the window, so all instances agree). Repeats
- * within the batch resolve to the first of them. Nothing is visible until
- * the commit; if it throws, nothing was written.
+ * Stores a batch of signals and says, per record, whether it was accepted or
+ * duplicates one already inside the dedup window (the database's clock
+ * decides the window, so all instances agree). Repeats within the batch
+ * resolve to the first of them.
+ *
+ * The write is one statement, so one round trip and its own transaction:
+ * dedup claim, signals, jobs, live events and NOTIFY commit together or not
+ * at all. It first takes the ingest order lock (held to the commit), so on
+ * every instance signals draw their sequence numbers in commit order: a
+ * worker that sees job n has seen every job before it, and a close and an
+ * open of one symbol are never decided out of order. Duplicates are recorded
+ * after the commit (their originals are committed by then).
  */
-export function insertSignals(
+export async function insertSignals(
   db: Database,
   records: readonly SignalRecord[],
   dedupTtlSeconds: number,
@@ -47,152 +54,134 @@ export function insertSignals(
   const firstByKey = new Map<string, SignalRecord>();
   for (const r of records) if (!firstByKey.has(r.dedupKey)) firstByKey.set(r.dedupKey, r);
   const candidates = [...firstByKey.values()];
-  const sortedKeys = [...firstByKey.keys()].sort();
 
-  return db.transaction(async (tx) => {
-    const claimed = await tx.query<{ dedup_key: string; signal_id: string }>(
-      `insert into signal_dedup (dedup_key, signal_id, expires_at)
-       select x.dedup_key, x.signal_id,
-         greatest(now() + make_interval(secs => $2::double precision), x.dedup_until)
-       from jsonb_to_recordset($1::text::jsonb) as x(dedup_key text, signal_id uuid,
-         dedup_until timestamptz)
-       on conflict (dedup_key) do update
-         set signal_id = excluded.signal_id, expires_at = excluded.expires_at
-         where signal_dedup.expires_at <= now()
-       returning dedup_key, signal_id`,
-      [
-        JSON.stringify(sortedKeys.map((k) => {
-          const r = firstByKey.get(k)!;
-          return {
-            dedup_key: k,
-            signal_id: r.id,
-            dedup_until: r.dedupUntil?.toISOString() ?? null,
-          };
-        })),
-        dedupTtlSeconds,
-      ],
-    );
-    const won = new Set(claimed.map((row) => row.dedup_key));
-    const winners = candidates.filter((r) => won.has(r.dedupKey));
-    if (winners.length > 0) {
-      // Held from the first sequence number to the commit, so signals and jobs commit in
-      // seq order on every instance: a worker that sees job n has seen every job before it,
-      // and a close and an open of one symbol can never be decided out of order.
-      await tx.query("select pg_advisory_xact_lock($1::bigint)", [INGEST_ORDER_LOCK]);
-      await insertWinners(tx, winners);
-    }
-
-    const owner = new Map<string, string>(claimed.map((row) => [row.dedup_key, row.signal_id]));
-    const lost = sortedKeys.filter((k) => !won.has(k));
-    if (lost.length > 0) {
-      const rows = await tx.query<{ dedup_key: string; signal_id: string }>(
-        `select dedup_key, signal_id from signal_dedup
-         where dedup_key in (select jsonb_array_elements_text($1::text::jsonb))`,
-        [JSON.stringify(lost)],
-      );
-      for (const row of rows) owner.set(row.dedup_key, row.signal_id);
-    }
-
-    const outcomes = records.map((r): IngestOutcome => {
-      const signalId = owner.get(r.dedupKey)!;
-      return signalId === r.id
-        ? { status: "accepted", signalId }
-        : { status: "duplicate", signalId };
-    });
-    const duplicates = records.filter((_, i) => outcomes[i].status === "duplicate");
-    if (duplicates.length > 0) {
-      await recordDuplicates(tx, duplicates, duplicates.map((r) => owner.get(r.dedupKey)!));
-    }
-    if (winners.length > 0) {
-      await tx.query("select pg_notify($1::text, ''), pg_notify($2::text, '')", [
-        JOBS_CHANNEL,
-        EVENTS_CHANNEL,
-      ]);
-    }
-    return outcomes;
-  });
-}
-
-/** Signals, their jobs and their live events; identity order follows arrival order. */
-async function insertWinners(tx: Queryable, winners: readonly SignalRecord[]): Promise<void> {
-  const rows = winners.map((r, ord) => ({
-    ord,
-    id: r.id,
-    received_at: r.receivedAt.toISOString(),
-    source: r.signal.source,
-    symbol: r.signal.symbol,
-    exchange: r.signal.exchange,
-    direction: r.signal.direction,
-    action: r.signal.action,
-    timeframe: r.signal.timeframe,
-    signal_time: r.signal.timestamp,
-    price: r.signal.price,
-    metadata: r.signal.metadata,
-    alert_id: r.signal.alertId,
-    dedup_key: r.dedupKey,
-    raw_payload: r.rawPayload,
-    auth_method: r.authMethod,
-    client_ip: r.clientIp,
-    correlation_id: r.correlationId,
-  }));
-  await tx.query(
+  const claimed = await db.query<{ dedup_key: string; signal_id: string }>(
     `with input as (
        select * from jsonb_to_recordset($1::text::jsonb) as x(
          ord integer, id uuid, received_at timestamptz, source text, symbol text, exchange text,
          direction text, action text, timeframe text, signal_time timestamptz, price numeric,
-         metadata jsonb, alert_id text, dedup_key text, raw_payload jsonb, auth_method text,
-         client_ip text, correlation_id text)
+         metadata jsonb, alert_id text, dedup_key text, dedup_until timestamptz, raw_payload jsonb,
+         auth_method text, client_ip text, correlation_id text)
+     ), order_lock as materialized (
+       select pg_advisory_xact_lock($3::bigint)
+     ), claimed as (
+       insert into signal_dedup (dedup_key, signal_id, expires_at)
+       select i.dedup_key, i.id,
+         greatest(now() + make_interval(secs => $2::double precision), i.dedup_until)
+       from input i, order_lock
+       order by i.dedup_key
+       on conflict (dedup_key) do update
+         set signal_id = excluded.signal_id, expires_at = excluded.expires_at
+         where signal_dedup.expires_at <= now()
+       returning dedup_key, signal_id
      ), inserted as (
        insert into signals (id, received_at, source, symbol, exchange, direction, action,
          timeframe, signal_time, price, metadata, alert_id, dedup_key, raw_payload, auth_method,
          client_ip, correlation_id)
-       select id, received_at, source, symbol, exchange, direction, action, timeframe,
-         signal_time, price, metadata, alert_id, dedup_key, raw_payload, auth_method, client_ip,
-         correlation_id
-       from input order by ord
+       select i.id, i.received_at, i.source, i.symbol, i.exchange, i.direction, i.action,
+         i.timeframe, i.signal_time, i.price, i.metadata, i.alert_id, i.dedup_key, i.raw_payload,
+         i.auth_method, i.client_ip, i.correlation_id
+       from input i join claimed c on c.signal_id = i.id
+       order by i.ord
        returning id, seq, symbol, direction, action, timeframe, price, source, signal_time,
          received_at, correlation_id, metadata
      ), jobs as (
        insert into pipeline_jobs (signal_id, symbol)
        select id, symbol from inserted order by seq
+     ), live as (
+       insert into events (kind, symbol, payload)
+       select 'signal', symbol, jsonb_build_object(
+         'id', id, 'seq', seq, 'symbol', symbol, 'direction', direction, 'action', action,
+         'timeframe', timeframe, 'price', price, 'source', source, 'signal_time', signal_time,
+         'received_at', received_at, 'correlation_id', correlation_id, 'metadata', metadata)
+       from inserted order by seq
+     ), notified as (
+       select pg_notify($4::text, ''), pg_notify($5::text, '')
+       from (select 1 from inserted limit 1) any_inserted
      )
-     insert into events (kind, symbol, payload)
-     select 'signal', symbol, jsonb_build_object(
-       'id', id, 'seq', seq, 'symbol', symbol, 'direction', direction, 'action', action,
-       'timeframe', timeframe, 'price', price, 'source', source, 'signal_time', signal_time,
-       'received_at', received_at, 'correlation_id', correlation_id, 'metadata', metadata)
-     from inserted order by seq`,
-    [JSON.stringify(rows)],
+     select c.dedup_key, c.signal_id from claimed c
+     -- Referenced, so the NOTIFYs run (an unreferenced plain CTE is skipped).
+     left join (select count(*) as n from notified) n on true`,
+    [
+      JSON.stringify(candidates.map((r, ord) => ({
+        ord,
+        id: r.id,
+        received_at: r.receivedAt.toISOString(),
+        source: r.signal.source,
+        symbol: r.signal.symbol,
+        exchange: r.signal.exchange,
+        direction: r.signal.direction,
+        action: r.signal.action,
+        timeframe: r.signal.timeframe,
+        signal_time: r.signal.timestamp,
+        price: r.signal.price,
+        metadata: r.signal.metadata,
+        alert_id: r.signal.alertId,
+        dedup_key: r.dedupKey,
+        dedup_until: r.dedupUntil?.toISOString() ?? null,
+        raw_payload: r.rawPayload,
+        auth_method: r.authMethod,
+        client_ip: r.clientIp,
+        correlation_id: r.correlationId,
+      }))),
+      dedupTtlSeconds,
+      INGEST_ORDER_LOCK,
+      JOBS_CHANNEL,
+      EVENTS_CHANNEL,
+    ],
   );
+
+  const owner = new Map<string, string>(claimed.map((row) => [row.dedup_key, row.signal_id]));
+  const duplicates = records.filter((r) => owner.get(r.dedupKey) !== r.id);
+  if (duplicates.length > 0) {
+    for (const [key, signalId] of await recordDuplicates(db, duplicates)) owner.set(key, signalId);
+  }
+  return records.map((r): IngestOutcome => {
+    const signalId = owner.get(r.dedupKey)!;
+    return signalId === r.id ? { status: "accepted", signalId } : { status: "duplicate", signalId };
+  });
 }
 
-/** A duplicate delivery is worth seeing (retries, double alerts), so it is recorded. */
+/**
+ * A duplicate delivery is worth seeing (retries, double alerts), so each is
+ * recorded against the signal that owns its key; returns those owners by key.
+ */
 async function recordDuplicates(
-  tx: Queryable,
+  db: Queryable,
   duplicates: readonly SignalRecord[],
-  originals: readonly string[],
-): Promise<void> {
-  const rows = duplicates.map((r, i) => ({
-    signal_id: originals[i],
-    correlation_id: r.correlationId,
-    client_ip: r.clientIp,
-    // Truncated whole characters only: a cut surrogate pair would fail the batch.
-    payload: redactText(JSON.stringify(r.rawPayload), MAX_DUPLICATE_PAYLOAD),
-    details: { dedup_key: r.dedupKey, auth_method: r.authMethod },
-  }));
-  await tx.query(
-    `insert into processing_errors
-       (signal_id, correlation_id, stage, code, message, http_status, client_ip, payload, details)
-     select signal_id, correlation_id, 'ingest', 'DUPLICATE',
-       'Duplicate delivery within the dedup window; answered with the original signal', 200,
-       client_ip, payload, details
-     from jsonb_to_recordset($1::text::jsonb) as x(signal_id uuid, correlation_id text,
-       client_ip text, payload text, details jsonb)`,
-    [JSON.stringify(rows)],
+): Promise<Map<string, string>> {
+  const rows = await db.query<{ dedup_key: string; signal_id: string }>(
+    `with dup as (
+       select x.*, d.signal_id from jsonb_to_recordset($1::text::jsonb) as x(n integer,
+         dedup_key text, correlation_id text, client_ip text, payload text, details jsonb)
+       join signal_dedup d on d.dedup_key = x.dedup_key
+     ), recorded as (
+       insert into processing_errors
+         (signal_id, correlation_id, stage, code, message, http_status, client_ip, payload, details)
+       select signal_id, correlation_id, 'ingest', 'DUPLICATE',
+         'Duplicate delivery within the dedup window; answered with the original signal', 200,
+         client_ip, payload, details
+       from dup order by n
+     )
+     select distinct dedup_key, signal_id from dup`,
+    [JSON.stringify(duplicates.map((r, n) => ({
+      n,
+      dedup_key: r.dedupKey,
+      correlation_id: r.correlationId,
+      client_ip: r.clientIp,
+      // Truncated whole characters only: a cut surrogate pair would fail the insert.
+      payload: redactText(JSON.stringify(r.rawPayload), MAX_DUPLICATE_PAYLOAD),
+      details: { dedup_key: r.dedupKey, auth_method: r.authMethod },
+    })))],
   );
+  return new Map(rows.map((r) => [r.dedup_key, r.signal_id]));
 }
 
-interface SignalRow {
+/** The columns of a signal the pipeline reads, for queries that join `signals s`. */
+export const SIGNAL_COLUMNS = `s.id, s.received_at, s.source, s.symbol, s.exchange, s.direction,
+  s.action, s.timeframe, s.signal_time, s.price, s.metadata, s.alert_id`;
+
+export interface SignalRow {
   id: string;
   received_at: Date;
   source: string;
@@ -208,11 +197,7 @@ interface SignalRow {
 }
 
 /** A stored signal in its canonical form, as the pipeline decides on it. */
-export async function getReceivedSignal(db: Queryable, id: string): Promise<ReceivedSignal | null> {
-  return (await getReceivedSignals(db, [id])).get(id) ?? null;
-}
-
-function receivedSignalFromRow(row: SignalRow): ReceivedSignal {
+export function receivedSignalFromRow(row: SignalRow): ReceivedSignal {
   return {
     id: row.id,
     receivedAt: row.received_at.toISOString(),
@@ -227,18 +212,4 @@ function receivedSignalFromRow(row: SignalRow): ReceivedSignal {
     metadata: row.metadata,
     alertId: row.alert_id,
   };
-}
-
-/** Several stored signals at once (a worker batch), by id. */
-export async function getReceivedSignals(
-  db: Queryable,
-  ids: readonly string[],
-): Promise<Map<string, ReceivedSignal>> {
-  const rows = await db.query<SignalRow>(
-    `select id, received_at, source, symbol, exchange, direction, action, timeframe, signal_time,
-       price, metadata, alert_id
-     from signals where id in (select jsonb_array_elements_text($1::text::jsonb)::uuid)`,
-    [JSON.stringify(ids)],
-  );
-  return new Map(rows.map((row) => [row.id, receivedSignalFromRow(row)]));
 }

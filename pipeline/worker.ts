@@ -11,6 +11,7 @@ import { marketStatus } from "../core/market_hours.ts";
 import type { WorkerConfig } from "../core/pipeline_config.ts";
 import type { Rules } from "../core/rules.ts";
 import {
+  completeTimings,
   type DecisionInput,
   JobLostError,
   recordDecisions,
@@ -26,8 +27,7 @@ import {
 } from "../db/jobs.ts";
 import { type Database, isUnavailable, type Queryable } from "../db/port.ts";
 import { insertProcessingError } from "../db/processing_errors.ts";
-import { EVENTS_CHANNEL, getReceivedSignals, JOBS_CHANNEL } from "../db/signals.ts";
-import type { ReceivedSignal } from "../core/signal.ts";
+import { EVENTS_CHANNEL, JOBS_CHANNEL } from "../db/signals.ts";
 import { logger, withContext } from "../logging.ts";
 import type { ContextProvider } from "../providers/context.ts";
 import type { GexProvider } from "../providers/gex.ts";
@@ -98,17 +98,28 @@ export function createWorker(deps: WorkerDeps): Worker {
   let lastReclaim = 0;
   let activeJobs = 0;
 
+  // Set by every NOTIFY and finished batch; a sleep that starts after one returns at once,
+  // so a notification that arrives while a claim is running is never lost.
+  let poked = false;
   const sleep = (ms: number) =>
     new Promise<void>((resolve) => {
+      if (poked) {
+        poked = false;
+        return resolve();
+      }
       const timer = setTimeout(done, ms);
       function done() {
         clearTimeout(timer);
         wake = null;
+        poked = false;
         resolve();
       }
       wake = done;
     });
-  const poke = () => wake?.();
+  const poke = () => {
+    poked = true;
+    wake?.();
+  };
 
   async function reclaimIfDue() {
     if (Date.now() - lastReclaim < (config.claimTimeoutSeconds * 1000) / 2) return;
@@ -135,6 +146,7 @@ export function createWorker(deps: WorkerDeps): Worker {
   /** Claims a batch (one job per symbol) and starts deciding it; returns how many were claimed. */
   async function claimAndStart(): Promise<number> {
     if (active.size >= config.concurrency) return 0;
+    poked = false; // whatever arrives from here on is seen by this claim or wakes the next
     const jobs = await claimJobs(db, workerId, config.batchSize);
     if (!running && loopDone !== null) {
       // Stopped while claiming: give them back untouched.
@@ -172,18 +184,9 @@ export function createWorker(deps: WorkerDeps): Worker {
    */
   async function processBatch(jobs: ClaimedJob[]): Promise<void> {
     const prepared: { job: ClaimedJob; input: DecisionInput }[] = [];
-    let signals: Map<string, ReceivedSignal>;
-    const loadStarted = performance.now();
-    try {
-      signals = await getReceivedSignals(db, jobs.map((j) => j.signalId));
-    } catch (error) {
-      for (const job of jobs) await failed(job, error);
-      return;
-    }
-    const loadMs = round(performance.now() - loadStarted);
     for (const job of jobs) {
       try {
-        prepared.push({ job, input: await prepare(job, signals.get(job.signalId), loadMs) });
+        prepared.push({ job, input: await prepare(job) });
       } catch (error) {
         await failed(job, error);
       }
@@ -214,18 +217,11 @@ export function createWorker(deps: WorkerDeps): Worker {
   }
 
   /** The stages before the decision: timings, market hours, context, GEX. */
-  async function prepare(
-    job: ClaimedJob,
-    signal: ReceivedSignal | undefined,
-    loadMs: number,
-  ): Promise<DecisionInput> {
-    if (signal === undefined) {
-      throw new Error(`Signal ${job.signalId} of job ${job.id} does not exist`);
-    }
+  async function prepare(job: ClaimedJob): Promise<DecisionInput> {
+    const { signal } = job;
     // One clock for every timing (the instance's): received_at was stamped with it too.
     const timings: Record<string, number> = {
       queue_ms: Math.max(0, deps.now() - job.receivedAt.getTime()),
-      load_ms: loadMs,
     };
     const timed = async <T>(name: string, f: () => Promise<T> | T): Promise<T> => {
       const t = performance.now();
@@ -262,11 +258,14 @@ export function createWorker(deps: WorkerDeps): Worker {
       workerId,
       now: deps.now,
     });
-    return recorded.map((r, i) => {
-      // In memory (metrics, logs) the end-to-end time includes the commit.
-      r.timings.end_to_end_ms = Math.max(0, deps.now() - batch[i].job.receivedAt.getTime());
-      return { job: batch[i].job, recorded: r };
-    });
+    const now = deps.now();
+    for (const [i, r] of recorded.entries()) {
+      r.timings.end_to_end_ms = Math.max(0, now - batch[i].job.receivedAt.getTime());
+    }
+    await completeTimings(db, recorded).catch((error) =>
+      log.warn("Could not store final timings: {error}", { error: String(error) })
+    );
+    return recorded.map((r, i) => ({ job: batch[i].job, recorded: r }));
   }
 
   function report(done: { job: ClaimedJob; recorded: RecordedDecision }[]): void {

@@ -34,7 +34,6 @@ dbTest(
     for (
       const stage of [
         "queue_ms",
-        "load_ms",
         "market_hours_ms",
         "context_ms",
         "gex_ms",
