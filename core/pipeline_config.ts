@@ -16,6 +16,10 @@ export interface WorkerConfig {
   claimTimeoutSeconds: number;
   /** Fallback poll when no NOTIFY arrives. */
   pollMs: number;
+  /** How often expired dedup keys and old events are deleted (and PGlite vacuumed). */
+  maintenanceSeconds: number;
+  /** Live events older than this are deleted (a reconnecting client can catch up this far). */
+  eventsRetentionDays: number;
 }
 
 export interface ProvidersConfig {
@@ -153,6 +157,8 @@ export function pipelineConfigFromEnv(
       maxAttempts: int("JOB_MAX_ATTEMPTS", 5, 1, 100),
       claimTimeoutSeconds: int("JOB_CLAIM_TIMEOUT_SECONDS", 60, 5, 3600),
       pollMs: int("WORKER_POLL_MS", 500, 10, 60_000),
+      maintenanceSeconds: int("MAINTENANCE_INTERVAL_SECONDS", 300, 10, 86_400),
+      eventsRetentionDays: int("EVENTS_RETENTION_DAYS", 7, 1, 3650),
     },
     providers: {
       contextUrl: url("CONTEXT_URL"),

@@ -18,6 +18,7 @@ import {
   type RecordedDecision,
 } from "../db/decisions.ts";
 import { insertEvents } from "../db/events.ts";
+import { runMaintenance } from "../db/maintenance.ts";
 import {
   type ClaimedJob,
   claimJobs,
@@ -96,6 +97,7 @@ export function createWorker(deps: WorkerDeps): Worker {
   let unlisten: (() => Promise<void>) | null = null;
   let wake: (() => void) | null = null;
   let lastReclaim = 0;
+  let lastMaintenance = Date.now();
   let activeJobs = 0;
 
   // Set by every NOTIFY and finished batch; a sleep that starts after one returns at once,
@@ -164,10 +166,24 @@ export function createWorker(deps: WorkerDeps): Worker {
     return jobs.length;
   }
 
+  async function maintainIfDue() {
+    if (Date.now() - lastMaintenance < config.maintenanceSeconds * 1000) return;
+    lastMaintenance = Date.now();
+    const r = await runMaintenance(db, { eventsRetentionDays: config.eventsRetentionDays });
+    log.info("Maintenance: {dedup} expired dedup keys and {events} old events deleted", {
+      dedup: r.dedupKeysDeleted,
+      events: r.eventsDeleted,
+      vacuumed: r.vacuumed,
+    });
+  }
+
   async function loop() {
     while (running) {
       try {
         await reclaimIfDue();
+        await maintainIfDue().catch((error) =>
+          log.error("Maintenance failed: {error}", { error: String(error) })
+        );
         const claimed = await claimAndStart();
         // A full batch suggests more is waiting; so does a free slot after a claim.
         if (claimed > 0 && active.size < config.concurrency) continue;

@@ -1,0 +1,28 @@
+/** Housekeeping: expired dedup keys and old events go; everything live stays. */
+import assert from "node:assert/strict";
+import { runMaintenance } from "../db/maintenance.ts";
+import { countRows, signed, testServices, uniqueSignal } from "./_app.ts";
+import { dbTest } from "./_db.ts";
+
+dbTest(
+  "maintenance deletes dedup keys long expired and events past retention, nothing else",
+  async ({ db }) => {
+    const s = await testServices(db);
+    for (let i = 0; i < 3; i++) {
+      await s.app.request("/webhook", await signed(JSON.stringify(uniqueSignal())));
+    }
+    // One key expired two hours ago, one event ten days old.
+    await db.exec(`
+    update signal_dedup set expires_at = now() - interval '2 hours'
+      where dedup_key = (select dedup_key from signal_dedup order by dedup_key limit 1);
+    update events set created_at = now() - interval '10 days'
+      where id = (select min(id) from events);`);
+    const r = await runMaintenance(db, { eventsRetentionDays: 7 });
+    assert.equal(r.dedupKeysDeleted, 1);
+    assert.equal(r.eventsDeleted, 1);
+    assert.equal(r.vacuumed, db.driver === "pglite");
+    assert.equal(await countRows(db, "signal_dedup"), 2);
+    assert.equal(await countRows(db, "events"), 2);
+    assert.equal(await countRows(db, "signals"), 3);
+  },
+);
