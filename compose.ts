@@ -6,7 +6,7 @@
 import type { Hono } from "hono";
 import { createApp } from "./app.ts";
 import type { AppEnv } from "./app_env.ts";
-import { createAuthenticator } from "./core/auth.ts";
+import { type Authenticator, createAuthenticator } from "./core/auth.ts";
 import type { Config } from "./core/config.ts";
 import { type Cidr, parseCidrs } from "./core/net.ts";
 import { createGroupCommit, type GroupCommit } from "./db/group_commit.ts";
@@ -50,18 +50,21 @@ export function openDatabase(config: Config): Promise<Database> {
     : openPglite(`${config.dataDir.replace(/\/+$/, "")}/pglite`);
 }
 
+/** The webhook authenticator the config describes (loadConfig has checked the allowlist). */
+export function authenticatorFor(config: Config): Authenticator {
+  const { webhook } = config;
+  return createAuthenticator({
+    secret: webhook.secret,
+    toleranceSeconds: webhook.signatureToleranceSeconds,
+    ipAllowlist: webhook.ipAllowlist === null ? null : parseCidrs(webhook.ipAllowlist) as Cidr[],
+    ipAllowlistRequired: webhook.ipAllowlistRequired,
+  });
+}
+
 export async function compose(config: Config, options: ComposeOptions = {}): Promise<Services> {
   const db = options.db ?? await openDatabase(config);
   const now = options.now ?? Date.now;
-  const allowlist = config.webhook.ipAllowlist === null
-    ? null
-    : parseCidrs(config.webhook.ipAllowlist) as Cidr[];
-  const authenticator = createAuthenticator({
-    secret: config.webhook.secret,
-    toleranceSeconds: config.webhook.signatureToleranceSeconds,
-    ipAllowlist: allowlist,
-    ipAllowlistRequired: config.webhook.ipAllowlistRequired,
-  });
+  const authenticator = authenticatorFor(config);
   const ingest = createGroupCommit<SignalRecord, IngestOutcome>(
     (records) => insertSignals(db, records, config.cache.deduplicationTTLSeconds),
     // Each flush is one statement that queues on the ingest order lock, so

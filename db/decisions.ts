@@ -166,22 +166,9 @@ async function writeBatch(
      select (select count(*)::integer from closes) as closed,
        (select count(*) from notified) as notified`,
     [
-      JSON.stringify(closes.map((c) => ({
-        id: c.id,
-        exit_price: c.exitPrice,
-        exit_signal_id: c.exitSignalId,
-        closed_at: c.closedAt,
-        realized_pnl: c.realizedPnl,
-      }))),
-      JSON.stringify(opens.map((p) => ({
-        id: p.id,
-        symbol: p.symbol,
-        direction: p.direction,
-        quantity: p.quantity,
-        entry_price: p.entryPrice,
-        entry_signal_id: p.entrySignalId,
-        opened_at: p.openedAt,
-      }))),
+      // jsonb_to_recordset takes the columns it names and ignores the rest.
+      JSON.stringify(closes.map(positionRow)),
+      JSON.stringify(opens.map(positionRow)),
       JSON.stringify(recorded.map((r, n) => ({
         n,
         id: r.decisionId,
@@ -257,11 +244,15 @@ function eventsFor(r: RecordedDecision): NewEvent[] {
   return events;
 }
 
-/** A position change as the read API spells positions. */
+/** A position change (live event) as the read API spells positions. */
 function positionPayload(change: "opened" | "closed", p: OpenPosition | ClosedPosition) {
+  return { change, ...positionRow(p) };
+}
+
+/** A position as a `positions` row, open or closed. */
+function positionRow(p: OpenPosition | ClosedPosition) {
   const closed = "exitPrice" in p ? p : null;
   return {
-    change,
     id: p.id,
     symbol: p.symbol,
     direction: p.direction,

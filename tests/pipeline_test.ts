@@ -3,6 +3,7 @@
  * job -> worker -> decision, positions and events, with every stage timed.
  */
 import assert from "node:assert/strict";
+import type { Database } from "../db/port.ts";
 import { countRows } from "./_app.ts";
 import { dbTest } from "./_db.ts";
 import {
@@ -14,6 +15,20 @@ import {
   pushContext,
   send,
 } from "./_pipeline.ts";
+
+/** Makes every decision write for `symbol` fail, as a stage that keeps throwing would. */
+async function refuseDecisionsFor(db: Database, symbol: string): Promise<void> {
+  await db.exec(`
+    create function test_refuse_symbol() returns trigger language plpgsql as $$
+    begin
+      if exists (select 1 from signals where id = new.signal_id and symbol = '${symbol}') then
+        raise exception 'injected failure for ${symbol}';
+      end if;
+      return new;
+    end $$;
+    create trigger test_refuse_symbol before insert on decisions
+      for each row execute function test_refuse_symbol();`);
+}
 
 dbTest(
   "the guide's sample signal inside market hours becomes an ENTER and an open position",
@@ -155,16 +170,7 @@ dbTest(
     const c = clock();
     const s = await pipelineServices(db, c, { JOB_MAX_ATTEMPTS: "2" });
     // Make the decision write fail for one symbol only.
-    await db.exec(`
-    create function test_refuse_boom() returns trigger language plpgsql as $$
-    begin
-      if exists (select 1 from signals where id = new.signal_id and symbol = 'BOOM') then
-        raise exception 'injected failure for BOOM';
-      end if;
-      return new;
-    end $$;
-    create trigger test_refuse_boom before insert on decisions
-      for each row execute function test_refuse_boom();`);
+    await refuseDecisionsFor(db, "BOOM");
     const boom = await send(s, c, { symbol: "BOOM", direction: "CALL", price: 10 });
     await s.worker.runUntilIdle();
     const [first] = await db.query<{ status: string; attempts: number; last_error: string }>(
@@ -189,7 +195,7 @@ dbTest(
     }]);
     assert.equal(await countRows(db, "decisions"), 0);
     // The failed job no longer blocks its symbol.
-    await db.exec("drop trigger test_refuse_boom on decisions");
+    await db.exec("drop trigger test_refuse_symbol on decisions");
     c.advance(60_000);
     const next = await send(s, c, { symbol: "BOOM", direction: "PUT", price: 10 });
     await s.worker.runUntilIdle();
@@ -280,16 +286,7 @@ dbTest(
   async ({ db }) => {
     const c = clock();
     const s = await pipelineServices(db, c, { JOB_MAX_ATTEMPTS: "1" });
-    await db.exec(`
-    create function test_refuse_boom() returns trigger language plpgsql as $$
-    begin
-      if exists (select 1 from signals where id = new.signal_id and symbol = 'BOOM') then
-        raise exception 'injected failure for BOOM';
-      end if;
-      return new;
-    end $$;
-    create trigger test_refuse_boom before insert on decisions
-      for each row execute function test_refuse_boom();`);
+    await refuseDecisionsFor(db, "BOOM");
     const good = await send(s, c, { symbol: "SPY", direction: "CALL", price: 100 });
     await send(s, c, { symbol: "BOOM", direction: "CALL", price: 10 });
     const other = await send(s, c, { symbol: "QQQ", direction: "PUT", price: 100 });

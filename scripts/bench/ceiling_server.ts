@@ -15,9 +15,8 @@
  */
 import { createApp } from "../../app.ts";
 import { EventHub } from "../../handlers/events.ts";
-import { createAuthenticator } from "../../core/auth.ts";
+import { authenticatorFor } from "../../compose.ts";
 import { loadConfig } from "../../core/config.ts";
-import { type Cidr, parseCidrs } from "../../core/net.ts";
 import { LatencyWindow } from "../../core/stats.ts";
 import type { GroupCommit } from "../../db/group_commit.ts";
 import type { Database } from "../../db/port.ts";
@@ -51,15 +50,7 @@ async function main(): Promise<void> {
   const { config } = loadConfig(Deno.env.toObject());
   await setupLogging({ level: config.logLevel });
   const db = noDatabase();
-  const allowlist = config.webhook.ipAllowlist === null
-    ? null
-    : parseCidrs(config.webhook.ipAllowlist) as Cidr[];
-  const authenticator = createAuthenticator({
-    secret: config.webhook.secret,
-    toleranceSeconds: config.webhook.signatureToleranceSeconds,
-    ipAllowlist: allowlist,
-    ipAllowlistRequired: config.webhook.ipAllowlistRequired,
-  });
+  const authenticator = authenticatorFor(config);
   const { providers } = config;
   const common = { db, ttlSeconds: config.cache.contextTTLSeconds, timeoutMs: providers.timeoutMs };
   const app = createApp({
