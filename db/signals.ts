@@ -99,9 +99,10 @@ export async function insertSignals(
        select pg_notify($4::text, ''), pg_notify($5::text, '')
        from (select 1 from inserted limit 1) any_inserted
      )
-     select c.dedup_key, c.signal_id from claimed c
-     -- Referenced, so the NOTIFYs run (an unreferenced plain CTE is skipped).
-     left join (select count(*) as n from notified) n on true`,
+     -- notified is read in the select list: an unreferenced plain CTE is skipped, and a
+     -- left join that uses none of its columns may be removed by the planner.
+     select c.dedup_key, c.signal_id, (select count(*) from notified) as notified
+     from claimed c`,
     [
       JSON.stringify(candidates.map((r, ord) => ({
         ord,

@@ -3,6 +3,7 @@
  * however many copies race in, across instances; signals never change.
  */
 import assert from "node:assert/strict";
+import { JOBS_CHANNEL } from "../db/signals.ts";
 import { countRows, signed, testServices, uniqueSignal } from "./_app.ts";
 import { dbTest } from "./_db.ts";
 
@@ -96,3 +97,22 @@ dbTest("signals are append-only: UPDATE, DELETE and TRUNCATE fail", async ({ db 
   const [row] = await db.query<{ symbol: string }>("select symbol from signals");
   assert.equal(row.symbol, "SPY");
 });
+
+dbTest(
+  "an accepted signal wakes the workers with NOTIFY, a duplicate does not",
+  async ({ db, driver, connectAgain }) => {
+    const s = await testServices(db);
+    // On Postgres listen on another connection, as another instance's worker would.
+    const listener = driver === "postgres" ? await connectAgain() : db;
+    const heard: string[] = [];
+    const unlisten = await listener.listen(JOBS_CHANNEL, (payload) => heard.push(payload));
+    const body = JSON.stringify(uniqueSignal());
+    await s.app.request("/webhook", await signed(body));
+    for (let i = 0; i < 50 && heard.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(heard.length, 1);
+    await s.app.request("/webhook", await signed(body));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(heard.length, 1, "a duplicate stores nothing, so wakes no one");
+    await unlisten();
+  },
+);
