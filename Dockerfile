@@ -34,9 +34,10 @@ RUN deno install --frozen
 
 # The source (.dockerignore keeps out tests/, docs/, data/, node_modules/,
 # .git and local files), then everything the two entry points load is cached
-# so a new machine starts without downloading anything.
+# (and the embedded database's worker, loaded by URL) so a new machine starts
+# without downloading anything.
 COPY . .
-RUN deno cache --frozen main.ts scripts/migrate.ts
+RUN deno cache --frozen main.ts scripts/migrate.ts db/pglite_worker.ts
 
 EXPOSE 8080
 

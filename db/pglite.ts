@@ -3,12 +3,44 @@
  * `dataDir` (or in memory when `dataDir` is null, for throw-away uses).
  * PGlite never calls fsync: a commit survives a killed process, not a power
  * loss. Production sets DATABASE_URL and uses the postgres.js driver.
+ *
+ * PGlite runs each statement on the thread that owns it, so by default it
+ * lives in a Worker (db/pglite_worker.ts) and SQL gets its own core while
+ * this thread handles HTTP; each call is one message there and one back.
+ * `{ thread: "main" }` (or PGLITE_IN_THREAD=1) runs it on the calling thread,
+ * as before. A worker-backed Database must be closed: its thread keeps the
+ * process alive until then (close() ends it).
  */
-import { PGlite } from "@electric-sql/pglite";
+import { messages, PGlite, TransactionAbortedError } from "@electric-sql/pglite";
 import { type Database, DatabaseUnavailableError, type Queryable, type Row } from "./port.ts";
+import type { Request, Response, WireError } from "./pglite_worker.ts";
 
-export async function openPglite(dataDir: string | null): Promise<Database> {
+export interface PgliteOptions {
+  /**
+   * Where PGlite runs: "worker" (its own thread, the default) or "main" (the
+   * calling thread). Unset, PGLITE_IN_THREAD=1 in the environment means "main".
+   */
+  thread?: "worker" | "main";
+}
+
+export async function openPglite(
+  dataDir: string | null,
+  options: PgliteOptions = {},
+): Promise<Database> {
   if (dataDir !== null) await Deno.mkdir(dataDir, { recursive: true });
+  const thread = options.thread ?? (envSaysInThread() ? "main" : "worker");
+  return thread === "main" ? await openInThread(dataDir) : await openInWorker(dataDir);
+}
+
+function envSaysInThread(): boolean {
+  try {
+    return Deno.env.get("PGLITE_IN_THREAD") === "1";
+  } catch {
+    return false; // No --allow-env: the default.
+  }
+}
+
+async function openInThread(dataDir: string | null): Promise<Database> {
   const pg = dataDir === null ? await PGlite.create() : await PGlite.create(dataDir);
   const queryable = (target: Pick<PGlite, "query" | "exec">): Queryable => ({
     async query<T = Row>(text: string, params?: readonly unknown[]) {
@@ -47,6 +79,150 @@ export async function openPglite(dataDir: string | null): Promise<Database> {
       if (!pg.closed) await pg.close();
     },
   };
+}
+
+/** A request before `send` numbers it. */
+type Call = Request extends infer R ? (R extends Request ? Omit<R, "id"> : never) : never;
+
+async function openInWorker(dataDir: string | null): Promise<Database> {
+  const worker = new Worker(new URL("./pglite_worker.ts", import.meta.url), { type: "module" });
+  const pending = new Map<number, PromiseWithResolvers<unknown>>();
+  const subscriptions = new Map<number, (payload: string) => void>();
+  let nextId = 1;
+  /** Set once close() starts or the worker died: new work is refused. */
+  let stopped: DatabaseUnavailableError | null = null;
+  /** The worker is gone: nothing more can be sent. */
+  let terminated = false;
+  let closing: Promise<void> | null = null;
+
+  const stop = (reason: DatabaseUnavailableError) => {
+    stopped ??= reason;
+    terminated = true;
+    worker.terminate();
+    subscriptions.clear();
+    for (const call of pending.values()) call.reject(reason);
+    pending.clear();
+  };
+  worker.onmessage = ({ data: response }: MessageEvent<Response>) => {
+    if (response.kind === "notify") {
+      subscriptions.get(response.sub)?.(response.payload);
+      return;
+    }
+    const call = pending.get(response.id);
+    if (call === undefined) return;
+    pending.delete(response.id);
+    if (response.kind === "done") call.resolve(response.rows);
+    else call.reject(fromWire(response.error));
+  };
+  worker.onerror = (event) => {
+    // An error the worker did not catch: it is gone, so is the database.
+    event.preventDefault();
+    stop(
+      new DatabaseUnavailableError(`Embedded database worker failed: ${event.message}`, {
+        cause: event.error,
+      }),
+    );
+  };
+
+  /** Sends one request; `always` also after close() began (the end of an open transaction). */
+  const send = <T>(request: Call, always = false): Promise<T> => {
+    if (stopped !== null && (terminated || !always)) return Promise.reject(stopped);
+    const id = nextId++;
+    const call = Promise.withResolvers<T>();
+    (request as Request).id = id;
+    try {
+      worker.postMessage(request);
+    } catch (error) {
+      return Promise.reject(error); // A parameter that cannot be cloned (a function).
+    }
+    pending.set(id, call as PromiseWithResolvers<unknown>);
+    return call.promise;
+  };
+
+  try {
+    await send({ kind: "open", dataDir });
+  } catch (error) {
+    stop(closedError());
+    throw error;
+  }
+
+  const queryable = (tx?: number, isOpen: () => boolean = () => true): Queryable => ({
+    query<T = Row>(text: string, params?: readonly unknown[]) {
+      if (!isOpen()) return Promise.reject(new Error("Transaction is closed"));
+      return send<T[]>({ kind: "query", text, params, tx }, tx !== undefined);
+    },
+    async exec(script) {
+      if (!isOpen()) throw new Error("Transaction is closed");
+      await send({ kind: "exec", script, tx }, tx !== undefined);
+    },
+  });
+
+  return {
+    driver: "pglite",
+    ...queryable(),
+    async transaction(fn) {
+      const tx = nextId++;
+      await send({ kind: "begin", tx });
+      let open = true;
+      let result;
+      try {
+        result = await fn(queryable(tx, () => open));
+      } catch (error) {
+        open = false;
+        await send({ kind: "rollback", tx }, true).catch(() => {});
+        throw error;
+      }
+      open = false;
+      await send({ kind: "commit", tx }, true);
+      return result;
+    },
+    async listen(channel, onPayload) {
+      const sub = nextId++;
+      subscriptions.set(sub, onPayload);
+      try {
+        await send({ kind: "listen", sub, channel });
+      } catch (error) {
+        subscriptions.delete(sub);
+        throw error;
+      }
+      return async () => {
+        if (!subscriptions.delete(sub) || stopped !== null) return;
+        await send({ kind: "unlisten", sub });
+      };
+    },
+    close() {
+      closing ??= (async () => {
+        const reason = closedError();
+        stopped ??= reason;
+        try {
+          // Waits for the statements and transaction already sent, as PGlite's close() does.
+          await send({ kind: "close" }, true);
+        } finally {
+          stop(reason);
+        }
+      })();
+      return closing;
+    },
+  };
+}
+
+function closedError(): DatabaseUnavailableError {
+  return new DatabaseUnavailableError("Embedded database is closed", {
+    cause: new Error("PGlite is closed"),
+  });
+}
+
+/** Rebuilds an error from the worker as PGlite would have thrown it here. */
+function fromWire(wire: WireError): unknown {
+  const error: Error = wire.type === "aborted"
+    ? new TransactionAbortedError()
+    : wire.type === "database"
+    ? new messages.DatabaseError(wire.message, 0, "error")
+    : new Error(wire.message);
+  Object.assign(error, wire.fields);
+  if (wire.type === "error") error.name = wire.name;
+  if (wire.stack !== undefined) error.stack = wire.stack;
+  return translate(error);
 }
 
 function translate(error: unknown): unknown {

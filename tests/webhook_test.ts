@@ -4,7 +4,6 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { type Database, DatabaseUnavailableError } from "../db/port.ts";
 import { countRows, GUIDE_SIGNAL, SECRET, signed, testServices, uniqueSignal } from "./_app.ts";
 import { dbTest } from "./_db.ts";
 
