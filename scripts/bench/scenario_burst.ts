@@ -10,17 +10,23 @@
  * receipt order. TradingView gives up on a webhook after 3 s; the targets
  * are all acknowledged within 1 s and all decided within 3 s.
  */
-import { decisionStats, groupCommitStats, ingestCounts } from "./analysis.ts";
+import { decisionStats } from "./analysis.ts";
 import { orderCheck } from "./order_check.ts";
 import { alertBody, benchSymbols, rawRequest } from "./alerts.ts";
 import { runClosed } from "./closed_driver.ts";
-import { checkDurability, logProblems } from "./durability.ts";
+import { logProblems } from "./durability.ts";
 import type { DbChoice } from "./flags.ts";
 import type { LoadResult } from "./load_result.ts";
 import { cpuSnapshot, type CpuSplit, cpuSplit } from "./proc.ts";
-import { emptyResult, type ScenarioResult } from "./results.ts";
+import type { ScenarioResult } from "./results.ts";
 import { type BenchContext, paced } from "./harness.ts";
-import { serverAck, unfinishedProbe, waitUntilDecided, withService } from "./service_run.ts";
+import {
+  measuredResult,
+  serverAck,
+  unfinishedProbe,
+  waitUntilDecided,
+  withService,
+} from "./service_run.ts";
 import type { Summary } from "./stats.ts";
 
 interface Loaded {
@@ -91,21 +97,11 @@ export async function runBurst(ctx: BenchContext, driver: DbChoice): Promise<Sce
       };
     },
     analyze: async (db, run, { stop, logTail }) => {
-      const counts = await ingestCounts(db, prefix);
+      const r = await measuredResult(db, run, { scenario: "burst", label, driver, prefix });
       const decisions = await decisionStats(db, prefix);
       const order = await orderCheck(db, prefix);
-      const r = emptyResult("burst", label, driver, run.load);
       const since = (ms: number | null) =>
         ms === null ? null : Math.round((ms - run.startWallMs) * 10) / 10;
-      r.warmup = run.warmup;
-      r.cpu = run.cpu;
-      r.serverAckMs = run.ack;
-      r.counts = counts;
-      r.durability = checkDurability(
-        [run.warmup, run.load].filter((l): l is LoadResult => l !== null),
-        counts,
-      );
-      r.groupCommit = await groupCommitStats(db, prefix);
       r.decisions = decisions;
       r.order = order;
       r.drainMs = run.decidedAtMs === null

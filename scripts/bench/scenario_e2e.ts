@@ -7,17 +7,23 @@
  * receipt -> visible to a poller (commit_observer.ts). Also checks that per
  * symbol the decisions committed in receipt order.
  */
-import { decisionRate, decisionStats, groupCommitStats, ingestCounts } from "./analysis.ts";
+import { decisionRate, decisionStats } from "./analysis.ts";
 import { orderCheck } from "./order_check.ts";
 import { observeCommits } from "./commit_observer.ts";
-import { checkDurability, logProblems } from "./durability.ts";
+import { logProblems } from "./durability.ts";
 import type { DbChoice } from "./flags.ts";
 import type { LoadResult } from "./load_result.ts";
 import { cpuSnapshot, type CpuSplit, cpuSplit } from "./proc.ts";
-import { emptyResult, type ScenarioResult } from "./results.ts";
+import type { ScenarioResult } from "./results.ts";
 import type { Summary } from "./stats.ts";
 import { type BenchContext, paced } from "./harness.ts";
-import { serverAck, unfinishedProbe, waitUntilDecided, withService } from "./service_run.ts";
+import {
+  measuredResult,
+  serverAck,
+  unfinishedProbe,
+  waitUntilDecided,
+  withService,
+} from "./service_run.ts";
 
 interface Loaded {
   warmup: LoadResult | null;
@@ -72,17 +78,7 @@ export async function runEndToEnd(ctx: BenchContext, driver: DbChoice): Promise<
       };
     },
     analyze: async (db, run, { stop, logTail }) => {
-      const counts = await ingestCounts(db, prefix);
-      const r = emptyResult("e2e", label, driver, run.load);
-      r.warmup = run.warmup;
-      r.cpu = run.cpu;
-      r.serverAckMs = run.ack;
-      r.counts = counts;
-      r.durability = checkDurability(
-        [run.warmup, run.load].filter((l): l is LoadResult => l !== null),
-        counts,
-      );
-      r.groupCommit = await groupCommitStats(db, prefix);
+      const r = await measuredResult(db, run, { scenario: "e2e", label, driver, prefix });
       r.decisions = await decisionStats(db, prefix);
       r.decisionsPerSec = await decisionRate(db, run);
       r.order = await orderCheck(db, prefix);

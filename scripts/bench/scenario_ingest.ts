@@ -9,14 +9,14 @@
  * decisions it committed during the window is reported. Afterwards: every
  * ACCEPTED stored, no DUPLICATE, and the group-commit batches.
  */
-import { decisionRate, groupCommitStats, ingestCounts } from "./analysis.ts";
+import { decisionRate } from "./analysis.ts";
 import type { DbChoice } from "./flags.ts";
-import { checkDurability, logProblems } from "./durability.ts";
+import { logProblems } from "./durability.ts";
 import type { LoadResult } from "./load_result.ts";
 import { cpuSnapshot, type CpuSplit, cpuSplit } from "./proc.ts";
-import { emptyResult, type ScenarioResult } from "./results.ts";
+import type { ScenarioResult } from "./results.ts";
 import { type BenchContext, maxThroughput, paced } from "./harness.ts";
-import { serverAck, withService } from "./service_run.ts";
+import { measuredResult, serverAck, withService } from "./service_run.ts";
 import type { Summary } from "./stats.ts";
 
 export type IngestMode = { kind: "max"; connections: number } | { kind: "rate"; rate: number };
@@ -70,17 +70,7 @@ export async function runIngest(
       };
     },
     analyze: async (db, run: Loaded, { stop, logTail }) => {
-      const counts = await ingestCounts(db, prefix);
-      const r = emptyResult(scenario, label, driver, run.load);
-      r.warmup = run.warmup;
-      r.cpu = run.cpu;
-      r.serverAckMs = run.ack;
-      r.counts = counts;
-      r.durability = checkDurability(
-        [run.warmup, run.load].filter((l): l is LoadResult => l !== null),
-        counts,
-      );
-      r.groupCommit = await groupCommitStats(db, prefix);
+      const r = await measuredResult(db, run, { scenario, label, driver, prefix });
       r.decisionsPerSec = await decisionRate(db, run);
       r.stop = stop;
       r.notes.push(mode.kind === "max" ? `${run.load.driver} closed loop` : "paced, open loop");

@@ -6,7 +6,13 @@
  * on errors too (and on Ctrl-C, through cleanup.ts). Also the ways to watch
  * a running service: jobs left to decide, and its own ack times.
  */
-import type { Database } from "../../db/port.ts";
+import type { Database, Queryable } from "../../db/port.ts";
+import { groupCommitStats, ingestCounts } from "./analysis.ts";
+import { checkDurability } from "./durability.ts";
+import type { LoadResult } from "./load_result.ts";
+import type { CpuSplit } from "./proc.ts";
+import type { ScenarioName } from "./flags.ts";
+import { emptyResult, type ScenarioResult } from "./results.ts";
 import { type BenchDatabase, freshPglite, freshPostgres } from "./bench_database.ts";
 import { registerCleanup } from "./cleanup.ts";
 import type { DbChoice } from "./flags.ts";
@@ -145,4 +151,36 @@ export async function withService<T>(
     await db.dispose();
     forgetDb();
   }
+}
+
+/** What every load scenario's run reports, whatever else it measured. */
+export interface MeasuredRun {
+  warmup: LoadResult | null;
+  load: LoadResult;
+  cpu: CpuSplit;
+  ack: Summary | null;
+}
+
+/**
+ * A scenario's result with the figures every load scenario shares: stored
+ * counts, the durability check over warm-up and load, CPU split, the
+ * service's own ack latency and the group-commit statistics of `prefix`.
+ */
+export async function measuredResult(
+  db: Queryable,
+  run: MeasuredRun,
+  o: { scenario: ScenarioName; label: string; driver: DbChoice; prefix: string },
+): Promise<ScenarioResult> {
+  const counts = await ingestCounts(db, o.prefix);
+  const r = emptyResult(o.scenario, o.label, o.driver, run.load);
+  r.warmup = run.warmup;
+  r.cpu = run.cpu;
+  r.serverAckMs = run.ack;
+  r.counts = counts;
+  r.durability = checkDurability(
+    [run.warmup, run.load].filter((l): l is LoadResult => l !== null),
+    counts,
+  );
+  r.groupCommit = await groupCommitStats(db, o.prefix);
+  return r;
 }
