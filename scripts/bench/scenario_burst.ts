@@ -16,28 +16,23 @@ import { alertBody, benchSymbols, rawRequest } from "./alerts.ts";
 import { runClosed } from "./closed_driver.ts";
 import { logProblems } from "./durability.ts";
 import type { DbChoice } from "./flags.ts";
-import type { LoadResult } from "./load_result.ts";
-import { cpuSnapshot, type CpuSplit, cpuSplit } from "./proc.ts";
+import { cpuSnapshot, cpuSplit } from "./proc.ts";
 import type { ScenarioResult } from "./results.ts";
 import { type BenchContext, paced } from "./harness.ts";
 import {
   measuredResult,
+  type MeasuredRun,
   serverAck,
   unfinishedProbe,
   waitUntilDecided,
   withService,
 } from "./service_run.ts";
-import type { Summary } from "./stats.ts";
 
-interface Loaded {
-  warmup: LoadResult | null;
-  load: LoadResult;
+interface Loaded extends MeasuredRun {
   startWallMs: number;
   lastAnswerMs: number | null;
   decidedAtMs: number | null;
   pollMs: number;
-  cpu: CpuSplit;
-  ack: Summary | null;
 }
 
 /** A short warm-up rate: enough to compile the hot paths, little backlog to drain. */

@@ -12,26 +12,22 @@ import { orderCheck } from "./order_check.ts";
 import { observeCommits } from "./commit_observer.ts";
 import { logProblems } from "./durability.ts";
 import type { DbChoice } from "./flags.ts";
-import type { LoadResult } from "./load_result.ts";
-import { cpuSnapshot, type CpuSplit, cpuSplit } from "./proc.ts";
+import { cpuSnapshot, cpuSplit } from "./proc.ts";
 import type { ScenarioResult } from "./results.ts";
 import type { Summary } from "./stats.ts";
 import { type BenchContext, paced } from "./harness.ts";
 import {
   measuredResult,
+  type MeasuredRun,
   serverAck,
   unfinishedProbe,
   waitUntilDecided,
   withService,
 } from "./service_run.ts";
 
-interface Loaded {
-  warmup: LoadResult | null;
-  load: LoadResult;
+interface Loaded extends MeasuredRun {
   fromMs: number;
   toMs: number;
-  cpu: CpuSplit;
-  ack: Summary | null;
   drainMs: number | null;
   observed: Summary | null;
 }

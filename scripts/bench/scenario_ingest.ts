@@ -12,12 +12,10 @@
 import { decisionRate } from "./analysis.ts";
 import type { DbChoice } from "./flags.ts";
 import { logProblems } from "./durability.ts";
-import type { LoadResult } from "./load_result.ts";
-import { cpuSnapshot, type CpuSplit, cpuSplit } from "./proc.ts";
+import { cpuSnapshot, cpuSplit } from "./proc.ts";
 import type { ScenarioResult } from "./results.ts";
 import { type BenchContext, maxThroughput, paced } from "./harness.ts";
-import { measuredResult, serverAck, withService } from "./service_run.ts";
-import type { Summary } from "./stats.ts";
+import { measuredResult, type MeasuredRun, serverAck, withService } from "./service_run.ts";
 
 export type IngestMode = { kind: "max"; connections: number } | { kind: "rate"; rate: number };
 
@@ -84,11 +82,7 @@ export async function runIngest(
   return result!;
 }
 
-interface Loaded {
-  warmup: LoadResult | null;
-  load: LoadResult;
+interface Loaded extends MeasuredRun {
   fromMs: number;
   toMs: number;
-  cpu: CpuSplit;
-  ack: Summary | null;
 }
