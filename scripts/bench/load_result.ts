@@ -65,4 +65,26 @@ export class Tally {
     const key = String(status);
     this.otherStatuses[key] = (this.otherStatuses[key] ?? 0) + 1;
   }
+
+  /** The counted part of a LoadResult, rated over `durationS` (the Deno drivers never cut off). */
+  counts(durationS: number): Pick<
+    LoadResult,
+    | "accepted"
+    | "duplicate"
+    | "otherStatuses"
+    | "socketErrors"
+    | "timeouts"
+    | "cutOff"
+    | "acceptedPerSec"
+  > {
+    return {
+      accepted: this.accepted,
+      duplicate: this.duplicate,
+      otherStatuses: this.otherStatuses,
+      socketErrors: this.socketErrors,
+      timeouts: this.timeouts,
+      cutOff: 0,
+      acceptedPerSec: Math.round((this.accepted / durationS) * 10) / 10,
+    };
+  }
 }
