@@ -10,6 +10,7 @@ import { type Authenticator, createAuthenticator } from "./core/auth.ts";
 import type { Config } from "./core/config.ts";
 import { type Cidr, parseCidrs } from "./core/net.ts";
 import { createGroupCommit, type GroupCommit } from "./db/group_commit.ts";
+import { connectionName } from "./db/jobs.ts";
 import { openPglite } from "./db/pglite.ts";
 import type { Database } from "./db/port.ts";
 import { openPostgres } from "./db/postgres.ts";
@@ -40,13 +41,33 @@ export interface ComposeOptions {
   db?: Database;
   /** The clock, in epoch milliseconds. */
   now?: () => number;
+  /** The pipeline worker's name; main.ts names the database sessions after it too. */
+  workerId?: string;
   /** fetch for the context and GEX providers (tests pass a local server's). */
   fetch?: typeof fetch;
 }
 
-export function openDatabase(config: Config): Promise<Database> {
+/** A pipeline worker's name, new for every process: a restarted instance is a new worker. */
+export function newWorkerId(config: Config): string {
+  return `${config.instanceId}:${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/**
+ * Opens the configured database. With `workerId`, every Postgres session is
+ * named after that worker, which is how other instances tell it is alive
+ * (db/jobs.ts reclaimStaleJobs).
+ */
+export function openDatabase(
+  config: Config,
+  options: { workerId?: string } = {},
+): Promise<Database> {
   return config.databaseUrl !== null
-    ? openPostgres(config.databaseUrl, { max: config.databasePoolSize })
+    ? openPostgres(config.databaseUrl, {
+      max: config.databasePoolSize,
+      applicationName: options.workerId === undefined
+        ? undefined
+        : connectionName(options.workerId),
+    })
     : openPglite(`${config.dataDir.replace(/\/+$/, "")}/pglite`);
 }
 
@@ -95,7 +116,7 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
   });
   const worker = createWorker({
     db,
-    workerId: `${config.instanceId}:${crypto.randomUUID().slice(0, 8)}`,
+    workerId: options.workerId ?? newWorkerId(config),
     config: config.worker,
     rules: config.rules,
     context,

@@ -5,11 +5,10 @@
  * did not finish within SHUTDOWN_DEADLINE_MS (below fly.toml's kill_timeout,
  * so the process ends on its own before Fly sends SIGKILL).
  */
-import { compose } from "./compose.ts";
 import { ConfigError, loadConfig } from "./core/config.ts";
 import { loadMigrations, migrate } from "./db/migrate.ts";
 import { logger, setupLogging } from "./logging.ts";
-import { openDatabase } from "./compose.ts";
+import { compose, newWorkerId, openDatabase } from "./compose.ts";
 
 /**
  * How long a graceful stop may take. It normally takes well under a second:
@@ -103,13 +102,14 @@ async function main(): Promise<number> {
   const log = logger("main");
   for (const warning of warnings) log.warn("{warning}", { warning });
 
-  const db = await openDatabase(config);
+  const workerId = newWorkerId(config);
+  const db = await openDatabase(config, { workerId });
   const { applied } = await migrate(db, await loadMigrations());
   log.info("Database ready ({driver}); migrations applied now: {applied}", {
     driver: db.driver,
     applied: applied.map((m) => `${m.version}_${m.name}`),
   });
-  const services = await compose(config, { db });
+  const services = await compose(config, { db, workerId });
   await services.worker.start();
   services.gex.start();
 

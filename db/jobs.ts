@@ -131,13 +131,24 @@ export async function releaseClaims(db: Queryable, jobIds: readonly number[]): P
   );
 }
 
+/** The connection name of a worker's database sessions: how other instances see it is alive. */
+export function connectionName(workerId: string): string {
+  // Postgres keeps 63 bytes of application_name; the reclaim below compares the same prefix.
+  return `optionstrat-backend/${workerId}`.slice(0, 63);
+}
+
 /**
  * Jobs left running by a dead instance go back to pending (or to failed once
- * out of attempts). Returns how many were reclaimed.
+ * out of attempts): at once when the worker that claimed them has no session
+ * open any more (its connections carry `connectionName(workerId)`; a
+ * restarted process comes back as a new worker), and in any case once the
+ * claim is older than `timeoutSeconds` (a live but stuck instance). Stealing
+ * a job from an instance that is alive after all is safe: its decision
+ * commits only while the job is still its own. Returns how many were reclaimed.
  */
 export async function reclaimStaleJobs(
   db: Queryable,
-  options: { timeoutSeconds: number; maxAttempts: number },
+  options: { timeoutSeconds: number; maxAttempts: number; selfWorkerId: string },
 ): Promise<{ reclaimed: number; failed: { signalId: string; symbol: string }[] }> {
   const rows = await db.query<{ status: string; signal_id: string; symbol: string }>(
     `update pipeline_jobs
@@ -145,9 +156,13 @@ export async function reclaimStaleJobs(
            last_error = 'Claim expired: the instance that took this job stopped answering',
            locked_by = null, locked_at = null,
            finished_at = case when attempts >= $2::integer then now() end
-     where status = 'running' and locked_at < now() - make_interval(secs => $1::double precision)
+     where status = 'running'
+       and (locked_at < now() - make_interval(secs => $1::double precision)
+         or (locked_by <> $3::text and not exists (
+               select 1 from pg_stat_activity a
+               where a.application_name = left('optionstrat-backend/' || pipeline_jobs.locked_by, 63))))
      returning status, signal_id, symbol`,
-    [options.timeoutSeconds, options.maxAttempts],
+    [options.timeoutSeconds, options.maxAttempts, options.selfWorkerId],
   );
   return {
     reclaimed: rows.length,
@@ -156,6 +171,28 @@ export async function reclaimStaleJobs(
       symbol: r.symbol,
     })),
   };
+}
+
+/**
+ * Gives back this worker's own claims that it is no longer deciding: after
+ * the database went away mid-batch, or a claim committed whose answer was
+ * lost, so they need not wait out the claim timeout. The attempt is not
+ * counted: the job never ran to a failure of its own.
+ */
+export async function releaseOrphanedClaims(
+  db: Queryable,
+  workerId: string,
+  activeJobIds: readonly number[],
+): Promise<number> {
+  const rows = await db.query(
+    `update pipeline_jobs set status = 'pending', locked_by = null, locked_at = null,
+       attempts = greatest(attempts - 1, 0)
+     where status = 'running' and locked_by = $1::text
+       and id <> all (select jsonb_array_elements_text($2::text::jsonb)::bigint)
+     returning id`,
+    [workerId, JSON.stringify(activeJobIds)],
+  );
+  return rows.length;
 }
 
 export interface QueueDepth {

@@ -18,6 +18,8 @@ export interface PostgresOptions {
   max?: number;
   /** Seconds to wait for a connection before the database counts as unreachable. */
   connectTimeoutSeconds?: number;
+  /** application_name of every session (pg_stat_activity). */
+  applicationName?: string;
 }
 
 export function openPostgres(url: string, options: PostgresOptions = {}): Promise<Database> {
@@ -27,7 +29,7 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Promis
     onnotice: () => {},
     // Keep `timestamptz` as Date and leave bigint/numeric as strings: the
     // modules that own the queries convert them, the same for both drivers.
-    connection: { application_name: "optionstrat-backend" },
+    connection: { application_name: options.applicationName ?? "optionstrat-backend" },
   });
   const queryable = (target: postgres.Sql | postgres.TransactionSql): Queryable => ({
     async query<T = Row>(text: string, params?: readonly unknown[]) {

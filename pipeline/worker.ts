@@ -3,8 +3,10 @@
  * LOCKED, one running job per symbol, oldest first), runs each through the
  * stages and records its decision in one transaction. Wakes on NOTIFY from
  * the ingest, falls back to polling. A stage that throws is retried with
- * backoff, then the job is marked failed with a processing_errors row; jobs
- * whose instance died are reclaimed after the claim timeout.
+ * backoff, then the job is marked failed with a processing_errors row. Jobs
+ * whose instance died are reclaimed as soon as its sessions are gone (or
+ * after the claim timeout); jobs this worker held when the database went away
+ * are given back as soon as it answers again.
  */
 import { decide } from "../core/decide.ts";
 import { marketStatus } from "../core/market_hours.ts";
@@ -25,6 +27,7 @@ import {
   reclaimStaleJobs,
   releaseClaims,
   releaseFailedJob,
+  releaseOrphanedClaims,
 } from "../db/jobs.ts";
 import { type Database, isUnavailable, type Queryable } from "../db/port.ts";
 import { insertProcessingError } from "../db/processing_errors.ts";
@@ -99,6 +102,10 @@ export function createWorker(deps: WorkerDeps): Worker {
   let lastReclaim = 0;
   let lastMaintenance = Date.now();
   let activeJobs = 0;
+  /** Ids of the jobs being decided now. */
+  const activeIds = new Set<number>();
+  /** Set when the database failed mid-way: some of our claims may have no one deciding them. */
+  let orphansPossible = false;
 
   // Set by every NOTIFY and finished batch; a sleep that starts after one returns at once,
   // so a notification that arrives while a claim is running is never lost.
@@ -129,6 +136,7 @@ export function createWorker(deps: WorkerDeps): Worker {
     const { reclaimed, failed } = await reclaimStaleJobs(db, {
       timeoutSeconds: config.claimTimeoutSeconds,
       maxAttempts: config.maxAttempts,
+      selfWorkerId: workerId,
     });
     if (reclaimed > 0) {
       log.warn("Reclaimed {count} jobs left by a stopped instance", { count: reclaimed });
@@ -157,8 +165,10 @@ export function createWorker(deps: WorkerDeps): Worker {
     }
     if (jobs.length === 0) return 0;
     activeJobs += jobs.length;
+    for (const job of jobs) activeIds.add(job.id);
     const task: Promise<void> = processBatch(jobs).finally(() => {
       activeJobs -= jobs.length;
+      for (const job of jobs) activeIds.delete(job.id);
       active.delete(task);
       poke();
     });
@@ -177,9 +187,21 @@ export function createWorker(deps: WorkerDeps): Worker {
     });
   }
 
+  async function releaseOrphansIfAny() {
+    if (!orphansPossible) return;
+    const released = await releaseOrphanedClaims(db, workerId, [...activeIds]);
+    orphansPossible = false;
+    if (released > 0) {
+      log.warn("Gave back {count} claimed jobs interrupted by the database outage", {
+        count: released,
+      });
+    }
+  }
+
   async function loop() {
     while (running) {
       try {
+        await releaseOrphansIfAny();
         await reclaimIfDue();
         await maintainIfDue().catch((error) =>
           log.error("Maintenance failed: {error}", { error: String(error) })
@@ -188,6 +210,8 @@ export function createWorker(deps: WorkerDeps): Worker {
         // A full batch suggests more is waiting; so does a free slot after a claim.
         if (claimed > 0 && active.size < config.concurrency) continue;
       } catch (error) {
+        // A claim may have committed though its answer was lost.
+        if (isUnavailable(error)) orphansPossible = true;
         log.error("Claiming jobs failed: {error}", { error: String(error) });
       }
       if (running) await sleep(config.pollMs);
@@ -220,7 +244,8 @@ export function createWorker(deps: WorkerDeps): Worker {
           count: prepared.length,
           error: String(error),
         });
-        return; // their claims expire and they are decided again
+        orphansPossible = true; // given back once the database answers
+        return;
       }
       for (const one of prepared) {
         try {
@@ -315,7 +340,8 @@ export function createWorker(deps: WorkerDeps): Worker {
     }
     const message = error instanceof Error ? error.message : String(error);
     if (isUnavailable(error)) {
-      // The claim expires and another attempt (here or elsewhere) picks it up.
+      // Given back to the queue once the database answers (or reclaimed by another instance).
+      orphansPossible = true;
       log.error("Database unavailable while deciding job {job}: {error}", {
         job: job.id,
         error: message,

@@ -2,13 +2,15 @@
  * The job claim (db/jobs.ts) against a model of its promise, on random
  * queues: per symbol, only the oldest unfinished job may run, and only when
  * it is pending and due; the oldest such heads are taken first, up to the
- * limit; nothing else is touched.
+ * limit; nothing else is touched. Then the ways a claim comes back: from a
+ * worker whose sessions are gone, and a worker's own claims after an outage.
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { claimJobs } from "../db/jobs.ts";
+import { claimJobs, connectionName, reclaimStaleJobs, releaseOrphanedClaims } from "../db/jobs.ts";
 import type { Queryable } from "../db/port.ts";
-import { dbTest } from "./_db.ts";
+import { openPostgres } from "../db/postgres.ts";
+import { dbTest, TEST_DATABASE_URL } from "./_db.ts";
 
 type Status = "pending" | "running" | "done" | "failed";
 
@@ -94,3 +96,81 @@ dbTest("the claim takes exactly the due heads of each symbol, oldest first", asy
     { numRuns: 100 },
   );
 });
+
+async function jobStates(db: Queryable) {
+  const rows = await db.query<{ id: string | number; status: string; attempts: number }>(
+    "select id, status, attempts from pipeline_jobs order by id",
+  );
+  return rows.map((r) => ({ id: Number(r.id), status: r.status, attempts: r.attempts }));
+}
+
+dbTest(
+  "a claim whose worker has no session left is reclaimed at once; a live worker's is kept",
+  async ({ db, driver }) => {
+    const [mine, dead, alive] = await insertJobs(db, [
+      { symbol: "SPY", status: "pending", due: true },
+      { symbol: "QQQ", status: "pending", due: true },
+      { symbol: "IWM", status: "pending", due: true },
+    ]);
+    const claimAs = (worker: string, id: number) =>
+      db.query(
+        `update pipeline_jobs set status = 'running', locked_by = $1::text, locked_at = now(),
+           attempts = 1 where id = $2::bigint`,
+        [worker, id],
+      );
+    await claimAs("me:1", mine);
+    await claimAs("crashed:2", dead);
+    await claimAs("alive:3", alive);
+    // A live instance: a session named after its worker, as main.ts opens them.
+    let liveSession: { close(): Promise<void> } | null = null;
+    if (driver === "postgres") {
+      const [{ db: name }] = await db.query<{ db: string }>("select current_database() as db");
+      const base = new URL(TEST_DATABASE_URL);
+      base.pathname = `/${name}`;
+      const live = await openPostgres(base.toString(), {
+        max: 1,
+        applicationName: connectionName("alive:3"),
+      });
+      await live.query("select 1"); // opens the session
+      liveSession = live;
+    }
+    try {
+      // The claim timeout is an hour away: only the missing session can free a job.
+      const r = await reclaimStaleJobs(db, {
+        timeoutSeconds: 3600,
+        maxAttempts: 5,
+        selfWorkerId: "me:1",
+      });
+      const states = new Map((await jobStates(db)).map((j) => [j.id, j.status]));
+      assert.equal(states.get(mine), "running", "its own claim was taken from the worker");
+      assert.equal(states.get(dead), "pending", "a dead worker's claim was not reclaimed");
+      // PGlite is one process: no other instance can be alive on it.
+      assert.equal(states.get(alive), driver === "postgres" ? "running" : "pending");
+      assert.equal(r.reclaimed, driver === "postgres" ? 1 : 2);
+    } finally {
+      await liveSession?.close();
+    }
+  },
+);
+
+dbTest(
+  "releaseOrphanedClaims gives back only this worker's claims it is not deciding, uncounted",
+  async ({ db }) => {
+    const ids = await insertJobs(db, [
+      { symbol: "SPY", status: "pending", due: true },
+      { symbol: "QQQ", status: "pending", due: true },
+      { symbol: "IWM", status: "pending", due: true },
+      { symbol: "DIA", status: "pending", due: true },
+    ]);
+    const mine = await claimJobs(db, "w:1", 3); // SPY, QQQ, IWM
+    await claimJobs(db, "w:2", 10); // DIA
+    const deciding = mine[0].id;
+    assert.equal(await releaseOrphanedClaims(db, "w:1", [deciding]), 2);
+    assert.deepEqual(await jobStates(db), [
+      { id: ids[0], status: "running", attempts: 1 },
+      { id: ids[1], status: "pending", attempts: 0 },
+      { id: ids[2], status: "pending", attempts: 0 },
+      { id: ids[3], status: "running", attempts: 1 },
+    ]);
+  },
+);

@@ -11,135 +11,16 @@
  * also tested in-process.
  */
 import assert from "node:assert/strict";
-import { cpSync } from "node:fs";
-import { loadMigrations } from "../db/migrate.ts";
 import { openPglite } from "../db/pglite.ts";
 import type { Database } from "../db/port.ts";
 import { openPostgres } from "../db/postgres.ts";
 import { setupLogging } from "../logging.ts";
 import { shutDown, SHUTDOWN_DEADLINE_MS } from "../main.ts";
-import { countRows, SECRET, signed, testServices, uniqueSignal } from "./_app.ts";
-import { dbTest, freshPglite, POSTGRES_REACHABLE, TEST_DATABASE_URL } from "./_db.ts";
-
-const ROOT = new URL("../", import.meta.url);
-const IN_CI = Deno.env.get("CI") === "true";
+import { countRows, signed, testServices, uniqueSignal } from "./_app.ts";
+import { dbTest, POSTGRES_REACHABLE, TEST_DATABASE_URL } from "./_db.ts";
+import { delay, IN_CI, seedPglite, startService } from "./_service.ts";
 /** How long the child may take from SIGTERM to exit before the test calls it a hang. */
 const EXIT_LIMIT_MS = 10_000;
-
-// --- the child process ---------------------------------------------------------
-
-interface Service {
-  base: string;
-  child: Deno.ChildProcess;
-  /** stdout lines so far: the service's JSON logs. */
-  lines: string[];
-  /** stderr lines so far: only the runtime's own warnings belong there. */
-  errors: string[];
-  waitForLine(pattern: RegExp, timeoutMs: number): Promise<string>;
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
-/** Starts `deno run --allow-all main.ts` with only `env` (plus PATH, HOME, DENO_DIR) and waits until it answers. */
-async function startService(env: Record<string, string>): Promise<Service> {
-  const port = freePort();
-  const inherited: Record<string, string> = {};
-  for (const name of ["PATH", "HOME", "DENO_DIR", "TMPDIR", "XDG_CACHE_HOME"]) {
-    const value = Deno.env.get(name);
-    if (value !== undefined) inherited[name] = value;
-  }
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "main.ts"],
-    cwd: ROOT,
-    clearEnv: true,
-    env: {
-      ...inherited,
-      NO_COLOR: "1",
-      NODE_ENV: "development",
-      LOG_LEVEL: "info",
-      PORT: String(port),
-      WEBHOOK_SECRET: SECRET,
-      // The stream comes from one address; the default per-address limit is not under test.
-      RATE_LIMIT_PER_MINUTE: "1000000",
-      ...env,
-    },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const lines: string[] = [];
-  const errors: string[] = [];
-  const waiters = new Set<() => void>();
-  const pump = async (stream: ReadableStream<Uint8Array>, lines: string[]) => {
-    let rest = "";
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      const parts = (rest + chunk).split("\n");
-      rest = parts.pop()!;
-      lines.push(...parts.filter((l) => l !== ""));
-      for (const wake of waiters) wake();
-    }
-    if (rest !== "") lines.push(rest);
-  };
-  void pump(child.stdout, lines);
-  void pump(child.stderr, errors);
-  const exited = child.status.then(() => {
-    for (const wake of waiters) wake();
-  });
-  const service: Service = {
-    base: `http://127.0.0.1:${port}`,
-    child,
-    lines,
-    errors,
-    async waitForLine(pattern, timeoutMs) {
-      const until = Date.now() + timeoutMs;
-      while (true) {
-        const found = lines.find((l) => pattern.test(l));
-        if (found !== undefined) return found;
-        if (Date.now() > until) {
-          throw new Error(`No log line matching ${pattern} in ${timeoutMs} ms`);
-        }
-        await Promise.race([
-          new Promise<void>((resolve) => {
-            const wake = () => {
-              waiters.delete(wake);
-              resolve();
-            };
-            waiters.add(wake);
-            setTimeout(wake, 50);
-          }),
-          exited,
-        ]);
-      }
-    },
-  };
-  // Ready when GET /webhook answers (the listener opens after migrations).
-  const until = Date.now() + 30_000;
-  while (true) {
-    try {
-      const res = await fetch(`${service.base}/webhook`);
-      await res.body?.cancel();
-      if (res.status === 200) return service;
-    } catch {
-      // Not listening yet.
-    }
-    const done = await Promise.race([child.status.then(() => true), delay(50).then(() => false)]);
-    if (done || Date.now() > until) {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* already gone */ }
-      throw new Error(`The service did not start:\n${[...lines, ...errors].slice(-20).join("\n")}`);
-    }
-  }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 // --- the traffic ---------------------------------------------------------------
 
@@ -397,19 +278,6 @@ async function shutdownMidStream(
       // Exited already.
     }
     await child.status;
-  }
-}
-
-/** The migrated PGlite directory tests/_db.ts keeps, copied in: saves the child seconds of initdb. */
-async function seedPglite(dataDir: string): Promise<void> {
-  await (await freshPglite()).dispose();
-  const tag = (await loadMigrations()).map((m) => m.checksum.slice(0, 8)).join("-");
-  try {
-    cpSync(new URL(`test-artifacts/pglite-template-${tag}`, ROOT).pathname, `${dataDir}/pglite`, {
-      recursive: true,
-    });
-  } catch {
-    // No template under that name: the service initializes and migrates its own.
   }
 }
 
