@@ -3,6 +3,15 @@
  * queries and transactions; LISTEN uses postgres.js's own dedicated
  * connection, so DATABASE_URL must be a direct or session-mode address (a
  * transaction pooler drops LISTEN).
+ *
+ * Fail fast while the server is gone: postgres.js queues a query until it
+ * has a connection again, so during an outage a webhook would wait past
+ * TradingView's 3 s instead of getting its 503. A connection-level failure
+ * starts a probe (`select 1`); if that fails too (one killed session is not
+ * an outage), the database is down: until a probe, repeated every
+ * PROBE_INTERVAL_MS, succeeds, every call is refused at once with
+ * DatabaseUnavailableError and never reaches the driver, so nothing refused
+ * can be written later.
  */
 import postgres from "postgres";
 import {
@@ -12,6 +21,8 @@ import {
   type Queryable,
   type Row,
 } from "./port.ts";
+
+const PROBE_INTERVAL_MS = 250;
 
 export interface PostgresOptions {
   /** Pool size. */
@@ -26,13 +37,59 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Promis
   const sql = postgres(url, {
     max: options.max ?? 10,
     connect_timeout: options.connectTimeoutSeconds ?? 3,
+    // Reconnect every half second at most: postgres.js's default backoff grows
+    // to 20 s, so a database back after a few seconds' outage stayed unused
+    // for as long again.
+    backoff: (retries: number) => Math.min(0.025 * 2 ** retries, 0.5),
     onnotice: () => {},
     // Keep `timestamptz` as Date and leave bigint/numeric as strings: the
     // modules that own the queries convert them, the same for both drivers.
     connection: { application_name: options.applicationName ?? "optionstrat-backend" },
   });
+  let closed = false;
+  let down: { since: number; reason: string } | null = null;
+  let probing = false;
+
+  function refuseWhileDown(): void {
+    if (down === null) return;
+    const seconds = Math.round((Date.now() - down.since) / 100) / 10;
+    throw new DatabaseUnavailableError(
+      `Database unreachable for ${seconds} s (${down.reason}); waiting for it to answer`,
+    );
+  }
+
+  /** Translates a driver error; a connection-level one starts the probe. */
+  function failed(error: unknown): unknown {
+    const translated = translate(error);
+    if (translated instanceof DatabaseUnavailableError && !probing && !closed) {
+      void probeUntilUp((translated.cause as Error)?.message ?? translated.message);
+    }
+    return translated;
+  }
+
+  async function probeUntilUp(reason: string): Promise<void> {
+    probing = true;
+    try {
+      for (let first = true; !closed; first = false) {
+        if (!first) await new Promise((resolve) => setTimeout(resolve, PROBE_INTERVAL_MS));
+        try {
+          await sql`select 1`;
+          down = null;
+          return;
+        } catch {
+          down ??= { since: Date.now(), reason };
+          // Still gone: try again. (Not cancelled on a deadline: cancelling a
+          // queued postgres.js query mid-outage crashed the process in a test.)
+        }
+      }
+    } finally {
+      probing = false;
+    }
+  }
+
   const queryable = (target: postgres.Sql | postgres.TransactionSql): Queryable => ({
     async query<T = Row>(text: string, params?: readonly unknown[]) {
+      refuseWhileDown();
       try {
         // Prepared (postgres.js caches them per connection by text): the hot statements
         // are parsed and planned once, not on every webhook.
@@ -41,27 +98,28 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Promis
         // A plain array, as PGlite gives (postgres.js returns its own Result subclass).
         return Array.from(rows) as unknown as T[];
       } catch (error) {
-        throw translate(error);
+        throw failed(error);
       }
     },
     async exec(script) {
+      refuseWhileDown();
       try {
         // No parameters: the simple protocol, which runs several statements.
         await target.unsafe(script);
       } catch (error) {
-        throw translate(error);
+        throw failed(error);
       }
     },
   });
-  let closed = false;
   const db: Database = {
     driver: "postgres",
     ...queryable(sql),
     async transaction(fn) {
+      refuseWhileDown();
       try {
         return await sql.begin((tx) => fn(queryable(tx))) as Awaited<ReturnType<typeof fn>>;
       } catch (error) {
-        throw translate(error);
+        throw failed(error);
       }
     },
     async listen(channel, onPayload) {

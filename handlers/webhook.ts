@@ -6,7 +6,9 @@
  *  3. the body is JSON (else 400 INVALID_JSON);
  *  4. it normalizes to a canonical signal (else 422 VALIDATION_FAILED);
  *  5. dedup + signal + job committed in one transaction (503 if the database
- *     is unreachable, and then nothing was written);
+ *     is unreachable: nothing was written, except in the rare case that the
+ *     connection died after the commit and before its answer, when the
+ *     re-send is answered DUPLICATE);
  * then 200 ACCEPTED, or 200 DUPLICATE with the original signal's id.
  * Every refusal is recorded in processing_errors with the secret removed.
  */
@@ -139,7 +141,7 @@ export function webhookHandler(deps: WebhookDeps) {
       log.error("Database unavailable, signal not stored: {error}", { error: String(error) });
       throw new ApiError(
         "DATABASE_UNAVAILABLE",
-        "Database unavailable; nothing was stored, retry",
+        "Database unavailable; retry (a re-send of the same alert is deduplicated)",
         {
           retryAfterSeconds: 5,
         },
