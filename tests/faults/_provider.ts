@@ -15,12 +15,12 @@ export interface FakeProvider {
 }
 
 /**
- * `behaviour(kind, symbol)` decides each answer; `slowMs` is how long "slow"
- * (and every "ok", when set) takes.
+ * `behaviour(kind, symbol)` decides each answer; "ok" takes `okDelayMs`
+ * (default 0), "slow" takes `slowMs` (default 500).
  */
 export function fakeProvider(
   behaviour: (kind: "context" | "gex", symbol: string) => Behaviour,
-  o: { slowMs?: number } = {},
+  o: { okDelayMs?: number; slowMs?: number } = {},
 ): FakeProvider {
   const requests = { context: 0, gex: 0 };
   const hung = new Set<() => void>();
@@ -34,7 +34,8 @@ export function fakeProvider(
       await new Promise<void>((resolve) => hung.add(resolve));
       return new Response("late", { status: 200 });
     }
-    if (b === "slow" || (b === "ok" && o.slowMs)) await delay(o.slowMs ?? 500);
+    if (b === "slow") await delay(o.slowMs ?? 500);
+    if (b === "ok" && o.okDelayMs) await delay(o.okDelayMs);
     if (b === "garbage") return new Response("\u0000<html>not json{{", { status: 200 });
     if (b === "error") return new Response("upstream down", { status: 502 });
     if (b === "wrong-shape") return Response.json({ spot: "a lot", trend: 42 });

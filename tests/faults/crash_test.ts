@@ -50,7 +50,7 @@ async function crashLoop(
 ): Promise<void> {
   // A context provider that takes 40 ms, so decisions take long enough that
   // a kill lands while jobs are claimed.
-  const provider = fakeProvider(() => "ok", { slowMs: 40 });
+  const provider = fakeProvider(() => "ok", { okDelayMs: 40 });
   const serviceEnv = {
     ...env,
     ENFORCE_MARKET_HOURS: "false",

@@ -71,7 +71,7 @@ Deno.test({
     const proxy = tcpProxy({ hostname: target.hostname, port: Number(target.port || 5432) });
     const viaProxy = new URL(scratch.url);
     viaProxy.host = `127.0.0.1:${proxy.port}`;
-    const provider = fakeProvider(() => "ok", { slowMs: 20 });
+    const provider = fakeProvider(() => "ok", { okDelayMs: 20 });
     const dataDir = await Deno.makeTempDir({ prefix: "optionstrat-outage-" });
     const prefix = `outage-${crypto.randomUUID().slice(0, 8)}`;
     let service: Service | null = null;

@@ -127,7 +127,7 @@ Deno.test({
     const dirs = [await Deno.makeTempDir(), await Deno.makeTempDir()];
     const services: Service[] = [];
     // Decisions that take a while (a 30 ms context lookup), so both workers get a share.
-    const provider = fakeProvider(() => "ok", { slowMs: 30 });
+    const provider = fakeProvider(() => "ok", { okDelayMs: 30 });
     const prefix = `two-${crypto.randomUUID().slice(0, 8)}`;
     try {
       for (const [i, dir] of dirs.entries()) {
