@@ -92,7 +92,7 @@ async function crashLoop(
     for (const r of resent) {
       assert.equal(r.outcome, 200, `re-send of ${r.alertId}: ${r.outcome} ${r.code ?? ""}`);
     }
-    await drained(service.base, 30_000);
+    await drained(service.base, 60_000);
     countReclaimed(service);
     service.child.kill("SIGTERM");
     assert.equal((await service.child.status).code, 0);

@@ -137,7 +137,7 @@ Deno.test({
       }
       for (const r of resent) assert.equal(r.outcome, 200, `re-send of ${r.alertId}: ${r.code}`);
       const drainStarted = Date.now();
-      await drained(service.base, 20_000);
+      await drained(service.base, 60_000);
       const drainMs = Date.now() - drainStarted;
       const gaveBack = service.lines.filter((l) => /Gave back \d+ claimed jobs/.test(l)).length;
 

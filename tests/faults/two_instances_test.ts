@@ -177,7 +177,7 @@ Deno.test({
       }
       assert.equal(signalIds.size, alerts.length, "two alerts were taken as one");
 
-      await Promise.all(services.map((s) => drained(s.base, 30_000)));
+      await Promise.all(services.map((s) => drained(s.base, 60_000)));
       const db = await scratch.open();
       const stored = await db.query<{ id: string; decisions: number }>(
         `select s.id::text, (select count(*)::integer from decisions d where d.signal_id = s.id)
