@@ -3,7 +3,7 @@
  * injected services (`createApp(deps)`), so tests run the real app against a
  * real database with `app.request(...)`.
  */
-import { type Context, Hono } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
 import { bodyLimit } from "hono/body-limit";
 import { getConnInfo } from "hono/deno";
@@ -119,7 +119,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         throw error;
       },
     }),
-    bodyLimit({
+    readBody(bodyLimit({
       maxSize: config.webhook.maxBodyBytes,
       onError: async (c) => {
         const error = new ApiError(
@@ -129,7 +129,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         await recordRejection(c as Context<AppEnv>, error, null);
         return errorResponse(c as Context<AppEnv>, error);
       },
-    }),
+    })),
   ] as const;
   app.post("/webhook", ...webhookGuards, webhook);
   app.post("/webhook/:token", ...webhookGuards, webhook);
@@ -223,6 +223,26 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     return errorResponse(c, new ApiError("INTERNAL_ERROR", "Internal error; it has been logged"));
   });
   return app;
+}
+
+/**
+ * `limit` (bodyLimit) reads a body sent without Content-Length (chunked)
+ * itself, before the handler: a client that goes away mid-body there gets the
+ * handler's 400 BAD_REQUEST, not a 500. Errors after it (the handler's) pass through.
+ */
+function readBody(limit: MiddlewareHandler<AppEnv>): MiddlewareHandler<AppEnv> {
+  return async function readBody(c, next) {
+    let reading = true;
+    try {
+      return await limit(c, async () => {
+        reading = false;
+        await next();
+      });
+    } catch (error) {
+      if (!reading || error instanceof HTTPException) throw error;
+      throw new ApiError("BAD_REQUEST", "Request body could not be read");
+    }
+  };
 }
 
 function errorResponse(c: Context<AppEnv>, error: ApiError): Response {
