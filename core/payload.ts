@@ -53,9 +53,10 @@ function storableAt(value: unknown, depth: number): unknown {
   if (typeof value !== "object" || value === null) return value;
   if (depth >= MAX_STORED_DEPTH) return "[nested too deep]";
   if (Array.isArray(value)) return value.map((v) => storableAt(v, depth + 1));
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) out[clean(k)] = storableAt(v, depth + 1);
-  return out;
+  // fromEntries defines own properties: a "__proto__" key stays data on any runtime.
+  return Object.fromEntries(
+    Object.entries(value).map(([k, v]) => [clean(k), storableAt(v, depth + 1)]),
+  );
 }
 
 function clean(s: string): string {
