@@ -94,6 +94,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     recordRejection,
     isAccepting: deps.isAccepting,
     now: deps.now,
+    secret: config.webhook.secret,
     signatureToleranceSeconds: config.webhook.signatureToleranceSeconds,
     onAck: (ms) => deps.ackLatency.record(ms),
   });

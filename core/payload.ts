@@ -108,3 +108,27 @@ export function secretFromText(text: string): string | null {
 export function payloadText(payload: unknown, limit = MAX_STORED_PAYLOAD): string {
   return redactText(JSON.stringify(storable(extractSecret(payload).payload)) ?? "", limit);
 }
+
+/**
+ * Shortest configured secret that is scrubbed wherever it appears: a
+ * shorter one (development only; production requires 16) would match
+ * ordinary text and mangle the stored alert.
+ */
+const MIN_SCRUBBED_SECRET = 8;
+
+/**
+ * `value` with every occurrence of the configured `secret` in its strings
+ * and keys replaced by "[redacted]": a sender that also put the secret
+ * somewhere other than `secret`/`passphrase` (in metadata, a comment) must
+ * not get it stored.
+ */
+export function scrubSecret<T>(value: T, secret: string | null): T {
+  if (secret === null || secret.length < MIN_SCRUBBED_SECRET) return value;
+  const scrub = (v: unknown): unknown => {
+    if (typeof v === "string") return v.replaceAll(secret, "[redacted]");
+    if (typeof v !== "object" || v === null) return v;
+    if (Array.isArray(v)) return v.map(scrub);
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [scrub(k), scrub(x)]));
+  };
+  return scrub(value) as T;
+}

@@ -21,6 +21,7 @@ import {
   extractSecret,
   payloadText,
   redactText,
+  scrubSecret,
   secretFromText,
   storable,
 } from "../core/payload.ts";
@@ -45,6 +46,8 @@ export interface WebhookDeps {
   recordRejection: (c: Context<AppEnv>, error: ApiError, payload: string | null) => Promise<void>;
   isAccepting: () => boolean;
   now: () => number;
+  /** The webhook secret, scrubbed from whatever is stored or logged of a body. */
+  secret: string | null;
   /** How long a signature's timestamp stays valid; dedup must outlast it. */
   signatureToleranceSeconds: number;
   /** Called with the acknowledgement time of every ACCEPTED or DUPLICATE answer. */
@@ -78,11 +81,14 @@ export function webhookHandler(deps: WebhookDeps) {
     } catch {
       isJson = false;
     }
-    const { secret: bodySecret, payload } = isJson
+    const extracted = isJson
       ? extractSecret(parsed)
       : { secret: secretFromText(text), payload: undefined };
+    const bodySecret = extracted.secret;
+    // From here on the alert never holds the secret, wherever the sender pasted it.
+    const payload = scrubSecret(extracted.payload, deps.secret);
     const shown = (limit?: number) =>
-      isJson ? payloadText(payload, limit) : redactText(text, limit);
+      isJson ? payloadText(payload, limit) : scrubSecret(redactText(text, limit), deps.secret);
 
     const auth = await deps.authenticator.verify({
       rawBody: raw,

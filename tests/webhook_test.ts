@@ -304,6 +304,23 @@ dbTest("the secret never reaches signals, processing_errors or the response", as
   assert.ok(!dump.includes("a-wrong-guess-of-the-secret"), "wrong secret stored");
 });
 
+dbTest("the secret pasted anywhere else in an alert is scrubbed before storing", async ({ db }) => {
+  const s = await testServices(db);
+  const body = JSON.stringify(uniqueSignal({
+    metadata: { note: `key=${SECRET}`, [SECRET]: 1 },
+    comment: [`${SECRET}${SECRET}`],
+  }));
+  const res = await s.app.request("/webhook", await signed(body));
+  assert.equal((await res.json()).status, "ACCEPTED");
+  const [row] = await db.query<{ raw_payload: Record<string, unknown> }>(
+    "select raw_payload from signals",
+  );
+  assert.deepEqual(row.raw_payload.metadata, { note: "key=[redacted]", "[redacted]": 1 });
+  assert.deepEqual(row.raw_payload.comment, ["[redacted][redacted]"]);
+  const dump = JSON.stringify(await db.query("select * from signals"));
+  assert.ok(!dump.includes(SECRET), "secret stored");
+});
+
 dbTest(
   "a signed timestamp's request is a duplicate for its whole replay window, not just the dedup TTL",
   async ({ db }) => {
