@@ -124,11 +124,15 @@ const MIN_SCRUBBED_SECRET = 8;
  */
 export function scrubSecret<T>(value: T, secret: string | null): T {
   if (secret === null || secret.length < MIN_SCRUBBED_SECRET) return value;
-  const scrub = (v: unknown): unknown => {
+  const scrub = (v: unknown, depth: number): unknown => {
     if (typeof v === "string") return v.replaceAll(secret, "[redacted]");
     if (typeof v !== "object" || v === null) return v;
-    if (Array.isArray(v)) return v.map(scrub);
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [scrub(k), scrub(x)]));
+    // As deep as anything is stored (storable); a body nested thousands deep must not overflow.
+    if (depth >= MAX_STORED_DEPTH) return "[nested too deep]";
+    if (Array.isArray(v)) return v.map((x) => scrub(x, depth + 1));
+    return Object.fromEntries(
+      Object.entries(v).map(([k, x]) => [scrub(k, depth), scrub(x, depth + 1)]),
+    );
   };
-  return scrub(value) as T;
+  return scrub(value, 0) as T;
 }

@@ -11,6 +11,7 @@ import {
   MAX_STORED_PAYLOAD,
   payloadText,
   redactText,
+  scrubSecret,
   storable,
 } from "../core/payload.ts";
 import { dbTest } from "./_db.ts";
@@ -242,4 +243,33 @@ Deno.test("payloadText() shows a parsed body without its secret, nested ones bla
   assert.equal(payloadText({ note: "a\u0000b" }), '{"note":"a\uFFFDb"}');
   assert.equal(payloadText([1, 2]), "[1,2]");
   assert.equal(payloadText(undefined), "");
+});
+
+Deno.test("scrubSecret() leaves no copy of the secret in any key or string, and changes nothing else", () => {
+  const secret = "s3cret-value-01";
+  const withSecret = fc.oneof(
+    fc.string(),
+    fc.string().map((s) => `${s}${secret}${s}`),
+  );
+  fc.assert(
+    fc.property(
+      fc.jsonValue({ maxDepth: 5 }),
+      fc.dictionary(withSecret, fc.oneof(withSecret, fc.integer())),
+      (value, planted) => {
+        const input = { value, planted };
+        const out = scrubSecret(input, secret);
+        assert.ok(!JSON.stringify(out).includes(secret));
+        // Without the secret in it, a value comes back equal.
+        if (!JSON.stringify(value).includes(secret)) assert.deepEqual(out.value, value);
+        assert.equal(scrubSecret(input, null), input);
+      },
+    ),
+    { numRuns: 200 },
+  );
+  assert.deepEqual(scrubSecret({ a: `x${secret}y`, [secret]: [secret] }, secret), {
+    a: "x[redacted]y",
+    "[redacted]": ["[redacted]"],
+  });
+  // A short development secret would match ordinary text: left alone.
+  assert.deepEqual(scrubSecret({ a: "abc" }, "b"), { a: "abc" });
 });
