@@ -160,8 +160,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   // Everything below needs the operator token when one is set.
   if (config.operatorToken !== null) {
-    const refusal = (message: string) => (c: Context) =>
-      errorBody(new ApiError("UNAUTHORIZED", message), c.get("requestId") ?? "");
+    const refusal =
+      (message: string, code: "UNAUTHORIZED" | "BAD_REQUEST" = "UNAUTHORIZED") => (c: Context) =>
+        errorBody(new ApiError(code, message), c.get("requestId") ?? "");
     app.use(
       "*",
       bearerAuth({
@@ -170,7 +171,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
           message: refusal("Operator token required (Authorization: Bearer <token>)"),
         },
         invalidAuthenticationHeader: {
-          message: refusal("Authorization header must be: Bearer <token>"),
+          // Hono answers a malformed header 400 (RFC 6750 invalid_request): the code says so too.
+          message: refusal("Authorization header must be: Bearer <token>", "BAD_REQUEST"),
         },
         invalidToken: { message: refusal("Operator token is not valid") },
       }),
