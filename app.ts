@@ -96,6 +96,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     now: deps.now,
     secret: config.webhook.secret,
     signatureToleranceSeconds: config.webhook.signatureToleranceSeconds,
+    ingestDeadlineMs: config.webhook.ingestDeadlineMs,
     onAck: (ms) => deps.ackLatency.record(ms),
   });
   const webhookGuards = [

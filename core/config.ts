@@ -36,6 +36,8 @@ export interface Config {
     secret: string | null;
     maxBodyBytes: number;
     signatureToleranceSeconds: number;
+    /** Longest a webhook waits for its commit before answering 503 (inside TradingView's 3 s). */
+    ingestDeadlineMs: number;
     /** CIDRs allowed to post; null when the allowlist is off. */
     ipAllowlist: string[] | null;
     /**
@@ -97,6 +99,7 @@ const EnvSchema = z.object({
   WEBHOOK_SECRET: optionalText.default(null),
   WEBHOOK_MAX_BODY_BYTES: int(256, 10 * 1024 * 1024).default(64 * 1024),
   SIGNATURE_TOLERANCE_SECONDS: int(1, 3600).default(300),
+  INGEST_DEADLINE_MS: int(100, 2900).default(2000),
   WEBHOOK_IP_ALLOWLIST: optionalText.default(null),
   CLIENT_IP_HEADER: optionalText.default(null),
   RATE_LIMIT_PER_MINUTE: int(1, 10_000_000).default(1200),
@@ -199,6 +202,7 @@ export function loadConfig(raw: Record<string, string | undefined>): LoadedConfi
         secret: e.WEBHOOK_SECRET,
         maxBodyBytes: e.WEBHOOK_MAX_BODY_BYTES,
         signatureToleranceSeconds: e.SIGNATURE_TOLERANCE_SECONDS,
+        ingestDeadlineMs: e.INGEST_DEADLINE_MS,
         ipAllowlist: ipAllowlist as string[] | null,
         // TradingView's senders are shared by all its users: with a secret
         // set, a listed address is a condition, never a credential.

@@ -6,9 +6,10 @@
  *  3. the body is JSON (else 400 INVALID_JSON);
  *  4. it normalizes to a canonical signal (else 422 VALIDATION_FAILED);
  *  5. dedup + signal + job committed in one transaction (503 if the database
- *     is unreachable: nothing was written, except in the rare case that the
- *     connection died after the commit and before its answer, when the
- *     re-send is answered DUPLICATE);
+ *     is unreachable or has not committed within `ingestDeadlineMs`: nothing
+ *     was written, except when the connection died after the commit and
+ *     before its answer, or a commit queued in the driver lands late; then
+ *     the re-send is answered DUPLICATE);
  * then 200 ACCEPTED, or 200 DUPLICATE with the original signal's id.
  * Every refusal is recorded in processing_errors with the secret removed.
  */
@@ -27,7 +28,7 @@ import {
 } from "../core/payload.ts";
 import { normalizeSignal } from "../core/signal.ts";
 import type { GroupCommit } from "../db/group_commit.ts";
-import { isUnavailable } from "../db/port.ts";
+import { DatabaseUnavailableError, isUnavailable } from "../db/port.ts";
 import type { IngestOutcome, SignalRecord } from "../db/signals.ts";
 import type { AppEnv } from "../app_env.ts";
 import { logger } from "../logging.ts";
@@ -52,6 +53,13 @@ export interface WebhookDeps {
   signatureToleranceSeconds: number;
   /** Called with the acknowledgement time of every ACCEPTED or DUPLICATE answer. */
   onAck?: (ms: number) => void;
+  /**
+   * Longest a webhook waits for its commit before answering 503: inside
+   * TradingView's 3 s, so it re-sends instead of giving up. A commit still
+   * queued in the driver (a connection that broke as it was sent waits for
+   * the next one) may land later; its re-send is then answered DUPLICATE.
+   */
+  ingestDeadlineMs: number;
 }
 
 export function webhookHandler(deps: WebhookDeps) {
@@ -140,8 +148,18 @@ export function webhookHandler(deps: WebhookDeps) {
       correlationId,
     };
     let outcome: IngestOutcome;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      outcome = await deps.ingest.submit(record);
+      outcome = await Promise.race([
+        deps.ingest.submit(record),
+        new Promise<never>((_, reject) => {
+          const ms = deps.ingestDeadlineMs;
+          timer = setTimeout(
+            () => reject(new DatabaseUnavailableError(`no commit within ${ms} ms`)),
+            ms,
+          );
+        }),
+      ]);
     } catch (error) {
       if (!isUnavailable(error)) throw error;
       log.error("Database unavailable, signal not stored: {error}", { error: String(error) });
@@ -152,6 +170,8 @@ export function webhookHandler(deps: WebhookDeps) {
           retryAfterSeconds: 5,
         },
       );
+    } finally {
+      clearTimeout(timer);
     }
 
     const processingTimeMs = Math.round((performance.now() - started) * 100) / 100;

@@ -235,6 +235,35 @@ dbTest(
   { drivers: ["postgres"] },
 );
 
+dbTest(
+  "a commit that does not come within the ingest deadline is 503; if it lands late the re-send is DUPLICATE",
+  async ({ db, connectAgain }) => {
+    const s = await testServices(db, { env: { INGEST_DEADLINE_MS: "300" } });
+    const init = await signed(JSON.stringify(uniqueSignal()));
+    // Another session holds the ingest order lock: the commit waits inside the database.
+    const other = await connectAgain();
+    let answered!: Response;
+    let waitedMs = 0;
+    await other.transaction(async (tx) => {
+      await tx.query("select pg_advisory_xact_lock(727003)");
+      const started = performance.now();
+      answered = await s.app.request("/webhook", init);
+      waitedMs = performance.now() - started;
+    });
+    assert.equal(answered.status, 503);
+    assert.equal((await answered.json()).error.code, "DATABASE_UNAVAILABLE");
+    assert.ok(Number(answered.headers.get("retry-after")) > 0);
+    assert.ok(waitedMs < 3_000, `answered after ${waitedMs} ms`);
+    // The lock is gone: the late commit lands, and TradingView's re-send finds it.
+    await s.ingest.drain();
+    const resent = await s.app.request("/webhook", init);
+    assert.equal((await resent.json()).status, "DUPLICATE");
+    assert.equal(await countRows(db, "signals"), 1);
+    assert.equal(await countRows(db, "pipeline_jobs"), 1);
+  },
+  { drivers: ["postgres"] },
+);
+
 dbTest("text/plain alert messages are parsed like JSON ones", async ({ db }) => {
   const s = await testServices(db);
   const init = await signed(JSON.stringify(uniqueSignal()));
