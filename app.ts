@@ -93,6 +93,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     ingest: deps.ingest,
     recordRejection,
     isAccepting: deps.isAccepting,
+    databaseUnavailable: () => deps.db.unavailable?.() ?? null,
     now: deps.now,
     secret: config.webhook.secret,
     signatureToleranceSeconds: config.webhook.signatureToleranceSeconds,

@@ -9,6 +9,7 @@ import { ConfigError, loadConfig } from "./core/config.ts";
 import { loadMigrations, migrate } from "./db/migrate.ts";
 import { logger, setupLogging } from "./logging.ts";
 import { compose, newWorkerId, openDatabase } from "./compose.ts";
+import { isClosedSocketWriteRace } from "./db/postgres.ts";
 
 /**
  * How long a graceful stop may take. It normally takes well under a second:
@@ -86,6 +87,21 @@ export async function shutDown(
   }
 }
 
+/**
+ * Keeps the process alive through postgres.js's write on a closed connection
+ * (db/postgres.ts isClosedSocketWriteRace), and only through that.
+ */
+export function guardDriverRace(): void {
+  const log = logger("main");
+  globalThis.addEventListener("error", (event) => {
+    if (!isClosedSocketWriteRace(event.error)) return;
+    event.preventDefault();
+    log.warn("Ignored a postgres.js write on an already closed connection: {error}", {
+      error: String(event.error),
+    });
+  });
+}
+
 async function main(): Promise<number> {
   let loaded;
   try {
@@ -101,6 +117,7 @@ async function main(): Promise<number> {
   await setupLogging({ level: config.logLevel });
   const log = logger("main");
   for (const warning of warnings) log.warn("{warning}", { warning });
+  guardDriverRace();
 
   const workerId = newWorkerId(config);
   const db = await openDatabase(config, { workerId });

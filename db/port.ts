@@ -30,6 +30,12 @@ export interface Database extends Queryable {
   /** Subscribes to NOTIFY on `channel`; resolves to an unsubscribe function. */
   listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
+  /**
+   * Why the database is known to be unreachable right now, or null. Calls
+   * made meanwhile fail at once; callers that queue work of their own (the
+   * ingest's group commit) ask first instead of queuing behind hung calls.
+   */
+  unavailable?(): string | null;
 }
 
 /** The database could not be reached or refused service; the caller may retry later. */

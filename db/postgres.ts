@@ -6,12 +6,14 @@
  *
  * Fail fast while the server is gone: postgres.js queues a query until it
  * has a connection again, so during an outage a webhook would wait past
- * TradingView's 3 s instead of getting its 503. A connection-level failure
- * starts a probe (`select 1`); if that fails too (one killed session is not
- * an outage), the database is down: until a probe, repeated every
- * PROBE_INTERVAL_MS, succeeds, every call is refused at once with
- * DatabaseUnavailableError and never reaches the driver, so nothing refused
- * can be written later.
+ * TradingView's 3 s instead of getting its 503. A connection-level failure,
+ * or a call unanswered for PROBE_DEADLINE_MS, starts a probe (`select 1`); if
+ * that fails too, or gets no answer within PROBE_DEADLINE_MS while no other
+ * call got one either (a partition: silence, no error), the database is down
+ * (one killed session, or a slow query, is not an outage): until a probe succeeds, every call
+ * is refused at once with DatabaseUnavailableError and never reaches the
+ * driver, so nothing refused can be written later. A failed probe is
+ * repeated every PROBE_INTERVAL_MS; an unanswered one is waited for.
  */
 import postgres from "postgres";
 import {
@@ -23,6 +25,7 @@ import {
 } from "./port.ts";
 
 const PROBE_INTERVAL_MS = 250;
+const PROBE_DEADLINE_MS = 1_000;
 
 export interface PostgresOptions {
   /** Pool size. */
@@ -49,6 +52,22 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Promis
   let closed = false;
   let down: { since: number; reason: string } | null = null;
   let probing = false;
+  /** When any call last got an answer from the server. */
+  let lastAnswerAt = 0;
+
+  /** Awaits a driver call; one unanswered for PROBE_DEADLINE_MS starts the probe. */
+  async function watched<T>(call: Promise<T>): Promise<T> {
+    const timer = setTimeout(() => {
+      if (!probing && !closed) void probeUntilUp(`no answer in ${PROBE_DEADLINE_MS} ms`);
+    }, PROBE_DEADLINE_MS);
+    try {
+      const result = await call;
+      lastAnswerAt = performance.now();
+      return result;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 
   function refuseWhileDown(): void {
     if (down === null) return;
@@ -72,15 +91,28 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Promis
     try {
       for (let first = true; !closed; first = false) {
         if (!first) await new Promise((resolve) => setTimeout(resolve, PROBE_INTERVAL_MS));
-        try {
-          await sql`select 1`;
+        // Not cancelled on its deadline (cancelling a queued postgres.js query
+        // mid-outage crashed the process in a test): waited for instead.
+        const sent = performance.now();
+        const probe = sql`select 1`.then(() => true, () => false);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<"late">((resolve) => {
+          timer = setTimeout(() => resolve("late"), PROBE_DEADLINE_MS);
+        });
+        let answer = await Promise.race([probe, late]);
+        clearTimeout(timer);
+        if (answer === "late") {
+          // A saturated pool answers other calls meanwhile; a partition answers none.
+          if (lastAnswerAt < sent) {
+            down ??= { since: Date.now(), reason: `${reason}; no answer to a probe` };
+          }
+          answer = await probe;
+        }
+        if (answer) {
           down = null;
           return;
-        } catch {
-          down ??= { since: Date.now(), reason };
-          // Still gone: try again. (Not cancelled on a deadline: cancelling a
-          // queued postgres.js query mid-outage crashed the process in a test.)
         }
+        down ??= { since: Date.now(), reason };
       }
     } finally {
       probing = false;
@@ -94,7 +126,7 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Promis
         // Prepared (postgres.js caches them per connection by text): the hot statements
         // are parsed and planned once, not on every webhook.
         // deno-lint-ignore no-explicit-any
-        const rows = await target.unsafe(text, (params ?? []) as any[], { prepare: true });
+        const rows = await watched(target.unsafe(text, (params ?? []) as any[], { prepare: true }));
         // A plain array, as PGlite gives (postgres.js returns its own Result subclass).
         return Array.from(rows) as unknown as T[];
       } catch (error) {
@@ -105,7 +137,7 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Promis
       refuseWhileDown();
       try {
         // No parameters: the simple protocol, which runs several statements.
-        await target.unsafe(script);
+        await watched(target.unsafe(script));
       } catch (error) {
         throw failed(error);
       }
@@ -114,6 +146,7 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Promis
   const db: Database = {
     driver: "postgres",
     ...queryable(sql),
+    unavailable: () => down === null ? null : down.reason,
     async transaction(fn) {
       refuseWhileDown();
       try {
@@ -138,6 +171,19 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Promis
     },
   };
   return Promise.resolve(db);
+}
+
+/**
+ * postgres.js 3.4 under Deno: when a connection closes while a write of it
+ * is scheduled (setImmediate), that write can still run after the socket is
+ * gone and throws "Cannot read properties of null (reading 'write')" from
+ * connection.js, uncaught, which would end the process mid-outage (seen in
+ * the outage fault test). The connection is closed already and reconnects;
+ * main.ts swallows exactly this error and logs it.
+ */
+export function isClosedSocketWriteRace(error: unknown): boolean {
+  return error instanceof TypeError && /\(reading 'write'\)/.test(error.message) &&
+    /postgres\/src\/connection\.js/.test(error.stack ?? "");
 }
 
 function translate(error: unknown): unknown {

@@ -46,6 +46,8 @@ export interface WebhookDeps {
   /** Records a refused request; must not throw. */
   recordRejection: (c: Context<AppEnv>, error: ApiError, payload: string | null) => Promise<void>;
   isAccepting: () => boolean;
+  /** Why the database is known to be down, or null (db/port.ts Database.unavailable). */
+  databaseUnavailable: () => string | null;
   now: () => number;
   /** The webhook secret, scrubbed from whatever is stored or logged of a body. */
   secret: string | null;
@@ -150,6 +152,9 @@ export function webhookHandler(deps: WebhookDeps) {
     let outcome: IngestOutcome;
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
+      // Known down: answer now rather than queue behind flushes that hang (a partition).
+      const down = deps.databaseUnavailable();
+      if (down !== null) throw new DatabaseUnavailableError(down);
       outcome = await Promise.race([
         deps.ingest.submit(record),
         new Promise<never>((_, reject) => {
