@@ -1084,7 +1084,7 @@ const generalCases: fc.Arbitrary<Case> = fc.oneof(
  * other tests well over 10,000 requests (over 10,000 on PGlite alone, when
  * Postgres is skipped), within the suite's time budget.
  */
-const SHARE = { pglite: POSTGRES_REACHABLE ? 0.6 : 0.8, postgres: 0.3 } as const;
+const SHARE = { pglite: POSTGRES_REACHABLE ? 0.5 : 0.8, postgres: 0.3 } as const;
 
 interface Category {
   name: string;

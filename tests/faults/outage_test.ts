@@ -17,7 +17,7 @@ import { tcpProxy } from "./_proxy.ts";
 import { fakeProvider } from "./_provider.ts";
 import { assertClean, audit, deliver, drained, type Sent, stream } from "./_traffic.ts";
 
-const OUTAGE_MS = 4_000;
+const OUTAGE_MS = 3_000;
 /** TradingView gives up on a webhook after 3 s. */
 const TRADINGVIEW_TIMEOUT_MS = 3_000;
 
@@ -86,14 +86,14 @@ async function outageUnderLoad(mode: "cut" | "stall"): Promise<void> {
     });
     const health = sampleHealth(service.base);
     const s = stream([service.base], { prefix, clients: 8, pauseMs: 50 });
-    await delay(1_500);
+    await delay(1_000);
     const cutAt = Date.now();
     if (mode === "cut") proxy.cut();
     else proxy.stall();
     await delay(OUTAGE_MS);
     const restoredAt = Date.now();
     proxy.restore();
-    await delay(3_000);
+    await delay(2_000);
     s.stop();
     await s.done;
     await health.stop();
