@@ -62,6 +62,16 @@ export async function waitFor<T>(
   throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last}` : ""}`);
 }
 
+/** What a child Deno process needs of this one's environment (where Deno and its cache are). */
+export function inheritedEnv(): Record<string, string> {
+  const inherited: Record<string, string> = {};
+  for (const name of ["PATH", "HOME", "DENO_DIR", "TMPDIR", "XDG_CACHE_HOME"]) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) inherited[name] = value;
+  }
+  return inherited;
+}
+
 /**
  * Starts `deno run --allow-all main.ts` with only `env` (plus PATH, HOME,
  * DENO_DIR) and waits until it answers. `port` reuses an address (a restart).
@@ -71,17 +81,12 @@ export async function startService(
   options: { port?: number; readyTimeoutMs?: number } = {},
 ): Promise<Service> {
   const port = options.port ?? freePort();
-  const inherited: Record<string, string> = {};
-  for (const name of ["PATH", "HOME", "DENO_DIR", "TMPDIR", "XDG_CACHE_HOME"]) {
-    const value = Deno.env.get(name);
-    if (value !== undefined) inherited[name] = value;
-  }
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", "main.ts"],
     cwd: ROOT,
     clearEnv: true,
     env: {
-      ...inherited,
+      ...inheritedEnv(),
       NO_COLOR: "1",
       NODE_ENV: "development",
       LOG_LEVEL: "info",

@@ -37,6 +37,7 @@ import type { Database } from "../../db/port.ts";
 import { setupLogging } from "../../logging.ts";
 import { SECRET, signed, standardWebhooks, testServices, uniqueSignal } from "../_app.ts";
 import { dbTest, POSTGRES_REACHABLE } from "../_db.ts";
+import { freePort, inheritedEnv } from "../_service.ts";
 
 /** 2024-01-29T12:00:00Z. A fixed clock puts the window's edges at exact skews. */
 const NOW_S = 1_706_529_600;
@@ -2193,13 +2194,6 @@ dbTest(
 
 // --- production start-up --------------------------------------------------------------------
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
-  return port;
-}
-
 interface StartAttempt {
   code: number;
   output: string;
@@ -2210,18 +2204,13 @@ interface StartAttempt {
 /** Starts `deno run main.ts` in production with only `env` set; watches the port until it exits. */
 async function startInProduction(env: Record<string, string>): Promise<StartAttempt> {
   const port = freePort();
-  const inherited: Record<string, string> = {};
-  for (const name of ["PATH", "HOME", "DENO_DIR", "TMPDIR", "XDG_CACHE_HOME"]) {
-    const value = Deno.env.get(name);
-    if (value !== undefined) inherited[name] = value;
-  }
   const started = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", "main.ts"],
     cwd: ROOT,
     clearEnv: true,
     env: {
-      ...inherited,
+      ...inheritedEnv(),
       NO_COLOR: "1",
       NODE_ENV: "production",
       PORT: String(port),

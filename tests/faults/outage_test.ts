@@ -28,8 +28,13 @@ interface HealthSample {
   ms: number;
 }
 
-/** Samples GET /health every 100 ms until stopped. */
-function sampleHealth(base: string): { samples: HealthSample[]; stop(): Promise<void> } {
+/**
+ * Samples GET /health every 100 ms; stop() waits for a 200 after `since`
+ * (at most `limitMs`), so a slow recovery is measured, not cut off.
+ */
+function sampleHealth(
+  base: string,
+): { samples: HealthSample[]; stop(since: number, limitMs: number): Promise<void> } {
   const samples: HealthSample[] = [];
   let running = true;
   const done = (async () => {
@@ -52,7 +57,11 @@ function sampleHealth(base: string): { samples: HealthSample[]; stop(): Promise<
   })();
   return {
     samples,
-    async stop() {
+    async stop(since, limitMs) {
+      const until = Date.now() + limitMs;
+      while (!samples.some((h) => h.at >= since && h.status === 200) && Date.now() < until) {
+        await delay(50);
+      }
       running = false;
       await done;
     },
@@ -96,7 +105,7 @@ async function outageUnderLoad(mode: "cut" | "stall"): Promise<void> {
     await delay(2_000);
     s.stop();
     await s.done;
-    await health.stop();
+    await health.stop(restoredAt, 10_000);
 
     const before = s.sent.filter((x) => x.at! < cutAt);
     const during = s.sent.filter((x) => x.at! >= cutAt + 50 && x.at! < restoredAt);
