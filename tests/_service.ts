@@ -72,6 +72,19 @@ export function inheritedEnv(): Record<string, string> {
   return inherited;
 }
 
+/** `deno run --allow-all main.ts` with only `env` (and inheritedEnv()), output piped. */
+export function spawnMain(env: Record<string, string>): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "main.ts"],
+    cwd: ROOT,
+    clearEnv: true,
+    env: { ...inheritedEnv(), NO_COLOR: "1", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
 /**
  * Starts `deno run --allow-all main.ts` with only `env` (plus PATH, HOME,
  * DENO_DIR) and waits until it answers. `port` reuses an address (a restart).
@@ -81,25 +94,15 @@ export async function startService(
   options: { port?: number; readyTimeoutMs?: number } = {},
 ): Promise<Service> {
   const port = options.port ?? freePort();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "main.ts"],
-    cwd: ROOT,
-    clearEnv: true,
-    env: {
-      ...inheritedEnv(),
-      NO_COLOR: "1",
-      NODE_ENV: "development",
-      LOG_LEVEL: "info",
-      PORT: String(port),
-      WEBHOOK_SECRET: SECRET,
-      // The stream comes from one address; the default per-address limit is not under test.
-      RATE_LIMIT_PER_MINUTE: "1000000",
-      ...env,
-    },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = spawnMain({
+    NODE_ENV: "development",
+    LOG_LEVEL: "info",
+    PORT: String(port),
+    WEBHOOK_SECRET: SECRET,
+    // The stream comes from one address; the default per-address limit is not under test.
+    RATE_LIMIT_PER_MINUTE: "1000000",
+    ...env,
+  });
   const lines: string[] = [];
   const errors: string[] = [];
   const waiters = new Set<() => void>();

@@ -37,7 +37,7 @@ import type { Database } from "../../db/port.ts";
 import { setupLogging } from "../../logging.ts";
 import { SECRET, signed, standardWebhooks, testServices, uniqueSignal } from "../_app.ts";
 import { dbTest, POSTGRES_REACHABLE } from "../_db.ts";
-import { freePort, inheritedEnv } from "../_service.ts";
+import { freePort, spawnMain } from "../_service.ts";
 
 /** 2024-01-29T12:00:00Z. A fixed clock puts the window's edges at exact skews. */
 const NOW_S = 1_706_529_600;
@@ -47,7 +47,6 @@ const TOLERANCE_S = 300;
 const LIMIT = 64 * 1024;
 /** app.request() has no socket, so every request shares one rate-limit key. */
 const ENV = { RATE_LIMIT_PER_MINUTE: "10000000" };
-const ROOT = new URL("../../", import.meta.url);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -2205,23 +2204,13 @@ interface StartAttempt {
 async function startInProduction(env: Record<string, string>): Promise<StartAttempt> {
   const port = freePort();
   const started = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "main.ts"],
-    cwd: ROOT,
-    clearEnv: true,
-    env: {
-      ...inheritedEnv(),
-      NO_COLOR: "1",
-      NODE_ENV: "production",
-      PORT: String(port),
-      // Unreachable: a process that got past its config would fail here, not listen.
-      DATABASE_URL: "postgres://nobody@127.0.0.1:9/nowhere",
-      ...env,
-    },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = spawnMain({
+    NODE_ENV: "production",
+    PORT: String(port),
+    // Unreachable: a process that got past its config would fail here, not listen.
+    DATABASE_URL: "postgres://nobody@127.0.0.1:9/nowhere",
+    ...env,
+  });
   let exited = false;
   const output = child.output().finally(() => exited = true);
   const killer = setTimeout(() => {
