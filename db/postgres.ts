@@ -10,10 +10,10 @@
  * or a call unanswered for PROBE_DEADLINE_MS, starts a probe (`select 1`); if
  * that fails too, or gets no answer within PROBE_DEADLINE_MS while no other
  * call got one either (a partition: silence, no error), the database is down
- * (one killed session, or a slow query, is not an outage): until a probe succeeds, every call
- * is refused at once with DatabaseUnavailableError and never reaches the
- * driver, so nothing refused can be written later. A failed probe is
- * repeated every PROBE_INTERVAL_MS; an unanswered one is waited for.
+ * (one killed session, or a slow query, is not an outage): until a probe
+ * succeeds, every call is refused at once with DatabaseUnavailableError and
+ * never reaches the driver, so nothing refused can be written later. A failed
+ * probe is repeated every PROBE_INTERVAL_MS; an unanswered one is waited for.
  */
 import postgres from "postgres";
 import {
