@@ -13,12 +13,11 @@
 import assert from "node:assert/strict";
 import { openPglite } from "../db/pglite.ts";
 import type { Database } from "../db/port.ts";
-import { openPostgres } from "../db/postgres.ts";
 import { setupLogging } from "../logging.ts";
 import { shutDown, SHUTDOWN_DEADLINE_MS } from "../main.ts";
 import { countRows, signed, testServices, uniqueSignal } from "./_app.ts";
-import { dbTest, POSTGRES_REACHABLE, TEST_DATABASE_URL } from "./_db.ts";
-import { delay, IN_CI, seedPglite, startService } from "./_service.ts";
+import { dbTest, POSTGRES_REACHABLE } from "./_db.ts";
+import { delay, IN_CI, scratchPostgres, seedPglite, startService } from "./_service.ts";
 /** How long the child may take from SIGTERM to exit before the test calls it a hang. */
 const EXIT_LIMIT_MS = 10_000;
 
@@ -307,20 +306,15 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     // An empty database: the service migrates it at start-up, as a new deploy does.
-    const name = `ostest_shutdown_${Date.now()}_${crypto.randomUUID().slice(0, 8)}`;
-    const admin = await openPostgres(TEST_DATABASE_URL, { max: 1 });
-    const url = new URL(TEST_DATABASE_URL);
-    url.pathname = `/${name}`;
+    const scratch = await scratchPostgres("shutdown");
     const dataDir = await Deno.makeTempDir({ prefix: "optionstrat-shutdown-" });
     try {
-      await admin.exec(`create database ${name}`);
       await shutdownMidStream(
-        { DATABASE_URL: url.toString(), DATA_DIR: dataDir },
-        () => openPostgres(url.toString(), { max: 2 }),
+        { DATABASE_URL: scratch.url, DATA_DIR: dataDir },
+        () => scratch.open(),
       );
     } finally {
-      await admin.exec(`drop database if exists ${name} with (force)`).catch(() => {});
-      await admin.close();
+      await scratch.drop();
       await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     }
   },
