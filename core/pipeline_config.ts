@@ -16,6 +16,13 @@ export interface WorkerConfig {
   claimTimeoutSeconds: number;
   /** Fallback poll when no NOTIFY arrives. */
   pollMs: number;
+  /**
+   * Longest a claim waits for this instance's webhook commits to go quiet:
+   * acknowledgements first (TradingView gives up after 3 s), decisions in
+   * the gaps, but at least one claim this often while webhooks never stop.
+   * 0 = never wait.
+   */
+  maxDeferMs: number;
   /** How often expired dedup keys and old events are deleted (and PGlite vacuumed). */
   maintenanceSeconds: number;
   /** Live events older than this are deleted (a reconnecting client can catch up this far). */
@@ -157,6 +164,7 @@ export function pipelineConfigFromEnv(
       maxAttempts: int("JOB_MAX_ATTEMPTS", 5, 1, 100),
       claimTimeoutSeconds: int("JOB_CLAIM_TIMEOUT_SECONDS", 60, 5, 3600),
       pollMs: int("WORKER_POLL_MS", 500, 10, 60_000),
+      maxDeferMs: int("WORKER_MAX_DEFER_MS", 100, 0, 5_000),
       maintenanceSeconds: int("MAINTENANCE_INTERVAL_SECONDS", 300, 10, 86_400),
       eventsRetentionDays: int("EVENTS_RETENTION_DAYS", 7, 1, 3650),
     },

@@ -23,6 +23,10 @@ export interface GroupCommit<I, O> {
   submit(item: I): Promise<O>;
   /** Resolves when nothing is queued or in flight. */
   drain(): Promise<void>;
+  /** Something is queued or in flight. */
+  busy(): boolean;
+  /** Resolves when nothing is queued or in flight, or after `maxMs`, whichever is first. */
+  whenIdle(maxMs: number): Promise<void>;
 }
 
 interface Waiter<I, O> {
@@ -43,7 +47,8 @@ export function createGroupCommit<I, O>(
   const queue: Waiter<I, O>[] = [];
   let inFlight = 0;
   let scheduled = false;
-  let idle: (() => void)[] = [];
+  const idle = new Set<() => void>();
+  const busy = () => queue.length > 0 || inFlight > 0;
 
   function schedule() {
     if (scheduled) return;
@@ -63,8 +68,8 @@ export function createGroupCommit<I, O>(
         inFlight--;
         if (queue.length > 0) pump();
         else if (inFlight === 0) {
-          const waiting = idle;
-          idle = [];
+          const waiting = [...idle];
+          idle.clear();
           for (const done of waiting) done();
         }
       });
@@ -118,8 +123,21 @@ export function createGroupCommit<I, O>(
       });
     },
     drain() {
-      if (queue.length === 0 && inFlight === 0) return Promise.resolve();
-      return new Promise((resolve) => idle.push(resolve));
+      if (!busy()) return Promise.resolve();
+      return new Promise((resolve) => idle.add(resolve));
+    },
+    busy,
+    whenIdle(maxMs) {
+      if (!busy()) return Promise.resolve();
+      return new Promise((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          idle.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, maxMs);
+        idle.add(done);
+      });
     },
   };
 }

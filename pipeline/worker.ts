@@ -47,6 +47,14 @@ export interface WorkerDeps {
   now: () => number;
   /** Called after each committed decision, with its job (metrics, tests). */
   onDecision?: (recorded: RecordedDecision, job: ClaimedJob) => void;
+  /** This instance's webhook commits, which go first (`config.maxDeferMs`). */
+  ingest?: IngestActivity;
+}
+
+/** What the worker needs to know of the ingest's group commit (db/group_commit.ts). */
+export interface IngestActivity {
+  busy(): boolean;
+  whenIdle(maxMs: number): Promise<void>;
 }
 
 export interface Worker {
@@ -153,9 +161,28 @@ export function createWorker(deps: WorkerDeps): Worker {
     }
   }
 
+  /** When this worker last claimed or finished a batch (or was created), whichever is latest. */
+  let lastWorkAt = performance.now();
+  /**
+   * Waits, at most until `maxDeferMs` after the worker's last claim or
+   * finished batch, while webhook
+   * commits are queued or in flight: a claim and its decision compete with
+   * them for the database (PGlite's one thread; on Postgres the ingest order
+   * lock and the cores), so under a burst the acknowledgements go first and
+   * the decisions follow in larger batches. At low load nothing waits.
+   */
+  async function yieldToIngest(): Promise<void> {
+    const { ingest } = deps;
+    if (ingest === undefined || !ingest.busy()) return;
+    const left = config.maxDeferMs - (performance.now() - lastWorkAt);
+    if (left > 0) await ingest.whenIdle(left);
+  }
+
   /** Claims a batch (one job per symbol) and starts deciding it; returns how many were claimed. */
   async function claimAndStart(): Promise<number> {
     if (active.size >= config.concurrency) return 0;
+    await yieldToIngest();
+    lastWorkAt = performance.now();
     poked = false; // whatever arrives from here on is seen by this claim or wakes the next
     const jobs = await claimJobs(db, workerId, config.batchSize);
     if (!running && loopDone !== null) {
@@ -167,6 +194,7 @@ export function createWorker(deps: WorkerDeps): Worker {
     activeJobs += jobs.length;
     for (const job of jobs) activeIds.add(job.id);
     const task: Promise<void> = processBatch(jobs).finally(() => {
+      lastWorkAt = performance.now();
       activeJobs -= jobs.length;
       for (const job of jobs) activeIds.delete(job.id);
       active.delete(task);

@@ -3,10 +3,14 @@
  * job -> worker -> decision, positions and events, with every stage timed.
  */
 import assert from "node:assert/strict";
+import type { Services } from "../compose.ts";
 import type { Database } from "../db/port.ts";
+import { createWorker, type IngestActivity } from "../pipeline/worker.ts";
 import { countRows } from "./_app.ts";
+import { delay } from "./_service.ts";
 import { dbTest } from "./_db.ts";
 import {
+  type Clock,
   clock,
   decisionFor,
   pipelineServices,
@@ -301,4 +305,83 @@ dbTest(
       "done",
     ]]);
   },
+);
+
+/** A stand-in for the ingest's group commit that stays busy until `quiet()` is called. */
+function busyIngest() {
+  const waits: number[] = [];
+  const quietWaiters = new Set<() => void>();
+  let busy = true;
+  return {
+    waits,
+    busy: () => busy,
+    whenIdle(maxMs: number): Promise<void> {
+      waits.push(maxMs);
+      if (!busy) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        const timer = setTimeout(done, maxMs);
+        function done() {
+          clearTimeout(timer);
+          quietWaiters.delete(done);
+          resolve();
+        }
+        quietWaiters.add(done);
+      });
+    },
+    quiet() {
+      busy = false;
+      for (const done of [...quietWaiters]) done();
+    },
+  };
+}
+
+function workerWith(s: Services, c: Clock, maxDeferMs: number, ingest: IngestActivity) {
+  return createWorker({
+    db: s.db,
+    workerId: "test-worker",
+    config: { ...s.config.worker, maxDeferMs },
+    rules: s.config.rules,
+    context: s.context,
+    gex: s.gex,
+    now: c.now,
+    ingest,
+  });
+}
+
+dbTest(
+  "a claim waits while webhooks are committing, and claims as soon as they go quiet",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c);
+    const { signal_id } = await send(s, c, { symbol: "SPY", direction: "CALL", price: 500 });
+    const ingest = busyIngest();
+    const decided = workerWith(s, c, 60_000, ingest).runUntilIdle();
+    await delay(50);
+    assert.equal(ingest.waits.length, 1);
+    assert.ok(ingest.waits[0] > 59_000, `waited at most ${ingest.waits[0]} ms`);
+    const [job] = await db.query<{ status: string }>("select status from pipeline_jobs");
+    assert.equal(job.status, "pending", "claimed while webhooks were still committing");
+    ingest.quiet();
+    assert.equal(await decided, 1);
+    assert.equal((await decisionFor(db, signal_id)).outcome, "ENTER");
+  },
+  { drivers: ["pglite"] },
+);
+
+dbTest(
+  "webhooks that never go quiet delay a claim by WORKER_MAX_DEFER_MS at most; 0 never waits",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c);
+    await send(s, c, { symbol: "SPY", direction: "CALL", price: 500 });
+    const ingest = busyIngest();
+    assert.equal(await workerWith(s, c, 30, ingest).runUntilIdle(), 1);
+    assert.ok(ingest.waits.length >= 1 && ingest.waits.every((ms) => ms <= 30), `${ingest.waits}`);
+
+    await send(s, c, { symbol: "QQQ", direction: "CALL", price: 400 });
+    const never = busyIngest();
+    assert.equal(await workerWith(s, c, 0, never).runUntilIdle(), 1);
+    assert.deepEqual(never.waits, []);
+  },
+  { drivers: ["pglite"] },
 );

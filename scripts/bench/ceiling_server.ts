@@ -43,6 +43,8 @@ export function instantIngest(): GroupCommit<SignalRecord, IngestOutcome> {
   return {
     submit: (record) => Promise.resolve({ status: "accepted", signalId: record.id }),
     drain: () => Promise.resolve(),
+    busy: () => false,
+    whenIdle: () => Promise.resolve(),
   };
 }
 
