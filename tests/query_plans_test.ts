@@ -1,0 +1,70 @@
+/**
+ * Statements that look rows up by a list passed as JSON must use an index,
+ * not read a whole growing table: the planner guesses 100 rows for
+ * jsonb_to_recordset, and at a few thousand rows a plain join on it chose a
+ * sequential scan (each batch's timings update read every decision). Each
+ * case runs the plain join as a control, to show the table is big enough for
+ * the planner to choose that scan.
+ */
+import assert from "node:assert/strict";
+import { COMPLETE_TIMINGS_SQL } from "../db/decisions.ts";
+import type { Queryable } from "../db/port.ts";
+import { RECORD_DUPLICATES_SQL } from "../db/signals.ts";
+import { dbTest } from "./_db.ts";
+
+const ROWS = 5_000;
+
+async function seed(db: Queryable): Promise<void> {
+  await db.exec(`
+    insert into signals (id, received_at, source, symbol, direction, action, timeframe,
+      signal_time, dedup_key, raw_payload, auth_method, correlation_id)
+    select gen_random_uuid(), now(), 'test', 'S' || (g % 200), 'CALL', 'ENTRY', '5m', now(),
+      'key-' || g, '{}', 'hmac', 'c-' || g
+    from generate_series(1, ${ROWS}) g;
+    insert into decisions (signal_id, outcome, reason_code, message, timings)
+    select id, 'REJECT', 'MARKET_CLOSED', 'closed', '{"queue_ms": 1}' from signals;
+    insert into signal_dedup (dedup_key, signal_id, expires_at)
+    select dedup_key, id, now() + interval '1 day' from signals;
+    analyze signals; analyze decisions; analyze signal_dedup;`);
+}
+
+/** The tables the plan reads from start to end with a sequential scan. */
+async function seqScanned(db: Queryable, sql: string, params: unknown[]): Promise<string[]> {
+  const [row] = await db.query<Record<string, unknown>>(`explain (format json) ${sql}`, params);
+  const plan = Object.values(row)[0];
+  const json = typeof plan === "string" ? JSON.parse(plan) : plan;
+  const found: string[] = [];
+  const walk = (node: Record<string, unknown>) => {
+    if (node["Node Type"] === "Seq Scan") found.push(String(node["Relation Name"]));
+    for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+  };
+  walk(json[0].Plan);
+  return found;
+}
+
+dbTest("a batch's final timings are written through the decisions index", async ({ db }) => {
+  await seed(db);
+  const ids = await db.query<{ id: string }>("select id from decisions limit 12");
+  const param = JSON.stringify(ids.map((r) => ({ id: r.id, timings: { end_to_end_ms: 5 } })));
+  const plainJoin = `update decisions d set timings = d.timings || x.timings
+    from jsonb_to_recordset($1::text::jsonb) as x(id uuid, timings jsonb) where d.id = x.id`;
+  assert.deepEqual(await seqScanned(db, plainJoin, [param]), ["decisions"], "control");
+  assert.deepEqual(await seqScanned(db, COMPLETE_TIMINGS_SQL, [param]), []);
+});
+
+dbTest("duplicates find their original through the signal_dedup index", async ({ db }) => {
+  await seed(db);
+  const param = JSON.stringify([1, 2, 3].map((n) => ({
+    n,
+    dedup_key: `key-${n}`,
+    correlation_id: "c",
+    client_ip: null,
+    payload: "{}",
+    details: {},
+  })));
+  const plainJoin =
+    `select d.signal_id from jsonb_to_recordset($1::text::jsonb) as x(dedup_key text)
+    join signal_dedup d on d.dedup_key = x.dedup_key`;
+  assert.deepEqual(await seqScanned(db, plainJoin, [param]), ["signal_dedup"], "control");
+  assert.deepEqual(await seqScanned(db, RECORD_DUPLICATES_SQL, [param]), []);
+});
