@@ -126,7 +126,8 @@ export async function releaseClaims(db: Queryable, jobIds: readonly number[]): P
   await db.query(
     `update pipeline_jobs set status = 'pending', locked_by = null, locked_at = null,
        attempts = greatest(attempts - 1, 0)
-     where id in (select jsonb_array_elements_text($1::text::jsonb)::bigint) and status = 'running'`,
+     where id = any (array(select jsonb_array_elements_text($1::text::jsonb)::bigint))
+       and status = 'running'`,
     [JSON.stringify(jobIds)],
   );
 }

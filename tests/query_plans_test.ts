@@ -7,7 +7,7 @@
  * the planner to choose that scan.
  */
 import assert from "node:assert/strict";
-import { COMPLETE_TIMINGS_SQL } from "../db/decisions.ts";
+import { COMPLETE_JOBS_SQL, COMPLETE_TIMINGS_SQL } from "../db/decisions.ts";
 import type { Queryable } from "../db/port.ts";
 import { RECORD_DUPLICATES_SQL } from "../db/signals.ts";
 import { dbTest } from "./_db.ts";
@@ -28,18 +28,33 @@ async function seed(db: Queryable): Promise<void> {
     analyze signals; analyze decisions; analyze signal_dedup;`);
 }
 
-/** The tables the plan reads from start to end with a sequential scan. */
-async function seqScanned(db: Queryable, sql: string, params: unknown[]): Promise<string[]> {
+type PlanNode = Record<string, unknown> & { Plans?: PlanNode[] };
+
+async function planNodes(db: Queryable, sql: string, params: unknown[]): Promise<PlanNode[]> {
   const [row] = await db.query<Record<string, unknown>>(`explain (format json) ${sql}`, params);
   const plan = Object.values(row)[0];
   const json = typeof plan === "string" ? JSON.parse(plan) : plan;
-  const found: string[] = [];
-  const walk = (node: Record<string, unknown>) => {
-    if (node["Node Type"] === "Seq Scan") found.push(String(node["Relation Name"]));
-    for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+  const nodes: PlanNode[] = [];
+  const walk = (node: PlanNode) => {
+    nodes.push(node);
+    for (const child of node.Plans ?? []) walk(child);
   };
   walk(json[0].Plan);
-  return found;
+  return nodes;
+}
+
+/** The tables the plan reads from start to end with a sequential scan. */
+async function seqScanned(db: Queryable, sql: string, params: unknown[]): Promise<string[]> {
+  return (await planNodes(db, sql, params))
+    .filter((n) => n["Node Type"] === "Seq Scan")
+    .map((n) => String(n["Relation Name"]));
+}
+
+/** The indexes the plan reads, in plan order. */
+async function indexesUsed(db: Queryable, sql: string, params: unknown[]): Promise<string[]> {
+  return (await planNodes(db, sql, params))
+    .filter((n) => n["Index Name"] !== undefined)
+    .map((n) => String(n["Index Name"]));
 }
 
 dbTest("a batch's final timings are written through the decisions index", async ({ db }) => {
@@ -68,3 +83,22 @@ dbTest("duplicates find their original through the signal_dedup index", async ({
   assert.deepEqual(await seqScanned(db, plainJoin, [param]), ["signal_dedup"], "control");
   assert.deepEqual(await seqScanned(db, RECORD_DUPLICATES_SQL, [param]), []);
 });
+
+dbTest(
+  "a batch's jobs are marked done by primary key, however long the backlog",
+  async ({ db }) => {
+    await seed(db);
+    // A backlog: every job claimed (running), so the active-jobs index holds them all.
+    await db.exec(`insert into pipeline_jobs (signal_id, symbol, status, locked_by, locked_at)
+    select id, symbol, 'running', 'w', now() from signals; analyze pipeline_jobs;`);
+    const ids = await db.query<{ id: string }>("select id::text as id from pipeline_jobs limit 12");
+    const param = JSON.stringify(ids.map((r) => Number(r.id)));
+    const inSubquery = `update pipeline_jobs set status = 'done'
+    where id in (select jsonb_array_elements_text($1::text::jsonb)::bigint)
+      and status = 'running' and locked_by = $2::text`;
+    assert.deepEqual(await seqScanned(db, inSubquery, [param, "w"]), ["pipeline_jobs"], "control");
+    assert.deepEqual(await indexesUsed(db, COMPLETE_JOBS_SQL, [param, "w", 1]), [
+      "pipeline_jobs_pkey",
+    ]);
+  },
+);
