@@ -32,6 +32,43 @@ interface JobRow extends SignalRow {
 }
 
 /**
+ * The claim. The heads are looked up in `ready` by primary key. Joined to
+ * the heads with `j.status = 'pending'`, they were found through the partial
+ * index of pending jobs instead, and when the statistics were taken before a
+ * backlog formed (a burst: seconds, long before autovacuum's next analyze)
+ * that read every pending job to find a few hundred heads, 8 ms per claim at
+ * an 11,000-job backlog. `id = any(array(...))` asks for the ids themselves,
+ * and `(...) is true` means the same as the plain comparison but does not
+ * match the partial indexes' predicates, so only the primary key can serve
+ * it (tests/query_plans_test.ts).
+ */
+export const CLAIM_JOBS_SQL = `with recursive heads as (
+     (select symbol, id from pipeline_jobs
+      where status in ('pending', 'running')
+      order by symbol, id limit 1)
+     union all
+     select next.symbol, next.id from heads h cross join lateral (
+       select symbol, id from pipeline_jobs
+       where status in ('pending', 'running') and symbol > h.symbol
+       order by symbol, id limit 1
+     ) next
+   ), ready as (
+     -- By primary key whatever the statistics say: see the note on CLAIM_JOBS_SQL.
+     select j.id from pipeline_jobs j
+     where j.id = any (array(select id from heads))
+       and (j.status = 'pending') is true and j.run_at <= now()
+     order by j.id
+     limit $2::integer
+     for update of j skip locked
+   )
+   update pipeline_jobs j
+     set status = 'running', locked_by = $1::text, locked_at = now(), attempts = j.attempts + 1
+   from ready, signals s
+   where j.id = ready.id and s.id = j.signal_id
+   returning j.id as job_id, j.attempts, j.locked_at as claimed_at, s.correlation_id,
+     ${SIGNAL_COLUMNS}`;
+
+/**
  * Claims up to `limit` ready jobs, at most one per symbol, each the oldest
  * unfinished job of its symbol. The heads come from the partial index of
  * active jobs by a skip scan (one index probe per symbol, recursively), so
@@ -47,29 +84,7 @@ export async function claimJobs(
   limit: number,
 ): Promise<ClaimedJob[]> {
   const rows = await db.query<JobRow>(
-    `with recursive heads as (
-       (select symbol, id from pipeline_jobs
-        where status in ('pending', 'running')
-        order by symbol, id limit 1)
-       union all
-       select next.symbol, next.id from heads h cross join lateral (
-         select symbol, id from pipeline_jobs
-         where status in ('pending', 'running') and symbol > h.symbol
-         order by symbol, id limit 1
-       ) next
-     ), ready as (
-       select j.id from pipeline_jobs j join heads h on h.id = j.id
-       where j.status = 'pending' and j.run_at <= now()
-       order by j.id
-       limit $2::integer
-       for update of j skip locked
-     )
-     update pipeline_jobs j
-       set status = 'running', locked_by = $1::text, locked_at = now(), attempts = j.attempts + 1
-     from ready, signals s
-     where j.id = ready.id and s.id = j.signal_id
-     returning j.id as job_id, j.attempts, j.locked_at as claimed_at, s.correlation_id,
-       ${SIGNAL_COLUMNS}`,
+    CLAIM_JOBS_SQL,
     [workerId, limit],
   );
   return rows.map((r) => ({
@@ -127,7 +142,7 @@ export async function releaseClaims(db: Queryable, jobIds: readonly number[]): P
     `update pipeline_jobs set status = 'pending', locked_by = null, locked_at = null,
        attempts = greatest(attempts - 1, 0)
      where id = any (array(select jsonb_array_elements_text($1::text::jsonb)::bigint))
-       and status = 'running'`,
+       and (status = 'running') is true`, // by primary key: see CLAIM_JOBS_SQL
     [JSON.stringify(jobIds)],
   );
 }

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { COMPLETE_JOBS_SQL, COMPLETE_TIMINGS_SQL } from "../db/decisions.ts";
 import type { Queryable } from "../db/port.ts";
+import { CLAIM_JOBS_SQL } from "../db/jobs.ts";
 import { RECORD_DUPLICATES_SQL } from "../db/signals.ts";
 import { dbTest } from "./_db.ts";
 
@@ -84,21 +85,54 @@ dbTest("duplicates find their original through the signal_dedup index", async ({
   assert.deepEqual(await seqScanned(db, RECORD_DUPLICATES_SQL, [param]), []);
 });
 
+/**
+ * A backlog that formed after the last analyze, as in a burst: the statistics
+ * say nearly every job is done, while thousands are pending or running.
+ */
+async function backlogAfterAnalyze(db: Queryable, status: "pending" | "running") {
+  await db.exec(`insert into pipeline_jobs (signal_id, symbol, status)
+      select id, symbol, 'done' from signals;
+    analyze pipeline_jobs;
+    update pipeline_jobs set status = '${status}', locked_by = 'w', locked_at = now()
+      where id % 5 <> 0;`);
+}
+
 dbTest(
-  "a batch's jobs are marked done by primary key, however long the backlog",
+  "a batch's jobs are marked done by primary key, whatever the statistics say",
   async ({ db }) => {
     await seed(db);
-    // A backlog: every job claimed (running), so the active-jobs index holds them all.
-    await db.exec(`insert into pipeline_jobs (signal_id, symbol, status, locked_by, locked_at)
-    select id, symbol, 'running', 'w', now() from signals; analyze pipeline_jobs;`);
+    await backlogAfterAnalyze(db, "running");
     const ids = await db.query<{ id: string }>("select id::text as id from pipeline_jobs limit 12");
     const param = JSON.stringify(ids.map((r) => Number(r.id)));
-    const inSubquery = `update pipeline_jobs set status = 'done'
-    where id in (select jsonb_array_elements_text($1::text::jsonb)::bigint)
-      and status = 'running' and locked_by = $2::text`;
-    assert.deepEqual(await seqScanned(db, inSubquery, [param, "w"]), ["pipeline_jobs"], "control");
+    const plainStatus = COMPLETE_JOBS_SQL.replace(
+      "(status = 'running') is true",
+      "status = 'running'",
+    );
+    assert.notEqual(plainStatus, COMPLETE_JOBS_SQL);
+    assert.deepEqual(
+      await indexesUsed(db, plainStatus, [param, "w", 1]),
+      ["pipeline_jobs_active"],
+      "control",
+    );
     assert.deepEqual(await indexesUsed(db, COMPLETE_JOBS_SQL, [param, "w", 1]), [
       "pipeline_jobs_pkey",
     ]);
   },
 );
+
+dbTest("a claim looks its heads up by primary key, whatever the statistics say", async ({ db }) => {
+  await seed(db);
+  await backlogAfterAnalyze(db, "pending");
+  const plainStatus = CLAIM_JOBS_SQL.replace(
+    "(j.status = 'pending') is true",
+    "j.status = 'pending'",
+  );
+  assert.notEqual(plainStatus, CLAIM_JOBS_SQL);
+  assert.ok(
+    (await indexesUsed(db, plainStatus, ["w", 100])).includes("pipeline_jobs_ready"),
+    "control",
+  );
+  const used = await indexesUsed(db, CLAIM_JOBS_SQL, ["w", 100]);
+  assert.ok(!used.includes("pipeline_jobs_ready"), used.join(", "));
+  assert.deepEqual(await seqScanned(db, CLAIM_JOBS_SQL, ["w", 100]), []);
+});
