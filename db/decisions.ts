@@ -140,41 +140,7 @@ async function writeBatch(
   const closes = recorded.flatMap((r) => r.closed);
   const opens = recorded.flatMap((r) => (r.opened ? [r.opened] : []));
   const [row] = await tx.query<{ closed: number }>(
-    `with closes as (
-       update positions p set is_closed = true, exit_price = x.exit_price,
-         exit_signal_id = x.exit_signal_id, closed_at = x.closed_at,
-         realized_pnl = x.realized_pnl, updated_at = now()
-       from jsonb_to_recordset($1::text::jsonb) as x(id uuid, exit_price numeric,
-         exit_signal_id uuid, closed_at timestamptz, realized_pnl numeric)
-       where p.id = x.id and not p.is_closed
-       returning p.id
-     ), opens as (
-       insert into positions (id, symbol, direction, quantity, entry_price, entry_signal_id,
-         opened_at)
-       select id, symbol, direction, quantity, entry_price, entry_signal_id, opened_at
-       from jsonb_to_recordset($2::text::jsonb) as x(id uuid, symbol text, direction text,
-         quantity numeric, entry_price numeric, entry_signal_id uuid, opened_at timestamptz)
-     ), decided as (
-       insert into decisions (id, signal_id, outcome, reason_code, message, price, quantity,
-         notional, size_multiplier, degraded, notes, context_snapshot_id, gex_signal_id, timings)
-       select id, signal_id, outcome, reason_code, message, price, quantity, notional,
-         size_multiplier, degraded, notes, context_snapshot_id, gex_signal_id, timings
-       from jsonb_to_recordset($3::text::jsonb) as x(n integer, id uuid, signal_id uuid,
-         outcome text, reason_code text, message text, price numeric, quantity numeric,
-         notional numeric, size_multiplier numeric, degraded boolean, notes jsonb,
-         context_snapshot_id uuid, gex_signal_id uuid, timings jsonb)
-       order by n
-     ), live as (
-       insert into events (kind, symbol, payload)
-       select kind, symbol, payload
-       from jsonb_to_recordset($4::text::jsonb) as x(n integer, kind text, symbol text,
-         payload jsonb)
-       order by n
-     ), notified as (
-       select pg_notify($5::text, '')
-     )
-     select (select count(*)::integer from closes) as closed,
-       (select count(*) from notified) as notified`,
+    WRITE_BATCH_SQL,
     [
       // jsonb_to_recordset takes the columns it names and ignores the rest.
       JSON.stringify(closes.map(positionRow)),
@@ -203,6 +169,45 @@ async function writeBatch(
   // Impossible under the book lock; if it happens, the transaction writes nothing.
   if (row.closed !== closes.length) throw new Error("A position to close was no longer open");
 }
+
+/** Positions closed and opened, decisions, live events and the NOTIFY of one batch. */
+export const WRITE_BATCH_SQL = `with closes as (
+   update positions p set is_closed = true, exit_price = x.exit_price,
+     exit_signal_id = x.exit_signal_id, closed_at = x.closed_at,
+     realized_pnl = x.realized_pnl, updated_at = now()
+   from jsonb_to_recordset($1::text::jsonb) as x(id uuid, exit_price numeric,
+     exit_signal_id uuid, closed_at timestamptz, realized_pnl numeric)
+   -- By primary key, not a scan of every position ever held (tests/query_plans_test.ts).
+   where p.id = any (array(select (e ->> 'id')::uuid from jsonb_array_elements($1::text::jsonb) e))
+     and p.id = x.id and not p.is_closed
+   returning p.id
+ ), opens as (
+   insert into positions (id, symbol, direction, quantity, entry_price, entry_signal_id,
+     opened_at)
+   select id, symbol, direction, quantity, entry_price, entry_signal_id, opened_at
+   from jsonb_to_recordset($2::text::jsonb) as x(id uuid, symbol text, direction text,
+     quantity numeric, entry_price numeric, entry_signal_id uuid, opened_at timestamptz)
+ ), decided as (
+   insert into decisions (id, signal_id, outcome, reason_code, message, price, quantity,
+     notional, size_multiplier, degraded, notes, context_snapshot_id, gex_signal_id, timings)
+   select id, signal_id, outcome, reason_code, message, price, quantity, notional,
+     size_multiplier, degraded, notes, context_snapshot_id, gex_signal_id, timings
+   from jsonb_to_recordset($3::text::jsonb) as x(n integer, id uuid, signal_id uuid,
+     outcome text, reason_code text, message text, price numeric, quantity numeric,
+     notional numeric, size_multiplier numeric, degraded boolean, notes jsonb,
+     context_snapshot_id uuid, gex_signal_id uuid, timings jsonb)
+   order by n
+ ), live as (
+   insert into events (kind, symbol, payload)
+   select kind, symbol, payload
+   from jsonb_to_recordset($4::text::jsonb) as x(n integer, kind text, symbol text,
+     payload jsonb)
+   order by n
+ ), notified as (
+   select pg_notify($5::text, '')
+ )
+ select (select count(*)::integer from closes) as closed,
+   (select count(*) from notified) as notified`;
 
 /**
  * After the commit, the stages a transaction cannot time in itself: the write

@@ -1,13 +1,14 @@
 /**
- * Statements that look rows up by a list passed as JSON must use an index,
- * not read a whole growing table: the planner guesses 100 rows for
- * jsonb_to_recordset, and at a few thousand rows a plain join on it chose a
- * sequential scan (each batch's timings update read every decision). Each
- * case runs the plain join as a control, to show the table is big enough for
- * the planner to choose that scan.
+ * The statements of the hot path find their rows by primary key, however big
+ * the tables and however stale their statistics (a burst builds a backlog in
+ * seconds; autovacuum analyzes far less often). The planner guesses 100 rows
+ * for jsonb_to_recordset, and trusts statistics taken before the backlog:
+ * written plainly, these statements read a whole growing table, or every
+ * pending or active job, for each batch. Each case first runs the plain form
+ * as a control, to show the fixture makes the planner choose that scan.
  */
 import assert from "node:assert/strict";
-import { COMPLETE_JOBS_SQL, COMPLETE_TIMINGS_SQL } from "../db/decisions.ts";
+import { COMPLETE_JOBS_SQL, COMPLETE_TIMINGS_SQL, WRITE_BATCH_SQL } from "../db/decisions.ts";
 import type { Queryable } from "../db/port.ts";
 import { CLAIM_JOBS_SQL } from "../db/jobs.ts";
 import { RECORD_DUPLICATES_SQL } from "../db/signals.ts";
@@ -135,4 +136,35 @@ dbTest("a claim looks its heads up by primary key, whatever the statistics say",
   const used = await indexesUsed(db, CLAIM_JOBS_SQL, ["w", 100]);
   assert.ok(!used.includes("pipeline_jobs_ready"), used.join(", "));
   assert.deepEqual(await seqScanned(db, CLAIM_JOBS_SQL, ["w", 100]), []);
+});
+
+dbTest("positions are closed by primary key, whatever the statistics say", async ({ db }) => {
+  await seed(db);
+  // Analyzed while every position was open; thousands closed since.
+  await db.exec(`insert into positions (symbol, direction, quantity, entry_price, entry_signal_id,
+      opened_at)
+    select symbol || '-' || seq, direction, 1, 100, id, now() from signals where seq <= 20;
+    analyze positions;
+    insert into positions (symbol, direction, quantity, entry_price, entry_signal_id, opened_at,
+      is_closed, closed_at, exit_price, realized_pnl)
+    select symbol || '-' || seq, direction, 1, 100, id, now(), true, now(), 101, 1
+    from signals where seq > 20;`);
+  const open = await db.query<{ id: string }>(
+    "select id from positions where not is_closed limit 3",
+  );
+  const closes = JSON.stringify(open.map((p) => ({
+    id: p.id,
+    exit_price: 101,
+    exit_signal_id: null,
+    closed_at: new Date().toISOString(),
+    realized_pnl: 1,
+  })));
+  const params = [closes, "[]", "[]", "[]", "channel"];
+  const plainJoin = WRITE_BATCH_SQL.replace(
+    /where p\.id = any \(array\(select[^\n]*\n\s*and p\.id = x\.id/,
+    "where p.id = x.id",
+  );
+  assert.notEqual(plainJoin, WRITE_BATCH_SQL);
+  assert.deepEqual(await seqScanned(db, plainJoin, params), ["positions"], "control");
+  assert.deepEqual(await seqScanned(db, WRITE_BATCH_SQL, params), []);
 });
