@@ -207,11 +207,16 @@ export function createWorker(deps: WorkerDeps): Worker {
   async function maintainIfDue() {
     if (Date.now() - lastMaintenance < config.maintenanceSeconds * 1000) return;
     lastMaintenance = Date.now();
-    const r = await runMaintenance(db, { eventsRetentionDays: config.eventsRetentionDays });
+    const r = await runMaintenance(db, {
+      eventsRetentionDays: config.eventsRetentionDays,
+      // PGlite's vacuum steps hold up webhooks like a claim would: same courtesy.
+      beforeStep: () => deps.ingest?.whenIdle(config.maxDeferMs) ?? Promise.resolve(),
+    });
     log.info("Maintenance: {dedup} expired dedup keys and {events} old events deleted", {
       dedup: r.dedupKeysDeleted,
       events: r.eventsDeleted,
       vacuumed: r.vacuumed,
+      longest_step_ms: r.longestStepMs,
     });
   }
 
