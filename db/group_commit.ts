@@ -115,6 +115,20 @@ export function createGroupCommit<I, O>(
     }
   }
 
+  /** Resolves when nothing is queued or in flight, or after `maxMs` if given. */
+  function untilIdle(maxMs?: number): Promise<void> {
+    if (!busy()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        idle.delete(done);
+        resolve();
+      };
+      const timer = maxMs === undefined ? undefined : setTimeout(done, maxMs);
+      idle.add(done);
+    });
+  }
+
   return {
     submit(item) {
       return new Promise<O>((resolve, reject) => {
@@ -122,22 +136,8 @@ export function createGroupCommit<I, O>(
         schedule();
       });
     },
-    drain() {
-      if (!busy()) return Promise.resolve();
-      return new Promise((resolve) => idle.add(resolve));
-    },
+    drain: () => untilIdle(),
     busy,
-    whenIdle(maxMs) {
-      if (!busy()) return Promise.resolve();
-      return new Promise((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          idle.delete(done);
-          resolve();
-        };
-        const timer = setTimeout(done, maxMs);
-        idle.add(done);
-      });
-    },
+    whenIdle: (maxMs) => untilIdle(maxMs),
   };
 }

@@ -20,6 +20,7 @@ import {
   type RecordedDecision,
 } from "../db/decisions.ts";
 import { insertEvents } from "../db/events.ts";
+import type { GroupCommit } from "../db/group_commit.ts";
 import { runMaintenance } from "../db/maintenance.ts";
 import {
   type ClaimedJob,
@@ -51,11 +52,8 @@ export interface WorkerDeps {
   ingest?: IngestActivity;
 }
 
-/** What the worker needs to know of the ingest's group commit (db/group_commit.ts). */
-export interface IngestActivity {
-  busy(): boolean;
-  whenIdle(maxMs: number): Promise<void>;
-}
+/** What the worker needs to know of the ingest's group commit. */
+export type IngestActivity = Pick<GroupCommit<unknown, unknown>, "busy" | "whenIdle">;
 
 export interface Worker {
   start(): Promise<void>;
@@ -164,12 +162,12 @@ export function createWorker(deps: WorkerDeps): Worker {
   /** When this worker last claimed or finished a batch (or was created), whichever is latest. */
   let lastWorkAt = performance.now();
   /**
-   * Waits, at most until `maxDeferMs` after the worker's last claim or
-   * finished batch, while webhook
-   * commits are queued or in flight: a claim and its decision compete with
-   * them for the database (PGlite's one thread; on Postgres the ingest order
-   * lock and the cores), so under a burst the acknowledgements go first and
-   * the decisions follow in larger batches. At low load nothing waits.
+   * While webhook commits are queued or in flight, waits for them to go
+   * quiet, at most until `maxDeferMs` after the worker's last claim or
+   * finished batch: a claim and its decision compete with them for the
+   * database (PGlite's one thread; on Postgres the cores), so under a burst
+   * the acknowledgements go first and the decisions follow in larger
+   * batches. At low load nothing waits.
    */
   async function yieldToIngest(): Promise<void> {
     const { ingest } = deps;
