@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { COMPLETE_JOBS_SQL, COMPLETE_TIMINGS_SQL, WRITE_BATCH_SQL } from "../db/decisions.ts";
 import type { Queryable } from "../db/port.ts";
-import { CLAIM_JOBS_SQL } from "../db/jobs.ts";
+import { CLAIM_JOBS_SQL, QUEUE_DEPTH_SQL } from "../db/jobs.ts";
 import { RECORD_DUPLICATES_SQL } from "../db/signals.ts";
 import { dbTest } from "./_db.ts";
 
@@ -167,4 +167,20 @@ dbTest("positions are closed by primary key, whatever the statistics say", async
   assert.notEqual(plainJoin, WRITE_BATCH_SQL);
   assert.deepEqual(await seqScanned(db, plainJoin, params), ["positions"], "control");
   assert.deepEqual(await seqScanned(db, WRITE_BATCH_SQL, params), []);
+});
+
+dbTest("the queue depth /health reads does not read every job ever queued", async ({ db }) => {
+  await seed(db);
+  await db.exec(`insert into pipeline_jobs (signal_id, symbol, status, finished_at)
+      select id, symbol, 'done', now() from signals;
+    update pipeline_jobs set status = 'pending', finished_at = null where id % 100 = 0;
+    update pipeline_jobs set status = 'failed' where id % 100 = 1;
+    analyze pipeline_jobs;`);
+  const notDone = `select count(*) from pipeline_jobs where status <> 'done'`;
+  assert.deepEqual(await seqScanned(db, notDone, []), ["pipeline_jobs"], "control");
+  assert.deepEqual(await seqScanned(db, QUEUE_DEPTH_SQL, []), []);
+  const [row] = await db.query<{ pending: number; running: number; failed: number }>(
+    QUEUE_DEPTH_SQL,
+  );
+  assert.deepEqual([row.pending, row.running, row.failed], [ROWS / 100, 0, ROWS / 100]);
 });
