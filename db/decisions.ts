@@ -13,6 +13,7 @@ import type { NewEvent } from "./events.ts";
 import type { Database, Queryable } from "./port.ts";
 import { listOpenPositions } from "./positions.ts";
 import { EVENTS_CHANNEL } from "./signals.ts";
+import { jsonKeys } from "./sql.ts";
 
 // Any constant; every instance must use the same one.
 const BOOK_LOCK = 727_002;
@@ -116,15 +117,14 @@ async function lockBookAndCompleteJobs(tx: Queryable, jobIds: number[], workerId
 }
 
 /**
- * By primary key: with `id in (select ...)` the planner guessed 100 ids and
- * read the whole table, and with `status = 'running'` it could read every
- * active job through their partial index (12 ms per batch under the bench's
- * backlog); `(...) is true` keeps that index out, as in db/jobs.ts
- * CLAIM_JOBS_SQL (tests/query_plans_test.ts).
+ * By primary key (db/sql.ts jsonKeys). With `status = 'running'` the planner
+ * could read every active job through their partial index instead (12 ms per
+ * batch under the bench's backlog); `(...) is true` keeps that index out, as
+ * in db/jobs.ts CLAIM_JOBS_SQL (tests/query_plans_test.ts).
  */
 export const COMPLETE_JOBS_SQL = `with done as (
      update pipeline_jobs set status = 'done', finished_at = now(), last_error = null
-     where id = any (array(select jsonb_array_elements_text($1::text::jsonb)::bigint))
+     where id = any (${jsonKeys("$1", "bigint")})
        and (status = 'running') is true and locked_by = $2::text
      returning id
    )
@@ -177,8 +177,7 @@ export const WRITE_BATCH_SQL = `with closes as (
      realized_pnl = x.realized_pnl, updated_at = now()
    from jsonb_to_recordset($1::text::jsonb) as x(id uuid, exit_price numeric,
      exit_signal_id uuid, closed_at timestamptz, realized_pnl numeric)
-   -- By primary key, not a scan of every position ever held (tests/query_plans_test.ts).
-   where p.id = any (array(select (e ->> 'id')::uuid from jsonb_array_elements($1::text::jsonb) e))
+   where p.id = any (${jsonKeys("$1", "uuid", "id")})
      and p.id = x.id and not p.is_closed
    returning p.id
  ), opens as (
@@ -226,18 +225,12 @@ export async function completeTimings(db: Queryable, recorded: readonly Recorded
   ]);
 }
 
-/**
- * The rows are found by `id = any(array(...))`, an index lookup: the planner
- * guesses 100 rows for jsonb_to_recordset, and a plain join on it read the
- * whole decisions table (a growing one) for every batch once it held a few
- * thousand rows (2 ms per batch at 12,000 rows, tests/query_plans_test.ts).
- */
+/** By primary key (db/sql.ts jsonKeys: a plain join took 2 ms per batch at 12,000 decisions). */
 export const COMPLETE_TIMINGS_SQL =
   `with no_wait as (select set_config('synchronous_commit', 'off', true))
    update decisions d set timings = d.timings || x.timings
    from jsonb_to_recordset($1::text::jsonb) as x(id uuid, timings jsonb), no_wait
-   where d.id = any (array(select (e ->> 'id')::uuid from jsonb_array_elements($1::text::jsonb) e))
-     and d.id = x.id`;
+   where d.id = any (${jsonKeys("$1", "uuid", "id")}) and d.id = x.id`;
 
 function eventsFor(r: RecordedDecision): NewEvent[] {
   const d = r.decision;

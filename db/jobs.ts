@@ -8,6 +8,7 @@
 import type { ReceivedSignal } from "../core/signal.ts";
 import type { Queryable } from "./port.ts";
 import { receivedSignalFromRow, SIGNAL_COLUMNS, type SignalRow } from "./signals.ts";
+import { jsonKeys } from "./sql.ts";
 
 export interface ClaimedJob {
   id: number;
@@ -141,7 +142,7 @@ export async function releaseClaims(db: Queryable, jobIds: readonly number[]): P
   await db.query(
     `update pipeline_jobs set status = 'pending', locked_by = null, locked_at = null,
        attempts = greatest(attempts - 1, 0)
-     where id = any (array(select jsonb_array_elements_text($1::text::jsonb)::bigint))
+     where id = any (${jsonKeys("$1", "bigint")})
        and (status = 'running') is true`, // by primary key: see CLAIM_JOBS_SQL
     [JSON.stringify(jobIds)],
   );

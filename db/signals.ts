@@ -5,6 +5,7 @@
 import { redactText } from "../core/payload.ts";
 import type { ReceivedSignal, Signal } from "../core/signal.ts";
 import type { Database, Queryable } from "./port.ts";
+import { jsonKeys } from "./sql.ts";
 
 export interface SignalRecord {
   id: string;
@@ -171,10 +172,7 @@ export const RECORD_DUPLICATES_SQL = `with dup as (
      select x.*, d.signal_id from jsonb_to_recordset($1::text::jsonb) as x(n integer,
        dedup_key text, correlation_id text, client_ip text, payload text, details jsonb)
      join signal_dedup d on d.dedup_key = x.dedup_key
-     -- An index lookup: joined on its own, the planner's guess of 100 input
-     -- rows made it read all of signal_dedup (tests/query_plans_test.ts).
-     where d.dedup_key = any (array(
-       select e ->> 'dedup_key' from jsonb_array_elements($1::text::jsonb) e))
+     where d.dedup_key = any (${jsonKeys("$1", "text", "dedup_key")}) -- by index: db/sql.ts
    ), recorded as (
      insert into processing_errors
        (signal_id, correlation_id, stage, code, message, http_status, client_ip, payload, details)
