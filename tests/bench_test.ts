@@ -24,8 +24,11 @@ import { parseStat } from "../scripts/bench/proc.ts";
 import { parseResponse } from "../scripts/bench/raw_http.ts";
 import { formatTable } from "../scripts/bench/format.ts";
 import { mainTable } from "../scripts/bench/report.ts";
-import { emptyResult } from "../scripts/bench/results.ts";
+import { combineRounds, medianRound } from "../scripts/bench/repeat.ts";
+import { emptyResult, type ScenarioResult } from "../scripts/bench/results.ts";
 import type { BenchReport } from "../scripts/bench/results.ts";
+import { targets } from "../scripts/bench/targets.ts";
+import fc from "fast-check";
 import { resultPath, timeBoundS } from "../scripts/bench/run_bench.ts";
 import { memoryFigures } from "../scripts/bench/scenario_memory.ts";
 import { EMPTY_SUMMARY, summarizeMs } from "../scripts/bench/stats.ts";
@@ -127,6 +130,17 @@ Deno.test("parseBenchArgs() defaults to PGlite, Postgres with DATABASE_URL, and 
   assert.throws(() => parseBenchArgs(["--service-env", "lower=1"], {}), UsageError);
   assert.throws(() => parseBenchArgs(["--bogus"], {}), UsageError);
   assert.deepEqual(parseBenchArgs(["-h"], {}), { help: true });
+  assert.equal(plain.options.repeat, 1);
+  const five = parseBenchArgs(["--repeat", "5"], {});
+  assert.ok(!five.help);
+  if (five.help) return;
+  assert.equal(five.options.repeat, 5);
+  // Five rounds take about five times as long, and the bound says so.
+  const fiveBound = timeBoundS(five.options);
+  assert.ok(fiveBound > 4 * bound && fiveBound < 5 * bound, `${fiveBound} vs ${bound}`);
+  for (const bad of ["0", "16", "2.5", "x"]) {
+    assert.throws(() => parseBenchArgs(["--repeat", bad], {}), /--repeat/);
+  }
 });
 
 function load(overrides: Partial<LoadResult> = {}): LoadResult {
@@ -223,6 +237,120 @@ Deno.test("summaries, /proc stat parsing, the table and the result file name", (
   );
 });
 
+/** A steady row whose ack p99 is `p99`, and a ceiling or ingest row at `perSec`. */
+function steadyRow(p99: number | null, over: Partial<ScenarioResult> = {}): ScenarioResult {
+  const ackMs = { ...summarizeMs([1, 2, 3]), p99 };
+  return { ...emptyResult("steady", "steady 1000/s", "postgres", load({ ackMs })), ...over };
+}
+function rateRow(scenario: "ceiling" | "ingest", perSec: number): ScenarioResult {
+  const label = scenario === "ceiling" ? "ceiling c=16" : "ingest c=64";
+  return emptyResult(
+    scenario,
+    label,
+    scenario === "ceiling" ? "none" : "postgres",
+    load({
+      acceptedPerSec: perSec,
+    }),
+  );
+}
+
+Deno.test("--repeat: each row is its median round, by the figure its target reads", () => {
+  // Latency: the middle value; with an even count, the worse of the two middle ones.
+  const odd = medianRound([steadyRow(30), steadyRow(10), steadyRow(20)]);
+  assert.equal(odd.load.ackMs.p99, 20);
+  assert.deepEqual(odd.repeats, {
+    rounds: 3,
+    by: "ack p99",
+    values: [30, 10, 20],
+    chosen: 3,
+    problems: [],
+  });
+  assert.equal(medianRound([10, 40, 20, 30].map((v) => steadyRow(v))).load.ackMs.p99, 30);
+  // Throughput: more is better, so the worse middle of four is the lower one.
+  const rates = medianRound([100, 400, 300, 200].map((v) => rateRow("ingest", v)));
+  assert.equal(rates.load.acceptedPerSec, 200);
+  // A round that measured nothing counts as the worst, never as the best.
+  assert.equal(medianRound([steadyRow(null), steadyRow(5), steadyRow(7)]).load.ackMs.p99, 7);
+  // One round is the row as it is.
+  const single = steadyRow(12);
+  assert.equal(medianRound([single]), single);
+  assert.throws(() => medianRound([]));
+});
+
+Deno.test("--repeat: a check failed in any round reaches the notes and the targets", () => {
+  const broken = steadyRow(50, {
+    durability: {
+      accepted: 10,
+      stored: 9,
+      unknown: 0,
+      duplicateAnswers: 0,
+      duplicatesRecorded: 0,
+      ok: false,
+    },
+  });
+  // The broken round is the worst, so not the median: the row must still say it failed.
+  const row = medianRound([steadyRow(8), broken, steadyRow(9)]);
+  assert.equal(row.load.ackMs.p99, 9);
+  assert.deepEqual(row.repeats!.problems, ["round 2: stored 9 / ACCEPTED 10 (0 unanswered)"]);
+  assert.match(mainTable([row]), /median of 3 by ack p99 \(range 8\.00-50\.0\)/);
+  assert.match(mainTable([row]), /CHECKS FAILED IN ROUNDS: round 2: stored 9/);
+  const t = targets([row]);
+  assert.ok(t.some((x) => x.what.startsWith("every round's checks") && x.pass === false));
+  // Errors in a round count too.
+  const errored = medianRound([steadyRow(1), steadyRow(2, { load: load({ timeouts: 3 }) })]);
+  assert.deepEqual(errored.repeats!.problems, ["round 2: 3 errors"]);
+});
+
+Deno.test("--repeat: combineRounds() keeps the first round's row order and the ratio's rows", () => {
+  const round = (c: number, i: number, p99: number) => [
+    rateRow("ceiling", c),
+    rateRow("ingest", i),
+    steadyRow(p99),
+  ];
+  const memory = emptyResult("memory", "memory 5 min", "postgres", load());
+  const rows = combineRounds([
+    [...round(1000, 400, 12), memory],
+    round(900, 500, 9),
+    round(1100, 450, 30),
+  ]);
+  assert.deepEqual(rows.map((r) => r.label), [
+    "ceiling c=16",
+    "ingest c=64",
+    "steady 1000/s",
+    "memory 5 min",
+  ]);
+  assert.equal(rows[0].load.acceptedPerSec, 1000);
+  assert.equal(rows[1].load.acceptedPerSec, 450);
+  assert.equal(rows[2].load.ackMs.p99, 12);
+  assert.equal(rows[3].repeats, null, "memory ran once");
+  assert.match(mainTable(rows), /ingest c=64 +postgres +450 +45 %/);
+});
+
+Deno.test("--repeat: the chosen round has at most half the rounds better and half worse", () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.option(fc.double({ min: 0, max: 1e6, noNaN: true }), { nil: null }), {
+        minLength: 1,
+        maxLength: 15,
+      }),
+      (values) => {
+        const row = medianRound(values.map((v) => steadyRow(v)));
+        const n = values.length;
+        if (n === 1) return assert.equal(row.repeats, null);
+        const bad = (v: number | null) => (v === null ? Infinity : v);
+        const chosen = bad(row.load.ackMs.p99);
+        assert.equal(row.load.ackMs.p99, values[row.repeats!.chosen - 1]);
+        const better = values.filter((v) => bad(v) < chosen).length;
+        const worse = values.filter((v) => bad(v) > chosen).length;
+        assert.ok(better <= Math.floor(n / 2), `${better} better of ${n}`);
+        assert.ok(worse <= Math.ceil(n / 2) - 1, `${worse} worse of ${n}`);
+        assert.deepEqual(row.repeats!.values, values);
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
 Deno.test({
   name: "deno task bench runs end to end on PGlite and writes the documented JSON",
   // Subprocesses and a PGlite template: nothing of it outlives the test.
@@ -256,6 +384,7 @@ Deno.test({
       assert.equal(report.cpuCount, navigator.hardwareConcurrency);
       assert.equal(typeof report.deno.deno, "string");
       assert.equal(report.git.changedDuringRun, false);
+      assert.equal(report.rounds, null, "one round: no per-round copy");
       assert.deepEqual(report.results.map((r) => [r.scenario, r.db]), [
         ["ceiling", "none"],
         ["e2e", "pglite"],

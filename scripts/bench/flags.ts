@@ -36,6 +36,8 @@ export interface BenchOptions {
   wrkThreads: number;
   /** Extra environment for the service (and the ceiling server), KEY=VALUE. */
   serviceEnv: Record<string, string>;
+  /** Rounds of every scenario but memory; each row reports its median round. */
+  repeat: number;
   outDir: string;
   quiet: boolean;
 }
@@ -71,6 +73,10 @@ Load generator:
   --wrk-threads N             (default 1: two cores are shared with the server)
 Other:
   --service-env KEY=VALUE     extra service environment, repeatable (e.g. WORKER_CONCURRENCY=8)
+  --repeat N                  rounds of every scenario but memory (default 1); each row is
+                              its median round (ceiling, ingest: by accepted/s; steady: by ack
+                              p99; e2e: by e2e p99; burst: by time to decided), with the range
+                              over the rounds; a failed check in any round is reported
   --out DIR                   where the JSON goes (default bench-results)
   --quiet                     no progress lines on stderr
   -h, --help                  this text
@@ -135,6 +141,7 @@ export function parseBenchArgs(
         driver: { type: "string" },
         "wrk-threads": { type: "string" },
         "service-env": { type: "string", multiple: true },
+        repeat: { type: "string" },
         out: { type: "string" },
         quiet: { type: "boolean" },
         help: { type: "boolean", short: "h" },
@@ -226,6 +233,7 @@ export function parseBenchArgs(
     driver,
     wrkThreads: whole("wrk-threads", v["wrk-threads"], 1, 1, 64),
     serviceEnv,
+    repeat: whole("repeat", v.repeat, 1, 1, 15),
     outDir: v.out ?? "bench-results",
     quiet: v.quiet === true,
   };

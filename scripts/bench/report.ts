@@ -6,6 +6,7 @@
 import { formatTable, ms, pct, rate } from "./format.ts";
 import { errorCount } from "./load_result.ts";
 import { burstBlock, diagnosticsBlock, memoryBlock } from "./report_blocks.ts";
+import { repeatsNote } from "./repeat.ts";
 import type { ScenarioResult } from "./results.ts";
 import { ceilingRate, targetsBlock } from "./targets.ts";
 
@@ -19,6 +20,11 @@ export function rowRate(r: ScenarioResult): number {
 
 function notesOf(r: ScenarioResult): string {
   const notes: string[] = [];
+  const repeated = repeatsNote(r);
+  if (repeated !== null) notes.push(repeated);
+  if (r.repeats && r.repeats.problems.length > 0) {
+    notes.push(`CHECKS FAILED IN ROUNDS: ${r.repeats.problems.join(", ")}`);
+  }
   const d = r.durability;
   if (d) {
     notes.push(

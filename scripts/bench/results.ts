@@ -10,6 +10,7 @@ import type { BenchOptions, ScenarioName } from "./flags.ts";
 import type { LoadResult } from "./load_result.ts";
 import type { CpuSplit } from "./proc.ts";
 import type { StopResult } from "./server_process.ts";
+import type { Repeats } from "./repeat.ts";
 import type { Summary } from "./stats.ts";
 
 export type DbLabel = "none" | "pglite" | "postgres";
@@ -105,6 +106,8 @@ export interface ScenarioResult {
   burst: BurstFigures | null;
   memory: MemoryFigures | null;
   stop: StopResult | null;
+  /** With --repeat: this row is the median of its rounds. */
+  repeats: Repeats | null;
   notes: string[];
 }
 
@@ -129,6 +132,8 @@ export interface BenchReport {
   argv: string[];
   options: Omit<BenchOptions, "postgresUrl"> & { postgresUrl: string | null };
   results: ScenarioResult[];
+  /** With --repeat: every round's rows, in round order; `results` holds their medians. */
+  rounds: ScenarioResult[][] | null;
   table: string;
 }
 
@@ -157,6 +162,7 @@ export function emptyResult(
     burst: null,
     memory: null,
     stop: null,
+    repeats: null,
     notes: [],
   };
 }

@@ -1,14 +1,17 @@
 /**
  * One bench run: the ceiling first (every throughput is read against it),
  * then per database ingest at each connection count, steady, end to end,
- * burst and memory, each on its own fresh service and database. Returns the
- * report (results, environment, the printed text); writing it is the
- * caller's.
+ * burst and memory, each on its own fresh service and database. With
+ * --repeat, that many rounds of it (the ceiling in each, so a ratio never
+ * compares two different hours of the machine), reduced by repeat.ts.
+ * Returns the report (results, environment, the printed text); writing it
+ * is the caller's.
  */
 import { benchSymbols, hmacSigner } from "./alerts.ts";
 import { registerCleanup } from "./cleanup.ts";
 import type { BenchOptions } from "./flags.ts";
 import { type BenchContext, lazyTemplate } from "./harness.ts";
+import { combineRounds } from "./repeat.ts";
 import { fullReport } from "./report.ts";
 import type { BenchReport, GitState, ScenarioResult } from "./results.ts";
 import { runBurst } from "./scenario_burst.ts";
@@ -56,6 +59,31 @@ async function gitState(): Promise<GitState> {
   return { sha, short, dirty: diff === null ? null : diff !== "", diff: digest };
 }
 
+/** Every chosen scenario once, the ceiling first; memory only when asked. */
+async function runRound(ctx: BenchContext, o: { memory: boolean }): Promise<ScenarioResult[]> {
+  const { options } = ctx;
+  const results: ScenarioResult[] = [];
+  const has = (name: BenchOptions["scenarios"][number]) => options.scenarios.includes(name);
+  if (has("ceiling")) results.push(await runCeiling(ctx));
+  const ceiling = results.find((r) => r.scenario === "ceiling")?.load.acceptedPerSec;
+  for (const db of options.dbs) {
+    if (has("ingest")) {
+      for (const connections of options.ingestConnections) {
+        results.push(
+          await runIngest(ctx, db, { mode: { kind: "max", connections }, rateEstimate: ceiling }),
+        );
+      }
+    }
+    if (has("steady")) {
+      results.push(await runIngest(ctx, db, { mode: { kind: "rate", rate: options.steadyRate } }));
+    }
+    if (has("e2e")) results.push(await runEndToEnd(ctx, db));
+    if (has("burst")) results.push(await runBurst(ctx, db));
+    if (has("memory") && o.memory) results.push(await runMemory(ctx, db));
+  }
+  return results;
+}
+
 export async function runBench(options: BenchOptions, hooks: RunHooks): Promise<BenchReport> {
   const startedAt = new Date();
   const gitAtStart = await gitState();
@@ -80,32 +108,18 @@ export async function runBench(options: BenchOptions, hooks: RunHooks): Promise<
     progress: hooks.progress,
     pgliteTemplate: lazyTemplate(tmpDir),
   };
-  const results: ScenarioResult[] = [];
-  const has = (name: BenchOptions["scenarios"][number]) => options.scenarios.includes(name);
+  const rounds: ScenarioResult[][] = [];
   try {
-    if (has("ceiling")) results.push(await runCeiling(ctx));
-    const ceiling = results.find((r) => r.scenario === "ceiling")?.load.acceptedPerSec;
-    for (const db of options.dbs) {
-      if (has("ingest")) {
-        for (const connections of options.ingestConnections) {
-          results.push(
-            await runIngest(ctx, db, { mode: { kind: "max", connections }, rateEstimate: ceiling }),
-          );
-        }
-      }
-      if (has("steady")) {
-        results.push(
-          await runIngest(ctx, db, { mode: { kind: "rate", rate: options.steadyRate } }),
-        );
-      }
-      if (has("e2e")) results.push(await runEndToEnd(ctx, db));
-      if (has("burst")) results.push(await runBurst(ctx, db));
-      if (has("memory")) results.push(await runMemory(ctx, db));
+    for (let round = 1; round <= options.repeat; round++) {
+      if (options.repeat > 1) ctx.progress(`Round ${round} of ${options.repeat}`);
+      // Memory runs once: five minutes per round would buy little.
+      rounds.push(await runRound(ctx, { memory: round === 1 }));
     }
   } finally {
     await Deno.remove(tmpDir, { recursive: true }).catch(() => {});
     forgetTmp();
   }
+  const results = options.repeat === 1 ? rounds[0] : combineRounds(rounds);
   const gitAtEnd = await gitState();
   const changed = gitAtStart.sha !== gitAtEnd.sha || gitAtStart.diff !== gitAtEnd.diff;
   const loadEnd = Deno.loadavg();
@@ -121,7 +135,10 @@ export async function runBench(options: BenchOptions, hooks: RunHooks): Promise<
       useWrk ? `wrk (${options.wrkThreads} thread)` : "Deno closed loop"
     }; ` +
     `fixed-rate client: Deno, open loop; ack latency in ms; e2e = receipt -> decision ` +
-    `(worker's stored end_to_end_ms, before the final insert and commit)`,
+    `(worker's stored end_to_end_ms, before the final insert and commit)` +
+    (options.repeat > 1
+      ? `; ${options.repeat} rounds, each row its median round (notes give the range)`
+      : ""),
     ...(changed
       ? [
         `WARNING: the code changed during the run (git ${gitAtStart.short} -> ${gitAtEnd.short}` +
@@ -145,6 +162,7 @@ export async function runBench(options: BenchOptions, hooks: RunHooks): Promise<
       postgresUrl: options.postgresUrl === null ? null : redactUrl(options.postgresUrl),
     },
     results,
+    rounds: options.repeat === 1 ? null : rounds,
     table: fullReport(results, header),
   };
 }
@@ -152,8 +170,8 @@ export async function runBench(options: BenchOptions, hooks: RunHooks): Promise<
 /**
  * The longest a run with these options may take, in seconds: per scenario
  * its load, the waits for decisions it may do, and a minute for starting,
- * seeding, stopping (the service may take 25 s to drain) and analysis;
- * doubled. Past it the entry point gives up and cleans up: the bench is
+ * seeding, stopping (the service may take 25 s to drain) and analysis, for
+ * every round (memory runs once); doubled. Past it the entry point gives up and cleans up: the bench is
  * bounded in time even if a server or the database hangs.
  */
 export function timeBoundS(o: BenchOptions): number {
@@ -161,10 +179,11 @@ export function timeBoundS(o: BenchOptions): number {
   const perDb = (o.scenarios.includes("ingest") ? o.ingestConnections.length * (load + 60) : 0) +
     (o.scenarios.includes("steady") ? load + 60 : 0) +
     (o.scenarios.includes("e2e") ? load + 2 * o.drainTimeoutS + 60 : 0) +
-    (o.scenarios.includes("burst") ? o.warmupS + 2 * o.drainTimeoutS + 60 : 0) +
-    (o.scenarios.includes("memory") ? o.memoryMinutes * 60 + 60 : 0);
+    (o.scenarios.includes("burst") ? o.warmupS + 2 * o.drainTimeoutS + 60 : 0);
+  const memory = o.scenarios.includes("memory") ? o.memoryMinutes * 60 + 60 : 0;
   const ceiling = o.scenarios.includes("ceiling") ? load + 30 : 0;
-  return Math.ceil(2 * (ceiling + perDb * o.dbs.length) + 60);
+  const round = ceiling + perDb * o.dbs.length;
+  return Math.ceil(2 * (o.repeat * round + memory * o.dbs.length) + 60);
 }
 
 export function redactUrl(url: string): string {
