@@ -3,6 +3,7 @@
  * numbers and they survive restarts.
  */
 import type { LatencySummary } from "../core/stats.ts";
+import { queueDepth } from "./jobs.ts";
 import type { Queryable } from "./port.ts";
 
 export interface SignalCounts {
@@ -21,33 +22,98 @@ export interface SignalCounts {
   refusalsByCode: Record<string, number>;
 }
 
+/** Every count recounted from the tables (O(history): tests and one-off reads). */
 export async function signalCounts(db: Queryable): Promise<SignalCounts> {
-  const [totals] = await db.query<Record<string, number>>(
-    `select (select count(*) from signals)::integer as total,
-            (select count(*) from pipeline_jobs where status in ('pending', 'running'))::integer as pending,
-            (select count(*) from pipeline_jobs where status = 'failed')::integer as failed`,
-  );
-  const outcomes = await db.query<{ outcome: string; reason_code: string; n: number }>(
-    `select outcome, reason_code, count(*)::integer as n from decisions group by outcome, reason_code`,
-  );
-  const refusals = await db.query<{ code: string; n: number }>(
-    `select code, count(*)::integer as n from processing_errors group by code`,
-  );
-  const decisionsByOutcome: Record<string, number> = { ENTER: 0, EXIT: 0, REJECT: 0 };
-  const rejectionsByReason: Record<string, number> = {};
-  for (const o of outcomes) {
-    decisionsByOutcome[o.outcome] = (decisionsByOutcome[o.outcome] ?? 0) + Number(o.n);
-    if (o.outcome === "REJECT") rejectionsByReason[o.reason_code] = Number(o.n);
+  return await createSignalCounter(db).read();
+}
+
+export interface SignalCounter {
+  /** The counts now; concurrent reads take turns, so none counts a row twice. */
+  read(): Promise<SignalCounts>;
+}
+
+/**
+ * Signals added since the last read, through signals_seq_key. Signals draw
+ * `seq` under the ingest order lock (db/signals.ts) and decisions under the
+ * book lock (db/decisions.ts), each held to the commit, so rows become
+ * visible in `seq` order: once `seq` n is seen, no row below it can appear
+ * later, and `seq > n` misses none and counts none twice.
+ */
+export const SIGNALS_SINCE_SQL = `select count(*)::integer as n, max(seq)::text as last
+   from signals where seq > $1::bigint`;
+/** Decisions added since the last read, by outcome and reason, through decisions_seq_key. */
+export const DECISIONS_SINCE_SQL = `select outcome, reason_code, count(*)::integer as n,
+     max(seq)::text as last
+   from decisions where seq > $1::bigint group by outcome, reason_code`;
+
+/**
+ * Running totals for /metrics: the first read counts every signal and
+ * decision, later ones add only the rows committed since (see
+ * SIGNALS_SINCE_SQL), so a scrape costs what arrived since the last one, not
+ * the whole history (at 300,000 signals a full recount took 67 ms on
+ * Postgres and 161 ms of PGlite's one thread, growing with the tables).
+ * Jobs (unfinished, failed) and refusals are read whole, through their
+ * partial indexes and a far smaller table. Rows deleted by hand from
+ * decisions stay counted until the process restarts (signals cannot be
+ * deleted).
+ */
+export function createSignalCounter(db: Queryable): SignalCounter {
+  let signals = { total: 0, after: "0" };
+  let decisions = {
+    byKey: new Map<string, { outcome: string; reason: string; n: number }>(),
+    after: "0",
+  };
+  let turn: Promise<unknown> = Promise.resolve();
+
+  async function catchUp(): Promise<SignalCounts> {
+    const [s] = await db.query<{ n: number; last: string | null }>(SIGNALS_SINCE_SQL, [
+      signals.after,
+    ]);
+    if (s.last !== null) signals = { total: signals.total + Number(s.n), after: s.last };
+    const added = await db.query<{ outcome: string; reason_code: string; n: number; last: string }>(
+      DECISIONS_SINCE_SQL,
+      [decisions.after],
+    );
+    if (added.length > 0) {
+      // Copied, then swapped in whole: a read that fails half-way changes nothing.
+      const byKey = new Map(decisions.byKey);
+      let after = BigInt(decisions.after);
+      for (const row of added) {
+        const key = `${row.outcome}\u0000${row.reason_code}`;
+        const n = (byKey.get(key)?.n ?? 0) + Number(row.n);
+        byKey.set(key, { outcome: row.outcome, reason: row.reason_code, n });
+        if (BigInt(row.last) > after) after = BigInt(row.last);
+      }
+      decisions = { byKey, after: String(after) };
+    }
+    const jobs = await queueDepth(db);
+    const refusals = await db.query<{ code: string; n: number }>(
+      `select code, count(*)::integer as n from processing_errors group by code`,
+    );
+    const decisionsByOutcome: Record<string, number> = { ENTER: 0, EXIT: 0, REJECT: 0 };
+    const rejectionsByReason: Record<string, number> = {};
+    for (const { outcome, reason, n } of decisions.byKey.values()) {
+      decisionsByOutcome[outcome] = (decisionsByOutcome[outcome] ?? 0) + n;
+      if (outcome === "REJECT") rejectionsByReason[reason] = n;
+    }
+    return {
+      total: signals.total,
+      accepted: decisionsByOutcome.ENTER + decisionsByOutcome.EXIT,
+      rejected: decisionsByOutcome.REJECT,
+      pending: jobs.pending + jobs.running,
+      failed: jobs.failed,
+      decisionsByOutcome,
+      rejectionsByReason,
+      refusalsByCode: Object.fromEntries(refusals.map((r) => [r.code, Number(r.n)])),
+    };
   }
+
   return {
-    total: Number(totals.total),
-    accepted: decisionsByOutcome.ENTER + decisionsByOutcome.EXIT,
-    rejected: decisionsByOutcome.REJECT,
-    pending: Number(totals.pending),
-    failed: Number(totals.failed),
-    decisionsByOutcome,
-    rejectionsByReason,
-    refusalsByCode: Object.fromEntries(refusals.map((r) => [r.code, Number(r.n)])),
+    read() {
+      const counts = turn.then(catchUp, catchUp);
+      turn = counts.catch(() => {});
+      return counts;
+    },
   };
 }
 

@@ -13,8 +13,9 @@ import { unrealizedPnl } from "../core/book.ts";
 import { type LatencySummary, LatencyWindow } from "../core/stats.ts";
 import {
   closedPositionTotals,
+  createSignalCounter,
   markedOpenPositions,
-  signalCounts,
+  type SignalCounter,
   stageLatencies,
 } from "../db/metrics.ts";
 import type { Database } from "../db/port.ts";
@@ -32,8 +33,8 @@ export interface MetricsDeps {
 
 const round2 = (n: number) => Math.round(n * 100) / 100;
 
-export async function signalsMetrics(deps: MetricsDeps) {
-  const c = await signalCounts(deps.db);
+async function signalsMetrics(counts: SignalCounter) {
+  const c = await counts.read();
   const decided = c.accepted + c.rejected;
   const refusals = c.refusalsByCode;
   return {
@@ -54,7 +55,7 @@ export async function signalsMetrics(deps: MetricsDeps) {
   };
 }
 
-export async function positionsMetrics(deps: MetricsDeps) {
+async function positionsMetrics(deps: MetricsDeps) {
   const [open, closed] = await Promise.all([
     markedOpenPositions(deps.db),
     closedPositionTotals(deps.db),
@@ -76,7 +77,7 @@ export async function positionsMetrics(deps: MetricsDeps) {
   };
 }
 
-export async function latencyMetrics(deps: MetricsDeps) {
+async function latencyMetrics(deps: MetricsDeps) {
   const stages = await stageLatencies(deps.db);
   const { end_to_end: endToEnd, ...pipeline } = stages;
   const empty: LatencySummary = { count: 0, p50: null, p95: null, p99: null, max: null };
@@ -103,9 +104,11 @@ function cacheMetrics(deps: MetricsDeps) {
 
 export function metricsRoutes(deps: MetricsDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
+  // One per app: its running totals make a scrape cost what arrived since the last one.
+  const counts = createSignalCounter(deps.db);
   app.get("/metrics", async (c) => {
     const [signals, positions, latency] = await Promise.all([
-      signalsMetrics(deps),
+      signalsMetrics(counts),
       positionsMetrics(deps),
       latencyMetrics(deps),
     ]);
@@ -117,20 +120,20 @@ export function metricsRoutes(deps: MetricsDeps): Hono<AppEnv> {
       timestamp: new Date().toISOString(),
     });
   });
-  app.get("/metrics/signals", async (c) => c.json(await signalsMetrics(deps)));
+  app.get("/metrics/signals", async (c) => c.json(await signalsMetrics(counts)));
   app.get("/metrics/positions", async (c) => c.json(await positionsMetrics(deps)));
   app.get("/metrics/latency", async (c) => c.json(await latencyMetrics(deps)));
   app.get("/metrics/prometheus", async (c) => {
-    const registry = await prometheusRegistry(deps);
+    const registry = await prometheusRegistry(deps, counts);
     return c.body(await registry.metrics(), 200, { "content-type": registry.contentType });
   });
   return app;
 }
 
 /** A registry filled from one snapshot of the metrics, so a scrape is consistent. */
-async function prometheusRegistry(deps: MetricsDeps): Promise<Registry> {
+async function prometheusRegistry(deps: MetricsDeps, counts: SignalCounter): Promise<Registry> {
   const [s, p, l] = await Promise.all([
-    signalsMetrics(deps),
+    signalsMetrics(counts),
     positionsMetrics(deps),
     latencyMetrics(deps),
   ]);

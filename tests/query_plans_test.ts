@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { COMPLETE_JOBS_SQL, COMPLETE_TIMINGS_SQL, WRITE_BATCH_SQL } from "../db/decisions.ts";
 import type { Queryable } from "../db/port.ts";
 import { CLAIM_JOBS_SQL, QUEUE_DEPTH_SQL } from "../db/jobs.ts";
+import { DECISIONS_SINCE_SQL, SIGNALS_SINCE_SQL } from "../db/metrics.ts";
 import { RECORD_DUPLICATES_SQL } from "../db/signals.ts";
 import { dbTest } from "./_db.ts";
 
@@ -184,3 +185,30 @@ dbTest("the queue depth /health reads does not read every job ever queued", asyn
   );
   assert.deepEqual([row.pending, row.running, row.failed], [ROWS / 100, 0, ROWS / 100]);
 });
+
+dbTest(
+  "/metrics counts only the signals and decisions added since its last read",
+  async ({ db }) => {
+    await seed(db);
+    // Analyzed before most of the rows arrived, as between autovacuum runs.
+    await db.exec(
+      `delete from decisions where signal_id in (select id from signals where seq > 100);
+    analyze decisions;
+    insert into decisions (signal_id, outcome, reason_code, message)
+    select id, 'REJECT', 'MARKET_CLOSED', 'closed' from signals where seq > 100;`,
+    );
+    const recount = "select count(*) from signals";
+    assert.deepEqual(await seqScanned(db, recount, []), ["signals"], "control");
+    const [last] = await db.query<{ s: string; d: string }>(
+      "select (select max(seq) from signals)::text as s, (select max(seq) from decisions)::text as d",
+    );
+    const since = (n: string) => String(BigInt(n) - 10n);
+    assert.deepEqual(await seqScanned(db, SIGNALS_SINCE_SQL, [since(last.s)]), []);
+    assert.deepEqual(await indexesUsed(db, SIGNALS_SINCE_SQL, [since(last.s)]), [
+      "signals_seq_key",
+    ]);
+    assert.deepEqual(await seqScanned(db, DECISIONS_SINCE_SQL, [since(last.d)]), []);
+    const [row] = await db.query<{ n: number }>(SIGNALS_SINCE_SQL, [since(last.s)]);
+    assert.equal(Number(row.n), 10);
+  },
+);

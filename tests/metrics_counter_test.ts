@@ -1,0 +1,88 @@
+/**
+ * /metrics' running totals (db/metrics.ts createSignalCounter): after any
+ * mix of webhooks, decisions and reads, concurrent or failed, they equal a
+ * full recount of the tables, on both drivers.
+ */
+import assert from "node:assert/strict";
+import { createSignalCounter, signalCounts } from "../db/metrics.ts";
+import type { Queryable } from "../db/port.ts";
+import { dbTest } from "./_db.ts";
+import { clock, pipelineServices, pushChain, pushContext, send } from "./_pipeline.ts";
+
+dbTest(
+  "running totals equal a full recount after webhooks, decisions and reads interleave",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c);
+    await pushContext(s, c, "SPY", 500);
+    await pushChain(s, c, "SPY", 500);
+    const counter = createSignalCounter(db);
+    const empty = await counter.read();
+    assert.equal(empty.total, 0);
+    assert.deepEqual(empty, await signalCounts(db));
+
+    // SPY opens (ENTER) and later closes (EXIT); QQQ's exits have nothing to close (REJECT).
+    const qqqExit = { symbol: "QQQ", direction: "CALL", action: "EXIT", price: 400 };
+    await send(s, c, { symbol: "SPY", direction: "CALL", price: 500 });
+    await send(s, c, qqqExit);
+    const undecided = await counter.read();
+    assert.equal(undecided.total, 2);
+    assert.equal(undecided.pending, 2);
+    assert.deepEqual(undecided, await signalCounts(db));
+
+    assert.equal(await s.worker.runUntilIdle(), 2);
+    c.advance(60_000);
+    await send(s, c, { symbol: "SPY", direction: "CALL", action: "EXIT", price: 505 });
+    await send(s, c, qqqExit);
+    const half = await counter.read();
+    assert.deepEqual(half, await signalCounts(db));
+    assert.equal(half.total, 4);
+    assert.equal(half.pending, 2);
+    assert.deepEqual(half.decisionsByOutcome, { ENTER: 1, EXIT: 0, REJECT: 1 });
+
+    await s.worker.runUntilIdle();
+    // Reads at once take turns: each sees every row, none counts one twice.
+    const together = await Promise.all(Array.from({ length: 5 }, () => counter.read()));
+    const recount = await signalCounts(db);
+    assert.equal(recount.total, 4);
+    assert.deepEqual(recount.decisionsByOutcome, { ENTER: 1, EXIT: 1, REJECT: 2 });
+    assert.equal(recount.rejected, 2);
+    for (const counts of together) assert.deepEqual(counts, recount);
+
+    // And through the app: /metrics/signals reads its own running totals.
+    for (let i = 0; i < 2; i++) {
+      const body = await (await s.app.request("/metrics/signals")).json();
+      assert.equal(body.totalSignals, 4);
+      assert.deepEqual(body.decisionsByOutcome, recount.decisionsByOutcome);
+      assert.deepEqual(body.rejectionsByReason, recount.rejectionsByReason);
+    }
+  },
+);
+
+dbTest("a read that fails half-way counts nothing twice afterwards", async ({ db }) => {
+  const c = clock();
+  const s = await pipelineServices(db, c);
+  await send(s, c, { symbol: "SPY", direction: "CALL", price: 500 });
+  await s.worker.runUntilIdle();
+  let failDecisions = false;
+  const flaky: Queryable = {
+    query(text, params) {
+      if (failDecisions && text.includes("from decisions")) {
+        return Promise.reject(new Error("injected failure"));
+      }
+      return db.query(text, params);
+    },
+    exec: (script) => db.exec(script),
+  };
+  const counter = createSignalCounter(flaky);
+  assert.equal((await counter.read()).total, 1);
+  await send(s, c, { symbol: "QQQ", direction: "CALL", action: "EXIT", price: 400 });
+  await s.worker.runUntilIdle();
+  failDecisions = true;
+  await assert.rejects(counter.read(), /injected failure/);
+  failDecisions = false;
+  assert.deepEqual(await counter.read(), await signalCounts(db));
+  const after = await counter.read();
+  assert.equal(after.total, 2);
+  assert.equal(after.decisionsByOutcome.ENTER + after.decisionsByOutcome.REJECT, 2);
+});
