@@ -58,9 +58,14 @@ export function recordDecisions(
 ): Promise<RecordedDecision[]> {
   return db.transaction(async (tx) => {
     const t0 = performance.now();
-    await lockBookAndCompleteJobs(tx, inputs.map((i) => i.jobId), options.workerId);
-    // Read after the lock is held: this statement's snapshot includes every earlier batch.
-    let book: Book = { open: await listOpenPositions(tx) };
+    // Sent together, run in order on the transaction's connection: the book is read once the
+    // lock is held, so its snapshot includes every earlier batch, and no round trip passes
+    // between the two while the lock (and, on PGlite, its one thread) is held.
+    const [, open] = await inOrder(
+      lockBookAndCompleteJobs(tx, inputs.map((i) => i.jobId), options.workerId),
+      listOpenPositions(tx),
+    );
+    let book: Book = { open };
     const bookMs = round(performance.now() - t0);
 
     const recorded: RecordedDecision[] = [];
@@ -100,6 +105,17 @@ export function recordDecisions(
     for (const r of recorded) r.timings.write_ms = writeMs;
     return recorded;
   });
+}
+
+/**
+ * Both results, or the first failure in the order given (a statement after a
+ * failed one fails too, "transaction aborted", which would hide the cause).
+ */
+async function inOrder<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
+  const [ra, rb] = await Promise.allSettled([a, b]);
+  if (ra.status === "rejected") throw ra.reason;
+  if (rb.status === "rejected") throw rb.reason;
+  return [ra.value, rb.value];
 }
 
 /**

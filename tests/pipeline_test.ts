@@ -385,3 +385,34 @@ dbTest(
   },
   { drivers: ["pglite"] },
 );
+
+dbTest(
+  "two workers deciding at once never both pass the position limit: each reads the book under the lock",
+  async ({ db, connectAgain }) => {
+    const c = clock();
+    const env = { MAX_OPEN_POSITIONS: "1", WORKER_BATCH_SIZE: "1" };
+    const a = await pipelineServices(db, c, env);
+    const b = await pipelineServices(await connectAgain(), c, env);
+    // A slow write holds the book lock a while: a book read not made under it would land inside.
+    await db.exec(`
+      create function test_slow_decision() returns trigger language plpgsql as $$
+      begin perform pg_sleep(0.02); return new; end $$;
+      create trigger test_slow_decision before insert on decisions
+        for each row execute function test_slow_decision();`);
+    const symbols = ["SPY", "QQQ", "IWM", "DIA", "AAPL", "MSFT", "NVDA", "AMZN", "META", "TSLA"];
+    for (const symbol of symbols) await send(a, c, { symbol, direction: "CALL", price: 100 });
+    // One job per claim: the two workers' decision transactions interleave all the way.
+    // (Their sessions are not named after them here, so each may also take over the other's
+    // claims as abandoned: a job can be claimed twice, and is still decided once.)
+    await Promise.all([a.worker.runUntilIdle(), b.worker.runUntilIdle()]);
+    const reasons = await db.query<{ reason_code: string; n: number }>(
+      "select reason_code, count(*)::integer as n from decisions group by 1 order by 1",
+    );
+    assert.deepEqual(reasons.map((r) => [r.reason_code, Number(r.n)]), [
+      ["ENTRY_APPROVED", 1],
+      ["MAX_POSITIONS", symbols.length - 1],
+    ]);
+    assert.equal((await positions(db)).length, 1);
+  },
+  { drivers: ["postgres"] },
+);
