@@ -59,10 +59,8 @@ export const DECISIONS_SINCE_SQL = `select outcome, reason_code, count(*)::integ
  */
 export function createSignalCounter(db: Queryable): SignalCounter {
   let signals = { total: 0, after: "0" };
-  let decisions = {
-    byKey: new Map<string, { outcome: string; reason: string; n: number }>(),
-    after: "0",
-  };
+  const decided = new Map<string, { outcome: string; reason: string; n: number }>();
+  let decidedAfter = "0";
   let turn: Promise<unknown> = Promise.resolve();
 
   async function catchUp(): Promise<SignalCounts> {
@@ -72,19 +70,13 @@ export function createSignalCounter(db: Queryable): SignalCounter {
     if (s.last !== null) signals = { total: signals.total + Number(s.n), after: s.last };
     const added = await db.query<{ outcome: string; reason_code: string; n: number; last: string }>(
       DECISIONS_SINCE_SQL,
-      [decisions.after],
+      [decidedAfter],
     );
-    if (added.length > 0) {
-      // Copied, then swapped in whole: a read that fails half-way changes nothing.
-      const byKey = new Map(decisions.byKey);
-      let after = BigInt(decisions.after);
-      for (const row of added) {
-        const key = `${row.outcome}\u0000${row.reason_code}`;
-        const n = (byKey.get(key)?.n ?? 0) + Number(row.n);
-        byKey.set(key, { outcome: row.outcome, reason: row.reason_code, n });
-        if (BigInt(row.last) > after) after = BigInt(row.last);
-      }
-      decisions = { byKey, after: String(after) };
+    for (const row of added) {
+      const key = `${row.outcome}\u0000${row.reason_code}`;
+      const n = (decided.get(key)?.n ?? 0) + Number(row.n);
+      decided.set(key, { outcome: row.outcome, reason: row.reason_code, n });
+      if (BigInt(row.last) > BigInt(decidedAfter)) decidedAfter = row.last;
     }
     const jobs = await queueDepth(db);
     const refusals = await db.query<{ code: string; n: number }>(
@@ -92,7 +84,7 @@ export function createSignalCounter(db: Queryable): SignalCounter {
     );
     const decisionsByOutcome: Record<string, number> = { ENTER: 0, EXIT: 0, REJECT: 0 };
     const rejectionsByReason: Record<string, number> = {};
-    for (const { outcome, reason, n } of decisions.byKey.values()) {
+    for (const { outcome, reason, n } of decided.values()) {
       decisionsByOutcome[outcome] = (decisionsByOutcome[outcome] ?? 0) + n;
       if (outcome === "REJECT") rejectionsByReason[reason] = n;
     }
