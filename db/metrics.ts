@@ -22,11 +22,6 @@ export interface SignalCounts {
   refusalsByCode: Record<string, number>;
 }
 
-/** Every count recounted from the tables (O(history): tests and one-off reads). */
-export async function signalCounts(db: Queryable): Promise<SignalCounts> {
-  return await createSignalCounter(db).read();
-}
-
 export interface SignalCounter {
   /** The counts now; concurrent reads take turns, so none counts a row twice. */
   read(): Promise<SignalCounts>;

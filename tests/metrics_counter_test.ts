@@ -4,10 +4,41 @@
  * full recount of the tables, on both drivers.
  */
 import assert from "node:assert/strict";
-import { createSignalCounter, signalCounts } from "../db/metrics.ts";
+import { createSignalCounter, type SignalCounts } from "../db/metrics.ts";
 import type { Queryable } from "../db/port.ts";
 import { dbTest } from "./_db.ts";
 import { clock, pipelineServices, pushChain, pushContext, send } from "./_pipeline.ts";
+
+/** The counts taken the plain way, every table read whole: the oracle, independent of the counter. */
+async function signalCounts(db: Queryable): Promise<SignalCounts> {
+  const [totals] = await db.query<Record<string, number>>(
+    `select (select count(*) from signals)::integer as total,
+            (select count(*) from pipeline_jobs where status in ('pending', 'running'))::integer as pending,
+            (select count(*) from pipeline_jobs where status = 'failed')::integer as failed`,
+  );
+  const outcomes = await db.query<{ outcome: string; reason_code: string; n: number }>(
+    `select outcome, reason_code, count(*)::integer as n from decisions group by outcome, reason_code`,
+  );
+  const refusals = await db.query<{ code: string; n: number }>(
+    `select code, count(*)::integer as n from processing_errors group by code`,
+  );
+  const decisionsByOutcome: Record<string, number> = { ENTER: 0, EXIT: 0, REJECT: 0 };
+  const rejectionsByReason: Record<string, number> = {};
+  for (const o of outcomes) {
+    decisionsByOutcome[o.outcome] += Number(o.n);
+    if (o.outcome === "REJECT") rejectionsByReason[o.reason_code] = Number(o.n);
+  }
+  return {
+    total: Number(totals.total),
+    accepted: decisionsByOutcome.ENTER + decisionsByOutcome.EXIT,
+    rejected: decisionsByOutcome.REJECT,
+    pending: Number(totals.pending),
+    failed: Number(totals.failed),
+    decisionsByOutcome,
+    rejectionsByReason,
+    refusalsByCode: Object.fromEntries(refusals.map((r) => [r.code, Number(r.n)])),
+  };
+}
 
 dbTest(
   "running totals equal a full recount after webhooks, decisions and reads interleave",

@@ -52,15 +52,15 @@ export function medianKey(r: ScenarioResult): MedianKey {
         higherIsBetter: false,
         format: ms,
       };
-    case "memory":
+    case "memory": {
+      const drift = r.memory?.driftPct ?? null;
       return {
         by: "RSS drift",
-        value: r.memory?.driftPct === null || r.memory === null
-          ? null
-          : Math.abs(r.memory.driftPct),
+        value: drift === null ? null : Math.abs(drift),
         higherIsBetter: false,
         format: (n) => `${n.toFixed(1)} %`,
       };
+    }
   }
 }
 
