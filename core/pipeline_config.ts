@@ -6,7 +6,7 @@
 import { DEFAULT_RULES, type Rules, RulesSchema } from "./rules.ts";
 
 export interface WorkerConfig {
-  /** Batches decided at once per instance (their transactions queue on the book lock). */
+  /** Batches decided at once per instance (their writes queue on the book's version row). */
   concurrency: number;
   /** Most jobs claimed and decided in one transaction (one per symbol). */
   batchSize: number;

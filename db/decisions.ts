@@ -1,28 +1,49 @@
 /**
- * The decision transaction, for a batch of claimed jobs (at most one per
- * symbol). Under one advisory lock on the book (so decisions on any instance
- * never both pass the exposure limit) it reads the open book, runs the pure
+ * The decision write, for a batch of claimed jobs (at most one per symbol).
+ * The worker keeps the open book in memory (`BookCache`) and runs the pure
  * decision for each job in turn, each seeing the book as the ones before it
- * left it, then writes every decision, position change, job completion and
- * live event, and NOTIFYs. All or nothing: one commit for the whole batch.
+ * left it; then one statement writes every decision, position change, job
+ * completion and live event, and NOTIFYs, all or nothing. It writes only if
+ * the book is still the one decided on: the transaction that last changed
+ * `positions` (book_version, kept by a trigger) is checked under a row lock
+ * on it, so writes on every instance take turns and none can pass the
+ * exposure limit on a stale book. If another writer came first, the book is
+ * read again and the batch decided again. One instance never has to: its
+ * book is read once and then kept, and a batch costs the claim and this one
+ * statement.
  */
 import { applyDecision, type Book, type ClosedPosition, type OpenPosition } from "../core/book.ts";
 import type { Decision } from "../core/decision.ts";
 import type { ReceivedSignal } from "../core/signal.ts";
 import type { NewEvent } from "./events.ts";
-import type { Database, Queryable } from "./port.ts";
-import { listOpenPositions } from "./positions.ts";
+import type { Queryable } from "./port.ts";
+import { byOpening, readOpenBook } from "./positions.ts";
 import { EVENTS_CHANNEL } from "./signals.ts";
 import { jsonKeys } from "./sql.ts";
 
-// Any constant; every instance must use the same one.
-const BOOK_LOCK = 727_002;
+/** Decided again on a fresh book at most this often before the batch fails. */
+const MAX_BOOK_RETRIES = 20;
 
 export class JobLostError extends Error {
   constructor(readonly jobIds: number[]) {
     super(`Jobs ${jobIds.join(", ")} are no longer claimed by this worker (their claim expired)`);
     this.name = "JobLostError";
   }
+}
+
+/**
+ * The open book as this worker last read or wrote it, and its version (the
+ * transaction that last changed it); `writer` null means read it first.
+ */
+export interface BookCache {
+  writer: string | null;
+  open: OpenPosition[];
+  /** Batches decided again because another writer changed the book first. */
+  retries: number;
+}
+
+export function newBookCache(): BookCache {
+  return { writer: null, open: [], retries: 0 };
 }
 
 export interface DecisionInput {
@@ -47,115 +68,115 @@ export interface RecordedDecision {
 }
 
 /**
- * Decides and records `inputs` (distinct symbols, in job order) in one
- * transaction. Throws `JobLostError` (and writes nothing) if any job is no
- * longer claimed by `workerId`.
+ * Decides and records `inputs` (distinct symbols, in job order) on the book
+ * in `cache`, which it keeps up to date. Throws `JobLostError` (and writes
+ * nothing) if any job is no longer claimed by `workerId`.
  */
-export function recordDecisions(
-  db: Database,
+export async function recordDecisions(
+  db: Queryable,
   inputs: readonly DecisionInput[],
-  options: { workerId: string; now: () => number },
+  options: { workerId: string; now: () => number; book: BookCache },
 ): Promise<RecordedDecision[]> {
-  return db.transaction(async (tx) => {
+  const cache = options.book;
+  const jobIds = inputs.map((i) => i.jobId);
+  for (let attempt = 1;; attempt++) {
     const t0 = performance.now();
-    // Sent together, run in order on the transaction's connection: the book is read once the
-    // lock is held, so its snapshot includes every earlier batch, and no round trip passes
-    // between the two while the lock (and, on PGlite, its one thread) is held.
-    const [, open] = await inOrder(
-      lockBookAndCompleteJobs(tx, inputs.map((i) => i.jobId), options.workerId),
-      listOpenPositions(tx),
-    );
-    let book: Book = { open };
+    if (cache.writer === null) Object.assign(cache, await readOpenBook(db));
+    const decidedOn = cache.writer!;
     const bookMs = round(performance.now() - t0);
-
-    const recorded: RecordedDecision[] = [];
-    for (const input of inputs) {
-      const t = performance.now();
-      const decision = input.decideWith(book);
-      const decideMs = round(performance.now() - t);
-      const applied = applyDecision(book, decision, input.signal);
-      let opened = applied.opened;
-      if (opened !== null) {
-        // The pure book names new positions after their signal; the table wants a uuid.
-        const id = crypto.randomUUID();
-        const before = opened.id;
-        opened = { ...opened, id };
-        book = { open: applied.book.open.map((p) => (p.id === before ? opened! : p)) };
-      } else {
-        book = applied.book;
-      }
-      recorded.push({
-        decisionId: crypto.randomUUID(),
-        jobId: input.jobId,
-        signal: input.signal,
-        decision,
-        opened,
-        closed: applied.closed,
-        timings: { ...input.timings, book_ms: bookMs, decide_ms: decideMs },
-      });
-    }
+    const { recorded, book } = decideAll(inputs, { open: cache.open }, bookMs);
     // Until completeTimings() runs after the commit, end to end stops here.
     const now = options.now();
     for (const r of recorded) {
       r.timings.end_to_end_ms = round(now - Date.parse(r.signal.receivedAt));
     }
     const tw = performance.now();
-    await writeBatch(tx, recorded, inputs);
+    let outcome: WriteOutcome;
+    try {
+      outcome = await writeBatch(db, recorded, inputs, {
+        jobIds,
+        workerId: options.workerId,
+        bookWriter: decidedOn,
+      });
+    } catch (error) {
+      cache.writer = null; // the statement wrote nothing; whether the book changed is unknown
+      throw error;
+    }
+    if (outcome.lostJobs.length > 0) throw new JobLostError(outcome.lostJobs);
+    if (outcome.writer === null) {
+      // Another writer changed the book after it was read: nothing was written.
+      cache.writer = null;
+      cache.retries++;
+      if (attempt >= MAX_BOOK_RETRIES) {
+        throw new Error(`The book changed under ${attempt} attempts to write this batch`);
+      }
+      continue;
+    }
+    cache.writer = outcome.writer;
+    cache.open = [...book.open].sort(byOpening);
     const writeMs = round(performance.now() - tw);
     for (const r of recorded) r.timings.write_ms = writeMs;
     return recorded;
-  });
+  }
+}
+
+/** Each input's decision on the book the ones before it left, with the positions' table ids. */
+function decideAll(
+  inputs: readonly DecisionInput[],
+  start: Book,
+  bookMs: number,
+): { recorded: RecordedDecision[]; book: Book } {
+  let book = start;
+  const recorded: RecordedDecision[] = [];
+  for (const input of inputs) {
+    const t = performance.now();
+    const decision = input.decideWith(book);
+    const decideMs = round(performance.now() - t);
+    const applied = applyDecision(book, decision, input.signal);
+    let opened = applied.opened;
+    if (opened !== null) {
+      // The pure book names new positions after their signal; the table wants a uuid.
+      const id = crypto.randomUUID();
+      const before = opened.id;
+      opened = { ...opened, id };
+      book = { open: applied.book.open.map((p) => (p.id === before ? opened! : p)) };
+    } else {
+      book = applied.book;
+    }
+    recorded.push({
+      decisionId: crypto.randomUUID(),
+      jobId: input.jobId,
+      signal: input.signal,
+      decision,
+      opened,
+      closed: applied.closed,
+      timings: { ...input.timings, book_ms: bookMs, decide_ms: decideMs },
+    });
+  }
+  return { recorded, book };
+}
+
+interface WriteOutcome {
+  /** Jobs no longer claimed by this worker; if any, nothing was written. */
+  lostJobs: number[];
+  /** The book's version after the write; null if it had changed first and nothing was written. */
+  writer: string | null;
 }
 
 /**
- * Both results, or the first failure in the order given (a statement after a
- * failed one fails too, "transaction aborted", which would hide the cause).
+ * The whole batch in one statement (so one round trip and one commit), or
+ * nothing of it: positions closed and opened, decisions, job completions,
+ * live events and the NOTIFY.
  */
-async function inOrder<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
-  const [ra, rb] = await Promise.allSettled([a, b]);
-  if (ra.status === "rejected") throw ra.reason;
-  if (rb.status === "rejected") throw rb.reason;
-  return [ra.value, rb.value];
-}
-
-/**
- * Takes the book lock and marks the batch's jobs done, in one round trip; a job
- * no longer claimed by this worker (its claim expired) aborts the batch.
- */
-async function lockBookAndCompleteJobs(tx: Queryable, jobIds: number[], workerId: string) {
-  const [row] = await tx.query<{ done: number[] | null }>(COMPLETE_JOBS_SQL, [
-    JSON.stringify(jobIds),
-    workerId,
-    BOOK_LOCK,
-  ]);
-  const kept = new Set((row.done ?? []).map(Number));
-  if (kept.size !== jobIds.length) throw new JobLostError(jobIds.filter((id) => !kept.has(id)));
-}
-
-/**
- * By primary key (db/sql.ts jsonKeys). With `status = 'running'` the planner
- * could read every active job through their partial index instead (12 ms per
- * batch under the bench's backlog); `(...) is true` keeps that index out, as
- * in db/jobs.ts CLAIM_JOBS_SQL (tests/query_plans_test.ts).
- */
-export const COMPLETE_JOBS_SQL = `with done as (
-     update pipeline_jobs set status = 'done', finished_at = now(), last_error = null
-     where id = any (${jsonKeys("$1", "bigint")})
-       and (status = 'running') is true and locked_by = $2::text
-     returning id
-   )
-   select pg_advisory_xact_lock($3::bigint) as locked,
-     (select array_agg(id::integer) from done) as done`;
-
-/** Positions closed and opened, decisions, live events and the NOTIFY: one statement. */
 async function writeBatch(
   tx: Queryable,
   recorded: readonly RecordedDecision[],
   inputs: readonly DecisionInput[],
-): Promise<void> {
+  batch: { jobIds: number[]; workerId: string; bookWriter: string },
+): Promise<WriteOutcome> {
   const closes = recorded.flatMap((r) => r.closed);
   const opens = recorded.flatMap((r) => (r.opened ? [r.opened] : []));
-  const [row] = await tx.query<{ closed: number }>(
+  const [row] = await tx.query<{ ok: boolean; xid: string; mine: number[] | null }>(
     WRITE_BATCH_SQL,
     [
       // jsonb_to_recordset takes the columns it names and ignores the rest.
@@ -180,21 +201,52 @@ async function writeBatch(
       }))),
       JSON.stringify(recorded.flatMap(eventsFor).map((e, n) => ({ n, ...e }))),
       EVENTS_CHANNEL,
+      JSON.stringify(batch.jobIds),
+      batch.workerId,
+      batch.bookWriter,
+      closes.length,
     ],
   );
-  // Impossible under the book lock; if it happens, the transaction writes nothing.
-  if (row.closed !== closes.length) throw new Error("A position to close was no longer open");
+  const mine = new Set((row.mine ?? []).map(Number));
+  const lostJobs = batch.jobIds.filter((id) => !mine.has(id));
+  if (!row.ok) return { lostJobs, writer: null };
+  // The trigger on positions made this transaction the book's writer if a position changed.
+  return { lostJobs, writer: closes.length + opens.length > 0 ? row.xid : batch.bookWriter };
 }
 
-/** Positions closed and opened, decisions, live events and the NOTIFY of one batch. */
-export const WRITE_BATCH_SQL = `with closes as (
+/**
+ * One batch's write. `ok` gates every change: the batch's jobs are still
+ * this worker's (locked, by primary key as in db/jobs.ts CLAIM_JOBS_SQL) and
+ * the book is still the version it was decided on (locked: concurrent
+ * batches take turns here, and a waiting one re-reads the row once the other
+ * commits, so it sees the new version). A gate is a one-time filter,
+ * evaluated before its statement reads a row, so no lock is taken out of
+ * order. Closing a position the book says is open cannot miss; if it did,
+ * the statement fails, so the batch is undone. Returns `ok`, this
+ * transaction's id (the book's version after the write if a position
+ * changed: the trigger on positions sets it) and the jobs still this worker's.
+ */
+export const WRITE_BATCH_SQL = `with book as (
+   select writer from book_version where id = 1 for update
+ ), mine as (
+   select id from pipeline_jobs
+   where id = any (${jsonKeys("$6", "bigint")})
+     and (status = 'running') is true and locked_by = $7::text
+   for update
+ ), gate as (
+   select (select writer from book) = $8::bigint
+     and (select count(*) from mine) = jsonb_array_length($6::text::jsonb) as ok
+ ), done as (
+   update pipeline_jobs set status = 'done', finished_at = now(), last_error = null
+   where id = any (array(select id from mine)) and (select ok from gate)
+ ), closes as (
    update positions p set is_closed = true, exit_price = x.exit_price,
      exit_signal_id = x.exit_signal_id, closed_at = x.closed_at,
      realized_pnl = x.realized_pnl, updated_at = now()
    from jsonb_to_recordset($1::text::jsonb) as x(id uuid, exit_price numeric,
      exit_signal_id uuid, closed_at timestamptz, realized_pnl numeric)
    where p.id = any (${jsonKeys("$1", "uuid", "id")})
-     and p.id = x.id and not p.is_closed
+     and p.id = x.id and not p.is_closed and (select ok from gate)
    returning p.id
  ), opens as (
    insert into positions (id, symbol, direction, quantity, entry_price, entry_signal_id,
@@ -202,6 +254,7 @@ export const WRITE_BATCH_SQL = `with closes as (
    select id, symbol, direction, quantity, entry_price, entry_signal_id, opened_at
    from jsonb_to_recordset($2::text::jsonb) as x(id uuid, symbol text, direction text,
      quantity numeric, entry_price numeric, entry_signal_id uuid, opened_at timestamptz)
+   where (select ok from gate)
  ), decided as (
    insert into decisions (id, signal_id, outcome, reason_code, message, price, quantity,
      notional, size_multiplier, degraded, notes, context_snapshot_id, gex_signal_id, timings)
@@ -211,18 +264,25 @@ export const WRITE_BATCH_SQL = `with closes as (
      outcome text, reason_code text, message text, price numeric, quantity numeric,
      notional numeric, size_multiplier numeric, degraded boolean, notes jsonb,
      context_snapshot_id uuid, gex_signal_id uuid, timings jsonb)
+   where (select ok from gate)
    order by n
  ), live as (
    insert into events (kind, symbol, payload)
    select kind, symbol, payload
    from jsonb_to_recordset($4::text::jsonb) as x(n integer, kind text, symbol text,
      payload jsonb)
+   where (select ok from gate)
    order by n
  ), notified as (
-   select pg_notify($5::text, '')
+   select pg_notify($5::text, '') where (select ok from gate)
  )
- select (select count(*)::integer from closes) as closed,
-   (select count(*) from notified) as notified`;
+ select (select ok from gate) as ok,
+   case when (select ok from gate) and (select count(*) from closes) <> $9::integer
+     then fail_statement('A position to close was no longer open')
+   end as failed,
+   (select count(*) from notified) as notified,
+   txid_current()::text as xid,
+   (select array_agg(id::integer) from mine) as mine`;
 
 /**
  * After the commit, the stages a transaction cannot time in itself: the write

@@ -30,7 +30,7 @@ export interface SignalCounter {
 /**
  * Signals added since the last read, through signals_seq_key. Signals draw
  * `seq` under the ingest order lock (db/signals.ts) and decisions under the
- * book lock (db/decisions.ts), each held to the commit, so rows become
+ * lock on the book's version row (db/decisions.ts), each held to the commit, so rows become
  * visible in `seq` order: once `seq` n is seen, no row below it can appear
  * later, and `seq > n` misses none and counts none twice.
  */

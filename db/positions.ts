@@ -33,9 +33,29 @@ export function openFromRow(row: PositionRow): OpenPosition {
   };
 }
 
-export async function listOpenPositions(db: Queryable): Promise<OpenPosition[]> {
-  const rows = await db.query<PositionRow>(
-    `select ${COLUMNS} from positions where not is_closed order by opened_at, id`,
+/**
+ * The open book and its version (the transaction that last changed
+ * `positions`, kept by a trigger), read in one statement so the two agree.
+ */
+export async function readOpenBook(
+  db: Queryable,
+): Promise<{ writer: string; open: OpenPosition[] }> {
+  const rows = await db.query<PositionRow & { book_writer: string }>(
+    `select v.writer::text as book_writer, p.*
+     from book_version v
+     left join (select ${COLUMNS} from positions where not is_closed) p on true
+     where v.id = 1
+     order by p.opened_at, p.id`,
   );
-  return rows.map(openFromRow);
+  if (rows.length === 0) throw new Error("book_version has no row: the migrations are incomplete");
+  return {
+    writer: rows[0].book_writer,
+    open: rows.filter((r) => r.id !== null).map(openFromRow),
+  };
+}
+
+/** The order `readOpenBook()` gives: by opening time, then id (as Postgres orders uuids). */
+export function byOpening(a: OpenPosition, b: OpenPosition): number {
+  const t = Date.parse(a.openedAt) - Date.parse(b.openedAt);
+  return t !== 0 ? t : a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }

@@ -1,7 +1,7 @@
 /**
  * The pipeline worker, one per instance: claims jobs (FOR UPDATE SKIP
  * LOCKED, one running job per symbol, oldest first), runs each through the
- * stages and records its decision in one transaction. Wakes on NOTIFY from
+ * stages and records its decision in one statement. Wakes on NOTIFY from
  * the ingest, falls back to polling. A stage that throws is retried with
  * backoff, then the job is marked failed with a processing_errors row. Jobs
  * whose instance died are reclaimed as soon as its sessions are gone (or
@@ -13,9 +13,11 @@ import { marketStatus } from "../core/market_hours.ts";
 import type { WorkerConfig } from "../core/pipeline_config.ts";
 import type { Rules } from "../core/rules.ts";
 import {
+  type BookCache,
   completeTimings,
   type DecisionInput,
   JobLostError,
+  newBookCache,
   recordDecisions,
   type RecordedDecision,
 } from "../db/decisions.ts";
@@ -50,6 +52,8 @@ export interface WorkerDeps {
   onDecision?: (recorded: RecordedDecision, job: ClaimedJob) => void;
   /** This instance's webhook commits, which go first (`config.maxDeferMs`). */
   ingest?: IngestActivity;
+  /** The book this worker keeps (db/decisions.ts); a new one by default, tests pass theirs. */
+  book?: BookCache;
 }
 
 /** What the worker needs to know of the ingest's group commit. */
@@ -110,6 +114,8 @@ export function createWorker(deps: WorkerDeps): Worker {
   let activeJobs = 0;
   /** Ids of the jobs being decided now. */
   const activeIds = new Set<number>();
+  /** The open book as this worker last read or wrote it (db/decisions.ts). */
+  const book = deps.book ?? newBookCache();
   /** Set when the database failed mid-way: some of our claims may have no one deciding them. */
   let orphansPossible = false;
 
@@ -250,8 +256,9 @@ export function createWorker(deps: WorkerDeps): Worker {
   }
 
   /**
-   * Decides a batch in one transaction. If that fails, each job is tried on
-   * its own, so one job's failure never holds back the others.
+   * Decides a batch and writes it in one statement (db/decisions.ts). If that
+   * fails, each job is tried on its own, so one job's failure never holds back
+   * the others.
    */
   async function processBatch(jobs: ClaimedJob[]): Promise<void> {
     const prepared: { job: ClaimedJob; input: DecisionInput }[] = [];
@@ -329,6 +336,7 @@ export function createWorker(deps: WorkerDeps): Worker {
     const recorded = await recordDecisions(db, batch.map((b) => b.input), {
       workerId,
       now: deps.now,
+      book,
     });
     const now = deps.now();
     for (const [i, r] of recorded.entries()) {

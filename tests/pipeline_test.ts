@@ -387,13 +387,13 @@ dbTest(
 );
 
 dbTest(
-  "two workers deciding at once never both pass the position limit: each reads the book under the lock",
+  "two workers deciding at once never both pass the position limit: each writes only on the book it decided on",
   async ({ db, connectAgain }) => {
     const c = clock();
     const env = { MAX_OPEN_POSITIONS: "1", WORKER_BATCH_SIZE: "1" };
     const a = await pipelineServices(db, c, env);
     const b = await pipelineServices(await connectAgain(), c, env);
-    // A slow write holds the book lock a while: a book read not made under it would land inside.
+    // A slow write holds the book row a while: a batch decided on the book before it lands inside.
     await db.exec(`
       create function test_slow_decision() returns trigger language plpgsql as $$
       begin perform pg_sleep(0.02); return new; end $$;

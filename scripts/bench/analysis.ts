@@ -100,7 +100,7 @@ export interface DecisionStats {
   storedEndToEndMs: Summary;
   /** `decisions.created_at - signals.received_at`: receipt to the decision transaction's start. */
   createdAtMs: Summary;
-  /** Each stored stage (queue, load, context, gex, book incl. lock wait, decide, write). */
+  /** Each stored stage (queue, load, context, gex, book, decide, write incl. waiting for the book row). */
   stagesMs: Record<string, Summary>;
   outcomes: Record<string, number>;
   /** Epoch ms: first and last receipt, last decision transaction start, last stored end-to-end. */

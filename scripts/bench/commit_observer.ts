@@ -5,8 +5,9 @@
  * the new decisions from its own connection every few milliseconds and
  * stamps each with the time it first saw it: receipt -> visible, an upper
  * bound on receipt -> committed (by at most one poll interval plus one
- * query). Decision transactions are serialized by the book lock, so their
- * `seq` order is their commit order and a cursor on `seq` misses none.
+ * query). Decision writes are serialized by the lock on the book's version
+ * row, taken before their rows are inserted, so their `seq` order is their
+ * commit order and a cursor on `seq` misses none.
  * PGlite cannot be read from outside the service; there it stays null.
  */
 import type { Database } from "../../db/port.ts";

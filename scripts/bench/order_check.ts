@@ -2,7 +2,7 @@
  * Per-symbol order: for each symbol, the decisions in commit order must
  * follow the signals' receipt order (`signals.seq`, "the order jobs are
  * decided in per symbol"). Commit order is the decision events' id order:
- * decision transactions take the book lock first, so they are serialized
+ * decision writes lock the book's version row first, so they are serialized
  * and ids are handed out in commit order.
  *
  * When a symbol breaks it, the evidence is kept per decision, to tell the

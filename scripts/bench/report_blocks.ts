@@ -114,7 +114,7 @@ export function diagnosticsBlock(results: readonly ScenarioResult[]): string {
     const names = ["queue", "load", "context", "gex", "book", "decide", "write"];
     parts.push(
       "",
-      "Decision stages, p50/p99 ms (stored timings; book includes waiting for the book lock)",
+      "Decision stages, p50/p99 ms (stored timings; book: reading it when another writer changed it; write includes waiting for the book's version row)",
       formatTable(
         [
           "scenario",

@@ -58,7 +58,7 @@ export function serviceEnvironment(o: {
     // Logging every request costs; warnings and errors still show.
     LOG_LEVEL: "warning",
     RATE_LIMIT_PER_MINUTE: "10000000",
-    // So every decision takes the full path: context + GEX, book lock, decide, write.
+    // So every decision takes the full path: context + GEX, book, decide, write.
     ENFORCE_MARKET_HOURS: "false",
     MAX_OPEN_POSITIONS: "1000000",
     MAX_EXPOSURE: "1000000000000",

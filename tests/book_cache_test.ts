@@ -1,0 +1,113 @@
+/**
+ * The book the worker keeps between batches (db/decisions.ts): read once,
+ * then updated from its own writes, and written against only while
+ * `book_version` says no one else changed positions since. A change made
+ * elsewhere (another instance, an operator's hand edit) makes the next batch
+ * read the book again and decide again; it is never decided on the old one.
+ */
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import type { Services } from "../compose.ts";
+import { type BookCache, newBookCache } from "../db/decisions.ts";
+import { readOpenBook } from "../db/positions.ts";
+import { createWorker } from "../pipeline/worker.ts";
+import { dbTest } from "./_db.ts";
+import { type Clock, clock, decisionFor, pipelineServices, send } from "./_pipeline.ts";
+
+/** A worker on `s` whose kept book the test can look at. */
+function workerKeeping(s: Services, c: Clock, book: BookCache, id = "test-worker") {
+  return createWorker({
+    db: s.db,
+    workerId: id,
+    config: s.config.worker,
+    rules: s.config.rules,
+    context: s.context,
+    gex: s.gex,
+    now: c.now,
+    book,
+  });
+}
+
+dbTest(
+  "a position closed by hand frees its slot for the next decision: the kept book is read again",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c, { MAX_OPEN_POSITIONS: "1" });
+    const book = newBookCache();
+    const worker = workerKeeping(s, c, book);
+    await send(s, c, { symbol: "SPY", direction: "CALL", price: 100 });
+    assert.equal(await worker.runUntilIdle(), 1);
+    assert.equal(book.open.length, 1);
+    await db.exec(`update positions set is_closed = true, closed_at = now(), exit_price = 101,
+      realized_pnl = 10, exit_signal_id = entry_signal_id`);
+    const next = await send(s, c, { symbol: "QQQ", direction: "CALL", price: 100 });
+    await worker.runUntilIdle();
+    assert.equal((await decisionFor(db, next.signal_id)).reason_code, "ENTRY_APPROVED");
+    assert.equal(book.retries, 1, "the first write found the book changed and decided again");
+    assert.deepEqual(book.open.map((p) => p.symbol), ["QQQ"]);
+  },
+);
+
+dbTest(
+  "a position another instance opened counts against the limit at once",
+  async ({ db }) => {
+    const c = clock();
+    const env = { MAX_OPEN_POSITIONS: "2" };
+    const a = await pipelineServices(db, c, env);
+    const b = await pipelineServices(db, c, env);
+    const bookA = newBookCache();
+    const workerA = workerKeeping(a, c, bookA, "worker-a");
+    const workerB = workerKeeping(b, c, newBookCache(), "worker-b");
+    await send(a, c, { symbol: "SPY", direction: "CALL", price: 100 });
+    await workerA.runUntilIdle();
+    await send(b, c, { symbol: "QQQ", direction: "CALL", price: 100 });
+    await workerB.runUntilIdle();
+    // A keeps a book with one position; the table has two.
+    assert.equal(bookA.open.length, 1);
+    const third = await send(a, c, { symbol: "IWM", direction: "CALL", price: 100 });
+    await workerA.runUntilIdle();
+    assert.equal((await decisionFor(db, third.signal_id)).reason_code, "MAX_POSITIONS");
+    assert.equal(bookA.retries, 1);
+    assert.deepEqual(bookA.open.map((p) => p.symbol).sort(), ["QQQ", "SPY"]);
+  },
+);
+
+dbTest(
+  "after any run of entries and exits, the kept book is exactly the stored one, in its order",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c, { MAX_OPEN_POSITIONS: "6", WORKER_BATCH_SIZE: "4" });
+    const book = newBookCache();
+    const worker = workerKeeping(s, c, book);
+    const symbols = ["SPY", "QQQ", "IWM", "DIA", "AAPL", "MSFT", "NVDA", "TSLA"];
+    const alert = fc.record({
+      symbol: fc.constantFrom(...symbols),
+      direction: fc.constantFrom("CALL", "PUT"),
+      action: fc.constantFrom("ENTRY", "ENTRY", "EXIT"),
+      price: fc.integer({ min: 50, max: 500 }),
+      // Same-millisecond receipts make the order fall to the position ids.
+      sameInstant: fc.boolean(),
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.array(alert, { minLength: 1, maxLength: 8 }), async (alerts) => {
+        for (const a of alerts) {
+          if (!a.sameInstant) c.advance(1);
+          await send(s, c, {
+            symbol: a.symbol,
+            direction: a.direction,
+            action: a.action,
+            price: a.price,
+            // Its own alert id: no alert is a duplicate of an earlier one at the same instant.
+            id: crypto.randomUUID(),
+          });
+        }
+        await worker.runUntilIdle();
+        const stored = await readOpenBook(db);
+        assert.equal(book.writer, stored.writer);
+        assert.deepEqual(book.open, stored.open);
+      }),
+      { numRuns: 100 },
+    );
+    assert.equal(book.retries, 0, "one worker never finds its own book changed");
+  },
+);
