@@ -100,7 +100,7 @@ export function webhookHandler(deps: WebhookDeps) {
     const shown = (limit?: number) =>
       isJson ? payloadText(payload, limit) : scrubSecret(redactText(text, limit), deps.secret);
 
-    const auth = deps.authenticator.verify({
+    const auth = await deps.authenticator.verify({
       rawBody: raw,
       header: (name) => c.req.header(name),
       pathToken: c.req.param("token") ?? null,

@@ -52,7 +52,7 @@ Deno.test("bench alerts are distinct, valid signals signed so the real authentic
   assert.equal(new Set(bodies).size, bodies.length);
   for (const body of bodies) {
     assert.equal(sign(body), await signHex(secret, body));
-    const verdict = auth.verify({
+    const verdict = await auth.verify({
       rawBody: encoder.encode(body),
       header: (name) => (name === "x-signature" ? sign(body) : null),
       pathToken: null,

@@ -146,7 +146,7 @@ Deno.test("every auth mode's request passes the service's authenticator as that 
       nowMs: NOW,
     });
     const sent = JSON.parse(request.init.body);
-    const result = authenticator.verify({
+    const result = await authenticator.verify({
       rawBody: new TextEncoder().encode(request.init.body),
       header: (name) => request.init.headers[name],
       pathToken: request.url.startsWith("http://x/webhook/")
