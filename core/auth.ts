@@ -12,7 +12,10 @@
  *  5. `secret` or `passphrase` in the JSON body (TradingView's only choice
  *     besides the URL token).
  * Every comparison is constant-time: HMACs through `crypto.subtle.verify`,
- * plain secrets by comparing SHA-256 digests with `timingSafeEqual`. The
+ * plain secrets by comparing SHA-256 digests with `timingSafeEqual`.
+ * `crypto.subtle` computes the HMAC off the event loop, on Deno's thread pool;
+ * node:crypto's `createHmac` on the event loop measured 12 % fewer webhooks/s
+ * at saturation (`deno task bench`, 7,813 against 8,880/s with no database). The
  * failure reason is for logs only; clients learn nothing about which part failed.
  * No clock inside: the caller passes `nowMs`.
  */

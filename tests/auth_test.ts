@@ -332,6 +332,13 @@ Deno.test("Standard Webhooks: a signature verifies; a changed body, id or signat
           atob(headers["webhook-signature"].slice(3)),
           (c) => c.charCodeAt(0),
         );
+        // A prefix of the right MAC (a shorter signature) fails; it is not an error.
+        const prefix = toBase64(mac.slice(0, at % mac.length));
+        assertFails(
+          await auth.verify(
+            request({ body, headers: { ...headers, "webhook-signature": `v1,${prefix}` } }),
+          ),
+        );
         mac[at % mac.length] ^= xor;
         assertFails(
           await auth.verify(
