@@ -206,6 +206,9 @@ async function writeBatch(
       batch.bookWriter,
       closes.length,
     ],
+    // Planned at each run: a plan kept from a fresh database's first batches read every
+    // job and every position on each later batch (the jobs fell behind at 1,000/s).
+    { replan: true },
   );
   const mine = new Set((row.mine ?? []).map(Number));
   const lostJobs = batch.jobIds.filter((id) => !mine.has(id));

@@ -15,8 +15,19 @@
 
 export type Row = Record<string, unknown>;
 
+export interface QueryOptions {
+  /**
+   * Plan the statement at every execution instead of keeping a prepared plan.
+   * For a statement whose best plan changes as its tables grow: a plan kept
+   * from when they were small (a fresh database, before autovacuum's first
+   * analyze) can read a whole table on every run once they are big.
+   * PGlite plans every statement at every execution anyway.
+   */
+  replan?: boolean;
+}
+
 export interface Queryable {
-  query<T = Row>(text: string, params?: readonly unknown[]): Promise<T[]>;
+  query<T = Row>(text: string, params?: readonly unknown[], options?: QueryOptions): Promise<T[]>;
   /** Runs a multi-statement script (a migration file) without parameters. */
   exec(script: string): Promise<void>;
 }

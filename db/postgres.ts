@@ -21,6 +21,7 @@ import {
   DatabaseUnavailableError,
   isUnavailable,
   type Queryable,
+  type QueryOptions,
   type Row,
 } from "./port.ts";
 
@@ -120,13 +121,15 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Promis
   }
 
   const queryable = (target: postgres.Sql | postgres.TransactionSql): Queryable => ({
-    async query<T = Row>(text: string, params?: readonly unknown[]) {
+    async query<T = Row>(text: string, params?: readonly unknown[], options?: QueryOptions) {
       refuseWhileDown();
       try {
         // Prepared (postgres.js caches them per connection by text): the hot statements
-        // are parsed and planned once, not on every webhook.
+        // are parsed and planned once, not on every webhook; `replan` uses the unnamed
+        // statement, planned at each execution.
+        const prepare = options?.replan !== true;
         // deno-lint-ignore no-explicit-any
-        const rows = await watched(target.unsafe(text, (params ?? []) as any[], { prepare: true }));
+        const rows = await watched(target.unsafe(text, (params ?? []) as any[], { prepare }));
         // A plain array, as PGlite gives (postgres.js returns its own Result subclass).
         return Array.from(rows) as unknown as T[];
       } catch (error) {

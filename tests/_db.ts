@@ -72,7 +72,8 @@ async function pgliteTemplate(): Promise<string> {
 export interface TestDatabase {
   db: Database;
   /** Opens another connection to the same database (a second "instance"). */
-  connectAgain(): Promise<Database>;
+  /** Another pool on the same database (`max` connections, default 10). */
+  connectAgain(options?: { max?: number }): Promise<Database>;
   dispose(): Promise<void>;
 }
 
@@ -100,8 +101,8 @@ export async function freshPostgres(): Promise<TestDatabase> {
   const url = new URL(TEST_DATABASE_URL);
   url.pathname = `/${name}`;
   const opened: Database[] = [];
-  const connect = async () => {
-    const db = await openPostgres(url.toString(), { max: 10 });
+  const connect = async (options: { max?: number } = {}) => {
+    const db = await openPostgres(url.toString(), { max: options.max ?? 10 });
     opened.push(db);
     return db;
   };

@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { Services } from "../compose.ts";
-import { type BookCache, newBookCache } from "../db/decisions.ts";
+import { type BookCache, newBookCache, WRITE_BATCH_SQL } from "../db/decisions.ts";
+import { CLAIM_JOBS_SQL } from "../db/jobs.ts";
 import { readOpenBook } from "../db/positions.ts";
 import { createWorker } from "../pipeline/worker.ts";
 import { dbTest } from "./_db.ts";
@@ -110,4 +111,25 @@ dbTest(
     );
     assert.equal(book.retries, 0, "one worker never finds its own book changed");
   },
+);
+
+dbTest(
+  "the batch write is planned at every run: a kept plan from a small table would scan it whole later",
+  async ({ connectAgain }) => {
+    // One connection, so its prepared statements are the ones this session lists.
+    const db = await connectAgain({ max: 1 });
+    const c = clock();
+    const s = await pipelineServices(db, c, { WORKER_BATCH_SIZE: "1" });
+    // Past the five runs after which Postgres may keep a generic plan.
+    for (const symbol of ["SPY", "QQQ", "IWM", "DIA", "AAPL", "MSFT", "NVDA", "TSLA"]) {
+      await send(s, c, { symbol, direction: "CALL", price: 100 });
+    }
+    assert.equal(await s.worker.runUntilIdle(), 8);
+    const kept = await db.query<{ statement: string }>(
+      "select statement from pg_prepared_statements",
+    );
+    assert.ok(kept.some((k) => k.statement === CLAIM_JOBS_SQL), "control: the claim is kept");
+    assert.ok(!kept.some((k) => k.statement === WRITE_BATCH_SQL));
+  },
+  { drivers: ["postgres"] },
 );
