@@ -1,6 +1,7 @@
 /** Driving the pipeline in tests: a settable clock, market data pushes, and reading results. */
 import type { Services } from "../compose.ts";
 import type { Database } from "../db/port.ts";
+import { createWorker, type Worker, type WorkerDeps } from "../pipeline/worker.ts";
 import { signed, testServices } from "./_app.ts";
 
 /** Tue 2026-03-10 10:30 New York (EDT): a normal trading day, past the opening window. */
@@ -31,6 +32,23 @@ export async function pipelineServices(
   env: Record<string, string> = {},
 ): Promise<Services> {
   return await testServices(db, { now: c.now, env });
+}
+
+/**
+ * A worker of its own on `s`'s database, rules and providers, clocked by `c`,
+ * with `deps` changed (a second worker, a different deferral, a book to look at).
+ */
+export function workerOn(s: Services, c: Clock, deps: Partial<WorkerDeps> = {}): Worker {
+  return createWorker({
+    db: s.db,
+    workerId: "test-worker",
+    config: s.config.worker,
+    rules: s.config.rules,
+    context: s.context,
+    gex: s.gex,
+    now: c.now,
+    ...deps,
+  });
 }
 
 /** Pushes context (spot, VIX, trend) for `symbol`, timed now. */

@@ -7,27 +7,11 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import type { Services } from "../compose.ts";
-import { type BookCache, newBookCache, WRITE_BATCH_SQL } from "../db/decisions.ts";
+import { newBookCache, WRITE_BATCH_SQL } from "../db/decisions.ts";
 import { CLAIM_JOBS_SQL } from "../db/jobs.ts";
 import { readOpenBook } from "../db/positions.ts";
-import { createWorker } from "../pipeline/worker.ts";
 import { dbTest } from "./_db.ts";
-import { type Clock, clock, decisionFor, pipelineServices, send } from "./_pipeline.ts";
-
-/** A worker on `s` whose kept book the test can look at. */
-function workerKeeping(s: Services, c: Clock, book: BookCache, id = "test-worker") {
-  return createWorker({
-    db: s.db,
-    workerId: id,
-    config: s.config.worker,
-    rules: s.config.rules,
-    context: s.context,
-    gex: s.gex,
-    now: c.now,
-    book,
-  });
-}
+import { clock, decisionFor, pipelineServices, send, workerOn } from "./_pipeline.ts";
 
 dbTest(
   "a position closed by hand frees its slot for the next decision: the kept book is read again",
@@ -35,7 +19,7 @@ dbTest(
     const c = clock();
     const s = await pipelineServices(db, c, { MAX_OPEN_POSITIONS: "1" });
     const book = newBookCache();
-    const worker = workerKeeping(s, c, book);
+    const worker = workerOn(s, c, { book });
     await send(s, c, { symbol: "SPY", direction: "CALL", price: 100 });
     assert.equal(await worker.runUntilIdle(), 1);
     assert.equal(book.open.length, 1);
@@ -57,8 +41,8 @@ dbTest(
     const a = await pipelineServices(db, c, env);
     const b = await pipelineServices(db, c, env);
     const bookA = newBookCache();
-    const workerA = workerKeeping(a, c, bookA, "worker-a");
-    const workerB = workerKeeping(b, c, newBookCache(), "worker-b");
+    const workerA = workerOn(a, c, { book: bookA, workerId: "worker-a" });
+    const workerB = workerOn(b, c, { workerId: "worker-b" });
     await send(a, c, { symbol: "SPY", direction: "CALL", price: 100 });
     await workerA.runUntilIdle();
     await send(b, c, { symbol: "QQQ", direction: "CALL", price: 100 });
@@ -79,7 +63,7 @@ dbTest(
     const c = clock();
     const s = await pipelineServices(db, c, { MAX_OPEN_POSITIONS: "6", WORKER_BATCH_SIZE: "4" });
     const book = newBookCache();
-    const worker = workerKeeping(s, c, book);
+    const worker = workerOn(s, c, { book });
     const symbols = ["SPY", "QQQ", "IWM", "DIA", "AAPL", "MSFT", "NVDA", "TSLA"];
     const alert = fc.record({
       symbol: fc.constantFrom(...symbols),

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import type { Services } from "../compose.ts";
 import type { Database } from "../db/port.ts";
-import { createWorker, type IngestActivity } from "../pipeline/worker.ts";
+import type { IngestActivity } from "../pipeline/worker.ts";
 import { countRows } from "./_app.ts";
 import { delay } from "./_service.ts";
 import { dbTest } from "./_db.ts";
@@ -18,6 +18,7 @@ import {
   pushChain,
   pushContext,
   send,
+  workerOn,
 } from "./_pipeline.ts";
 
 /** Makes every decision write for `symbol` fail, as a stage that keeps throwing would. */
@@ -336,16 +337,7 @@ function busyIngest() {
 }
 
 function workerWith(s: Services, c: Clock, maxDeferMs: number, ingest: IngestActivity) {
-  return createWorker({
-    db: s.db,
-    workerId: "test-worker",
-    config: { ...s.config.worker, maxDeferMs },
-    rules: s.config.rules,
-    context: s.context,
-    gex: s.gex,
-    now: c.now,
-    ingest,
-  });
+  return workerOn(s, c, { config: { ...s.config.worker, maxDeferMs }, ingest });
 }
 
 dbTest(
