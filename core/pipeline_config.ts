@@ -8,7 +8,7 @@ import { DEFAULT_RULES, type Rules, RulesSchema } from "./rules.ts";
 export interface WorkerConfig {
   /** Batches decided at once per instance (their writes queue on the book's version row). */
   concurrency: number;
-  /** Most jobs claimed and decided in one transaction (one per symbol). */
+  /** Most jobs claimed at once and decided in one write (one per symbol). */
   batchSize: number;
   /** Attempts before a job is marked failed. */
   maxAttempts: number;

@@ -169,14 +169,14 @@ interface WriteOutcome {
  * live events and the NOTIFY.
  */
 async function writeBatch(
-  tx: Queryable,
+  db: Queryable,
   recorded: readonly RecordedDecision[],
   inputs: readonly DecisionInput[],
   batch: { jobIds: number[]; workerId: string; bookWriter: string },
 ): Promise<WriteOutcome> {
   const closes = recorded.flatMap((r) => r.closed);
   const opens = recorded.flatMap((r) => (r.opened ? [r.opened] : []));
-  const [row] = await tx.query<{ ok: boolean; xid: string; mine: number[] | null }>(
+  const [row] = await db.query<{ ok: boolean; xid: string; mine: number[] | null }>(
     WRITE_BATCH_SQL,
     [
       // jsonb_to_recordset takes the columns it names and ignores the rest.

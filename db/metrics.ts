@@ -30,9 +30,9 @@ export interface SignalCounter {
 /**
  * Signals added since the last read, through signals_seq_key. Signals draw
  * `seq` under the ingest order lock (db/signals.ts) and decisions under the
- * lock on the book's version row (db/decisions.ts), each held to the commit, so rows become
- * visible in `seq` order: once `seq` n is seen, no row below it can appear
- * later, and `seq > n` misses none and counts none twice.
+ * lock on the book's version row (db/decisions.ts), each held to the commit,
+ * so rows become visible in `seq` order: once `seq` n is seen, no row below
+ * it can appear later, and `seq > n` misses none and counts none twice.
  */
 export const SIGNALS_SINCE_SQL = `select count(*)::integer as n, max(seq)::text as last
    from signals where seq > $1::bigint`;
