@@ -29,6 +29,7 @@ import { readApiRoutes } from "./handlers/read_api.ts";
 import { webhookHandler } from "./handlers/webhook.ts";
 import type { ContextProvider } from "./providers/context.ts";
 import type { GexProvider } from "./providers/gex.ts";
+import type { Worker } from "./pipeline/worker.ts";
 import { logger, withContext } from "./logging.ts";
 
 export interface AppDeps {
@@ -41,6 +42,8 @@ export interface AppDeps {
   events: EventHub;
   /** Webhook acknowledgement times on this instance, for /metrics. */
   ackLatency: LatencyWindow;
+  /** This instance's pipeline worker, for /metrics (none in the bench's no-database server). */
+  worker?: Pick<Worker, "bookConflicts">;
   /** False once shutdown began: new webhooks get 503 so TradingView re-sends elsewhere. */
   isAccepting: () => boolean;
   now: () => number;
@@ -200,6 +203,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       gex: deps.gex,
       ackLatency: deps.ackLatency,
       instanceId: config.instanceId,
+      worker: deps.worker,
     }),
   );
   app.route("/", readApiRoutes(deps.db));

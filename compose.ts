@@ -137,6 +137,7 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
     gex,
     events,
     ackLatency: new LatencyWindow(),
+    worker,
     isAccepting: () => accepting,
     now,
   });

@@ -21,6 +21,7 @@ import {
 import type { Database } from "../db/port.ts";
 import type { ContextProvider } from "../providers/context.ts";
 import type { GexProvider } from "../providers/gex.ts";
+import type { Worker } from "../pipeline/worker.ts";
 
 export interface MetricsDeps {
   db: Database;
@@ -29,6 +30,8 @@ export interface MetricsDeps {
   /** Webhook acknowledgement times on this instance. */
   ackLatency: LatencyWindow;
   instanceId: string;
+  /** This instance's worker, when it has one (the bench's no-database server has none). */
+  worker?: Pick<Worker, "bookConflicts">;
 }
 
 const round2 = (n: number) => Math.round(n * 100) / 100;
@@ -90,6 +93,13 @@ async function latencyMetrics(deps: MetricsDeps) {
   };
 }
 
+/** This instance's worker: how often another writer got to the book first. */
+function workerMetrics(deps: MetricsDeps) {
+  return deps.worker === undefined
+    ? null
+    : { scope: `instance ${deps.instanceId}`, bookConflicts: deps.worker.bookConflicts };
+}
+
 function cacheMetrics(deps: MetricsDeps) {
   const rate = (hits: number, misses: number) =>
     hits + misses === 0 ? null : Math.round((hits / (hits + misses)) * 10_000) / 10_000;
@@ -117,6 +127,7 @@ export function metricsRoutes(deps: MetricsDeps): Hono<AppEnv> {
       positions,
       latency,
       cache: cacheMetrics(deps),
+      worker: workerMetrics(deps),
       timestamp: new Date().toISOString(),
     });
   });
@@ -191,5 +202,12 @@ async function prometheusRegistry(deps: MetricsDeps, counts: SignalCounter): Pro
   hits.inc({ cache: "context", result: "miss" }, cache.context.misses);
   hits.inc({ cache: "gex", result: "hit" }, cache.gex.hits);
   hits.inc({ cache: "gex", result: "miss" }, cache.gex.misses);
+  const worker = workerMetrics(deps);
+  if (worker !== null) {
+    counter(
+      "book_conflicts_total",
+      "Decision batches decided again on this instance: another writer changed the positions first",
+    ).inc(worker.bookConflicts);
+  }
   return registry;
 }

@@ -66,6 +66,11 @@ export interface Worker {
   /** Claims and decides until nothing is ready (tests, and `deno task bench`). */
   runUntilIdle(): Promise<number>;
   readonly active: number;
+  /**
+   * Batches decided again because another writer (another instance, a hand
+   * edit) changed the positions since this worker last read them.
+   */
+  readonly bookConflicts: number;
 }
 
 const log = logger("worker");
@@ -422,6 +427,9 @@ export function createWorker(deps: WorkerDeps): Worker {
   return {
     get active() {
       return activeJobs;
+    },
+    get bookConflicts() {
+      return book.retries;
     },
     async start() {
       if (running) return;

@@ -34,6 +34,28 @@ dbTest(
 );
 
 dbTest(
+  "/metrics reports this instance's book conflicts: batches decided again after a change elsewhere",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c, { MAX_OPEN_POSITIONS: "1" });
+    const conflicts = async () => {
+      const json = await (await s.app.request("/metrics")).json();
+      const text = await (await s.app.request("/metrics/prometheus")).text();
+      const line = text.split("\n").find((l) => l.startsWith("optionstrat_book_conflicts_total "));
+      return { json: json.worker.bookConflicts, prometheus: line?.split(" ")[1] };
+    };
+    await send(s, c, { symbol: "SPY", direction: "CALL", price: 100 });
+    await s.worker.runUntilIdle();
+    assert.deepEqual(await conflicts(), { json: 0, prometheus: "0" });
+    await db.exec(`update positions set is_closed = true, closed_at = now(), exit_price = 101,
+      realized_pnl = 10, exit_signal_id = entry_signal_id`);
+    await send(s, c, { symbol: "QQQ", direction: "CALL", price: 100 });
+    await s.worker.runUntilIdle();
+    assert.deepEqual(await conflicts(), { json: 1, prometheus: "1" });
+  },
+);
+
+dbTest(
   "a position another instance opened counts against the limit at once",
   async ({ db }) => {
     const c = clock();
