@@ -20,6 +20,7 @@ import { checkOrder } from "../scripts/bench/order_check.ts";
 import { checkDurability, logProblems } from "../scripts/bench/durability.ts";
 import { parseBenchArgs, UsageError } from "../scripts/bench/flags.ts";
 import type { LoadResult } from "../scripts/bench/load_result.ts";
+import { runPaced } from "../scripts/bench/paced_driver.ts";
 import { parseStat } from "../scripts/bench/proc.ts";
 import { parseResponse } from "../scripts/bench/raw_http.ts";
 import { formatTable } from "../scripts/bench/format.ts";
@@ -170,6 +171,64 @@ const COUNTS = {
   jobs: {},
   decisions: 0,
 };
+
+Deno.test("the paced driver sends each request once, all answered", async () => {
+  const seen: number[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    seen.push(Number(await req.text()));
+    return Response.json({ status: "ACCEPTED" });
+  });
+  try {
+    const r = await runPaced({
+      port: server.addr.port,
+      rate: 200,
+      durationMs: 1000,
+      makeRequest: (n) => {
+        const body = String(n);
+        return new TextEncoder().encode(
+          `POST / HTTP/1.1\r\nhost: x\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+        );
+      },
+    });
+    assert.equal(r.sent, 200);
+    assert.equal(r.accepted, 200);
+    assert.deepEqual(seen.sort((a, b) => a - b), Array.from({ length: 200 }, (_, n) => n));
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("the paced driver's ticker never says a request is due before it is", async () => {
+  const worker = new Worker(new URL("../scripts/bench/ticker_worker.ts", import.meta.url).href, {
+    type: "module",
+  });
+  const now = () => performance.timeOrigin + performance.now();
+  const posts: { due: number; at: number }[] = [];
+  const done = Promise.withResolvers<void>();
+  const start = { startMs: 0, rate: 500, total: 100 };
+  worker.onmessage = (event: MessageEvent<number | "ready">) => {
+    if (event.data === "ready") {
+      start.startMs = now() + 20;
+      worker.postMessage(start);
+      return;
+    }
+    posts.push({ due: event.data, at: now() });
+    if (event.data === start.total) done.resolve();
+  };
+  try {
+    await done.promise;
+    for (const { due, at } of posts) {
+      // `due` requests are due: the last of them, number due - 1, at startMs + (due - 1) * 2 ms.
+      assert.ok(
+        at >= start.startMs + (due - 1) * 2,
+        `told ${due} due ${start.startMs + (due - 1) * 2 - at} ms early`,
+      );
+    }
+    assert.ok(posts.every((p, i) => i === 0 || p.due > posts[i - 1].due), "counts only grow");
+  } finally {
+    worker.terminate();
+  }
+});
 
 Deno.test("checkDurability(): every ACCEPTED stored; extra rows only for unanswered requests", () => {
   assert.equal(checkDurability([load()], COUNTS).ok, true);

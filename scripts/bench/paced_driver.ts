@@ -10,7 +10,9 @@
  * during the stall are never timed: the tail looks better than what
  * TradingView, which fires on the bar close whatever the server is doing,
  * would see. Here the latency is measured from when the request was DUE, so
- * a stall counts for every request scheduled during it. The time from the
+ * a stall counts for every request scheduled during it. Requests go out when
+ * a ticker thread says they are due (ticker_worker.ts: Deno's own timers wake
+ * 2 ms late, which the latency would count). The time from the
  * actual write is reported too (`ackFromSendMs`), and `sendLagMs` says how
  * far behind schedule the writes were: when it is large the client itself
  * (or the shared CPU) was the limit, not the server.
@@ -18,6 +20,7 @@
 import { type LoadResult, Tally } from "./load_result.ts";
 import { HttpConnection, outcomeOf, RequestTimeoutError } from "./raw_http.ts";
 import { summarizeMs } from "./stats.ts";
+import type { TickerStart } from "./ticker_worker.ts";
 
 export interface PacedOptions {
   port: number;
@@ -57,6 +60,7 @@ export async function runPaced(o: PacedOptions): Promise<LoadResult> {
   /** Set once the run is over: nothing more is sent or opened. */
   let over = false;
   const allDone = Promise.withResolvers<void>();
+  const ticker = await startTicker();
   const t0 = performance.now();
   const wall0 = performance.timeOrigin + t0;
   const due = (i: number) => t0 + (i * 1000) / o.rate;
@@ -130,16 +134,24 @@ export async function runPaced(o: PacedOptions): Promise<LoadResult> {
     }
   }
 
+  // Woken when the next request is due (ticker_worker.ts); what is due is read off this clock.
+  ticker.start({ startMs: wall0, rate: o.rate, total });
   let next = 0;
-  while (next < total) {
-    const now = performance.now();
-    const reached = Math.min(total, Math.floor(((now - t0) * o.rate) / 1000) + 1);
-    while (next < reached) queue.push(next++);
-    dispatch();
-    if (next < total) {
-      const wait = Math.max(0, due(next) - performance.now());
-      await new Promise((resolve) => setTimeout(resolve, wait));
+  let ticked = 0;
+  try {
+    while (next < total) {
+      const now = performance.now();
+      // Due by this clock, or by the ticker's (the same clock, read on another thread).
+      const reached = Math.max(
+        ticked,
+        Math.min(total, Math.floor(((now - t0) * o.rate) / 1000) + 1),
+      );
+      while (next < reached) queue.push(next++);
+      dispatch();
+      if (next < total) ticked = await ticker.tick();
     }
+  } finally {
+    ticker.stop();
   }
   // Everything is sent or queued; give the stragglers the timeout to answer.
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -164,5 +176,42 @@ export async function runPaced(o: PacedOptions): Promise<LoadResult> {
     ackMs: summarizeMs(fromDue),
     ackFromSendMs: summarizeMs(fromSend),
     sendLagMs: summarizeMs(lag),
+  };
+}
+
+/**
+ * The ticker thread, loaded. `tick()` resolves with how many requests are
+ * due by its clock at its next post, or at once if one arrived since the last.
+ */
+async function startTicker() {
+  const worker = new Worker(new URL("./ticker_worker.ts", import.meta.url).href, {
+    type: "module",
+  });
+  const ready = Promise.withResolvers<void>();
+  let due = 0;
+  let fresh = false;
+  let waiting: ((due: number) => void) | null = null;
+  worker.onmessage = (event: MessageEvent<number | "ready">) => {
+    if (event.data === "ready") return ready.resolve();
+    due = event.data;
+    fresh = true;
+    if (waiting !== null) {
+      const wake = waiting;
+      waiting = null;
+      fresh = false;
+      wake(due);
+    }
+  };
+  await ready.promise;
+  return {
+    start: (start: TickerStart) => worker.postMessage(start),
+    tick(): Promise<number> {
+      if (fresh) {
+        fresh = false;
+        return Promise.resolve(due);
+      }
+      return new Promise<number>((resolve) => (waiting = resolve));
+    },
+    stop: () => worker.terminate(),
   };
 }
