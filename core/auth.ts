@@ -13,9 +13,10 @@
  *     besides the URL token).
  * Every comparison is constant-time: HMACs through `crypto.subtle.verify`,
  * plain secrets by comparing SHA-256 digests with `timingSafeEqual`.
- * `crypto.subtle` computes the HMAC off the event loop, on Deno's thread pool;
- * node:crypto's `createHmac` on the event loop measured 12 % fewer webhooks/s
- * at saturation (`deno task bench`, 7,813 against 8,880/s with no database). The
+ * `crypto.subtle` stays: with node:crypto's `createHmac` on the event loop the
+ * no-database ceiling of `deno task bench` fell 12 % on one VM (7,813 against
+ * 8,880/s) and 36 % on another (6,468-6,500 against 10,054-10,204/s), although
+ * alone it costs less CPU per check (10 against 40 µs); why is not known. The
  * failure reason is for logs only; clients learn nothing about which part failed.
  * No clock inside: the caller passes `nowMs`.
  */
