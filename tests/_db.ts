@@ -71,8 +71,7 @@ async function pgliteTemplate(): Promise<string> {
 
 export interface TestDatabase {
   db: Database;
-  /** Opens another connection to the same database (a second "instance"). */
-  /** Another pool on the same database (`max` connections, default 10). */
+  /** Another pool on the same database (a second "instance"; `max` connections, default 10). */
   connectAgain(options?: { max?: number }): Promise<Database>;
   dispose(): Promise<void>;
 }

@@ -183,12 +183,7 @@ Deno.test("the paced driver sends each request once, all answered", async () => 
       port: server.addr.port,
       rate: 200,
       durationMs: 1000,
-      makeRequest: (n) => {
-        const body = String(n);
-        return new TextEncoder().encode(
-          `POST / HTTP/1.1\r\nhost: x\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
-        );
-      },
+      makeRequest: (n) => rawRequest(String(n), { sign: () => "unchecked", host: "x", path: "/" }),
     });
     assert.equal(r.sent, 200);
     assert.equal(r.accepted, 200);
