@@ -15,8 +15,10 @@
  * plain secrets by comparing SHA-256 digests with `timingSafeEqual`.
  * `crypto.subtle` stays: with node:crypto's `createHmac` on the event loop the
  * no-database ceiling of `deno task bench` fell 12 % on one VM (7,813 against
- * 8,880/s) and 36 % on another (6,468-6,500 against 10,054-10,204/s), although
- * alone it costs less CPU per check (10 against 40 µs); why is not known. The
+ * 8,880/s), 36 % on another (6,468-6,500 against 10,054-10,204/s) and 14 % on a
+ * third (medians of five pairs, 2,827 against 3,283/s), although alone it costs
+ * less CPU per check (10 against 40 µs) and in the server's profile it was
+ * 1.3 % of the main thread; where the loss comes from is not known. The
  * failure reason is for logs only; clients learn nothing about which part failed.
  * No clock inside: the caller passes `nowMs`.
  */
