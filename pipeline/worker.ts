@@ -172,17 +172,21 @@ export function createWorker(deps: WorkerDeps): Worker {
 
   /** When this worker last claimed or finished a batch (or was created), whichever is latest. */
   let lastWorkAt = performance.now();
+  /** How long the oldest job of the last claim had waited for it (0 once a claim finds none). */
+  let lagMs = 0;
   /**
    * While webhook commits are queued or in flight, waits for them to go
    * quiet, at most until `maxDeferMs` after the worker's last claim or
    * finished batch: a claim and its decision compete with them for the
    * database (PGlite's one thread; on Postgres the cores), so under a burst
    * the acknowledgements go first and the decisions follow in larger
-   * batches. At low load nothing waits.
+   * batches. At low load nothing waits. Once the decisions lag more than
+   * `maxLagMs` nothing waits either: under load that never eases, deferring
+   * every claim would let the backlog grow without end.
    */
   async function yieldToIngest(): Promise<void> {
     const { ingest } = deps;
-    if (ingest === undefined || !ingest.busy()) return;
+    if (ingest === undefined || !ingest.busy() || lagMs >= config.maxLagMs) return;
     const left = config.maxDeferMs - (performance.now() - lastWorkAt);
     if (left > 0) await ingest.whenIdle(left);
   }
@@ -194,6 +198,8 @@ export function createWorker(deps: WorkerDeps): Worker {
     lastWorkAt = performance.now();
     poked = false; // whatever arrives from here on is seen by this claim or wakes the next
     const jobs = await claimJobs(db, workerId, config.batchSize);
+    const claimedAt = deps.now();
+    lagMs = jobs.reduce((most, j) => Math.max(most, claimedAt - j.receivedAt.getTime()), 0);
     if (!running && loopDone !== null) {
       // Stopped while claiming: give them back untouched.
       await releaseClaims(db, jobs.map((j) => j.id));

@@ -378,6 +378,58 @@ dbTest(
   { drivers: ["pglite"] },
 );
 
+/** Webhook commits that never stop, though each wait for them ends at once; counts the waits. */
+function endlessIngest() {
+  const waits: number[] = [];
+  return {
+    waits,
+    busy: () => true,
+    whenIdle(maxMs: number): Promise<void> {
+      waits.push(maxMs);
+      return Promise.resolve();
+    },
+  };
+}
+
+dbTest(
+  "once decisions lag more than WORKER_MAX_LAG_MS, claims stop waiting for webhooks until they catch up",
+  async ({ db }) => {
+    const c = clock();
+    // One job per claim, so each signal is a claim of its own.
+    const s = await pipelineServices(db, c, { WORKER_BATCH_SIZE: "1" });
+    const config = { ...s.config.worker, maxDeferMs: 60_000, maxLagMs: 1000 };
+
+    // Keeping up: every claim (two jobs, then the empty one) gives way first.
+    const fresh = endlessIngest();
+    await send(s, c, { symbol: "SPY", direction: "CALL", price: 500 });
+    await send(s, c, { symbol: "QQQ", direction: "CALL", price: 400 });
+    assert.equal(await workerOn(s, c, { config, ingest: fresh }).runUntilIdle(), 2);
+    assert.equal(fresh.waits.length, 3);
+
+    // Behind: after the first claim finds 5 s old jobs, the next claims go at once.
+    const behind = endlessIngest();
+    const worker = workerOn(s, c, { config, ingest: behind });
+    await send(s, c, { symbol: "IWM", direction: "CALL", price: 200 });
+    await send(s, c, { symbol: "DIA", direction: "CALL", price: 300 });
+    c.advance(5_000);
+    assert.equal(await worker.runUntilIdle(), 2);
+    assert.equal(behind.waits.length, 1);
+
+    // Caught up (the last claim found nothing): the same worker gives way again.
+    await send(s, c, { symbol: "AAPL", direction: "CALL", price: 150 });
+    assert.equal(await worker.runUntilIdle(), 1);
+    assert.equal(behind.waits.length, 3);
+
+    // 0: never waits.
+    const never = endlessIngest();
+    await send(s, c, { symbol: "MSFT", direction: "CALL", price: 300 });
+    const noWait = { ...config, maxLagMs: 0 };
+    assert.equal(await workerOn(s, c, { config: noWait, ingest: never }).runUntilIdle(), 1);
+    assert.deepEqual(never.waits, []);
+  },
+  { drivers: ["pglite"] },
+);
+
 dbTest(
   "two workers deciding at once never both pass the position limit: each writes only on the book it decided on",
   async ({ db, connectAgain }) => {
