@@ -24,10 +24,11 @@ export interface WorkerConfig {
    */
   maxDeferMs: number;
   /**
-   * Once decisions run this far behind their signals (the oldest job of the
-   * last batch, receipt to claim), claims stop waiting for webhook commits
-   * until they catch up: a burst is acknowledged first, but sustained load
-   * cannot push decisions further and further back. 0 = never wait.
+   * Opt-in: once decisions run this far behind their signals (the oldest job
+   * of the last batch, receipt to claim), claims stop waiting for webhook
+   * commits until they catch up, so sustained load cannot push decisions
+   * further and further back. It costs webhook throughput at saturation (the
+   * decisions take their share), so it is off by default. 0 = off.
    */
   maxLagMs: number;
   /** How often expired dedup keys and old events are deleted (and PGlite vacuumed). */
@@ -172,7 +173,7 @@ export function pipelineConfigFromEnv(
       claimTimeoutSeconds: int("JOB_CLAIM_TIMEOUT_SECONDS", 60, 5, 3600),
       pollMs: int("WORKER_POLL_MS", 500, 10, 60_000),
       maxDeferMs: int("WORKER_MAX_DEFER_MS", 100, 0, 5_000),
-      maxLagMs: int("WORKER_MAX_LAG_MS", 1000, 0, 600_000),
+      maxLagMs: int("WORKER_MAX_LAG_MS", 0, 0, 600_000),
       maintenanceSeconds: int("MAINTENANCE_INTERVAL_SECONDS", 300, 10, 86_400),
       eventsRetentionDays: int("EVENTS_RETENTION_DAYS", 7, 1, 3650),
     },

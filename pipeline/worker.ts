@@ -180,13 +180,14 @@ export function createWorker(deps: WorkerDeps): Worker {
    * finished batch: a claim and its decision compete with them for the
    * database (PGlite's one thread; on Postgres the cores), so under a burst
    * the acknowledgements go first and the decisions follow in larger
-   * batches. At low load nothing waits. Once the decisions lag more than
-   * `maxLagMs` nothing waits either: under load that never eases, deferring
-   * every claim would let the backlog grow without end.
+   * batches. At low load nothing waits. With `maxLagMs` set, nothing waits
+   * either while the decisions lag more than that: under load that never
+   * eases, deferring every claim lets the backlog grow without end.
    */
   async function yieldToIngest(): Promise<void> {
     const { ingest } = deps;
-    if (ingest === undefined || !ingest.busy() || lagMs >= config.maxLagMs) return;
+    if (ingest === undefined || !ingest.busy()) return;
+    if (config.maxLagMs > 0 && lagMs > config.maxLagMs) return;
     const left = config.maxDeferMs - (performance.now() - lastWorkAt);
     if (left > 0) await ingest.whenIdle(left);
   }
