@@ -172,7 +172,10 @@ export function createWorker(deps: WorkerDeps): Worker {
 
   /** When this worker last claimed or finished a batch (or was created), whichever is latest. */
   let lastWorkAt = performance.now();
-  /** How long the oldest job of the last claim had waited for it (0 once a claim finds none). */
+  /**
+   * How long the oldest job of the last claim had waited (0 once a claim
+   * finds none); measured only with `maxLagMs` set.
+   */
   let lagMs = 0;
   /**
    * While webhook commits are queued or in flight, waits for them to go
@@ -199,8 +202,10 @@ export function createWorker(deps: WorkerDeps): Worker {
     lastWorkAt = performance.now();
     poked = false; // whatever arrives from here on is seen by this claim or wakes the next
     const jobs = await claimJobs(db, workerId, config.batchSize);
-    const claimedAt = deps.now();
-    lagMs = jobs.reduce((most, j) => Math.max(most, claimedAt - j.receivedAt.getTime()), 0);
+    if (config.maxLagMs > 0) {
+      const claimedAt = deps.now();
+      lagMs = jobs.reduce((most, j) => Math.max(most, claimedAt - j.receivedAt.getTime()), 0);
+    }
     if (!running && loopDone !== null) {
       // Stopped while claiming: give them back untouched.
       await releaseClaims(db, jobs.map((j) => j.id));
