@@ -27,6 +27,11 @@ export interface GroupCommit<I, O> {
   busy(): boolean;
   /** Resolves when nothing is queued or in flight, or after `maxMs`, whichever is first. */
   whenIdle(maxMs: number): Promise<void>;
+  /**
+   * Resolves when no item waits for a flush to start (flushes may still be in
+   * flight), or after `maxMs`, whichever is first.
+   */
+  whenNoneWaiting(maxMs: number): Promise<void>;
 }
 
 interface Waiter<I, O> {
@@ -48,6 +53,7 @@ export function createGroupCommit<I, O>(
   let inFlight = 0;
   let scheduled = false;
   const idle = new Set<() => void>();
+  const unqueued = new Set<() => void>();
   const busy = () => queue.length > 0 || inFlight > 0;
 
   function schedule() {
@@ -67,13 +73,16 @@ export function createGroupCommit<I, O>(
       run(batch).finally(() => {
         inFlight--;
         if (queue.length > 0) pump();
-        else if (inFlight === 0) {
-          const waiting = [...idle];
-          idle.clear();
-          for (const done of waiting) done();
-        }
+        else if (inFlight === 0) wakeAll(idle);
       });
     }
+    if (queue.length === 0) wakeAll(unqueued);
+  }
+
+  function wakeAll(waiters: Set<() => void>) {
+    const waiting = [...waiters];
+    waiters.clear();
+    for (const done of waiting) done();
   }
 
   async function run(batch: Waiter<I, O>[]): Promise<void> {
@@ -115,19 +124,20 @@ export function createGroupCommit<I, O>(
     }
   }
 
-  /** Resolves when nothing is queued or in flight, or after `maxMs` if given. */
-  function untilIdle(maxMs?: number): Promise<void> {
-    if (!busy()) return Promise.resolve();
+  /** Resolves once `waiters` are woken, or after `maxMs` if given. */
+  function until(waiters: Set<() => void>, maxMs?: number): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
-        idle.delete(done);
+        waiters.delete(done);
         resolve();
       };
       const timer = maxMs === undefined ? undefined : setTimeout(done, maxMs);
-      idle.add(done);
+      waiters.add(done);
     });
   }
+
+  const untilIdle = (maxMs?: number) => busy() ? until(idle, maxMs) : Promise.resolve();
 
   return {
     submit(item) {
@@ -139,5 +149,6 @@ export function createGroupCommit<I, O>(
     drain: () => untilIdle(),
     busy,
     whenIdle: (maxMs) => untilIdle(maxMs),
+    whenNoneWaiting: (maxMs) => queue.length > 0 ? until(unqueued, maxMs) : Promise.resolve(),
   };
 }

@@ -57,7 +57,10 @@ export interface WorkerDeps {
 }
 
 /** What the worker needs to know of the ingest's group commit. */
-export type IngestActivity = Pick<GroupCommit<unknown, unknown>, "busy" | "whenIdle">;
+export type IngestActivity = Pick<
+  GroupCommit<unknown, unknown>,
+  "busy" | "whenIdle" | "whenNoneWaiting"
+>;
 
 export interface Worker {
   start(): Promise<void>;
@@ -183,16 +186,19 @@ export function createWorker(deps: WorkerDeps): Worker {
    * finished batch: a claim and its decision compete with them for the
    * database (PGlite's one thread; on Postgres the cores), so under a burst
    * the acknowledgements go first and the decisions follow in larger
-   * batches. At low load nothing waits. With `maxLagMs` set, nothing waits
-   * either while the decisions lag more than that: under load that never
-   * eases, deferring every claim lets the backlog grow without end.
+   * batches. At low load nothing waits. While the decisions lag more than
+   * `maxLagMs` (when set), a claim waits only for webhooks that wait for a
+   * flush to start, not for those already being written: under load that
+   * never eases, deferring to every commit lets the backlog grow without end,
+   * while webhooks queued behind the flushes mean the ingest is at its limit.
    */
   async function yieldToIngest(): Promise<void> {
     const { ingest } = deps;
     if (ingest === undefined || !ingest.busy()) return;
-    if (config.maxLagMs > 0 && lagMs > config.maxLagMs) return;
     const left = config.maxDeferMs - (performance.now() - lastWorkAt);
-    if (left > 0) await ingest.whenIdle(left);
+    if (left <= 0) return;
+    if (config.maxLagMs > 0 && lagMs > config.maxLagMs) await ingest.whenNoneWaiting(left);
+    else await ingest.whenIdle(left);
   }
 
   /** Claims a batch (one job per symbol) and starts deciding it; returns how many were claimed. */

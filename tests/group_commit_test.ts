@@ -64,3 +64,39 @@ Deno.test("whenIdle() gives up after maxMs while the flushes never stop", async 
   await done;
   await gc.drain();
 });
+
+Deno.test("whenNoneWaiting() waits only while items wait for a flush to start", async () => {
+  const f = heldFlush();
+  const gc = createGroupCommit(f.flush, { maxInFlight: 1 });
+  const tick = () => new Promise((r) => setTimeout(r, 10));
+  const first = gc.submit(1);
+  await Promise.resolve(); // its flush starts
+  let resolved = false;
+  gc.whenNoneWaiting(60_000).then(() => resolved = true);
+  await tick();
+  assert.equal(gc.busy(), true);
+  assert.equal(resolved, true, "waited though nothing waited for a flush");
+
+  const second = gc.submit(2); // waits behind the first flush
+  resolved = false;
+  gc.whenNoneWaiting(60_000).then(() => resolved = true);
+  await tick();
+  assert.equal(resolved, false, "resolved while an item still waited for a flush");
+  f.releaseNext();
+  await first;
+  await tick();
+  assert.equal(resolved, true, "still waiting once the item's flush started");
+  assert.deepEqual(f.batches, [[1], [2]]);
+  assert.equal(gc.busy(), true, "the second flush is still in flight");
+
+  const third = gc.submit(3);
+  const t0 = performance.now();
+  await gc.whenNoneWaiting(20); // gives up after maxMs
+  assert.ok(performance.now() - t0 >= 15, "returned before its time");
+  f.releaseNext();
+  await second;
+  await tick();
+  f.releaseNext();
+  assert.equal(await third, 30);
+  await gc.drain();
+});

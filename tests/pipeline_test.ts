@@ -329,6 +329,9 @@ function busyIngest() {
         quietWaiters.add(done);
       });
     },
+    whenNoneWaiting(): Promise<void> {
+      return Promise.reject(new Error("only a lagging worker waits for the queue alone"));
+    },
     quiet() {
       busy = false;
       for (const done of [...quietWaiters]) done();
@@ -378,21 +381,30 @@ dbTest(
   { drivers: ["pglite"] },
 );
 
-/** Webhook commits that never stop, though each wait for them ends at once; counts the waits. */
+/**
+ * Webhook commits that never stop, though each wait for them ends at once;
+ * counts the waits for quiet (`waits`) and for the queue to empty (`queueWaits`).
+ */
 function endlessIngest() {
   const waits: number[] = [];
+  const queueWaits: number[] = [];
   return {
     waits,
+    queueWaits,
     busy: () => true,
     whenIdle(maxMs: number): Promise<void> {
       waits.push(maxMs);
+      return Promise.resolve();
+    },
+    whenNoneWaiting(maxMs: number): Promise<void> {
+      queueWaits.push(maxMs);
       return Promise.resolve();
     },
   };
 }
 
 dbTest(
-  "with WORKER_MAX_LAG_MS set, claims stop waiting for webhooks while decisions lag more, until they catch up; 0 is off",
+  "with WORKER_MAX_LAG_MS set, claims wait only for queued webhooks while decisions lag more, until they catch up; 0 is off",
   async ({ db }) => {
     const c = clock();
     // One job per claim, so each signal is a claim of its own.
@@ -405,8 +417,10 @@ dbTest(
     await send(s, c, { symbol: "QQQ", direction: "CALL", price: 400 });
     assert.equal(await workerOn(s, c, { config, ingest: fresh }).runUntilIdle(), 2);
     assert.equal(fresh.waits.length, 3);
+    assert.equal(fresh.queueWaits.length, 0);
 
-    // Behind: after the first claim finds 5 s old jobs, the next claims go at once.
+    // Behind: after the first claim finds 5 s old jobs, the next claims wait only for
+    // webhooks queued behind the flushes (one finds a job, the last one nothing).
     const behind = endlessIngest();
     const worker = workerOn(s, c, { config, ingest: behind });
     await send(s, c, { symbol: "IWM", direction: "CALL", price: 200 });
@@ -414,11 +428,13 @@ dbTest(
     c.advance(5_000);
     assert.equal(await worker.runUntilIdle(), 2);
     assert.equal(behind.waits.length, 1);
+    assert.equal(behind.queueWaits.length, 2);
 
     // Caught up (the last claim found nothing): the same worker gives way again.
     await send(s, c, { symbol: "AAPL", direction: "CALL", price: 150 });
     assert.equal(await worker.runUntilIdle(), 1);
     assert.equal(behind.waits.length, 3);
+    assert.equal(behind.queueWaits.length, 2);
 
     // 0 (the default): off, every claim gives way however far behind.
     const off = endlessIngest();
@@ -428,6 +444,7 @@ dbTest(
     c.advance(5_000);
     assert.equal(await unbounded.runUntilIdle(), 2);
     assert.equal(off.waits.length, 3);
+    assert.equal(off.queueWaits.length, 0);
     assert.equal(s.config.worker.maxLagMs, 0);
   },
   { drivers: ["pglite"] },
