@@ -43,52 +43,67 @@ export interface HealthReport {
   components: { context: Component; gex: Component; database: Component; pipeline: Component };
 }
 
+/** The whole database part of a check (the probe and the reads after it) answers within this. */
 const DB_DEADLINE_MS = 2000;
 
+const UNKNOWN: Component = {
+  healthy: false,
+  status: "unknown",
+  checked: "not checked: database unreachable",
+};
+
 export async function checkHealth(deps: HealthDeps): Promise<HealthReport> {
-  const database = await checkDatabase(deps.db);
-  let context: Component, gex: Component, pipeline: Component;
+  const deadline = performance.now() + DB_DEADLINE_MS;
+  let database = await checkDatabase(deps.db, deadline);
+  let context: Component = { ...UNKNOWN }, gex: Component = { ...UNKNOWN };
+  let pipeline: Component = { ...UNKNOWN };
   if (database.healthy) {
-    const [fresh, queue] = await Promise.all([marketDataFreshness(deps.db), queueDepth(deps.db)]);
-    const now = deps.now();
-    const rate = (s: { hits: number; misses: number }) =>
-      s.hits + s.misses === 0 ? null : Math.round((s.hits / (s.hits + s.misses)) * 1000) / 1000;
-    context = freshness(
-      "newest context snapshot",
-      fresh.contextAsOf,
-      deps.contextMaxAgeSeconds,
-      now,
-      {
-        symbols: fresh.contextSymbols,
-        source: deps.contextSource,
-        cache_hit_rate: rate(deps.context.stats()),
-      },
-    );
-    gex = freshness("newest GEX levels", fresh.gexAsOf, deps.gexMaxAgeSeconds, now, {
-      symbols: fresh.gexSymbols,
-      source: deps.gexSource,
-      fetch_errors: deps.gex.stats().fetchErrors,
-    });
-    const lagging = queue.oldestPendingSeconds > deps.maxQueueAgeSeconds;
-    pipeline = {
-      healthy: !lagging,
-      status: lagging ? "lagging" : "ok",
-      checked: "pipeline_jobs backlog",
-      pending: queue.pending,
-      running: queue.running,
-      failed: queue.failed,
-      oldest_pending_seconds: Math.round(queue.oldestPendingSeconds * 10) / 10,
-      max_pending_seconds: deps.maxQueueAgeSeconds,
-    };
-  } else {
-    const unknown = {
-      healthy: false,
-      status: "unknown",
-      checked: "not checked: database unreachable",
-    };
-    context = { ...unknown };
-    gex = { ...unknown };
-    pipeline = { ...unknown };
+    try {
+      // The database can go away between the probe and these reads (a partition, a
+      // restart): that is an unhealthy database, answered in time, never a 500.
+      const [fresh, queue] = await beforeDeadline(
+        Promise.all([marketDataFreshness(deps.db), queueDepth(deps.db)]),
+        deadline,
+      );
+      const now = deps.now();
+      const rate = (s: { hits: number; misses: number }) =>
+        s.hits + s.misses === 0 ? null : Math.round((s.hits / (s.hits + s.misses)) * 1000) / 1000;
+      context = freshness(
+        "newest context snapshot",
+        fresh.contextAsOf,
+        deps.contextMaxAgeSeconds,
+        now,
+        {
+          symbols: fresh.contextSymbols,
+          source: deps.contextSource,
+          cache_hit_rate: rate(deps.context.stats()),
+        },
+      );
+      gex = freshness("newest GEX levels", fresh.gexAsOf, deps.gexMaxAgeSeconds, now, {
+        symbols: fresh.gexSymbols,
+        source: deps.gexSource,
+        fetch_errors: deps.gex.stats().fetchErrors,
+      });
+      const lagging = queue.oldestPendingSeconds > deps.maxQueueAgeSeconds;
+      pipeline = {
+        healthy: !lagging,
+        status: lagging ? "lagging" : "ok",
+        checked: "pipeline_jobs backlog",
+        pending: queue.pending,
+        running: queue.running,
+        failed: queue.failed,
+        oldest_pending_seconds: Math.round(queue.oldestPendingSeconds * 10) / 10,
+        max_pending_seconds: deps.maxQueueAgeSeconds,
+      };
+    } catch (error) {
+      database = {
+        healthy: false,
+        status: "down",
+        checked: "select 1, then the market data and queue reads",
+        driver: deps.db.driver,
+        error: `the reads after select 1 failed: ${errorMessage(error)}`,
+      };
+    }
   }
 
   const problems: string[] = [];
@@ -112,19 +127,10 @@ export async function checkHealth(deps: HealthDeps): Promise<HealthReport> {
   };
 }
 
-async function checkDatabase(db: Database): Promise<Component> {
+async function checkDatabase(db: Database, deadline: number): Promise<Component> {
   const started = performance.now();
-  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    await Promise.race([
-      db.query("select 1"),
-      new Promise((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`no answer within ${DB_DEADLINE_MS} ms`)),
-          DB_DEADLINE_MS,
-        );
-      }),
-    ]);
+    await beforeDeadline(db.query("select 1"), deadline);
     return {
       healthy: true,
       status: "up",
@@ -138,11 +144,31 @@ async function checkDatabase(db: Database): Promise<Component> {
       status: "down",
       checked: "select 1",
       driver: db.driver,
-      error: error instanceof Error ? error.message : String(error),
+      error: errorMessage(error),
     };
+  }
+}
+
+/** `work`, or a rejection once `deadline` (a `performance.now()` time) has passed. */
+async function beforeDeadline<T>(work: Promise<T>, deadline: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      work,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`no answer within ${DB_DEADLINE_MS} ms`)),
+          Math.max(0, deadline - performance.now()),
+        );
+      }),
+    ]);
   } finally {
     clearTimeout(timer);
   }
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function freshness(

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import type { Services } from "../compose.ts";
+import { type Database, DatabaseUnavailableError } from "../db/port.ts";
 import { countRows, SECRET, signed, testServices, uniqueSignal } from "./_app.ts";
 import { dbTest } from "./_db.ts";
 import { clock, pipelineServices, pushChain, pushContext, send } from "./_pipeline.ts";
@@ -74,6 +75,68 @@ dbTest("/health answers 503 unhealthy when the database is gone", async ({ db })
   assert.equal(body.components.database.status, "down");
   assert.equal((await s.app.request("/health/database")).status, 503);
 });
+
+/**
+ * `db`, until `cut()`: then only `select 1` answers, as when the database goes
+ * away between /health's probe and its reads; every other query fails at once
+ * (connection reset) or never answers (a partition).
+ */
+function goneAfterProbe(db: Database, then: "fail" | "hang") {
+  let cut = false;
+  const query: Database["query"] = (text, params, options) => {
+    if (!cut || text === "select 1") return db.query(text, params, options);
+    return then === "fail"
+      ? Promise.reject(new DatabaseUnavailableError("connection reset by peer"))
+      : new Promise(() => {});
+  };
+  const wrapped = new Proxy(db, {
+    get(target, prop) {
+      if (prop === "query") return query;
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { db: wrapped, cut: () => cut = true };
+}
+
+for (const then of ["fail", "hang"] as const) {
+  dbTest(
+    `/health answers 503 unhealthy, in time, when the reads after its probe ${
+      then === "fail" ? "fail" : "never answer"
+    }`,
+    async ({ db }) => {
+      const gone = goneAfterProbe(db, then);
+      const s = await testServices(gone.db);
+      assert.equal((await s.app.request("/health")).status, 200);
+      gone.cut();
+      // Well past the 2 s deadline, so a /health that hangs fails here instead of hanging the suite.
+      const inTime = async (path: string) => {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        try {
+          return await Promise.race([
+            json(s, path),
+            new Promise<never>((_, reject) => {
+              timer = setTimeout(() => reject(new Error(`${path}: no answer in 10 s`)), 10_000);
+            }),
+          ]);
+        } finally {
+          clearTimeout(timer);
+        }
+      };
+      const health = await inTime("/health");
+      assert.equal(health.status, 503, JSON.stringify(health.body));
+      assert.equal(health.body.status, "unhealthy");
+      assert.equal(health.body.components.pipeline.status, "unknown");
+      const alone = await inTime("/health/database");
+      assert.equal(alone.status, 503, JSON.stringify(alone.body));
+      for (const database of [health.body.components.database, alone.body]) {
+        assert.equal(database.healthy, false);
+        assert.equal(database.status, "down");
+        assert.match(database.error, then === "fail" ? /connection reset/ : /no answer within/);
+      }
+    },
+  );
+}
 
 dbTest(
   "/metrics has the guide's shape and its counts move as signals arrive and are decided",
