@@ -10,7 +10,7 @@
  */
 import { Hono } from "hono";
 import type { AppEnv } from "../app_env.ts";
-import { queueDepth } from "../db/jobs.ts";
+import { type QueueDepth, queueDepth } from "../db/jobs.ts";
 import { marketDataFreshness } from "../db/market_data.ts";
 import type { Database } from "../db/port.ts";
 import type { ContextProvider } from "../providers/context.ts";
@@ -55,46 +55,15 @@ const UNKNOWN: Component = {
 export async function checkHealth(deps: HealthDeps): Promise<HealthReport> {
   const deadline = performance.now() + DB_DEADLINE_MS;
   let database = await checkDatabase(deps.db, deadline);
-  let context: Component = { ...UNKNOWN }, gex: Component = { ...UNKNOWN };
-  let pipeline: Component = { ...UNKNOWN };
+  let reads: [Awaited<ReturnType<typeof marketDataFreshness>>, QueueDepth] | null = null;
   if (database.healthy) {
     try {
       // The database can go away between the probe and these reads (a partition, a
       // restart): that is an unhealthy database, answered in time, never a 500.
-      const [fresh, queue] = await beforeDeadline(
+      reads = await beforeDeadline(
         Promise.all([marketDataFreshness(deps.db), queueDepth(deps.db)]),
         deadline,
       );
-      const now = deps.now();
-      const rate = (s: { hits: number; misses: number }) =>
-        s.hits + s.misses === 0 ? null : Math.round((s.hits / (s.hits + s.misses)) * 1000) / 1000;
-      context = freshness(
-        "newest context snapshot",
-        fresh.contextAsOf,
-        deps.contextMaxAgeSeconds,
-        now,
-        {
-          symbols: fresh.contextSymbols,
-          source: deps.contextSource,
-          cache_hit_rate: rate(deps.context.stats()),
-        },
-      );
-      gex = freshness("newest GEX levels", fresh.gexAsOf, deps.gexMaxAgeSeconds, now, {
-        symbols: fresh.gexSymbols,
-        source: deps.gexSource,
-        fetch_errors: deps.gex.stats().fetchErrors,
-      });
-      const lagging = queue.oldestPendingSeconds > deps.maxQueueAgeSeconds;
-      pipeline = {
-        healthy: !lagging,
-        status: lagging ? "lagging" : "ok",
-        checked: "pipeline_jobs backlog",
-        pending: queue.pending,
-        running: queue.running,
-        failed: queue.failed,
-        oldest_pending_seconds: Math.round(queue.oldestPendingSeconds * 10) / 10,
-        max_pending_seconds: deps.maxQueueAgeSeconds,
-      };
     } catch (error) {
       database = {
         healthy: false,
@@ -104,6 +73,41 @@ export async function checkHealth(deps: HealthDeps): Promise<HealthReport> {
         error: `the reads after select 1 failed: ${errorMessage(error)}`,
       };
     }
+  }
+  let context: Component = { ...UNKNOWN }, gex: Component = { ...UNKNOWN };
+  let pipeline: Component = { ...UNKNOWN };
+  if (reads !== null) {
+    const [fresh, queue] = reads;
+    const now = deps.now();
+    const rate = (s: { hits: number; misses: number }) =>
+      s.hits + s.misses === 0 ? null : Math.round((s.hits / (s.hits + s.misses)) * 1000) / 1000;
+    context = freshness(
+      "newest context snapshot",
+      fresh.contextAsOf,
+      deps.contextMaxAgeSeconds,
+      now,
+      {
+        symbols: fresh.contextSymbols,
+        source: deps.contextSource,
+        cache_hit_rate: rate(deps.context.stats()),
+      },
+    );
+    gex = freshness("newest GEX levels", fresh.gexAsOf, deps.gexMaxAgeSeconds, now, {
+      symbols: fresh.gexSymbols,
+      source: deps.gexSource,
+      fetch_errors: deps.gex.stats().fetchErrors,
+    });
+    const lagging = queue.oldestPendingSeconds > deps.maxQueueAgeSeconds;
+    pipeline = {
+      healthy: !lagging,
+      status: lagging ? "lagging" : "ok",
+      checked: "pipeline_jobs backlog",
+      pending: queue.pending,
+      running: queue.running,
+      failed: queue.failed,
+      oldest_pending_seconds: Math.round(queue.oldestPendingSeconds * 10) / 10,
+      max_pending_seconds: deps.maxQueueAgeSeconds,
+    };
   }
 
   const problems: string[] = [];
