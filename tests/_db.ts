@@ -1,7 +1,8 @@
 /**
  * Throw-away databases for tests, on both drivers:
  * - PGlite: a copy of a migrated template directory (a cold PGlite start
- *   costs seconds; opening a copy costs ~200 ms), deleted afterwards;
+ *   costs seconds; opening a copy costs ~200 ms), opened on the test's thread
+ *   (see freshPglite), deleted afterwards;
  * - Postgres: a fresh database on the server at TEST_DATABASE_URL (default
  *   postgres://postgres@127.0.0.1:5432/postgres), migrated, dropped afterwards.
  * `dbTest(name, fn)` registers the test once per driver. Under CI=true an
@@ -76,11 +77,24 @@ export interface TestDatabase {
   dispose(): Promise<void>;
 }
 
-export async function freshPglite(): Promise<TestDatabase> {
+/**
+ * Store tests open PGlite on the test's own thread: a worker-backed open
+ * starts a thread and a WebAssembly instance each time, which was most of the
+ * suite's time (four store test files: 68 s against 51 s on a 2-core VM). The
+ * worker adapter the service runs by default is covered by
+ * tests/pglite_worker_test.ts (the same rows, types, errors and transactions
+ * on both) and by every test that starts the real service;
+ * `TEST_PGLITE_THREAD=worker` runs the store tests through it as well.
+ */
+export async function freshPglite(
+  options: { thread?: "main" | "worker" } = {},
+): Promise<TestDatabase> {
   const template = await pgliteTemplate();
   const dir = `${ARTIFACTS}pglite-${crypto.randomUUID()}`;
   cpSync(template, dir, { recursive: true });
-  const db = await openPglite(dir);
+  const thread = options.thread ??
+    (Deno.env.get("TEST_PGLITE_THREAD") === "worker" ? "worker" : "main");
+  const db = await openPglite(dir, { thread });
   return {
     db,
     connectAgain: () => {

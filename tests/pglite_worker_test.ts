@@ -304,7 +304,7 @@ pgliteTest("statements already sent when close() is called still complete", asyn
 });
 
 pgliteTest("a file-backed database written through the worker is there when reopened", async () => {
-  const t = await freshPglite(); // the migrated template the other tests use, opened in the worker
+  const t = await freshPglite({ thread: "worker" }); // the migrated template the other tests use
   try {
     assert.equal(t.db.driver, "pglite");
     const [row] = await t.db.query<{ n: number }>("select count(*)::integer as n from signals");
