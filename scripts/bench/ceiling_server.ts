@@ -45,6 +45,7 @@ export function instantIngest(): GroupCommit<SignalRecord, IngestOutcome> {
     drain: () => Promise.resolve(),
     busy: () => false,
     whenIdle: () => Promise.resolve(),
+    whenNoneWaiting: () => Promise.resolve(),
   };
 }
 
