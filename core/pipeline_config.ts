@@ -25,9 +25,10 @@ export interface WorkerConfig {
   maxDeferMs: number;
   /**
    * Opt-in: once decisions run this far behind their signals (the oldest job
-   * of the last batch, receipt to claim), claims stop waiting for webhook
-   * commits until they catch up, so sustained load cannot push decisions
-   * further and further back. It costs webhook throughput at saturation (the
+   * of the last batch, receipt to claim), claims wait only for webhooks
+   * queued behind the commits in flight, not for those being written, until
+   * they catch up, so sustained load cannot push decisions further and
+   * further back. It costs webhook throughput at saturation (the
    * decisions take their share), so it is off by default. 0 = off.
    */
   maxLagMs: number;
