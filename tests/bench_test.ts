@@ -16,6 +16,7 @@ import {
   hmacSigner,
   rawRequest,
 } from "../scripts/bench/alerts.ts";
+import { type CpuProfile, sourceOf, summarizeProfile } from "../scripts/bench/cpu_watch.ts";
 import { checkOrder } from "../scripts/bench/order_check.ts";
 import { checkDurability, logProblems } from "../scripts/bench/durability.ts";
 import { parseBenchArgs, UsageError } from "../scripts/bench/flags.ts";
@@ -24,7 +25,7 @@ import { runPaced } from "../scripts/bench/paced_driver.ts";
 import { parseStat } from "../scripts/bench/proc.ts";
 import { parseResponse } from "../scripts/bench/raw_http.ts";
 import { formatTable } from "../scripts/bench/format.ts";
-import { mainTable } from "../scripts/bench/report.ts";
+import { fullReport, mainTable } from "../scripts/bench/report.ts";
 import { combineRounds, medianRound } from "../scripts/bench/repeat.ts";
 import { emptyResult, type ScenarioResult } from "../scripts/bench/results.ts";
 import type { BenchReport } from "../scripts/bench/results.ts";
@@ -121,6 +122,12 @@ Deno.test("parseBenchArgs() defaults to PGlite, Postgres with DATABASE_URL, and 
   assert.deepEqual(pg.options.dbs, ["postgres"]);
   assert.ok(pg.options.scenarios.includes("memory"));
   assert.deepEqual(pg.options.serviceEnv, { WORKER_CONCURRENCY: "8" });
+  assert.equal(pg.options.profile, false);
+  assert.ok(!parseBenchArgs(["--profile"], {}).help);
+  assert.equal(
+    (parseBenchArgs(["--profile"], {}) as { options: { profile: boolean } }).options.profile,
+    true,
+  );
   assert.deepEqual(parseBenchArgs(["--db", "both"], { DATABASE_URL: url }).help, false);
   assert.throws(() => parseBenchArgs(["--db", "postgres"], {}), UsageError);
   assert.throws(
@@ -291,6 +298,137 @@ Deno.test("summaries, /proc stat parsing, the table and the result file name", (
   );
 });
 
+/** A profile node; `parent` links are given through `children`. */
+function frame(id: number, functionName: string, url: string, children: number[] = []) {
+  return { id, callFrame: { functionName, url, lineNumber: 0 }, children };
+}
+
+Deno.test("summarizeProfile(): idle, GC and each source once per sample, with known answers", () => {
+  const repo = "file:///repo/";
+  const profile: CpuProfile = {
+    nodes: [
+      frame(1, "(root)", "", [2, 3, 4, 5]),
+      frame(2, "(idle)", ""),
+      frame(3, "(garbage collector)", ""),
+      frame(4, "webhook", `${repo}handlers/webhook.ts`, [6]),
+      frame(5, "flush", `${repo}db/group_commit.ts`, [7]),
+      frame(6, "normalize", `${repo}handlers/webhook.ts`, [8]),
+      frame(7, "query", "file:///x/node_modules/.deno/postgres@3.4.9/node_modules/postgres/a.js"),
+      frame(8, "verify", ""),
+    ],
+    // 4 idle, 1 GC, then 5 busy in code: webhook (itself, or via normalize/verify) 3, flush 2.
+    samples: [2, 2, 2, 2, 3, 4, 6, 8, 5, 7],
+    startTime: 0,
+    endTime: 10,
+  };
+  const s = summarizeProfile(profile, { repoRoot: repo, file: "p.cpuprofile" });
+  assert.equal(s.samples, 10);
+  assert.equal(s.idlePct, 40);
+  assert.equal(s.gcPct, 16.7);
+  assert.equal(s.file, "p.cpuprofile");
+  assert.deepEqual(s.bySource, [
+    // Frames 4 and 6 share a file: the sample in 6 counts once for it.
+    { source: "handlers/webhook.ts", pct: 50 },
+    { source: "db/group_commit.ts", pct: 33.3 },
+    { source: "native verify", pct: 16.7 },
+    { source: "npm:postgres@3.4.9", pct: 16.7 },
+  ]);
+  assert.equal(
+    summarizeProfile(profile, { repoRoot: repo, top: 1 }).bySource.length,
+    1,
+  );
+  assert.equal(sourceOf("ext:deno_node/net.ts", "write", repo), "ext:deno_node/net.ts");
+  assert.equal(
+    sourceOf("file:///r/node_modules/.deno/@logtape+logtape@2.4.2/node_modules/x.js", "f", repo),
+    "npm:@logtape/logtape@2.4.2",
+  );
+  assert.equal(sourceOf("file:///elsewhere/a.ts", "f", repo), "file:///elsewhere/a.ts");
+  assert.equal(sourceOf("", "", repo), "native (anonymous)");
+  const empty = summarizeProfile({
+    nodes: [frame(1, "(root)", "")],
+    samples: [],
+    startTime: 0,
+    endTime: 0,
+  }, {
+    repoRoot: repo,
+  });
+  assert.deepEqual([empty.samples, empty.idlePct, empty.gcPct, empty.bySource], [0, 0, 0, []]);
+});
+
+Deno.test("summarizeProfile(): on any tree, a source's share is the busy samples with it on the stack", () => {
+  const repo = "file:///repo/";
+  const urls = ["", `${repo}a.ts`, `${repo}b.ts`, "ext:x.js"];
+  fc.assert(
+    fc.property(
+      // Each node after the root hangs under an earlier one: any tree shape.
+      fc.array(fc.record({ parent: fc.nat(), url: fc.nat(3), idle: fc.boolean() }), {
+        minLength: 1,
+        maxLength: 30,
+      }),
+      fc.array(fc.nat(), { minLength: 1, maxLength: 200 }),
+      (spec, picks) => {
+        const nodes = [frame(0, "(root)", "")];
+        const parentOf = new Map<number, number>();
+        spec.forEach((n, i) => {
+          const id = i + 1;
+          const parent = n.parent % id;
+          parentOf.set(id, parent);
+          nodes.push(frame(id, n.idle && parent === 0 ? "(idle)" : `f${id}`, urls[n.url]));
+          nodes[parent].children.push(id);
+        });
+        const samples = picks.map((p) => 1 + (p % spec.length));
+        const s = summarizeProfile({ nodes, samples, startTime: 0, endTime: 1 }, {
+          repoRoot: repo,
+          top: Infinity,
+        });
+        assert.equal(s.samples, samples.length);
+        assert.ok(s.idlePct >= 0 && s.idlePct <= 100);
+        const idle = samples.filter((id) => nodes[id].callFrame.functionName === "(idle)").length;
+        assert.equal(s.idlePct, Math.round((idle / samples.length) * 1000) / 10);
+        for (const { pct } of s.bySource) assert.ok(pct > 0 && pct <= 100);
+        // Each source's share is exactly the busy samples with it somewhere on their stack.
+        const busy = samples.length - idle;
+        const sourceOfNode = (id: number) =>
+          sourceOf(nodes[id].callFrame.url, nodes[id].callFrame.functionName, repo);
+        for (const { source, pct } of s.bySource) {
+          const n = samples.filter((id) => {
+            if (nodes[id].callFrame.functionName === "(idle)") return false;
+            for (
+              let at: number | undefined = id;
+              at !== undefined && at !== 0;
+              at = parentOf.get(at)
+            ) {
+              if (sourceOfNode(at) === source) return true;
+            }
+            return false;
+          }).length;
+          assert.equal(pct, Math.round((n / busy) * 1000) / 10, source);
+        }
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
+Deno.test("the report prints the profile block only for profiled rows", () => {
+  const plain = emptyResult("ceiling", "ceiling c=16", "none", load({ acceptedPerSec: 1000 }));
+  assert.doesNotMatch(fullReport([plain], "header"), /V8 CPU profile/);
+  const profiled: ScenarioResult = {
+    ...plain,
+    profile: {
+      file: "x.cpuprofile",
+      samples: 1200,
+      idlePct: 12.5,
+      gcPct: 3.1,
+      bySource: [{ source: "handlers/webhook.ts", pct: 21.5 }, { source: "native verify", pct: 9 }],
+    },
+  };
+  assert.match(
+    fullReport([profiled], "header"),
+    /ceiling c=16 +none +1200 +12\.5 % +3\.1 % +handlers\/webhook\.ts 21\.5 %, native verify 9 %/,
+  );
+});
+
 /** A steady row whose ack p99 is `p99`, and a ceiling or ingest row at `perSec`. */
 function steadyRow(p99: number | null, over: Partial<ScenarioResult> = {}): ScenarioResult {
   const ackMs = { ...summarizeMs([1, 2, 3]), p99 };
@@ -421,7 +559,7 @@ Deno.test({
           ...["--db", "pglite", "--scenarios", "ceiling,e2e,burst", "--duration", "1"],
           ...["--warmup", "0", "--ceiling-connections", "4", "--e2e-rate", "20", "--symbols", "4"],
           ...["--burst-alerts", "40", "--burst-symbols", "4", "--burst-connections", "8"],
-          ...["--drain-timeout", "10", "--out", out, "--quiet"],
+          ...["--drain-timeout", "10", "--out", out, "--quiet", "--profile"],
         ],
         cwd: new URL("../", import.meta.url),
         env: { DATABASE_URL: "" },
@@ -430,10 +568,25 @@ Deno.test({
       }).output();
       const text = new TextDecoder().decode(stdout);
       assert.equal(code, 0, `${text}\n${new TextDecoder().decode(stderr)}`);
-      const files = [...Deno.readDirSync(out)].map((e) => e.name);
+      const names = [...Deno.readDirSync(out)].map((e) => e.name);
+      const files = names.filter((n) => n.endsWith(".json"));
       assert.equal(files.length, 1);
       assert.match(files[0], /^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ-[0-9a-f]+\.json$/);
       const report = JSON.parse(await Deno.readTextFile(`${out}/${files[0]}`)) as BenchReport;
+      // --profile: one raw profile per scenario, named in its row, and the block printed.
+      assert.deepEqual(
+        names.filter((n) => n.endsWith(".cpuprofile")).sort(),
+        report.results.map((r) => r.profile!.file!.slice(out.length + 1)).sort(),
+      );
+      assert.match(text, /Main thread, V8 CPU profile/);
+      const ceilingProfile = JSON.parse(
+        await Deno.readTextFile(report.results[0].profile!.file!),
+      ) as CpuProfile;
+      const route = summarizeProfile(ceilingProfile, {
+        repoRoot: new URL("../", import.meta.url).href,
+        top: Infinity,
+      }).bySource.find((s) => s.source === "handlers/webhook.ts");
+      assert.ok(route !== undefined && route.pct > 0, "the ceiling's profile shows the route");
       assert.equal(report.schema, "optionstrat-bench/1");
       assert.equal(report.cpuCount, navigator.hardwareConcurrency);
       assert.equal(typeof report.deno.deno, "string");

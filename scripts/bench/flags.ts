@@ -38,6 +38,8 @@ export interface BenchOptions {
   serviceEnv: Record<string, string>;
   /** Rounds of every scenario but memory; each row reports its median round. */
   repeat: number;
+  /** Take each server's V8 CPU profile over every measured load (cpu_watch.ts). */
+  profile: boolean;
   outDir: string;
   quiet: boolean;
 }
@@ -77,6 +79,9 @@ Other:
                               its median round (ceiling, ingest: by accepted/s; steady: by ack
                               p99; e2e: by e2e p99; burst: by time to decided), with the range
                               over the rounds; a failed check in any round is reported
+  --profile                   also take each server's V8 CPU profile over every measured
+                              load (its inspector on loopback): <out>/*.cpuprofile, and a
+                              block of where its main thread spent the time
   --out DIR                   where the JSON goes (default bench-results)
   --quiet                     no progress lines on stderr
   -h, --help                  this text
@@ -143,6 +148,7 @@ export function parseBenchArgs(
         "service-env": { type: "string", multiple: true },
         repeat: { type: "string" },
         out: { type: "string" },
+        profile: { type: "boolean" },
         quiet: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -234,6 +240,7 @@ export function parseBenchArgs(
     wrkThreads: whole("wrk-threads", v["wrk-threads"], 1, 1, 64),
     serviceEnv,
     repeat: whole("repeat", v.repeat, 1, 1, 15),
+    profile: v.profile === true,
     outDir: v.out ?? "bench-results",
     quiet: v.quiet === true,
   };

@@ -5,7 +5,7 @@
  */
 import { formatTable, ms, pct, rate } from "./format.ts";
 import { errorCount } from "./load_result.ts";
-import { burstBlock, diagnosticsBlock, memoryBlock } from "./report_blocks.ts";
+import { burstBlock, diagnosticsBlock, memoryBlock, profileBlock } from "./report_blocks.ts";
 import { repeatsNote } from "./repeat.ts";
 import type { ScenarioResult } from "./results.ts";
 import { ceilingRate, targetsBlock } from "./targets.ts";
@@ -98,6 +98,7 @@ export function fullReport(results: readonly ScenarioResult[], header: string): 
     burstBlock(results),
     memoryBlock(results),
     diagnosticsBlock(results),
+    profileBlock(results),
     targetsBlock(results),
   ];
   return blocks.filter((b): b is string => b !== null).join("\n\n");

@@ -144,3 +144,30 @@ export function diagnosticsBlock(results: readonly ScenarioResult[]): string {
   }
   return parts.join("\n");
 }
+
+/** With --profile: where each server's main thread spent the measured load (cpu_watch.ts). */
+export function profileBlock(results: readonly ScenarioResult[]): string | null {
+  const profiled = results.filter((r) => r.profile !== null);
+  if (profiled.length === 0) return null;
+  const share = (n: number) => `${n} %`;
+  return [
+    "Main thread, V8 CPU profile over the measured load (--profile; raw profiles in the JSON's " +
+    "`profile.file`, for Chrome DevTools). Samples are wall time, so busy includes waiting for a " +
+    "core: idle share of all samples; of the busy ones, garbage collection and the sources most " +
+    "often on the stack (a sample counts once per source)",
+    formatTable(
+      ["scenario", "db", "samples", "idle", "gc", "sources on the stack"],
+      profiled.map((r) => {
+        const p = r.profile!;
+        return [
+          r.label,
+          r.db,
+          String(p.samples),
+          share(p.idlePct),
+          share(p.gcPct),
+          p.bySource.slice(0, 8).map((s) => `${s.source} ${share(s.pct)}`).join(", "),
+        ];
+      }),
+    ),
+  ].join("\n");
+}

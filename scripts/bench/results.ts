@@ -8,6 +8,7 @@ import type { DecisionStats, GroupCommitStats, IngestCounts } from "./analysis.t
 import type { OrderCheck } from "./order_check.ts";
 import type { BenchOptions, ScenarioName } from "./flags.ts";
 import type { LoadResult } from "./load_result.ts";
+import type { ProfileSummary } from "./cpu_watch.ts";
 import type { CpuSplit } from "./proc.ts";
 import type { StopResult } from "./server_process.ts";
 import type { Repeats } from "./repeat.ts";
@@ -86,6 +87,8 @@ export interface ScenarioResult {
   load: LoadResult;
   warmup: LoadResult | null;
   cpu: CpuSplit | null;
+  /** With --profile: the server's main thread over the measured load. */
+  profile: ProfileSummary | null;
   durability: Durability | null;
   counts: IngestCounts | null;
   groupCommit: GroupCommitStats | null;
@@ -150,6 +153,7 @@ export function emptyResult(
     load,
     warmup: null,
     cpu: null,
+    profile: null,
     durability: null,
     counts: null,
     groupCommit: null,

@@ -16,7 +16,7 @@ import { alertBody, benchSymbols, rawRequest } from "./alerts.ts";
 import { runClosed } from "./closed_driver.ts";
 import { logProblems } from "./durability.ts";
 import type { DbChoice } from "./flags.ts";
-import { cpuSnapshot, cpuSplit } from "./proc.ts";
+import { watchCpu } from "./cpu_watch.ts";
 import type { ScenarioResult } from "./results.ts";
 import { type BenchContext, paced } from "./harness.ts";
 import {
@@ -70,7 +70,7 @@ export async function runBurst(ctx: BenchContext, driver: DbChoice): Promise<Sce
           }),
       );
       ctx.progress(`${label} [${driver}]: firing over ${o.burstConnections} connections`);
-      const before = cpuSnapshot({ servicePid: svc.pid, database: db.name });
+      const watch = await watchCpu(ctx, svc, { database: db.name, name: `${driver}-burst` });
       const run = await runClosed({
         port: svc.port,
         connections: o.burstConnections,
@@ -78,7 +78,7 @@ export async function runBurst(ctx: BenchContext, driver: DbChoice): Promise<Sce
         makeRequest: (n) => requests[n],
       });
       const decidedAtMs = await waitUntilDecided(probe, { pollMs, timeoutMs });
-      const after = cpuSnapshot({ servicePid: svc.pid, database: db.name });
+      const { cpu, profile } = await watch.stop();
       const answered = Array.from(run.answeredAfterMs).filter(Number.isFinite);
       return {
         warmup,
@@ -87,7 +87,8 @@ export async function runBurst(ctx: BenchContext, driver: DbChoice): Promise<Sce
         lastAnswerMs: answered.length === 0 ? null : Math.max(...answered),
         decidedAtMs,
         pollMs,
-        cpu: cpuSplit(before, after),
+        cpu,
+        profile,
         ack: await serverAck(svc),
       };
     },

@@ -12,7 +12,7 @@ import { orderCheck } from "./order_check.ts";
 import { observeCommits } from "./commit_observer.ts";
 import { logProblems } from "./durability.ts";
 import type { DbChoice } from "./flags.ts";
-import { cpuSnapshot, cpuSplit } from "./proc.ts";
+import { watchCpu } from "./cpu_watch.ts";
 import type { ScenarioResult } from "./results.ts";
 import type { Summary } from "./stats.ts";
 import { type BenchContext, paced } from "./harness.ts";
@@ -55,11 +55,11 @@ export async function runEndToEnd(ctx: BenchContext, driver: DbChoice): Promise<
       await waitUntilDecided(probe, { pollMs, timeoutMs });
       ctx.progress(`${label} [${driver}]: ${o.durationS} s, then waiting for every decision`);
       const observer = live !== null ? observeCommits(live, prefix) : null;
-      const before = cpuSnapshot({ servicePid: svc.pid, database: db.name });
+      const watch = await watchCpu(ctx, svc, { database: db.name, name: `${driver}-e2e` });
       const fromMs = Date.now();
       const load = await paced(ctx, svc.port, { rate: o.e2eRate, durationS: o.durationS, prefix });
       const toMs = Date.now();
-      const after = cpuSnapshot({ servicePid: svc.pid, database: db.name });
+      const { cpu, profile } = await watch.stop();
       const decidedAt = await waitUntilDecided(probe, { pollMs, timeoutMs });
       const observed = observer === null ? null : await observer.stop();
       return {
@@ -67,7 +67,8 @@ export async function runEndToEnd(ctx: BenchContext, driver: DbChoice): Promise<
         load,
         fromMs,
         toMs,
-        cpu: cpuSplit(before, after),
+        cpu,
+        profile,
         ack: await serverAck(svc),
         drainMs: decidedAt === null ? null : decidedAt - toMs,
         observed,

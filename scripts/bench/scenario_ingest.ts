@@ -12,7 +12,7 @@
 import { decisionRate } from "./analysis.ts";
 import type { DbChoice } from "./flags.ts";
 import { logProblems } from "./durability.ts";
-import { cpuSnapshot, cpuSplit } from "./proc.ts";
+import { watchCpu } from "./cpu_watch.ts";
 import type { ScenarioResult } from "./results.ts";
 import { type BenchContext, maxThroughput, paced } from "./harness.ts";
 import { measuredResult, type MeasuredRun, serverAck, withService } from "./service_run.ts";
@@ -53,17 +53,18 @@ export async function runIngest(
       const estimate = warmup !== null && !warmup.exhausted && warmup.acceptedPerSec > 0
         ? Math.min(warmup.acceptedPerSec, rateEstimate ?? Infinity)
         : rateEstimate;
-      const before = cpuSnapshot({ servicePid: svc.pid, database: db.name });
+      const watch = await watchCpu(ctx, svc, { database: db.name, name: `${driver}-${tag}` });
       const fromMs = Date.now();
       const load = await send(svc.port, o.durationS, prefix, estimate);
       const toMs = Date.now();
-      const after = cpuSnapshot({ servicePid: svc.pid, database: db.name });
+      const { cpu, profile } = await watch.stop();
       return {
         warmup,
         load,
         fromMs,
         toMs,
-        cpu: cpuSplit(before, after),
+        cpu,
+        profile,
         ack: await serverAck(svc),
       };
     },

@@ -101,6 +101,7 @@ export async function runMemory(ctx: BenchContext, driver: DbChoice): Promise<Sc
         }
       }, o.memorySampleS * 1000);
       ctx.progress(`${label} [${driver}]: sampling RSS every ${o.memorySampleS} s`);
+      // Not profiled with --profile: the profiler's samples would grow the size measured here.
       const before = cpuSnapshot({ servicePid: svc.pid, database: db.name });
       const fromMs = Date.now();
       let load: LoadResult;

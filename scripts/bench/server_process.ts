@@ -20,6 +20,8 @@ export interface ServerProcess {
   pid: number;
   port: number;
   origin: string;
+  /** Its inspector's port with `--profile` (cpu_watch.ts), else null. */
+  inspectPort: number | null;
   /** The last lines it printed (warnings and errors; LOG_LEVEL is warning). */
   logTail(): string;
   stop(): Promise<StopResult>;
@@ -82,13 +84,17 @@ interface SpawnOptions {
   script: string;
   port: number;
   env: Record<string, string>;
+  /** Open an inspector on a free loopback port (for `--profile`). */
+  inspect: boolean;
   /** Resolves true once the server answers as expected. */
   ready: (origin: string) => Promise<boolean>;
 }
 
 async function spawnServer(o: SpawnOptions): Promise<ServerProcess> {
+  const inspectPort = o.inspect ? freePort() : null;
+  const inspect = inspectPort === null ? [] : [`--inspect=127.0.0.1:${inspectPort}`];
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", o.script],
+    args: ["run", "--allow-all", ...inspect, o.script],
     cwd: REPO,
     clearEnv: true,
     env: { ...baseEnvironment(), ...o.env },
@@ -154,7 +160,7 @@ async function spawnServer(o: SpawnOptions): Promise<ServerProcess> {
     if (await o.ready(origin).catch(() => false)) break;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  return { name: o.name, pid: child.pid, port: o.port, origin, logTail, stop };
+  return { name: o.name, pid: child.pid, port: o.port, origin, inspectPort, logTail, stop };
 }
 
 /** The real service (main.ts) on `db`. */
@@ -162,12 +168,14 @@ export function startService(o: {
   db: BenchDatabase;
   secret: string;
   overrides?: Record<string, string>;
+  inspect?: boolean;
 }): Promise<ServerProcess> {
   const port = freePort();
   return spawnServer({
     name: `service (${o.db.driver})`,
     script: "main.ts",
     port,
+    inspect: o.inspect ?? false,
     env: serviceEnvironment({
       port,
       secret: o.secret,
@@ -186,12 +194,14 @@ export function startService(o: {
 export function startCeiling(o: {
   secret: string;
   overrides?: Record<string, string>;
+  inspect?: boolean;
 }): Promise<ServerProcess> {
   const port = freePort();
   return spawnServer({
     name: "ceiling server",
     script: "scripts/bench/ceiling_server.ts",
     port,
+    inspect: o.inspect ?? false,
     env: serviceEnvironment({ port, secret: o.secret, database: {}, overrides: o.overrides }),
     ready: async (origin) => {
       const res = await fetch(`${origin}/webhook`);

@@ -10,6 +10,7 @@ import type { Database, Queryable } from "../../db/port.ts";
 import { groupCommitStats, ingestCounts } from "./analysis.ts";
 import { checkDurability } from "./durability.ts";
 import type { LoadResult } from "./load_result.ts";
+import type { ProfileSummary } from "./cpu_watch.ts";
 import type { CpuSplit } from "./proc.ts";
 import type { ScenarioName } from "./flags.ts";
 import { emptyResult, type ScenarioResult } from "./results.ts";
@@ -130,7 +131,12 @@ export async function withService<T>(
   let forgetSvc = () => {};
   let live: Database | null = null;
   try {
-    svc = await startService({ db, secret: ctx.secret, overrides: ctx.options.serviceEnv });
+    svc = await startService({
+      db,
+      secret: ctx.secret,
+      overrides: ctx.options.serviceEnv,
+      inspect: ctx.options.profile,
+    });
     const started = svc;
     forgetSvc = registerCleanup(() => started.stop());
     await seedMarketData(svc.origin, ctx.seedSymbols);
@@ -158,6 +164,7 @@ export interface MeasuredRun {
   warmup: LoadResult | null;
   load: LoadResult;
   cpu: CpuSplit;
+  profile: ProfileSummary | null;
   ack: Summary | null;
 }
 
@@ -175,6 +182,7 @@ export async function measuredResult(
   const r = emptyResult(o.scenario, o.label, o.driver, run.load);
   r.warmup = run.warmup;
   r.cpu = run.cpu;
+  r.profile = run.profile;
   r.serverAckMs = run.ack;
   r.counts = counts;
   r.durability = checkDurability(
