@@ -22,7 +22,7 @@ import { checkDurability, logProblems } from "../scripts/bench/durability.ts";
 import { parseBenchArgs, UsageError } from "../scripts/bench/flags.ts";
 import type { LoadResult } from "../scripts/bench/load_result.ts";
 import { runPaced } from "../scripts/bench/paced_driver.ts";
-import { parseStat } from "../scripts/bench/proc.ts";
+import { parseSchedstat, parseStat } from "../scripts/bench/proc.ts";
 import { parseResponse } from "../scripts/bench/raw_http.ts";
 import { formatTable } from "../scripts/bench/format.ts";
 import { fullReport, mainTable } from "../scripts/bench/report.ts";
@@ -277,6 +277,10 @@ Deno.test("summaries, /proc stat parsing, the table and the result file name", (
   const s = summarizeMs([5, 1, 4, 2, 3, NaN]);
   assert.deepEqual([s.count, s.p50, s.p99, s.max, s.mean], [5, 3, 5, 5, 3]);
   assert.deepEqual(summarizeMs([]), EMPTY_SUMMARY);
+  assert.deepEqual(parseSchedstat("2390551962 731015339 45211\n"), {
+    runNs: 2390551962,
+    waitNs: 731015339,
+  });
   const stat = parseStat("42 (deno (x) y) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17");
   assert.equal(stat.comm, "deno (x) y");
   assert.equal(stat.own, 11 + 12);
@@ -326,6 +330,7 @@ Deno.test("summarizeProfile(): idle, GC and each source once per sample, with kn
   assert.equal(s.idlePct, 40);
   assert.equal(s.gcPct, 16.7);
   assert.equal(s.file, "p.cpuprofile");
+  assert.equal(s.mainThread, null, "the kernel's figures are watchCpu's, not the profile's");
   assert.deepEqual(s.bySource, [
     // Frames 4 and 6 share a file: the sample in 6 counts once for it.
     { source: "handlers/webhook.ts", pct: 50 },
@@ -420,12 +425,13 @@ Deno.test("the report prints the profile block only for profiled rows", () => {
       samples: 1200,
       idlePct: 12.5,
       gcPct: 3.1,
+      mainThread: { runPct: 61.2, waitPct: 20 },
       bySource: [{ source: "handlers/webhook.ts", pct: 21.5 }, { source: "native verify", pct: 9 }],
     },
   };
   assert.match(
     fullReport([profiled], "header"),
-    /ceiling c=16 +none +1200 +12\.5 % +3\.1 % +handlers\/webhook\.ts 21\.5 %, native verify 9 %/,
+    /ceiling c=16 +none +1200 +12\.5 % +61\.2 \/ 20 % +3\.1 % +handlers\/webhook\.ts 21\.5 %, native verify 9 %/,
   );
 });
 
@@ -587,6 +593,8 @@ Deno.test({
         top: Infinity,
       }).bySource.find((s) => s.source === "handlers/webhook.ts");
       assert.ok(route !== undefined && route.pct > 0, "the ceiling's profile shows the route");
+      const main = report.results[0].profile!.mainThread!;
+      assert.ok(main.runPct > 0 && main.runPct <= 101 && main.waitPct >= 0, JSON.stringify(main));
       assert.equal(report.schema, "optionstrat-bench/1");
       assert.equal(report.cpuCount, navigator.hardwareConcurrency);
       assert.equal(typeof report.deno.deno, "string");

@@ -11,7 +11,7 @@
  * waiting for a core. So on a loaded machine a share is time, not CPU.
  */
 import type { BenchContext } from "./harness.ts";
-import { cpuSnapshot, type CpuSplit, cpuSplit } from "./proc.ts";
+import { cpuSnapshot, type CpuSplit, cpuSplit, mainThreadSched } from "./proc.ts";
 
 /** The parts of a V8 `Profiler.Profile` this reads. */
 export interface CpuProfile {
@@ -34,6 +34,11 @@ export interface ProfileSummary {
   idlePct: number;
   /** Share of the busy samples spent collecting garbage. */
   gcPct: number;
+  /**
+   * Of the window's wall time, the main thread on a core and waiting in the
+   * run queue for one (the kernel's schedstat; null where it has none).
+   */
+  mainThread: { runPct: number; waitPct: number } | null;
   /**
    * Share of the busy samples with a frame of this source on the stack (a
    * sample counts once per source, so the shares add up to more than 100).
@@ -94,6 +99,7 @@ export function summarizeProfile(
     samples,
     idlePct: share(idle, samples),
     gcPct: share(gc, busy),
+    mainThread: null,
     bySource: [...bySource]
       .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
       .slice(0, o.top ?? 12)
@@ -194,10 +200,12 @@ export async function watchCpu(
 ): Promise<CpuWatch> {
   const profiling = server.inspectPort === null ? null : await startProfiling(server.inspectPort);
   const before = cpuSnapshot({ servicePid: server.pid, database: o.database });
+  const schedBefore = mainThreadSched(server.pid);
   return {
     async stop() {
       // Taken first: serializing the profile costs the server CPU that is not the load's.
       const after = cpuSnapshot({ servicePid: server.pid, database: o.database });
+      const schedAfter = mainThreadSched(server.pid);
       const cpu = cpuSplit(before, after);
       if (profiling === null) return { cpu, profile: null };
       const profile = await profiling.stop();
@@ -206,7 +214,16 @@ export async function watchCpu(
       }-${ctx.runId}-${o.name.replace(/[^\w.-]+/g, "_")}.cpuprofile`;
       await Deno.mkdir(ctx.options.outDir, { recursive: true });
       await Deno.writeTextFile(file, JSON.stringify(profile));
-      return { cpu, profile: summarizeProfile(profile, { repoRoot: REPO_ROOT, file }) };
+      const summary = summarizeProfile(profile, { repoRoot: REPO_ROOT, file });
+      if (schedBefore !== null && schedAfter !== null) {
+        const wallNs = (after.atMs - before.atMs) * 1e6;
+        const pct = (ns: number) => Math.round((ns / wallNs) * 1000) / 10;
+        summary.mainThread = {
+          runPct: pct(schedAfter.runNs - schedBefore.runNs),
+          waitPct: pct(schedAfter.waitNs - schedBefore.waitNs),
+        };
+      }
+      return { cpu, profile: summary };
     },
   };
 }

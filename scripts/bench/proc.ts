@@ -45,6 +45,27 @@ export function procTimes(pid: number | "self"): ProcTimes | null {
   }
 }
 
+/** A thread's time on a core and waiting in the run queue for one, in ns. */
+export interface ThreadSched {
+  runNs: number;
+  waitNs: number;
+}
+
+/** Parses /proc/<pid>/task/<tid>/schedstat: "<run ns> <wait ns> <timeslices>". */
+export function parseSchedstat(text: string): ThreadSched {
+  const [run, wait] = text.trim().split(/\s+/).map(Number);
+  return { runNs: run, waitNs: wait };
+}
+
+/** The main thread's (its id is the process's) schedstat, or null when it is gone. */
+export function mainThreadSched(pid: number): ThreadSched | null {
+  try {
+    return parseSchedstat(Deno.readTextFileSync(`/proc/${pid}/task/${pid}/schedstat`));
+  } catch {
+    return null;
+  }
+}
+
 /** Busy and total ticks of all CPUs (from /proc/stat's first line). */
 export function machineTicks(): { busy: number; total: number } {
   const line = Deno.readTextFileSync("/proc/stat").split("\n")[0];

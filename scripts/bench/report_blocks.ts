@@ -153,10 +153,11 @@ export function profileBlock(results: readonly ScenarioResult[]): string | null 
   return [
     "Main thread, V8 CPU profile over the measured load (--profile; raw profiles in the JSON's " +
     "`profile.file`, for Chrome DevTools). Samples are wall time, so busy includes waiting for a " +
-    "core: idle share of all samples; of the busy ones, garbage collection and the sources most " +
+    "core: idle share of all samples; the main thread on a core / waiting for one, of the " +
+    "window (kernel schedstat); of the busy samples, garbage collection and the sources most " +
     "often on the stack (a sample counts once per source)",
     formatTable(
-      ["scenario", "db", "samples", "idle", "gc", "sources on the stack"],
+      ["scenario", "db", "samples", "idle", "ran / waited", "gc", "sources on the stack"],
       profiled.map((r) => {
         const p = r.profile!;
         return [
@@ -164,6 +165,7 @@ export function profileBlock(results: readonly ScenarioResult[]): string | null 
           r.db,
           String(p.samples),
           share(p.idlePct),
+          p.mainThread ? `${p.mainThread.runPct} / ${share(p.mainThread.waitPct)}` : "-",
           share(p.gcPct),
           p.bySource.slice(0, 8).map((s) => `${s.source} ${share(s.pct)}`).join(", "),
         ];
