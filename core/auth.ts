@@ -11,17 +11,19 @@
  *  4. Source address in the allowlist (when it is on).
  *  5. `secret` or `passphrase` in the JSON body (TradingView's only choice
  *     besides the URL token).
- * Every comparison is constant-time: HMACs through `crypto.subtle.verify`,
- * plain secrets by comparing SHA-256 digests with `timingSafeEqual`.
- * `crypto.subtle` stays: with node:crypto's `createHmac` on the event loop the
- * no-database ceiling of `deno task bench` fell 12 % on one VM (7,813 against
- * 8,880/s), 36 % on another (6,468-6,500 against 10,054-10,204/s) and 14 % on a
- * third (medians of five pairs, 2,827 against 3,283/s), although alone it costs
- * less CPU per check (10 against 40 µs) and in the server's profile it was
- * 1.3 % of the main thread; where the loss comes from is not known. The
- * failure reason is for logs only; clients learn nothing about which part failed.
+ * Every comparison is constant-time: HMACs with `timingSafeEqual` on the MAC,
+ * plain secrets by comparing SHA-256 digests the same way. The HMAC is
+ * @noble/hashes on the event loop (about 10 µs a check, all of it on the main
+ * thread), not `crypto.subtle.verify` (about 26 µs of the main thread's time
+ * plus its thread pool's, and in the server's V8 profile on the stack in half
+ * the busy samples at the no-database ceiling) nor node:crypto's `createHmac`
+ * (which lost on the ceiling in three A/B runs). Measured in README
+ * "Performance". The failure reason is for logs only; clients learn nothing
+ * about which part failed.
  * No clock inside: the caller passes `nowMs`.
  */
+import { hmac } from "@noble/hashes/hmac.js";
+import { sha256 as sha256Hash } from "@noble/hashes/sha2.js";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { type Cidr, ipInCidrs } from "./net.ts";
 
@@ -76,7 +78,7 @@ const encoder = new TextEncoder();
 export function createAuthenticator(settings: AuthSettings): Authenticator {
   const { secret, ipAllowlist } = settings;
   const enabled = secret !== null || ipAllowlist !== null;
-  // Imported once; the promise is shared by concurrent requests.
+  // Keyed once: each check starts from the keyed state.
   const signatureKey = secret === null ? null : hmacKey(encoder.encode(secret));
   const standardKey = secret === null ? null : hmacKey(standardWebhooksKey(secret));
   const secretDigest = secret === null ? null : sha256(secret);
@@ -93,7 +95,7 @@ export function createAuthenticator(settings: AuthSettings): Authenticator {
 
     const reasons: string[] = [];
     if (signatureKey !== null && request.header("x-signature")) {
-      const r = await checkSignature(request, await signatureKey, settings.toleranceSeconds);
+      const r = checkSignature(request, signatureKey, settings.toleranceSeconds);
       if (r === true) {
         const ts = request.header("x-signature-timestamp");
         return ts ? { ok: true, method: "signature", signedAtMs: Number(ts.trim()) * 1000 } : {
@@ -104,7 +106,7 @@ export function createAuthenticator(settings: AuthSettings): Authenticator {
       reasons.push(r);
     }
     if (standardKey !== null && request.header("webhook-signature")) {
-      const r = await checkStandardWebhooks(request, await standardKey, settings.toleranceSeconds);
+      const r = checkStandardWebhooks(request, standardKey, settings.toleranceSeconds);
       if (r === true) {
         const signedAtMs = Number(request.header("webhook-timestamp")!.trim()) * 1000;
         return { ok: true, method: "standard_webhooks", signedAtMs };
@@ -134,11 +136,11 @@ export function createAuthenticator(settings: AuthSettings): Authenticator {
   return { enabled, verify };
 }
 
-async function checkSignature(
+function checkSignature(
   request: AuthRequest,
-  key: CryptoKey,
+  key: HmacKey,
   toleranceSeconds: number,
-): Promise<true | string> {
+): true | string {
   const given = request.header("x-signature")!.trim().replace(/^sha256=/i, "");
   const signature = fromHex(given);
   if (signature === null) return "x-signature is not hex";
@@ -149,15 +151,14 @@ async function checkSignature(
     if (fresh !== true) return `x-signature-timestamp ${fresh}`;
     message = concat(encoder.encode(`${timestamp.trim()}.`), request.rawBody);
   }
-  const ok = await crypto.subtle.verify("HMAC", key, signature, message);
-  return ok ? true : "x-signature does not match";
+  return key.verify(signature, message) ? true : "x-signature does not match";
 }
 
-async function checkStandardWebhooks(
+function checkStandardWebhooks(
   request: AuthRequest,
-  key: CryptoKey,
+  key: HmacKey,
   toleranceSeconds: number,
-): Promise<true | string> {
+): true | string {
   const id = request.header("webhook-id");
   const timestamp = request.header("webhook-timestamp");
   if (!id || !timestamp) return "webhook-id and webhook-timestamp are required";
@@ -169,7 +170,7 @@ async function checkStandardWebhooks(
     if (version !== "v1" || !encoded) continue;
     const signature = fromBase64(encoded);
     if (signature === null) continue;
-    if (await crypto.subtle.verify("HMAC", key, signature, message)) return true;
+    if (key.verify(signature, message)) return true;
   }
   return "no webhook-signature matches";
 }
@@ -189,14 +190,20 @@ function standardWebhooksKey(secret: string): Uint8Array<ArrayBuffer> {
   return encoder.encode(secret);
 }
 
-function hmacKey(raw: Uint8Array<ArrayBuffer>): Promise<CryptoKey> {
-  return crypto.subtle.importKey(
-    "raw",
-    raw,
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign", "verify"],
-  );
+interface HmacKey {
+  /** Whether `signature` is the HMAC-SHA256 of `message`, compared in constant time. */
+  verify(signature: Uint8Array, message: Uint8Array): boolean;
+}
+
+function hmacKey(raw: Uint8Array): HmacKey {
+  const keyed = hmac.create(sha256Hash, raw);
+  return {
+    verify(signature, message) {
+      // A MAC's length is no secret; timingSafeEqual needs equal lengths.
+      if (signature.length !== keyed.outputLen) return false;
+      return timingSafeEqual(keyed.clone().update(message).digest(), signature);
+    },
+  };
 }
 
 function sha256(value: string): Buffer {
