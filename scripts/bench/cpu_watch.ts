@@ -8,7 +8,10 @@
  *
  * V8 samples on wall time: a sample is "busy" whenever the main thread is
  * inside JavaScript or a native call, including while the kernel has it
- * waiting for a core. So on a loaded machine a share is time, not CPU.
+ * waiting for a core, and "idle" whenever no JavaScript runs, including the
+ * runtime's own work outside it (Deno's HTTP server, its event loop). So a
+ * share is time, not CPU; the kernel's run and wait figures beside it say
+ * how much of the window the thread was on a core.
  */
 import type { BenchContext } from "./harness.ts";
 import { cpuSnapshot, type CpuSplit, cpuSplit, mainThreadSched } from "./proc.ts";
@@ -30,7 +33,7 @@ export interface ProfileSummary {
   /** Where the raw profile was written. */
   file: string | null;
   samples: number;
-  /** Share of all samples with the main thread idle (waiting for I/O or a timer). */
+  /** Share of all samples with no JavaScript running (V8's idle; see the module comment). */
   idlePct: number;
   /** Share of the busy samples spent collecting garbage. */
   gcPct: number;
@@ -191,7 +194,7 @@ const REPO_ROOT = new URL("../../", import.meta.url).href;
 /**
  * Watches a load window on `server`: call it just before the load, `stop()`
  * just after. With `--profile` (the server then has an inspector port) the
- * raw profile goes to `<out>/<run>-<name>.cpuprofile`.
+ * raw profile goes to `<out>/<time>-<run>-<name>.cpuprofile`.
  */
 export async function watchCpu(
   ctx: BenchContext,

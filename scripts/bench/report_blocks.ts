@@ -152,10 +152,11 @@ export function profileBlock(results: readonly ScenarioResult[]): string | null 
   const share = (n: number) => `${n} %`;
   return [
     "Main thread, V8 CPU profile over the measured load (--profile; raw profiles in the JSON's " +
-    "`profile.file`, for Chrome DevTools). Samples are wall time, so busy includes waiting for a " +
-    "core: idle share of all samples; the main thread on a core / waiting for one, of the " +
-    "window (kernel schedstat); of the busy samples, garbage collection and the sources most " +
-    "often on the stack (a sample counts once per source)",
+    "`profile.file`, for Chrome DevTools). Samples are wall time: busy includes waiting for a " +
+    "core, idle includes the runtime's work outside JavaScript. Idle share of all samples; " +
+    "the main thread on a core / waiting for one, of the window (kernel schedstat); of the " +
+    "busy samples, garbage collection and the sources most often on the stack (a sample " +
+    "counts once per source)",
     formatTable(
       ["scenario", "db", "samples", "idle", "ran / waited", "gc", "sources on the stack"],
       profiled.map((r) => {
