@@ -65,6 +65,11 @@ export function sourceOf(url: string, functionName: string, repoRoot: string): s
   return url;
 }
 
+/** `part` of `whole` in percent, to 0.1 (0 of nothing is 0). */
+function percentOf(part: number, whole: number): number {
+  return whole === 0 ? 0 : Math.round((part / whole) * 1000) / 10;
+}
+
 /** Pure: the shares of a profile, the `top` sources most often on the stack first. */
 export function summarizeProfile(
   profile: CpuProfile,
@@ -96,17 +101,16 @@ export function summarizeProfile(
   }
   const samples = profile.samples.length;
   const busy = samples - idle;
-  const share = (n: number, of: number) => (of === 0 ? 0 : Math.round((n / of) * 1000) / 10);
   return {
     file: o.file ?? null,
     samples,
-    idlePct: share(idle, samples),
-    gcPct: share(gc, busy),
+    idlePct: percentOf(idle, samples),
+    gcPct: percentOf(gc, busy),
     mainThread: null,
     bySource: [...bySource]
       .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
       .slice(0, o.top ?? 12)
-      .map(([source, n]) => ({ source, pct: share(n, busy) })),
+      .map(([source, n]) => ({ source, pct: percentOf(n, busy) })),
   };
 }
 
@@ -220,10 +224,9 @@ export async function watchCpu(
       const summary = summarizeProfile(profile, { repoRoot: REPO_ROOT, file });
       if (schedBefore !== null && schedAfter !== null) {
         const wallNs = (after.atMs - before.atMs) * 1e6;
-        const pct = (ns: number) => Math.round((ns / wallNs) * 1000) / 10;
         summary.mainThread = {
-          runPct: pct(schedAfter.runNs - schedBefore.runNs),
-          waitPct: pct(schedAfter.waitNs - schedBefore.waitNs),
+          runPct: percentOf(schedAfter.runNs - schedBefore.runNs, wallNs),
+          waitPct: percentOf(schedAfter.waitNs - schedBefore.waitNs, wallNs),
         };
       }
       return { cpu, profile: summary };
