@@ -40,8 +40,28 @@ function formatter(timeZone: string): Intl.DateTimeFormat {
   return f;
 }
 
-/** The wall-clock reading of `instant` in `timeZone`. */
+/**
+ * The wall-clock reading of `instant` in `timeZone`. Remembered per zone and
+ * whole second (the reading has no finer field): Intl's formatToParts was the
+ * largest single cost of deciding a batch, and the signals of a batch or a
+ * bar-close burst mostly share their second. The result is frozen, as callers
+ * share it.
+ */
 export function zonedParts(instant: Date, timeZone = NEW_YORK): ZonedParts {
+  const key = `${timeZone} ${Math.floor(instant.getTime() / 1000)}`;
+  let parts = readings.get(key);
+  if (parts === undefined) {
+    parts = Object.freeze(readParts(instant, timeZone));
+    if (readings.size >= READINGS_LIMIT) readings.clear();
+    readings.set(key, parts);
+  }
+  return parts;
+}
+
+const READINGS_LIMIT = 4096;
+const readings = new Map<string, ZonedParts>();
+
+function readParts(instant: Date, timeZone: string): ZonedParts {
   const values: Record<string, number> = {};
   for (const part of formatter(timeZone).formatToParts(instant)) {
     if (part.type !== "literal") values[part.type] = Number(part.value);

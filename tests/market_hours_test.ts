@@ -316,3 +316,82 @@ Deno.test("marketStatus() is open only on a trading day", () => {
     { numRuns: 1000 },
   );
 });
+
+/** UTC instants of clock changes in the zones above (New York, London, Lord Howe's half hour). */
+const DST_CHANGES = [
+  "2026-03-08T07:00:00Z",
+  "2026-11-01T06:00:00Z",
+  "2026-03-29T01:00:00Z",
+  "2026-10-25T01:00:00Z",
+  "2026-04-04T15:00:00Z",
+  "2026-10-03T15:30:00Z",
+];
+
+/** The wall clock as Intl reads it, with no memo: the reference for zonedParts. */
+function intlReading(instant: Date, timeZone: string) {
+  const values: Record<string, string> = {};
+  const format = new Intl.DateTimeFormat("en-US", {
+    timeZone,
+    hourCycle: "h23",
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+    weekday: "short",
+  });
+  for (const part of format.formatToParts(instant)) values[part.type] = part.value;
+  return {
+    date: `${values.year.padStart(4, "0")}-${values.month}-${values.day}`,
+    hour: Number(values.hour),
+    minute: Number(values.minute),
+    second: Number(values.second),
+    weekday: ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"].indexOf(values.weekday),
+  };
+}
+
+Deno.test("zonedParts (remembered per zone and second) reads what Intl reads, in any order of calls", () => {
+  const zones = [
+    "America/New_York",
+    "Europe/London",
+    "Asia/Kolkata",
+    "Australia/Lord_Howe",
+    "America/St_Johns",
+  ];
+  // Instants near each other (same second, same minute, across DST changes) and far apart,
+  // asked in a random order and from random zones, so a memo keyed too coarsely or without
+  // the zone gives some call another call's answer.
+  const instantArb = fc.oneof(
+    fc.integer({ min: Date.UTC(1971, 0, 1), max: Date.UTC(2200, 0, 1) }),
+    fc.tuple(fc.constantFrom(...DST_CHANGES), fc.integer({ min: -3_000, max: 3_000 }))
+      .map(([change, ms]) => Date.parse(change) + ms),
+  );
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(instantArb, fc.constantFrom(...zones)), { minLength: 1, maxLength: 20 }),
+      (calls) => {
+        for (const [ms, zone] of calls) {
+          for (const instant of [new Date(ms), new Date(ms - (ms % 1000) + 999)]) {
+            const got = zonedParts(instant, zone);
+            const want = intlReading(instant, zone);
+            assert.deepEqual(
+              {
+                date: got.date,
+                hour: got.hour,
+                minute: got.minute,
+                second: got.second,
+                weekday: got.weekday,
+              },
+              want,
+              `${instant.toISOString()} in ${zone}`,
+            );
+            assert.equal(got.minuteOfDay, want.hour * 60 + want.minute);
+            assert.ok(Object.isFrozen(got), "a shared reading cannot be changed by a caller");
+          }
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
