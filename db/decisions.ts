@@ -17,7 +17,7 @@ import type { Decision } from "../core/decision.ts";
 import type { ReceivedSignal } from "../core/signal.ts";
 import type { NewEvent } from "./events.ts";
 import type { Queryable } from "./port.ts";
-import { byOpening, readOpenBook } from "./positions.ts";
+import { byOpening, insertByOpening, readOpenBook } from "./positions.ts";
 import { EVENTS_CHANNEL } from "./signals.ts";
 import { jsonKeys } from "./sql.ts";
 
@@ -81,7 +81,12 @@ export async function recordDecisions(
   const jobIds = inputs.map((i) => i.jobId);
   for (let attempt = 1;; attempt++) {
     const t0 = performance.now();
-    if (cache.writer === null) Object.assign(cache, await readOpenBook(db));
+    if (cache.writer === null) {
+      const read = await readOpenBook(db);
+      // In byOpening order (the database's may differ below a millisecond) so each
+      // write only has to place the positions it opened (insertByOpening).
+      Object.assign(cache, { writer: read.writer, open: read.open.sort(byOpening) });
+    }
     const decidedOn = cache.writer!;
     const bookMs = round(performance.now() - t0);
     const { recorded, book } = decideAll(inputs, { open: cache.open }, bookMs);
@@ -113,7 +118,12 @@ export async function recordDecisions(
       continue;
     }
     cache.writer = outcome.writer;
-    cache.open = [...book.open].sort(byOpening);
+    // Positions from before keep the cache's order; those this batch opened are placed.
+    const openedIds = new Set(recorded.flatMap((r) => (r.opened ? [r.opened.id] : [])));
+    cache.open = insertByOpening(
+      book.open.filter((p) => !openedIds.has(p.id)),
+      book.open.filter((p) => openedIds.has(p.id)),
+    );
     const writeMs = round(performance.now() - tw);
     for (const r of recorded) r.timings.write_ms = writeMs;
     return recorded;

@@ -59,3 +59,26 @@ export function byOpening(a: OpenPosition, b: OpenPosition): number {
   const t = Date.parse(a.openedAt) - Date.parse(b.openedAt);
   return t !== 0 ? t : a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
+
+/**
+ * `sorted` (in `byOpening` order) with `added` placed where `byOpening` puts
+ * them, by binary search: the same book as sorting the lot, without parsing
+ * every opening time of a large book on every batch.
+ */
+export function insertByOpening(
+  sorted: readonly OpenPosition[],
+  added: readonly OpenPosition[],
+): OpenPosition[] {
+  const out = [...sorted];
+  for (const position of added) {
+    let low = 0;
+    let high = out.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if (byOpening(out[mid], position) <= 0) low = mid + 1;
+      else high = mid;
+    }
+    out.splice(low, 0, position);
+  }
+  return out;
+}

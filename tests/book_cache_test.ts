@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { newBookCache, WRITE_BATCH_SQL } from "../db/decisions.ts";
 import { CLAIM_JOBS_SQL } from "../db/jobs.ts";
-import { readOpenBook } from "../db/positions.ts";
+import { byOpening, insertByOpening, readOpenBook } from "../db/positions.ts";
+import type { OpenPosition } from "../core/book.ts";
 import { dbTest } from "./_db.ts";
 import { clock, decisionFor, pipelineServices, send, workerOn } from "./_pipeline.ts";
 
@@ -78,6 +79,35 @@ dbTest(
     assert.deepEqual(bookA.open.map((p) => p.symbol).sort(), ["QQQ", "SPY"]);
   },
 );
+
+Deno.test("insertByOpening places new positions exactly where sorting the whole book would", () => {
+  // Few distinct instants, so ties fall to the ids, as same-millisecond receipts do.
+  const position = fc.record({
+    id: fc.uuid(),
+    openedAt: fc.integer({ min: 0, max: 5 }).map((s) =>
+      new Date(Date.UTC(2026, 10, 30, 15, 0, s)).toISOString()
+    ),
+  }).map((p): OpenPosition => ({
+    ...p,
+    symbol: "SPY",
+    direction: "CALL",
+    quantity: 1,
+    entryPrice: 100,
+    entrySignalId: p.id,
+  }));
+  fc.assert(
+    fc.property(
+      fc.uniqueArray(position, { selector: (p) => p.id, maxLength: 30 }),
+      fc.nat(30),
+      (positions, split) => {
+        const before = positions.slice(0, split).sort(byOpening);
+        const added = positions.slice(split);
+        assert.deepEqual(insertByOpening(before, added), [...positions].sort(byOpening));
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
 
 dbTest(
   "after any run of entries and exits, the kept book is exactly the stored one, in its order",
