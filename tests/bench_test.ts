@@ -452,6 +452,29 @@ function rateRow(scenario: "ceiling" | "ingest", perSec: number): ScenarioResult
   );
 }
 
+Deno.test("the steady rate on the no-store route is the floor its target reads against", () => {
+  const floor = (p99: number) => steadyRow(p99, { db: "none" });
+  // Over rounds the floor and the service's row are medians of their own.
+  const rows = combineRounds([
+    [floor(2.5), steadyRow(12.5)],
+    [floor(3.5), steadyRow(14.5)],
+    [floor(3), steadyRow(13.5)],
+  ]);
+  assert.deepEqual(rows.map((r) => [r.db, r.load.ackMs.p99]), [["none", 3], ["postgres", 13.5]]);
+  const steady = targets(rows).filter((x) => x.what.startsWith("ack p99"));
+  assert.deepEqual(steady.map((x) => [x.what, x.measured, x.pass]), [
+    ["ack p99 at 100 req/s [postgres]", "13.5 ms (no-store floor 3.00 ms)", false],
+  ]);
+  const service = steadyRow(12.5);
+  // Another rate's floor says nothing about this one.
+  const elsewhere = steadyRow(2.5, { db: "none", load: load({ targetRate: 500 }) });
+  assert.equal(
+    targets([elsewhere, service]).find((x) => x.what.startsWith("ack p99"))!.measured,
+    "12.5 ms",
+  );
+  assert.match(mainTable(rows), /steady 1000\/s +none +/);
+});
+
 Deno.test("--repeat: each row is its median round, by the figure its target reads", () => {
   // Latency: the middle value; with an even count, the worse of the two middle ones.
   const odd = medianRound([steadyRow(30), steadyRow(10), steadyRow(20)]);
@@ -562,8 +585,9 @@ Deno.test({
           "run",
           "--allow-all",
           "scripts/bench.ts",
-          ...["--db", "pglite", "--scenarios", "ceiling,e2e,burst", "--duration", "1"],
+          ...["--db", "pglite", "--scenarios", "ceiling,steady,e2e,burst", "--duration", "1"],
           ...["--warmup", "0", "--ceiling-connections", "4", "--e2e-rate", "20", "--symbols", "4"],
+          ...["--steady-rate", "20"],
           ...["--burst-alerts", "40", "--burst-symbols", "4", "--burst-connections", "8"],
           ...["--drain-timeout", "10", "--out", out, "--quiet", "--profile"],
         ],
@@ -602,6 +626,8 @@ Deno.test({
       assert.equal(report.rounds, null, "one round: no per-round copy");
       assert.deepEqual(report.results.map((r) => [r.scenario, r.db]), [
         ["ceiling", "none"],
+        ["steady", "none"],
+        ["steady", "pglite"],
         ["e2e", "pglite"],
         ["burst", "pglite"],
       ]);
@@ -616,15 +642,22 @@ Deno.test({
           assert.equal(r.durability?.ok, true, `${r.label}: ${JSON.stringify(r.durability)}`);
           assert.equal(r.durability?.stored, r.load.accepted);
           assert.ok(r.groupCommit!.transactions >= 1);
+          assert.equal(r.stop?.code, 0, "the service stopped cleanly");
+        }
+        if (r.scenario === "e2e" || r.scenario === "burst") {
           assert.equal(r.decisions?.undecided, 0);
           assert.equal(r.decisions?.decided, r.load.accepted);
           assert.equal(r.order?.held, true);
           const e2e = r.decisions!.storedEndToEndMs;
           assert.ok(e2e.p50! > 0 && e2e.p50! <= e2e.p99!);
-          assert.equal(r.stop?.code, 0, "the service stopped cleanly");
         }
       }
-      const burst = report.results[2].burst!;
+      // The no-store floor sits under the service's row at the same rate.
+      assert.match(
+        report.table,
+        /ack p99 at 20 req\/s \[pglite\] +[\d.]+ ms \(no-store floor [\d.]+ ms\)/,
+      );
+      const burst = report.results[4].burst!;
       assert.equal(burst.allAcknowledged, true);
       assert.equal(burst.allDecided, true);
       assert.equal(burst.orderHeld, true);

@@ -15,7 +15,7 @@ import { combineRounds } from "./repeat.ts";
 import { fullReport } from "./report.ts";
 import type { BenchReport, GitState, ScenarioResult } from "./results.ts";
 import { runBurst } from "./scenario_burst.ts";
-import { runCeiling } from "./scenario_ceiling.ts";
+import { runCeiling, runFloor } from "./scenario_ceiling.ts";
 import { runEndToEnd } from "./scenario_e2e.ts";
 import { runIngest } from "./scenario_ingest.ts";
 import { runMemory } from "./scenario_memory.ts";
@@ -65,6 +65,7 @@ async function runRound(ctx: BenchContext, o: { memory: boolean }): Promise<Scen
   const results: ScenarioResult[] = [];
   const has = (name: BenchOptions["scenarios"][number]) => options.scenarios.includes(name);
   if (has("ceiling")) results.push(await runCeiling(ctx));
+  if (has("steady")) results.push(await runFloor(ctx));
   const ceiling = results.find((r) => r.scenario === "ceiling")?.load.acceptedPerSec;
   for (const db of options.dbs) {
     if (has("ingest")) {
@@ -181,8 +182,9 @@ export function timeBoundS(o: BenchOptions): number {
     (o.scenarios.includes("e2e") ? load + 2 * o.drainTimeoutS + 60 : 0) +
     (o.scenarios.includes("burst") ? o.warmupS + 2 * o.drainTimeoutS + 60 : 0);
   const memory = o.scenarios.includes("memory") ? o.memoryMinutes * 60 + 60 : 0;
-  const ceiling = o.scenarios.includes("ceiling") ? load + 30 : 0;
-  const round = ceiling + perDb * o.dbs.length;
+  const noStore = (o.scenarios.includes("ceiling") ? load + 30 : 0) +
+    (o.scenarios.includes("steady") ? load + 30 : 0);
+  const round = noStore + perDb * o.dbs.length;
   return Math.ceil(2 * (o.repeat * round + memory * o.dbs.length) + 60);
 }
 
