@@ -10,14 +10,69 @@
  */
 import { registerCleanup } from "./cleanup.ts";
 import { watchCpu } from "./cpu_watch.ts";
+import type { LoadResult } from "./load_result.ts";
 import { emptyResult, type ScenarioResult } from "./results.ts";
 import { startCeiling } from "./server_process.ts";
 import { type BenchContext, maxThroughput, paced } from "./harness.ts";
 
-export async function runCeiling(ctx: BenchContext): Promise<ScenarioResult> {
+export function runCeiling(ctx: BenchContext): Promise<ScenarioResult> {
   const o = ctx.options;
   const label = `ceiling c=${o.ceilingConnections}`;
-  ctx.progress(`${label}: starting the no-database server`);
+  return measureNoStore(ctx, {
+    scenario: "ceiling",
+    label,
+    who: label,
+    name: "ceiling",
+    prefix: `${ctx.runId}-c`,
+    send: (port, durationS, prefix, warmup) =>
+      maxThroughput(ctx, port, {
+        connections: o.ceilingConnections,
+        durationS,
+        prefix,
+        rateEstimate: warmup === null || warmup.exhausted ? undefined : warmup.acceptedPerSec,
+      }),
+    note: (load) => `${load.driver}, no store: HMAC + zod route only`,
+  });
+}
+
+/** The steady rate on the no-store route: the latency floor beside the service's. */
+export function runFloor(ctx: BenchContext): Promise<ScenarioResult> {
+  const o = ctx.options;
+  const label = `steady ${o.steadyRate}/s`;
+  return measureNoStore(ctx, {
+    scenario: "steady",
+    label,
+    who: `${label} [no store]`,
+    name: "floor",
+    prefix: `${ctx.runId}-f`,
+    send: (port, durationS, prefix) => paced(ctx, port, { rate: o.steadyRate, durationS, prefix }),
+    note: () => "paced, open loop; no store: the latency floor of this machine and client",
+  });
+}
+
+/**
+ * One load on a fresh no-store server: a warm-up (`<prefix>w`), then the
+ * measured run with its CPU (and, with --profile, its V8 profile); the
+ * server is stopped whatever happens.
+ */
+async function measureNoStore(ctx: BenchContext, row: {
+  scenario: "ceiling" | "steady";
+  label: string;
+  /** How progress lines name it. */
+  who: string;
+  /** The profile file's name. */
+  name: string;
+  prefix: string;
+  send: (
+    port: number,
+    durationS: number,
+    prefix: string,
+    warmup: LoadResult | null,
+  ) => Promise<LoadResult>;
+  note: (load: LoadResult) => string;
+}): Promise<ScenarioResult> {
+  const o = ctx.options;
+  ctx.progress(`${row.who}: starting the no-database server`);
   const server = await startCeiling({
     secret: ctx.secret,
     overrides: o.serviceEnv,
@@ -26,58 +81,17 @@ export async function runCeiling(ctx: BenchContext): Promise<ScenarioResult> {
   const forget = registerCleanup(() => server.stop());
   try {
     const warmup = o.warmupS > 0
-      ? await maxThroughput(ctx, server.port, {
-        connections: o.ceilingConnections,
-        durationS: o.warmupS,
-        prefix: `${ctx.runId}-cw`,
-      })
+      ? await row.send(server.port, o.warmupS, `${row.prefix}w`, null)
       : null;
-    ctx.progress(`${label}: ${o.durationS} s`);
-    const watch = await watchCpu(ctx, server, { database: null, name: "ceiling" });
-    const load = await maxThroughput(ctx, server.port, {
-      connections: o.ceilingConnections,
-      durationS: o.durationS,
-      prefix: `${ctx.runId}-c`,
-      rateEstimate: warmup?.exhausted ? undefined : warmup?.acceptedPerSec,
-    });
+    ctx.progress(`${row.who}: ${o.durationS} s`);
+    const watch = await watchCpu(ctx, server, { database: null, name: row.name });
+    const load = await row.send(server.port, o.durationS, row.prefix, warmup);
     const { cpu, profile } = await watch.stop();
-    const result = emptyResult("ceiling", label, "none", load);
+    const result = emptyResult(row.scenario, row.label, "none", load);
     result.warmup = warmup;
     result.cpu = cpu;
     result.profile = profile;
-    result.notes.push(`${load.driver}, no store: HMAC + zod route only`);
-    return result;
-  } finally {
-    const stop = await server.stop();
-    forget();
-    if (stop.code !== 0) ctx.progress(`  ceiling server exited with ${stop.code}`);
-  }
-}
-
-/** The steady rate on the no-store route: the latency floor beside the service's. */
-export async function runFloor(ctx: BenchContext): Promise<ScenarioResult> {
-  const o = ctx.options;
-  const label = `steady ${o.steadyRate}/s`;
-  ctx.progress(`${label} [no store]: starting the no-database server`);
-  const server = await startCeiling({
-    secret: ctx.secret,
-    overrides: o.serviceEnv,
-    inspect: o.profile,
-  });
-  const forget = registerCleanup(() => server.stop());
-  try {
-    const send = (durationS: number, prefix: string) =>
-      paced(ctx, server.port, { rate: o.steadyRate, durationS, prefix });
-    const warmup = o.warmupS > 0 ? await send(o.warmupS, `${ctx.runId}-fw`) : null;
-    ctx.progress(`${label} [no store]: ${o.durationS} s`);
-    const watch = await watchCpu(ctx, server, { database: null, name: "floor" });
-    const load = await send(o.durationS, `${ctx.runId}-f`);
-    const { cpu, profile } = await watch.stop();
-    const result = emptyResult("steady", label, "none", load);
-    result.warmup = warmup;
-    result.cpu = cpu;
-    result.profile = profile;
-    result.notes.push("paced, open loop; no store: the latency floor of this machine and client");
+    result.notes.push(row.note(load));
     return result;
   } finally {
     const stop = await server.stop();
