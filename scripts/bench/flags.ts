@@ -61,7 +61,8 @@ Scenarios:
   --warmup S                  seconds of load before each measurement (default 2)
   --connections LIST          ingest scenario connection counts (default 16,64)
   --ceiling-connections N     (default 16)
-  --steady-rate R             steady scenario requests/s (default 1000)
+  --steady-rate R             steady scenario requests/s (default 1000); the same rate
+                              also goes to the no-store route first (the latency floor)
   --e2e-rate R                end-to-end scenario signals/s (default 500)
   --symbols N                 symbols the load scenarios use (default 200)
   --burst-alerts N            (default 2000)   --burst-symbols N (default 200)
