@@ -26,6 +26,7 @@ import { parseSchedstat, parseStat } from "../scripts/bench/proc.ts";
 import { parseResponse } from "../scripts/bench/raw_http.ts";
 import { formatTable } from "../scripts/bench/format.ts";
 import { fullReport, mainTable } from "../scripts/bench/report.ts";
+import { cpuPerWebhook } from "../scripts/bench/report_blocks.ts";
 import { combineRounds, medianRound } from "../scripts/bench/repeat.ts";
 import { emptyResult, type ScenarioResult } from "../scripts/bench/results.ts";
 import type { BenchReport } from "../scripts/bench/results.ts";
@@ -432,6 +433,37 @@ Deno.test("the report prints the profile block only for profiled rows", () => {
   assert.match(
     fullReport([profiled], "header"),
     /ceiling c=16 +none +1200 +12\.5 % +61\.2 \/ 20 % +3\.1 % +handlers\/webhook\.ts 21\.5 %, native verify 9 %/,
+  );
+});
+
+Deno.test("CPU per webhook: the cores a load kept busy over its rate, in µs", () => {
+  const cpu = { service: 0.61, client: 0.26, postgres: 0.72, other: 0.17, machineBusy: 1.76 };
+  assert.equal(cpuPerWebhook(cpu, 1000), "610/720");
+  assert.equal(cpuPerWebhook({ ...cpu, postgres: 0 }, 2500), "244/0");
+  assert.equal(cpuPerWebhook(null, 1000), "-");
+  assert.equal(cpuPerWebhook(cpu, 0), "-");
+  // Read back, each figure gives the cores again to within its rounding.
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 200 }),
+      fc.integer({ min: 0, max: 200 }),
+      fc.integer({ min: 1, max: 20_000 }),
+      (service, postgres, perSec) => {
+        const split = { ...cpu, service: service / 100, postgres: postgres / 100 };
+        const [s, p] = cpuPerWebhook(split, perSec).split("/").map(Number);
+        assert.ok(Math.abs((s * perSec) / 1e6 - split.service) <= perSec / 2e6);
+        assert.ok(Math.abs((p * perSec) / 1e6 - split.postgres) <= perSec / 2e6);
+      },
+    ),
+    { numRuns: 200 },
+  );
+  const row: ScenarioResult = {
+    ...emptyResult("steady", "steady 1000/s", "postgres", load({ acceptedPerSec: 1000 })),
+    cpu,
+  };
+  assert.match(
+    fullReport([row], "header"),
+    /steady 1000\/s +postgres +0\.61\/0\.26\/0\.72\/0\.17 +1\.76 +610\/720 /,
   );
 });
 

@@ -4,7 +4,20 @@
  * Pure: from the results alone.
  */
 import { formatTable, ms, rate } from "./format.ts";
+import type { CpuSplit } from "./proc.ts";
 import type { ScenarioResult } from "./results.ts";
+
+/**
+ * CPU time per accepted webhook, service/Postgres, in µs: the cores a load
+ * kept busy divided by its rate. Unlike the cores, it can be compared
+ * between rates, and between machines beside the ceiling (on PGlite the
+ * database is inside the service, so Postgres is 0).
+ */
+export function cpuPerWebhook(cpu: CpuSplit | null, acceptedPerSec: number): string {
+  if (cpu === null || !(acceptedPerSec > 0)) return "-";
+  const us = (cores: number) => Math.round((cores * 1e6) / acceptedPerSec);
+  return `${us(cpu.service)}/${us(cpu.postgres)}`;
+}
 
 export function burstBlock(results: readonly ScenarioResult[]): string | null {
   const bursts = results.filter((r) => r.burst !== null);
@@ -80,6 +93,8 @@ export function diagnosticsBlock(results: readonly ScenarioResult[]): string {
       r.label,
       r.db,
       r.cpu ? `${r.cpu.service}/${r.cpu.client}/${r.cpu.postgres}/${r.cpu.other}` : "-",
+      r.cpu ? String(r.cpu.machineBusy) : "-",
+      cpuPerWebhook(r.cpu, r.load.acceptedPerSec),
       g ? String(g.transactions) : "-",
       g ? `${ms(g.batchSize.p50)}/${ms(g.batchSize.p99)}/${ms(g.batchSize.max)}` : "-",
       g ? `${ms(g.waitForBatchMs.p50)}/${ms(g.waitForBatchMs.p99)}` : "-",
@@ -92,12 +107,15 @@ export function diagnosticsBlock(results: readonly ScenarioResult[]): string {
     ];
   });
   const parts = [
-    "Where the time goes (cores: service/client/postgres/other; group commit from the database)",
+    "Where the time goes (cores: service/client/postgres/other, and all of them busy on the " +
+    "machine; CPU µs per accepted webhook, service/postgres; group commit from the database)",
     formatTable(
       [
         "scenario",
         "db",
         "cores s/c/p/o",
+        "busy",
+        "µs/webhook s/p",
         "ingest tx",
         "batch p50/p99/max",
         "wait for batch p50/p99",
