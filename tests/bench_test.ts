@@ -26,7 +26,7 @@ import { parseSchedstat, parseStat } from "../scripts/bench/proc.ts";
 import { parseResponse } from "../scripts/bench/raw_http.ts";
 import { formatTable } from "../scripts/bench/format.ts";
 import { fullReport, mainTable } from "../scripts/bench/report.ts";
-import { cpuPerWebhook } from "../scripts/bench/report_blocks.ts";
+import { busyCores, cpuPerWebhook } from "../scripts/bench/report_blocks.ts";
 import { combineRounds, medianRound } from "../scripts/bench/repeat.ts";
 import { emptyResult, type ScenarioResult } from "../scripts/bench/results.ts";
 import type { BenchReport } from "../scripts/bench/results.ts";
@@ -442,6 +442,9 @@ Deno.test("CPU per webhook: the cores a load kept busy over its rate, in µs", (
   assert.equal(cpuPerWebhook({ ...cpu, postgres: 0 }, 2500), "244/0");
   assert.equal(cpuPerWebhook(null, 1000), "-");
   assert.equal(cpuPerWebhook(cpu, 0), "-");
+  assert.equal(busyCores(cpu), 1.76);
+  // /proc/stat may see less than the processes' own clocks; never less than them.
+  assert.equal(busyCores({ ...cpu, other: 0, machineBusy: 0.14 }), 1.59);
   // Read back, each figure gives the cores again to within its rounding.
   fc.assert(
     fc.property(
