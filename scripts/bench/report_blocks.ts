@@ -8,12 +8,6 @@ import type { CpuSplit } from "./proc.ts";
 import type { ScenarioResult } from "./results.ts";
 
 /**
- * CPU time per accepted webhook, service/Postgres, in µs: the cores a load
- * kept busy divided by its rate. Unlike the cores, it can be compared
- * between rates, and between machines beside the ceiling (on PGlite the
- * database is inside the service, so Postgres is 0).
- */
-/**
  * Cores busy on the machine: the three processes plus whatever else
  * /proc/stat saw. Not /proc/stat's figure alone: it samples at the timer
  * tick, and a paced load whose work starts on a timer and ends before the
@@ -24,6 +18,12 @@ export function busyCores(cpu: CpuSplit): number {
   return Math.round((cpu.service + cpu.client + cpu.postgres + cpu.other) * 100) / 100;
 }
 
+/**
+ * CPU time per accepted webhook, service/Postgres, in µs: the cores a load
+ * kept busy divided by its rate. Unlike the cores, it can be compared
+ * between rates, and between machines beside the ceiling (on PGlite the
+ * database is inside the service, so Postgres is 0).
+ */
 export function cpuPerWebhook(cpu: CpuSplit | null, acceptedPerSec: number): string {
   if (cpu === null || !(acceptedPerSec > 0)) return "-";
   const us = (cores: number) => Math.round((cores * 1e6) / acceptedPerSec);
