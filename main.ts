@@ -9,7 +9,7 @@ import { ConfigError, loadConfig } from "./core/config.ts";
 import { loadMigrations, migrate } from "./db/migrate.ts";
 import { logger, setupLogging } from "./logging.ts";
 import { compose, newWorkerId, openDatabase } from "./compose.ts";
-import { isClosedSocketWriteRace } from "./db/postgres.ts";
+import { isClosedSocketWriteRace, isOrphanedConnectFailure } from "./db/postgres.ts";
 
 /**
  * How long a graceful stop may take. It normally takes well under a second:
@@ -88,18 +88,29 @@ export async function shutDown(
 }
 
 /**
- * Keeps the process alive through postgres.js's write on a closed connection
- * (db/postgres.ts isClosedSocketWriteRace), and only through that.
+ * Keeps the process alive through the two driver errors that reach the top
+ * uncaught during an outage (db/postgres.ts): postgres.js's write on a
+ * closed connection, and a connect refused on a socket the driver has
+ * already dropped. Only through those: anything else still ends the process.
  */
 export function guardDriverRace(): void {
   const log = logger("main");
-  globalThis.addEventListener("error", (event) => {
-    if (!isClosedSocketWriteRace(event.error)) return;
-    event.preventDefault();
-    log.warn("Ignored a postgres.js write on an already closed connection: {error}", {
-      error: String(event.error),
-    });
-  });
+  const survive = (event: Event, error: unknown) => {
+    if (isClosedSocketWriteRace(error)) {
+      event.preventDefault();
+      log.warn("Ignored a postgres.js write on an already closed connection: {error}", {
+        error: String(error),
+      });
+    } else if (isOrphanedConnectFailure(error)) {
+      event.preventDefault();
+      log.warn("Ignored a refused connect on a connection postgres.js had dropped: {error}", {
+        error: String(error),
+      });
+    }
+  };
+  globalThis.addEventListener("error", (event) => survive(event, event.error));
+  // Deno reports the refused connect as an unhandled rejection when its op's promise carries it.
+  globalThis.addEventListener("unhandledrejection", (event) => survive(event, event.reason));
 }
 
 async function main(): Promise<number> {

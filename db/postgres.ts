@@ -189,6 +189,33 @@ export function isClosedSocketWriteRace(error: unknown): boolean {
     /postgres\/src\/connection\.js/.test(error.stack ?? "");
 }
 
+/** Errors of a TCP connect that found nothing to connect to (what an outage looks like). */
+const CONNECT_FAILURES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
+
+/**
+ * postgres.js 3.4 under Deno, mid-outage: a connection can be left
+ * connecting on a socket whose listeners the driver has already removed (it
+ * closed that socket's connection and went on to reconnect), and when that
+ * connect is refused, Deno's node:net reports the error with no one
+ * listening, uncaught, which would end the process (seen in the outage fault
+ * test: "Uncaught (in promise) Error: connect ECONNREFUSED", from
+ * `_afterConnectImpl`). Nothing waits on that socket: the driver has failed
+ * its queries already and reconnects on its own. main.ts swallows exactly
+ * this error and logs it.
+ */
+export function isOrphanedConnectFailure(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const { code, syscall } = error as { code?: unknown; syscall?: unknown };
+  return syscall === "connect" && typeof code === "string" && CONNECT_FAILURES.has(code) &&
+    /_afterConnect\w* \(ext:deno_node\/net\.ts/.test(error.stack ?? "");
+}
+
 function translate(error: unknown): unknown {
   if (isUnavailable(error) && !(error instanceof DatabaseUnavailableError)) {
     const message = error instanceof Error ? error.message : String(error);
