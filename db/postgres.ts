@@ -189,15 +189,6 @@ export function isClosedSocketWriteRace(error: unknown): boolean {
     /postgres\/src\/connection\.js/.test(error.stack ?? "");
 }
 
-/** Errors of a TCP connect that found nothing to connect to (what an outage looks like). */
-const CONNECT_FAILURES = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "ETIMEDOUT",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-]);
-
 /**
  * postgres.js 3.4 under Deno, mid-outage: a connection can be left
  * connecting on a socket whose listeners the driver has already removed (it
@@ -210,10 +201,10 @@ const CONNECT_FAILURES = new Set([
  * this error and logs it.
  */
 export function isOrphanedConnectFailure(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  const { code, syscall } = error as { code?: unknown; syscall?: unknown };
-  return syscall === "connect" && typeof code === "string" && CONNECT_FAILURES.has(code) &&
-    /_afterConnect\w* \(ext:deno_node\/net\.ts/.test(error.stack ?? "");
+  // A refused, reset or unreachable connect is one of db/port.ts's socket-level failures;
+  // the syscall and node:net's frame say it came from a connect attempt.
+  return error instanceof Error && (error as { syscall?: unknown }).syscall === "connect" &&
+    isUnavailable(error) && /_afterConnect\w* \(ext:deno_node\/net\.ts/.test(error.stack ?? "");
 }
 
 function translate(error: unknown): unknown {
