@@ -21,15 +21,26 @@ export interface PgliteOptions {
    * calling thread). Unset, PGLITE_IN_THREAD=1 in the environment means "main".
    */
   thread?: "worker" | "main";
+  /**
+   * Start from this data directory, a tarball from PGlite's `dumpDataDir`,
+   * held in memory (`dataDir` must be null). In-thread only. Tests use it to
+   * copy a migrated template without touching the disk.
+   */
+  loadDataDir?: Blob;
 }
 
 export async function openPglite(
   dataDir: string | null,
   options: PgliteOptions = {},
 ): Promise<Database> {
-  if (dataDir !== null) await Deno.mkdir(dataDir, { recursive: true });
   const thread = options.thread ?? (envSaysInThread() ? "main" : "worker");
-  return thread === "main" ? await openInThread(dataDir) : await openInWorker(dataDir);
+  if (options.loadDataDir !== undefined && (dataDir !== null || thread !== "main")) {
+    throw new Error("loadDataDir needs dataDir null and thread main");
+  }
+  if (dataDir !== null) await Deno.mkdir(dataDir, { recursive: true });
+  return thread === "main"
+    ? await openInThread(dataDir, options.loadDataDir)
+    : await openInWorker(dataDir);
 }
 
 function envSaysInThread(): boolean {
@@ -40,8 +51,10 @@ function envSaysInThread(): boolean {
   }
 }
 
-async function openInThread(dataDir: string | null): Promise<Database> {
-  const pg = dataDir === null ? await PGlite.create() : await PGlite.create(dataDir);
+async function openInThread(dataDir: string | null, loadDataDir?: Blob): Promise<Database> {
+  const pg = dataDir !== null
+    ? await PGlite.create(dataDir)
+    : await PGlite.create(loadDataDir === undefined ? {} : { loadDataDir });
   const queryable = (target: Pick<PGlite, "query" | "exec">): Queryable => ({
     async query<T = Row>(text: string, params?: readonly unknown[]) {
       try {

@@ -13,7 +13,7 @@ import { loadMigrations } from "../db/migrate.ts";
 import type { Database } from "../db/port.ts";
 import { openPostgres } from "../db/postgres.ts";
 import { SECRET } from "./_app.ts";
-import { freshPglite, POSTGRES_REACHABLE, TEST_DATABASE_URL } from "./_db.ts";
+import { pgliteTemplate, POSTGRES_REACHABLE, TEST_DATABASE_URL } from "./_db.ts";
 
 const ROOT = new URL("../", import.meta.url);
 export const IN_CI = Deno.env.get("CI") === "true";
@@ -177,7 +177,7 @@ export async function startService(
 
 /** The migrated PGlite directory tests/_db.ts keeps, copied in: saves the child seconds of initdb. */
 export async function seedPglite(dataDir: string): Promise<void> {
-  await (await freshPglite()).dispose();
+  await pgliteTemplate();
   const tag = (await loadMigrations()).map((m) => m.checksum.slice(0, 8)).join("-");
   try {
     cpSync(new URL(`test-artifacts/pglite-template-${tag}`, ROOT).pathname, `${dataDir}/pglite`, {
