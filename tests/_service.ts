@@ -9,7 +9,6 @@
  * signal sent to the child reaches the service itself.
  */
 import { cpSync } from "node:fs";
-import { loadMigrations } from "../db/migrate.ts";
 import type { Database } from "../db/port.ts";
 import { openPostgres } from "../db/postgres.ts";
 import { SECRET } from "./_app.ts";
@@ -177,15 +176,7 @@ export async function startService(
 
 /** The migrated PGlite directory tests/_db.ts keeps, copied in: saves the child seconds of initdb. */
 export async function seedPglite(dataDir: string): Promise<void> {
-  await pgliteTemplate();
-  const tag = (await loadMigrations()).map((m) => m.checksum.slice(0, 8)).join("-");
-  try {
-    cpSync(new URL(`test-artifacts/pglite-template-${tag}`, ROOT).pathname, `${dataDir}/pglite`, {
-      recursive: true,
-    });
-  } catch {
-    // No template under that name: the service initializes and migrates its own.
-  }
+  cpSync(await pgliteTemplate(), `${dataDir}/pglite`, { recursive: true });
 }
 
 /** An empty Postgres database of the test's own (the service migrates it at start-up), dropped after. */

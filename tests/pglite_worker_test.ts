@@ -326,23 +326,29 @@ pgliteTest("a file-backed database written through the worker is there when reop
   }
 });
 
-pgliteTest("a database loaded from a dumped tarball has its rows, in memory only", async () => {
-  const t = await freshPglite({ thread: "main" }); // loaded from the template's tarball
-  try {
-    const [row] = await t.db.query<{ n: number }>(
-      "select count(*)::integer as n from schema_migrations",
+pgliteTest(
+  "a database loaded from the template's tarball is migrated; loadDataDir takes no directory or worker",
+  async () => {
+    const t = await freshPglite({ thread: "main" }); // loaded from the template's tarball
+    try {
+      const [row] = await t.db.query<{ n: number }>(
+        "select count(*)::integer as n from schema_migrations",
+      );
+      assert.ok(row.n > 0);
+    } finally {
+      await t.dispose();
+    }
+    const tarball = new Blob([]);
+    await assert.rejects(
+      openPglite("/nonexistent/never-made", { thread: "main", loadDataDir: tarball }),
+      /dataDir null/,
     );
-    assert.ok(row.n > 0);
-  } finally {
-    await t.dispose();
-  }
-  const tarball = new Blob([]);
-  await assert.rejects(
-    openPglite("/nonexistent/never-made", { thread: "main", loadDataDir: tarball }),
-    /dataDir null/,
-  );
-  await assert.rejects(openPglite(null, { thread: "worker", loadDataDir: tarball }), /thread main/);
-});
+    await assert.rejects(
+      openPglite(null, { thread: "worker", loadDataDir: tarball }),
+      /thread main/,
+    );
+  },
+);
 
 pgliteTest("a long statement in the worker leaves the calling thread free", async () => {
   const { db, dispose } = await openEmpty("worker");
