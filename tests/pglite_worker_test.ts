@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { cpSync } from "node:fs";
 import { messages, TransactionAbortedError } from "@electric-sql/pglite";
+import { loadMigrations } from "../db/migrate.ts";
 import { openPglite } from "../db/pglite.ts";
 import { type Database, DatabaseUnavailableError, isUnavailable } from "../db/port.ts";
 import { freshPglite } from "./_db.ts";
@@ -334,7 +335,7 @@ pgliteTest(
       const [row] = await t.db.query<{ n: number }>(
         "select count(*)::integer as n from schema_migrations",
       );
-      assert.ok(row.n > 0);
+      assert.equal(row.n, (await loadMigrations()).length);
     } finally {
       await t.dispose();
     }
