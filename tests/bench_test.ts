@@ -24,6 +24,11 @@ import type { LoadResult } from "../scripts/bench/load_result.ts";
 import { runPaced } from "../scripts/bench/paced_driver.ts";
 import { parseSchedstat, parseStat } from "../scripts/bench/proc.ts";
 import { parseResponse } from "../scripts/bench/raw_http.ts";
+import {
+  BENCH_SERVICE_SETTINGS,
+  serviceEnvironment,
+  serviceSettingsLine,
+} from "../scripts/bench/server_process.ts";
 import { formatTable } from "../scripts/bench/format.ts";
 import { fullReport, mainTable } from "../scripts/bench/report.ts";
 import { busyCores, cpuPerWebhook } from "../scripts/bench/report_blocks.ts";
@@ -179,6 +184,30 @@ const COUNTS = {
   jobs: {},
   decisions: 0,
 };
+
+Deno.test("the header names the settings every server ran with, --service-env's over the bench's own", () => {
+  assert.equal(
+    serviceSettingsLine({}),
+    "service settings: LOG_LEVEL=warning RATE_LIMIT_PER_MINUTE=10000000 ENFORCE_MARKET_HOURS=false " +
+      "MAX_OPEN_POSITIONS=1000000 MAX_EXPOSURE=1000000000000 INSTANCE_ID=bench",
+  );
+  const line = serviceSettingsLine({ LOG_LEVEL: "info", WORKER_MAX_LAG_MS: "1000" });
+  assert.match(
+    line,
+    / LOG_LEVEL=info WORKER_MAX_LAG_MS=1000 \(from --service-env: LOG_LEVEL, WORKER_MAX_LAG_MS\)$/,
+  );
+  assert.doesNotMatch(line, /LOG_LEVEL=warning/);
+  // What the line says is what the servers get.
+  const env = serviceEnvironment({
+    port: 1,
+    secret: "s",
+    database: {},
+    overrides: { LOG_LEVEL: "info" },
+  });
+  for (const [k, v] of Object.entries({ ...BENCH_SERVICE_SETTINGS, LOG_LEVEL: "info" })) {
+    assert.equal(env[k], v, k);
+  }
+});
 
 Deno.test("the paced driver sends each request once, all answered", async () => {
   const seen: number[] = [];
@@ -671,6 +700,11 @@ Deno.test({
         ["burst", "pglite"],
       ]);
       assert.ok(text.includes(report.table.split("\n")[3]), "the table is printed");
+      assert.match(
+        report.table,
+        /^service settings: LOG_LEVEL=warning /m,
+        "the settings are printed",
+      );
       for (const r of report.results) {
         const a = r.load.ackMs;
         assert.ok(r.load.accepted > 0, `${r.label}: something was accepted`);

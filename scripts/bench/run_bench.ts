@@ -19,6 +19,7 @@ import { runCeiling, runFloor } from "./scenario_ceiling.ts";
 import { runEndToEnd } from "./scenario_e2e.ts";
 import { runIngest } from "./scenario_ingest.ts";
 import { runMemory } from "./scenario_memory.ts";
+import { serviceSettingsLine } from "./server_process.ts";
 import { wrkAvailable } from "./wrk_driver.ts";
 
 export interface RunHooks {
@@ -140,6 +141,7 @@ export async function runBench(options: BenchOptions, hooks: RunHooks): Promise<
     (options.repeat > 1
       ? `; ${options.repeat} rounds, each row its median round (notes give the range)`
       : ""),
+    serviceSettingsLine(options.serviceEnv),
     ...(changed
       ? [
         `WARNING: the code changed during the run (git ${gitAtStart.short} -> ${gitAtEnd.short}` +

@@ -57,17 +57,36 @@ export function serviceEnvironment(o: {
     NODE_ENV: "development",
     PORT: String(o.port),
     WEBHOOK_SECRET: o.secret,
-    // Logging every request costs; warnings and errors still show.
-    LOG_LEVEL: "warning",
-    RATE_LIMIT_PER_MINUTE: "10000000",
-    // So every decision takes the full path: context + GEX, book, decide, write.
-    ENFORCE_MARKET_HOURS: "false",
-    MAX_OPEN_POSITIONS: "1000000",
-    MAX_EXPOSURE: "1000000000000",
-    INSTANCE_ID: "bench",
+    ...BENCH_SERVICE_SETTINGS,
     ...o.database,
     ...o.overrides,
   };
+}
+
+/**
+ * What the bench sets for every server it starts, apart from the port, the
+ * secret and the database. The report's header prints them with the
+ * caller's overrides, since they are not a deployment's defaults.
+ */
+export const BENCH_SERVICE_SETTINGS: Readonly<Record<string, string>> = {
+  // A request log line per webhook costs (README, Performance); warnings and errors still show.
+  LOG_LEVEL: "warning",
+  RATE_LIMIT_PER_MINUTE: "10000000",
+  // So every decision takes the full path: context + GEX, book, decide, write.
+  ENFORCE_MARKET_HOURS: "false",
+  MAX_OPEN_POSITIONS: "1000000",
+  MAX_EXPOSURE: "1000000000000",
+  INSTANCE_ID: "bench",
+};
+
+/** The settings line of the report's header: the bench's own, then `--service-env`'s. */
+export function serviceSettingsLine(overrides: Readonly<Record<string, string>>): string {
+  const own = Object.entries(BENCH_SERVICE_SETTINGS).filter(([k]) => !(k in overrides));
+  const set = [...own, ...Object.entries(overrides)].map(([k, v]) => `${k}=${v}`);
+  return `service settings: ${set.join(" ")}` +
+    (Object.keys(overrides).length > 0
+      ? ` (from --service-env: ${Object.keys(overrides).join(", ")})`
+      : "");
 }
 
 function baseEnvironment(): Record<string, string> {
