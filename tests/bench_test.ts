@@ -22,7 +22,13 @@ import { checkDurability, logProblems } from "../scripts/bench/durability.ts";
 import { parseBenchArgs, UsageError } from "../scripts/bench/flags.ts";
 import type { LoadResult } from "../scripts/bench/load_result.ts";
 import { runPaced } from "../scripts/bench/paced_driver.ts";
-import { parseSchedstat, parseStat } from "../scripts/bench/proc.ts";
+import {
+  type CpuSnapshot,
+  cpuSplit,
+  parseSchedstat,
+  parseStat,
+  processTicks,
+} from "../scripts/bench/proc.ts";
 import { parseResponse } from "../scripts/bench/raw_http.ts";
 import {
   BENCH_SERVICE_SETTINGS,
@@ -465,8 +471,52 @@ Deno.test("the report prints the profile block only for profiled rows", () => {
   );
 });
 
+Deno.test("cpuSplit names what 'other' was: the busiest other processes by name, and stolen time", () => {
+  const snap = (
+    atMs: number,
+    others: [number, string, number][],
+    machine: { busy: number; steal: number },
+  ): CpuSnapshot => ({
+    atMs,
+    service: atMs / 10, // one core
+    self: { own: 0, children: 0 },
+    postgres: 0,
+    others: new Map(others.map(([pid, name, ticks]) => [pid, { name, ticks }])),
+    machine: { ...machine, total: 0 },
+  });
+  const a = snap(0, [[10, "kworker/0:1", 5], [11, "kworker/0:1", 7], [12, "sshd", 100]], {
+    busy: 0,
+    steal: 40,
+  });
+  const b = snap(
+    10_000,
+    // Two of one name add up; sshd was idle; a process born in the window counts whole.
+    [[10, "kworker/0:1", 305], [11, "kworker/0:1", 57], [12, "sshd", 100], [13, "pg_dump", 150]],
+    { busy: 1_600, steal: 140 },
+  );
+  const split = cpuSplit(a, b);
+  assert.equal(split.service, 1);
+  assert.equal(split.other, 0.6);
+  assert.deepEqual(split.otherNamed, [
+    { name: "kworker/0:1", cores: 0.35 },
+    { name: "pg_dump", cores: 0.15 },
+    { name: "host steal", cores: 0.1 },
+  ]);
+  // Read from this machine: this process is among the others until a snapshot leaves it out.
+  const live = processTicks(null);
+  assert.equal(live.postgres, 0);
+  assert.ok(live.others.get(Deno.pid)?.name, "this process, by name");
+});
+
 Deno.test("CPU per webhook: the cores a load kept busy over its rate, in µs", () => {
-  const cpu = { service: 0.61, client: 0.26, postgres: 0.72, other: 0.17, machineBusy: 1.76 };
+  const cpu = {
+    service: 0.61,
+    client: 0.26,
+    postgres: 0.72,
+    other: 0.17,
+    otherNamed: [],
+    machineBusy: 1.76,
+  };
   assert.equal(cpuPerWebhook(cpu, 1000), "610/720");
   assert.equal(cpuPerWebhook({ ...cpu, postgres: 0 }, 2500), "244/0");
   assert.equal(cpuPerWebhook(null, 1000), "-");

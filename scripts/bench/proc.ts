@@ -66,39 +66,55 @@ export function mainThreadSched(pid: number): ThreadSched | null {
   }
 }
 
-/** Busy and total ticks of all CPUs (from /proc/stat's first line). */
-export function machineTicks(): { busy: number; total: number } {
+/** Busy, total and stolen ticks of all CPUs (from /proc/stat's first line). */
+export function machineTicks(): { busy: number; total: number; steal: number } {
   const line = Deno.readTextFileSync("/proc/stat").split("\n")[0];
   const v = line.trim().split(/\s+/).slice(1).map(Number);
   const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
-  // idle (4th) and iowait (5th) are not busy.
-  return { busy: total - v[3] - v[4], total };
+  // idle (4th) and iowait (5th) are not busy; steal (8th) is, for this VM: the host ran another.
+  return { busy: total - v[3] - v[4], total, steal: v[7] ?? 0 };
+}
+
+/** Postgres's shared helpers: they work for every database, so for the bench's too. */
+const POSTGRES_HELPER =
+  /postgres: (?:\S+: )?(walwriter|checkpointer|background writer|autovacuum launcher|logical replication launcher|stats collector)/;
+
+/** Every process's own CPU ticks, by pid, with its name; Postgres's split into ours and not. */
+export interface ProcessTicks {
+  /** Ticks of Postgres processes working for the bench's database, and the shared helpers. */
+  postgres: number;
+  /** Every other process: pid -> name and ticks. */
+  others: Map<number, { name: string; ticks: number }>;
 }
 
 /**
- * CPU ticks of Postgres processes working for `database` (backends show
- * "postgres: user db ..." in their command line) plus the server's shared
- * helpers (WAL writer, checkpointer, background writer, autovacuum
- * launcher), which work for every database. Backends of other databases
- * (other engineers' tests) are left out: they are "other" load.
+ * One pass over /proc. Postgres processes count as the bench's when they
+ * work for `database` (backends show "postgres: user db ..." in their
+ * command line) or are the shared helpers; backends of other databases
+ * (other engineers' tests) are "other" load, named by their command line.
  */
-export function postgresTicks(database: string): number {
-  let sum = 0;
+export function processTicks(database: string | null): ProcessTicks {
+  let postgres = 0;
+  const others = new Map<number, { name: string; ticks: number }>();
   for (const entry of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(entry.name)) continue;
     try {
       const stat = parseStat(Deno.readTextFileSync(`/proc/${entry.name}/stat`));
-      if (stat.comm !== "postgres") continue;
-      const cmd = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).replaceAll("\0", " ");
-      const helper =
-        /postgres: (?:\S+: )?(walwriter|checkpointer|background writer|autovacuum launcher|logical replication launcher|stats collector)/
-          .test(cmd);
-      if (helper || cmd.includes(` ${database} `)) sum += stat.own;
+      let name = stat.comm;
+      if (stat.comm === "postgres") {
+        const cmd = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).replaceAll("\0", " ");
+        if (database !== null && (POSTGRES_HELPER.test(cmd) || cmd.includes(` ${database} `))) {
+          postgres += stat.own;
+          continue;
+        }
+        name = cmd.trim().split(/\s+/).slice(0, 3).join(" ");
+      }
+      others.set(Number(entry.name), { name, ticks: stat.own });
     } catch {
       // Exited while we looked.
     }
   }
-  return sum;
+  return { postgres, others };
 }
 
 export interface CpuSnapshot {
@@ -106,17 +122,24 @@ export interface CpuSnapshot {
   service: number;
   self: ProcTimes;
   postgres: number;
-  machine: { busy: number; total: number };
+  /** Every other live process (the service and this one left out). */
+  others: Map<number, { name: string; ticks: number }>;
+  machine: { busy: number; total: number; steal: number };
 }
 
 export function cpuSnapshot(
   o: { servicePid: number | null; database: string | null },
 ): CpuSnapshot {
+  const atMs = performance.now();
+  const procs = processTicks(o.database);
+  procs.others.delete(Deno.pid);
+  if (o.servicePid !== null) procs.others.delete(o.servicePid);
   return {
-    atMs: performance.now(),
+    atMs,
     service: o.servicePid === null ? 0 : procTimes(o.servicePid)?.own ?? 0,
     self: procTimes("self") ?? { own: 0, children: 0 },
-    postgres: o.database === null ? 0 : postgresTicks(o.database),
+    postgres: o.database === null ? 0 : procs.postgres,
+    others: procs.others,
     machine: machineTicks(),
   };
 }
@@ -127,10 +150,19 @@ export interface CpuSplit {
   /** The load generator: wrk (a reaped child) or this process's own sending. */
   client: number;
   postgres: number;
-  /** Everything else busy on the machine (other test runs, the kernel's share not charged). */
+  /** Everything else busy on the machine: other processes, the kernel's share not charged, host steal. */
   other: number;
+  /**
+   * What "other" was, where it can be named: the busiest other processes
+   * (0.02 cores or more, at most five) and the time the host stole from
+   * this VM. Processes that began and ended inside the window go unnamed.
+   */
+  otherNamed: { name: string; cores: number }[];
   machineBusy: number;
 }
+
+/** Names with at least this many cores over the window are listed. */
+const NAMED_MIN_CORES = 0.02;
 
 export function cpuSplit(a: CpuSnapshot, b: CpuSnapshot): CpuSplit {
   const seconds = (b.atMs - a.atMs) / 1000;
@@ -140,11 +172,25 @@ export function cpuSplit(a: CpuSnapshot, b: CpuSnapshot): CpuSplit {
   const postgres = perSecond(b.postgres - a.postgres);
   // /proc/stat counts ticks summed over cores, at the same USER_HZ.
   const machineBusy = perSecond(b.machine.busy - a.machine.busy);
+  // Same-named processes (kworkers, postgres backends) add up.
+  const byName = new Map<string, number>();
+  for (const [pid, now] of b.others) {
+    const ticks = now.ticks - (a.others.get(pid)?.ticks ?? 0);
+    if (ticks > 0) byName.set(now.name, (byName.get(now.name) ?? 0) + ticks);
+  }
+  // A VM's vCPU the host gave to another guest: busy for this machine, run by nobody here.
+  byName.set("host steal", b.machine.steal - a.machine.steal);
+  const otherNamed = [...byName]
+    .map(([name, ticks]) => ({ name, cores: perSecond(ticks) }))
+    .filter((n) => n.cores >= NAMED_MIN_CORES)
+    .sort((x, y) => y.cores - x.cores || x.name.localeCompare(y.name))
+    .slice(0, 5);
   return {
     service,
     client,
     postgres,
     other: Math.max(0, Math.round((machineBusy - service - client - postgres) * 100) / 100),
+    otherNamed,
     machineBusy,
   };
 }

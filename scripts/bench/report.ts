@@ -48,7 +48,11 @@ function notesOf(r: ScenarioResult): string {
   if (r.scenario === "e2e" && r.drainMs === null) notes.push("NOT ALL DECIDED");
   if (r.cpu) {
     const c = r.cpu;
-    notes.push(`cpu svc ${c.service} cli ${c.client} pg ${c.postgres} oth ${c.other}`);
+    const named = c.otherNamed.map((n) => `${n.name} ${n.cores}`).join(", ");
+    notes.push(
+      `cpu svc ${c.service} cli ${c.client} pg ${c.postgres} oth ${c.other}` +
+        (named === "" ? "" : ` (${named})`),
+    );
   }
   return [...r.notes.slice(0, 1), ...notes, ...r.notes.slice(1)].join("; ");
 }
