@@ -138,7 +138,7 @@ export function cpuSnapshot(
     atMs,
     service: o.servicePid === null ? 0 : procTimes(o.servicePid)?.own ?? 0,
     self: procTimes("self") ?? { own: 0, children: 0 },
-    postgres: o.database === null ? 0 : procs.postgres,
+    postgres: procs.postgres,
     others: procs.others,
     machine: machineTicks(),
   };
