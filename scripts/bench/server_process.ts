@@ -69,7 +69,8 @@ export function serviceEnvironment(o: {
  * caller's overrides, since they are not a deployment's defaults.
  */
 export const BENCH_SERVICE_SETTINGS: Readonly<Record<string, string>> = {
-  // A request log line per webhook costs (README, Performance); warnings and errors still show.
+  // At info an accepted webhook logs three lines, which cost (README, Performance); warnings and
+  // errors still show.
   LOG_LEVEL: "warning",
   RATE_LIMIT_PER_MINUTE: "10000000",
   // So every decision takes the full path: context + GEX, book, decide, write.
