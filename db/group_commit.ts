@@ -4,6 +4,12 @@
  * one transaction. At low load every item goes alone at once (no timer, no
  * added latency); under a burst, batches grow and the commit cost is shared.
  * Each caller is answered only after the batch that holds its item committed.
+ * A flush that would wait behind another (their statements take turns on a
+ * lock) starts only once it holds as many items as the flushes ahead of it:
+ * started at once with a single item, it paid a whole commit for it while
+ * the items behind it waited, and under load batches alternated one large,
+ * one of a single item (`deno task bench`, ingest at 16 connections: 1,297-
+ * 1,859 accepted/s against 1,717-2,236 this way).
  *
  * If a batch fails for a reason other than an unreachable database, its items
  * are retried one by one, so one bad item cannot fail its neighbours.
@@ -51,6 +57,7 @@ export function createGroupCommit<I, O>(
   const maxInFlight = options.maxInFlight ?? 1;
   const queue: Waiter<I, O>[] = [];
   let inFlight = 0;
+  let inFlightItems = 0;
   let scheduled = false;
   const idle = new Set<() => void>();
   const unqueued = new Set<() => void>();
@@ -68,10 +75,13 @@ export function createGroupCommit<I, O>(
 
   function pump() {
     while (inFlight < maxInFlight && queue.length > 0) {
+      if (inFlight > 0 && queue.length < Math.min(inFlightItems, maxBatch)) break;
       const batch = queue.splice(0, maxBatch);
       inFlight++;
+      inFlightItems += batch.length;
       run(batch).finally(() => {
         inFlight--;
+        inFlightItems -= batch.length;
         if (queue.length > 0) pump();
         else if (inFlight === 0) wakeAll(idle);
       });

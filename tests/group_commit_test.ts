@@ -3,6 +3,7 @@
  * pipeline worker uses to let webhook commits go first.
  */
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { createGroupCommit } from "../db/group_commit.ts";
 
 /** A flush the test releases by hand, recording each batch. */
@@ -99,4 +100,86 @@ Deno.test("whenNoneWaiting() waits only while items wait for a flush to start", 
   f.releaseNext();
   assert.equal(await third, 30);
   await gc.drain();
+});
+
+Deno.test("a flush that would wait behind another starts once it holds as many items", async () => {
+  const f = heldFlush();
+  const gc = createGroupCommit(f.flush, { maxInFlight: 2 });
+  const tick = () => new Promise((r) => setTimeout(r, 0));
+  const answers: Promise<number>[] = [];
+  const submit = (i: number) => answers.push(gc.submit(i));
+
+  submit(1);
+  await tick();
+  submit(2); // one ahead holding one: goes at once, so at low load nothing waits for a slot
+  await tick();
+  assert.deepEqual(f.batches, [[1], [2]]);
+  f.releaseNext();
+  f.releaseNext();
+  await tick();
+
+  [3, 4, 5].forEach(submit);
+  await tick();
+  submit(6);
+  submit(7);
+  await tick();
+  assert.deepEqual(f.batches.slice(2), [[3, 4, 5]], "started a second flush with fewer items");
+  submit(8);
+  await tick();
+  assert.deepEqual(f.batches.slice(2), [[3, 4, 5], [6, 7, 8]]);
+
+  submit(9); // two in flight: waits for a slot, then for the flush ahead to finish
+  await tick();
+  f.releaseNext();
+  await tick();
+  assert.deepEqual(f.batches.length, 4, "started behind [6, 7, 8] with one item");
+  f.releaseNext();
+  await tick();
+  assert.deepEqual(f.batches.slice(4), [[9]], "held once nothing was ahead of it");
+  f.releaseNext();
+  assert.deepEqual(await Promise.all(answers), [10, 20, 30, 40, 50, 60, 70, 80, 90]);
+  assert.equal(gc.busy(), false);
+});
+
+Deno.test("property: every item is written once, in order, and answered, whatever the timing", async () => {
+  const step = fc.oneof(
+    fc.record({ submit: fc.integer({ min: 1, max: 6 }) }),
+    fc.constant({ release: true }),
+    fc.constant({ tick: true }),
+  );
+  await fc.assert(
+    fc.asyncProperty(
+      fc.integer({ min: 1, max: 3 }),
+      fc.integer({ min: 1, max: 8 }),
+      fc.array(step, { maxLength: 40 }),
+      async (maxInFlight, maxBatch, steps) => {
+        const f = heldFlush();
+        let inFlight = 0;
+        let mostInFlight = 0;
+        const gc = createGroupCommit((items: number[]) => {
+          mostInFlight = Math.max(mostInFlight, ++inFlight);
+          return f.flush(items).finally(() => inFlight--);
+        }, { maxInFlight, maxBatch });
+        const answers: Promise<number>[] = [];
+        let next = 1;
+        const tick = () => new Promise((r) => setTimeout(r, 0));
+        for (const s of steps) {
+          if ("submit" in s) { for (let k = 0; k < s.submit; k++) answers.push(gc.submit(next++)); }
+          else if ("release" in s && inFlight > 0) f.releaseNext();
+          await tick();
+        }
+        while (gc.busy()) {
+          if (inFlight === 0) throw new Error("items queued with no flush in flight");
+          f.releaseNext();
+          await tick();
+        }
+        const all = Array.from({ length: next - 1 }, (_, i) => i + 1);
+        assert.deepEqual(await Promise.all(answers), all.map((i) => i * 10));
+        assert.deepEqual(f.batches.flat(), all, "written once each, in submission order");
+        assert.ok(f.batches.every((b) => b.length >= 1 && b.length <= maxBatch));
+        assert.ok(mostInFlight <= maxInFlight);
+      },
+    ),
+    { numRuns: 100 },
+  );
 });
