@@ -96,7 +96,11 @@ export interface DecisionStats {
   decided: number;
   /** Signals of the phase without a committed decision. */
   undecided: number;
-  /** `timings.end_to_end_ms`: receipt to just before the decision row is inserted (no commit). */
+  /**
+   * `timings.end_to_end_ms`: receipt to the decision's commit, timed by the worker once its
+   * write returned and stored by the final-timings update (db/decisions.ts completeTimings);
+   * where that update failed, receipt to just before the write.
+   */
   storedEndToEndMs: Summary;
   /** `decisions.created_at - signals.received_at`: receipt to the decision transaction's start. */
   createdAtMs: Summary;

@@ -1,13 +1,13 @@
 /**
- * When did each decision become visible? Neither stored figure includes the
- * decision's commit (`timings.end_to_end_ms` stops before the insert,
- * `created_at` is the transaction's start), so on Postgres the bench polls
- * the new decisions from its own connection every few milliseconds and
- * stamps each with the time it first saw it: receipt -> visible, an upper
- * bound on receipt -> committed (by at most one poll interval plus one
- * query). Decision writes are serialized by the lock on the book's version
- * row, taken before their rows are inserted, so their `seq` order is their
- * commit order and a cursor on `seq` misses none.
+ * When did each decision become visible? The stored figures are the
+ * service's own (`timings.end_to_end_ms` is timed by the worker once its
+ * write returned, `created_at` is the transaction's start), so on Postgres
+ * the bench also looks from outside: it polls the new decisions from its own
+ * connection every few milliseconds and stamps each with the time it first
+ * saw it: receipt -> visible, an upper bound on receipt -> committed (by at
+ * most one poll interval plus one query). Decision writes are serialized by
+ * the lock on the book's version row, taken before their rows are inserted,
+ * so their `seq` order is their commit order and a cursor on `seq` misses none.
  * PGlite cannot be read from outside the service; there it stays null.
  */
 import type { Database } from "../../db/port.ts";

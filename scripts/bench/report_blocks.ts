@@ -65,7 +65,7 @@ export function burstBlock(results: readonly ScenarioResult[]): string | null {
       ],
       rows,
     ),
-    "  'last stored e2e' is a lower bound on the last commit (stored before the insert), 'all decided (seen)' " +
+    "  'last stored e2e' is the last commit as the worker timed it (once its write returned), 'all decided (seen)' " +
     "an upper bound (first poll that found nothing left).",
   ].join("\n");
 }

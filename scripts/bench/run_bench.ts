@@ -137,7 +137,7 @@ export async function runBench(options: BenchOptions, hooks: RunHooks): Promise<
       useWrk ? `wrk (${options.wrkThreads} thread)` : "Deno closed loop"
     }; ` +
     `fixed-rate client: Deno, open loop; ack latency in ms; e2e = receipt -> decision ` +
-    `(worker's stored end_to_end_ms, before the final insert and commit)` +
+    `(worker's stored end_to_end_ms, timed once its write committed)` +
     (options.repeat > 1
       ? `; ${options.repeat} rounds, each row its median round (notes give the range)`
       : ""),

@@ -82,7 +82,7 @@ export async function runEndToEnd(ctx: BenchContext, driver: DbChoice): Promise<
       r.commitObservedMs = run.observed;
       r.drainMs = run.drainMs;
       r.stop = stop;
-      r.notes.push("paced, open loop; e2e = stored end_to_end_ms (pre-commit)");
+      r.notes.push("paced, open loop; e2e = stored end_to_end_ms (to the commit, worker's clock)");
       if (run.drainMs === null) {
         r.notes.push(`NOT all decided within ${o.drainTimeoutS} s: e2e is a lower bound`);
       }
