@@ -5,11 +5,11 @@
  * added latency); under a burst, batches grow and the commit cost is shared.
  * Each caller is answered only after the batch that holds its item committed.
  * A flush that would wait behind another (their statements take turns on a
- * lock) starts only once it holds as many items as the flushes ahead of it:
- * started at once with a single item, it paid a whole commit for it while
- * the items behind it waited, and under load batches alternated one large,
- * one of a single item (`deno task bench`, ingest at 16 connections: 1,297-
- * 1,859 accepted/s against 1,717-2,236 this way).
+ * lock) starts once it holds as many items as the flushes ahead of it, or
+ * after `maxHoldMs`: started at once with a single item, it paid a whole
+ * commit for it while the items behind it waited, and under load batches
+ * alternated one large, one of a single item (`deno task bench`, ingest at 16
+ * connections: 1,297-1,859 accepted/s against 1,717-2,236 this way).
  *
  * If a batch fails for a reason other than an unreachable database, its items
  * are retried one by one, so one bad item cannot fail its neighbours.
@@ -21,6 +21,12 @@ export interface GroupCommitOptions {
   maxBatch?: number;
   /** Flushes running at once (1 for PGlite, which has one connection). */
   maxInFlight?: number;
+  /**
+   * Longest a flush waits to fill behind the one last started (default 50):
+   * past it, it goes with what it holds, so a flush stalled on its
+   * connection cannot hold up the webhooks behind it.
+   */
+  maxHoldMs?: number;
   /** Called after each flush, for metrics. */
   onFlush?: (size: number, ms: number) => void;
 }
@@ -58,6 +64,9 @@ export function createGroupCommit<I, O>(
   const queue: Waiter<I, O>[] = [];
   let inFlight = 0;
   let inFlightItems = 0;
+  const maxHoldMs = options.maxHoldMs ?? 50;
+  let lastStartedAt = 0;
+  let holdTimer: ReturnType<typeof setTimeout> | undefined;
   let scheduled = false;
   const idle = new Set<() => void>();
   const unqueued = new Set<() => void>();
@@ -74,17 +83,33 @@ export function createGroupCommit<I, O>(
   }
 
   function pump() {
+    let holding = false;
     while (inFlight < maxInFlight && queue.length > 0) {
-      if (inFlight > 0 && queue.length < Math.min(inFlightItems, maxBatch)) break;
+      if (inFlight > 0 && queue.length < Math.min(inFlightItems, maxBatch)) {
+        const left = maxHoldMs - (performance.now() - lastStartedAt);
+        if (left > 0) {
+          holding = true;
+          holdTimer ??= setTimeout(() => {
+            holdTimer = undefined;
+            pump();
+          }, left);
+          break;
+        }
+      }
       const batch = queue.splice(0, maxBatch);
       inFlight++;
       inFlightItems += batch.length;
+      lastStartedAt = performance.now();
       run(batch).finally(() => {
         inFlight--;
         inFlightItems -= batch.length;
         if (queue.length > 0) pump();
         else if (inFlight === 0) wakeAll(idle);
       });
+    }
+    if (!holding && holdTimer !== undefined) {
+      clearTimeout(holdTimer);
+      holdTimer = undefined;
     }
     if (queue.length === 0) wakeAll(unqueued);
   }

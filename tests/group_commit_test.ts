@@ -141,6 +141,25 @@ Deno.test("a flush that would wait behind another starts once it holds as many i
   assert.equal(gc.busy(), false);
 });
 
+Deno.test("a flush stalled on its connection holds the next one back for maxHoldMs only", async () => {
+  const f = heldFlush();
+  const gc = createGroupCommit(f.flush, { maxInFlight: 2, maxHoldMs: 30 });
+  const answers = [1, 2, 3].map((i) => gc.submit(i)); // never answered until released below
+  await new Promise((r) => setTimeout(r, 0));
+  const started = performance.now();
+  answers.push(gc.submit(4));
+  await new Promise((r) => setTimeout(r, 5));
+  assert.deepEqual(f.batches, [[1, 2, 3]], "did not wait to fill");
+  while (f.batches.length < 2 && performance.now() - started < 1_000) {
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  assert.deepEqual(f.batches, [[1, 2, 3], [4]]);
+  assert.ok(performance.now() - started >= 25, "went before its hold was up");
+  f.releaseNext();
+  f.releaseNext();
+  assert.deepEqual(await Promise.all(answers), [10, 20, 30, 40]);
+});
+
 Deno.test("property: every item is written once, in order, and answered, whatever the timing", async () => {
   const step = fc.oneof(
     fc.record({ submit: fc.integer({ min: 1, max: 6 }) }),
