@@ -132,10 +132,10 @@ Deno.test("a flush that would wait behind another starts once it holds as many i
   await tick();
   f.releaseNext();
   await tick();
-  assert.deepEqual(f.batches.length, 4, "started behind [6, 7, 8] with one item");
+  assert.equal(f.batches.length, 4, "started behind [6, 7, 8] with one item");
   f.releaseNext();
   await tick();
-  assert.deepEqual(f.batches.slice(4), [[9]], "held once nothing was ahead of it");
+  assert.deepEqual(f.batches.slice(4), [[9]], "still held once nothing was ahead of it");
   f.releaseNext();
   assert.deepEqual(await Promise.all(answers), [10, 20, 30, 40, 50, 60, 70, 80, 90]);
   assert.equal(gc.busy(), false);
