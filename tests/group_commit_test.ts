@@ -6,6 +6,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { createGroupCommit } from "../db/group_commit.ts";
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 /** A flush the test releases by hand, recording each batch. */
 function heldFlush() {
   const batches: number[][] = [];
@@ -29,7 +31,7 @@ Deno.test("items that arrive during a flush are written together by the next one
   assert.deepEqual(f.batches, [[1]]);
   f.releaseNext();
   assert.equal(await first, 10);
-  await new Promise((r) => setTimeout(r, 0));
+  await sleep(0);
   assert.deepEqual(f.batches, [[1], [2, 3, 4]]);
   f.releaseNext();
   assert.deepEqual(await Promise.all(rest), [20, 30, 40]);
@@ -45,7 +47,7 @@ Deno.test("busy() and whenIdle() follow what is queued or in flight", async () =
   assert.equal(gc.busy(), true, "queued counts as busy");
   let idle = false;
   const waiting = gc.whenIdle(60_000).then(() => idle = true);
-  await new Promise((r) => setTimeout(r, 10));
+  await sleep(10);
   assert.equal(idle, false, "resolved while a flush was in flight");
   f.releaseNext();
   await done;
@@ -69,7 +71,7 @@ Deno.test("whenIdle() gives up after maxMs while the flushes never stop", async 
 Deno.test("whenNoneWaiting() waits only while items wait for a flush to start", async () => {
   const f = heldFlush();
   const gc = createGroupCommit(f.flush, { maxInFlight: 1 });
-  const tick = () => new Promise((r) => setTimeout(r, 10));
+  const tick = () => sleep(10);
   const first = gc.submit(1);
   await Promise.resolve(); // its flush starts
   let resolved = false;
@@ -105,7 +107,7 @@ Deno.test("whenNoneWaiting() waits only while items wait for a flush to start", 
 Deno.test("a flush that would wait behind another starts once it holds as many items", async () => {
   const f = heldFlush();
   const gc = createGroupCommit(f.flush, { maxInFlight: 2 });
-  const tick = () => new Promise((r) => setTimeout(r, 0));
+  const tick = () => sleep(0);
   const answers: Promise<number>[] = [];
   const submit = (i: number) => answers.push(gc.submit(i));
 
@@ -145,13 +147,13 @@ Deno.test("a flush stalled on its connection holds the next one back for maxHold
   const f = heldFlush();
   const gc = createGroupCommit(f.flush, { maxInFlight: 2, maxHoldMs: 30 });
   const answers = [1, 2, 3].map((i) => gc.submit(i)); // never answered until released below
-  await new Promise((r) => setTimeout(r, 0));
+  await sleep(0);
   const started = performance.now();
   answers.push(gc.submit(4));
-  await new Promise((r) => setTimeout(r, 5));
+  await sleep(5);
   assert.deepEqual(f.batches, [[1, 2, 3]], "did not wait to fill");
   while (f.batches.length < 2 && performance.now() - started < 1_000) {
-    await new Promise((r) => setTimeout(r, 2));
+    await sleep(2);
   }
   assert.deepEqual(f.batches, [[1, 2, 3], [4]]);
   assert.ok(performance.now() - started >= 25, "went before its hold was up");
@@ -181,7 +183,7 @@ Deno.test("property: every item is written once, in order, and answered, whateve
         }, { maxInFlight, maxBatch });
         const answers: Promise<number>[] = [];
         let next = 1;
-        const tick = () => new Promise((r) => setTimeout(r, 0));
+        const tick = () => sleep(0);
         for (const s of steps) {
           if ("submit" in s) { for (let k = 0; k < s.submit; k++) answers.push(gc.submit(next++)); }
           else if ("release" in s && inFlight > 0) f.releaseNext();
