@@ -11,8 +11,15 @@
  * as before. A worker-backed Database must be closed: its thread keeps the
  * process alive until then (close() ends it).
  */
-import { messages, PGlite, TransactionAbortedError } from "@electric-sql/pglite";
-import { type Database, DatabaseUnavailableError, type Queryable, type Row } from "./port.ts";
+import { messages, PGlite, type Transaction, TransactionAbortedError } from "@electric-sql/pglite";
+import { statementRunner } from "./pglite_statements.ts";
+import {
+  type Database,
+  DatabaseUnavailableError,
+  type Queryable,
+  type QueryOptions,
+  type Row,
+} from "./port.ts";
 import type { Request, Response, WireError } from "./pglite_worker.ts";
 
 export interface PgliteOptions {
@@ -55,11 +62,16 @@ async function openInThread(dataDir: string | null, loadDataDir?: Blob): Promise
   const pg = dataDir !== null
     ? await PGlite.create(dataDir)
     : await PGlite.create(loadDataDir === undefined ? {} : { loadDataDir });
-  const queryable = (target: Pick<PGlite, "query" | "exec">): Queryable => ({
-    async query<T = Row>(text: string, params?: readonly unknown[]) {
+  const statements = statementRunner(pg);
+  /** `tx`: the open transaction the statements run in, if any. */
+  const queryable = (target: Pick<PGlite, "exec">, tx?: Transaction): Queryable => ({
+    async query<T = Row>(text: string, params?: readonly unknown[], options?: QueryOptions) {
+      if (tx?.closed) throw new Error("Transaction is closed");
       try {
-        const result = await target.query<T>(text, params as unknown[] | undefined);
-        return result.rows;
+        return await statements.query<T>(text, params, {
+          ...options,
+          inTransaction: tx !== undefined,
+        });
       } catch (error) {
         throw translate(error);
       }
@@ -77,7 +89,7 @@ async function openInThread(dataDir: string | null, loadDataDir?: Blob): Promise
     ...queryable(pg),
     async transaction(fn) {
       try {
-        return await pg.transaction((tx) => fn(queryable(tx)));
+        return await pg.transaction((tx) => fn(queryable(tx, tx)));
       } catch (error) {
         throw translate(error);
       }
@@ -160,9 +172,10 @@ async function openInWorker(dataDir: string | null): Promise<Database> {
   }
 
   const queryable = (tx?: number, isOpen: () => boolean = () => true): Queryable => ({
-    query<T = Row>(text: string, params?: readonly unknown[]) {
+    query<T = Row>(text: string, params?: readonly unknown[], options?: QueryOptions) {
       if (!isOpen()) return Promise.reject(new Error("Transaction is closed"));
-      return send<T[]>({ kind: "query", text, params, tx }, tx !== undefined);
+      const replan = options?.replan === true;
+      return send<T[]>({ kind: "query", text, params, replan, tx }, tx !== undefined);
     },
     async exec(script) {
       if (!isOpen()) throw new Error("Transaction is closed");

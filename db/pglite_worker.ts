@@ -5,19 +5,28 @@
  * this module (types only).
  *
  * Each request carries an id and gets exactly one response with that id.
- * Requests are handled in arrival order and passed straight to PGlite, whose
- * own locks do the queueing, as in one thread: a statement outside a
- * transaction waits while one is open (PGlite's transaction lock), and the
- * statements of a transaction (`tx` set) go in on its connection. Rows and
+ * Requests are handled in arrival order and passed straight to PGlite (queries
+ * as prepared statements, db/pglite_statements.ts), whose own locks do the
+ * queueing, as in one thread: a statement outside a transaction waits while
+ * one is open (PGlite's transaction lock), and the statements of a
+ * transaction (`tx` set) go in on its connection. Rows and
  * parameters cross as structured clones, so Date, bigint, Uint8Array and
  * parsed JSON arrive as PGlite made them; errors cross as plain fields and are
  * rebuilt on the other side.
  */
 import { messages, PGlite, type Transaction, TransactionAbortedError } from "@electric-sql/pglite";
+import { type StatementRunner, statementRunner } from "./pglite_statements.ts";
 
 export type Request =
   | { id: number; kind: "open"; dataDir: string | null }
-  | { id: number; kind: "query"; text: string; params?: readonly unknown[]; tx?: number }
+  | {
+    id: number;
+    kind: "query";
+    text: string;
+    params?: readonly unknown[];
+    replan?: boolean;
+    tx?: number;
+  }
   | { id: number; kind: "exec"; script: string; tx?: number }
   /** Opens transaction `tx` (its id is chosen by the caller); answered once BEGIN ran. */
   | { id: number; kind: "begin"; tx: number }
@@ -54,6 +63,7 @@ const port = self as unknown as {
 };
 
 let pg: PGlite | null = null;
+let statements: StatementRunner | null = null;
 const transactions = new Map<number, OpenTransaction>();
 const subscriptions = new Map<number, () => Promise<void>>();
 /** Thrown into PGlite's transaction callback to make it roll back. */
@@ -80,9 +90,11 @@ function handle(request: Request): Promise<unknown[] | undefined> {
   if (db === null) throw new Error("PGlite is closed");
   switch (request.kind) {
     case "query": {
-      const target = request.tx === undefined ? db : inTransaction(request.tx);
-      return target.query(request.text, request.params as unknown[] | undefined)
-        .then((result) => result.rows);
+      if (request.tx !== undefined) inTransaction(request.tx); // Throws once it has ended.
+      return statements!.query(request.text, request.params, {
+        replan: request.replan,
+        inTransaction: request.tx !== undefined,
+      });
     }
     case "exec": {
       const target = request.tx === undefined ? db : inTransaction(request.tx);
@@ -121,6 +133,7 @@ function handle(request: Request): Promise<unknown[] | undefined> {
 async function open(dataDir: string | null): Promise<undefined> {
   if (pg !== null) throw new Error("PGlite is already open in this worker");
   pg = dataDir === null ? await PGlite.create() : await PGlite.create(dataDir);
+  statements = statementRunner(pg);
   return undefined;
 }
 

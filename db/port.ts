@@ -21,7 +21,7 @@ export interface QueryOptions {
    * For a statement whose best plan changes as its tables grow: a plan kept
    * from when they were small (a fresh database, before autovacuum's first
    * analyze) can read a whole table on every run once they are big.
-   * PGlite plans every statement at every execution anyway.
+   * Both drivers keep the other statements prepared (db/pglite_statements.ts).
    */
   replan?: boolean;
 }
