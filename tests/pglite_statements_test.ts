@@ -3,12 +3,14 @@
  * PGlite's own query() gives, for any parameters: the same rows and JS
  * types, the same errors; a text is parsed once and kept (visible in
  * pg_prepared_statements), `replan` texts are not; a failed statement leaves
- * the connection usable; a transaction's work rolls back with it; and a
- * statement whose table changed shape is parsed again instead of failing.
+ * the connection usable; a transaction's work rolls back with it; a
+ * statement whose table changed shape is parsed again instead of failing;
+ * and the service's PGlite, on either thread, goes through it.
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { messages, PGlite } from "@electric-sql/pglite";
+import { openPglite } from "../db/pglite.ts";
 import { MAX_NAMED_STATEMENTS, statementRunner } from "../db/pglite_statements.ts";
 
 function pgliteTest(name: string, fn: (pg: PGlite) => Promise<void>): void {
@@ -179,4 +181,36 @@ pgliteTest("a statement whose table changed shape is parsed again", async (pg) =
   await pg.exec("alter table s add column note text default 'new'");
   assert.deepEqual(await statements.query(select, [1], outside), [{ id: 1, note: "new" }]);
   assert.deepEqual(await namedStatements(pg), [select]);
+});
+
+Deno.test({
+  name: "both of openPglite's threads run queries as kept statements, and replan ones unnamed",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    for (const thread of ["main", "worker"] as const) {
+      const db = await openPglite(null, { thread });
+      try {
+        const kept = "select $1::integer * 2 as n";
+        const replanned = "select $1::integer * 3 as n";
+        for (let i = 0; i < 3; i++) {
+          assert.deepEqual(await db.query(kept, [i]), [{ n: i * 2 }]);
+          assert.deepEqual(await db.query(replanned, [i], { replan: true }), [{ n: i * 3 }]);
+        }
+        await db.transaction(async (tx) => {
+          assert.deepEqual(await tx.query(kept, [5]), [{ n: 10 }]);
+        });
+        const prepared = await db.query<{ statement: string }>(
+          "select statement from pg_prepared_statements order by statement",
+        );
+        assert.deepEqual(
+          prepared.map((r) => r.statement),
+          [kept, "select statement from pg_prepared_statements order by statement"],
+          thread,
+        );
+      } finally {
+        await db.close();
+      }
+    }
+  },
 });
