@@ -64,7 +64,7 @@ async function openInThread(dataDir: string | null, loadDataDir?: Blob): Promise
     : await PGlite.create(loadDataDir === undefined ? {} : { loadDataDir });
   const statements = statementRunner(pg);
   /** `tx`: the open transaction the statements run in, if any. */
-  const queryable = (target: Pick<PGlite, "exec">, tx?: Transaction): Queryable => ({
+  const queryable = (tx?: Transaction): Queryable => ({
     async query<T = Row>(text: string, params?: readonly unknown[], options?: QueryOptions) {
       if (tx?.closed) throw new Error("Transaction is closed");
       try {
@@ -78,7 +78,7 @@ async function openInThread(dataDir: string | null, loadDataDir?: Blob): Promise
     },
     async exec(script) {
       try {
-        await target.exec(script);
+        await (tx ?? pg).exec(script);
       } catch (error) {
         throw translate(error);
       }
@@ -86,10 +86,10 @@ async function openInThread(dataDir: string | null, loadDataDir?: Blob): Promise
   });
   return {
     driver: "pglite",
-    ...queryable(pg),
+    ...queryable(),
     async transaction(fn) {
       try {
-        return await pg.transaction((tx) => fn(queryable(tx, tx)));
+        return await pg.transaction((tx) => fn(queryable(tx)));
       } catch (error) {
         throw translate(error);
       }
