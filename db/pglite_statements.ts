@@ -16,6 +16,7 @@
  * Rows, errors and NOTIFY go through PGlite's own parsers, serializers and
  * protocol handling, so callers see what query() would have given them.
  */
+import { Buffer } from "node:buffer";
 import { messages, parse, type PGlite, protocol } from "@electric-sql/pglite";
 import type { QueryOptions, Row } from "./port.ts";
 
@@ -56,14 +57,14 @@ export function statementRunner(
   const unnamedTypes = new Map<string, number[]>();
   let nextName = 1;
 
-  /** Parses (named) or only describes (unnamed) `text` and learns its parameter types. */
+  /** Parses `text` as statement `name` ("" for the unnamed one); returns its parameter types. */
   const prepare = async (text: string, name: string): Promise<number[]> => {
     const reply = await pg.execProtocolStream(
-      concat(
+      Buffer.concat([
         protocol.serialize.parse({ name, text }),
         protocol.serialize.describe({ type: "S", name }),
         protocol.serialize.sync(),
-      ),
+      ]),
       { syncToFs: false },
     );
     return parse.parseDescribeStatementResults(reply);
@@ -95,13 +96,13 @@ export function statementRunner(
       return serialize === undefined ? String(param) : serialize(param);
     });
     const reply = await pg.execProtocolStream(
-      concat(
+      Buffer.concat([
         ...(statement.name === "" ? [protocol.serialize.parse({ text })] : []),
         protocol.serialize.bind({ statement: statement.name, values }),
         protocol.serialize.describe({ type: "P" }),
         protocol.serialize.execute({}),
         protocol.serialize.sync(),
-      ),
+      ]),
       // Outside a transaction the statement committed: its files are synced now, as query() does.
       { syncToFs: !inTransaction },
     );
@@ -157,19 +158,7 @@ function isStaleStatement(error: unknown): boolean {
 
 async function deallocate(pg: PGlite, name: string): Promise<void> {
   await pg.execProtocolStream(
-    concat(protocol.serialize.close({ type: "S", name }), protocol.serialize.sync()),
+    Buffer.concat([protocol.serialize.close({ type: "S", name }), protocol.serialize.sync()]),
     { syncToFs: false, throwOnError: false },
   );
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const message = new Uint8Array(length);
-  let offset = 0;
-  for (const part of parts) {
-    message.set(part, offset);
-    offset += part.length;
-  }
-  return message;
 }
