@@ -88,7 +88,8 @@ Other:
   -h, --help                  this text
 
 Prints one table (plus burst, memory and diagnostics blocks) and writes
-<out>/<ISO time>-<git short sha>.json with every raw figure.`;
+<out>/<ISO time>-<git short sha>.json with every raw figure. To put runs side
+by side (an interleaved A/B): deno task bench:compare FILE... (--help there).`;
 
 export class UsageError extends Error {
   constructor(message: string) {

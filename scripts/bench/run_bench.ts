@@ -7,6 +7,8 @@
  * Returns the report (results, environment, the printed text); writing it
  * is the caller's.
  */
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { benchSymbols, hmacSigner } from "./alerts.ts";
 import { registerCleanup } from "./cleanup.ts";
 import type { BenchOptions } from "./flags.ts";
@@ -27,11 +29,14 @@ export interface RunHooks {
   progress: (message: string) => void;
 }
 
-async function git(args: string[]): Promise<string | null> {
+/** The repository the bench measures: the one it is part of. */
+const REPO_ROOT = new URL("../../", import.meta.url);
+
+async function git(root: URL, args: string[]): Promise<string | null> {
   try {
     const { code, stdout } = await new Deno.Command("git", {
       args,
-      cwd: new URL("../../", import.meta.url),
+      cwd: root,
       stdout: "piped",
       stderr: "null",
     }).output();
@@ -42,22 +47,32 @@ async function git(args: string[]): Promise<string | null> {
 }
 
 /**
- * The code being measured: HEAD and whether tracked files differ from it
- * (untracked files, such as these bench scripts before their first commit,
- * do not change the service). `diff` fingerprints the uncommitted changes, so
- * a run can tell that someone edited the service while it was measuring.
+ * The code being measured: HEAD and whether the working tree differs from it,
+ * in tracked files or in untracked ones that are not ignored (a new migration
+ * changes the service as much as an edit). `diff` fingerprints those changes,
+ * so a run can tell that someone edited the service while it was measuring,
+ * and bench:compare tells two variants of one commit apart.
  */
-async function gitState(): Promise<GitState> {
-  const [sha, short, diff] = await Promise.all([
-    git(["rev-parse", "HEAD"]),
-    git(["rev-parse", "--short", "HEAD"]),
-    git(["diff", "HEAD"]),
+export async function gitState(root: URL = REPO_ROOT): Promise<GitState> {
+  const [sha, short, diff, untracked] = await Promise.all([
+    git(root, ["rev-parse", "HEAD"]),
+    git(root, ["rev-parse", "--short", "HEAD"]),
+    git(root, ["diff", "HEAD"]),
+    git(root, ["ls-files", "--others", "--exclude-standard", "-z"]),
   ]);
-  const digest = diff === null ? null : Array.from(
-    new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(diff))),
+  if (diff === null || untracked === null) return { sha, short, dirty: null, diff: null };
+  const added: string[] = [];
+  for (const path of untracked.split("\0").filter((p) => p !== "").sort()) {
+    const content = await Deno.readTextFile(join(fileURLToPath(root), path))
+      .catch(() => "(unreadable)");
+    added.push(`untracked ${path}\n${content}`);
+  }
+  const changes = [diff, ...added].join("\n");
+  const digest = Array.from(
+    new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(changes))),
     (b) => b.toString(16).padStart(2, "0"),
   ).join("").slice(0, 16);
-  return { sha, short, dirty: diff === null ? null : diff !== "", diff: digest };
+  return { sha, short, dirty: diff !== "" || added.length > 0, diff: digest };
 }
 
 /** Every chosen scenario once, the ceiling first; memory only when asked. */
