@@ -17,30 +17,11 @@ import {
   notABenchReport,
   variantOf,
 } from "../scripts/bench/compare.ts";
-import type { LoadResult } from "../scripts/bench/load_result.ts";
+import { load, LOST_ONE } from "./_bench_fixtures.ts";
 import { type BenchReport, emptyResult, type ScenarioResult } from "../scripts/bench/results.ts";
 import { gitState } from "../scripts/bench/run_bench.ts";
 import { summarizeMs } from "../scripts/bench/stats.ts";
 import { parseRunArg } from "../scripts/bench_compare.ts";
-
-function load(overrides: Partial<LoadResult> = {}): LoadResult {
-  return {
-    driver: "deno-paced",
-    connections: 4,
-    targetRate: 1000,
-    durationS: 10,
-    sent: 10_000,
-    accepted: 10_000,
-    duplicate: 0,
-    otherStatuses: {},
-    socketErrors: 0,
-    timeouts: 0,
-    cutOff: 0,
-    acceptedPerSec: 1000,
-    ackMs: summarizeMs([1, 2, 3]),
-    ...overrides,
-  };
-}
 
 function ceiling(perSec: number): ScenarioResult {
   return emptyResult("ceiling", "ceiling c=16", "none", load({ acceptedPerSec: perSec }));
@@ -148,16 +129,7 @@ Deno.test("bench:compare pools each variant's runs and rounds: medians, ranges, 
 });
 
 Deno.test("bench:compare: a label puts a run in a variant of its own; a broken run is counted", () => {
-  const lost = ingest(3000, {
-    durability: {
-      accepted: 10,
-      stored: 9,
-      unknown: 0,
-      duplicateAnswers: 0,
-      duplicatesRecorded: 0,
-      ok: false,
-    },
-  });
+  const lost = ingest(3000, { durability: LOST_ONE });
   const rows = compareRuns([
     run(report([[ingest(2000)]]), "a.json", "before"),
     run(report([[lost]]), "b.json", "after"),

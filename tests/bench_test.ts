@@ -20,7 +20,7 @@ import { type CpuProfile, sourceOf, summarizeProfile } from "../scripts/bench/cp
 import { checkOrder } from "../scripts/bench/order_check.ts";
 import { checkDurability, logProblems } from "../scripts/bench/durability.ts";
 import { parseBenchArgs, UsageError } from "../scripts/bench/flags.ts";
-import type { LoadResult } from "../scripts/bench/load_result.ts";
+import { load, LOST_ONE } from "./_bench_fixtures.ts";
 import { runPaced } from "../scripts/bench/paced_driver.ts";
 import {
   type CpuSnapshot,
@@ -162,25 +162,6 @@ Deno.test("parseBenchArgs() defaults to PGlite, Postgres with DATABASE_URL, and 
     assert.throws(() => parseBenchArgs(["--repeat", bad], {}), /--repeat/);
   }
 });
-
-function load(overrides: Partial<LoadResult> = {}): LoadResult {
-  return {
-    driver: "deno-paced",
-    connections: 4,
-    targetRate: 100,
-    durationS: 1,
-    sent: 100,
-    accepted: 100,
-    duplicate: 0,
-    otherStatuses: {},
-    socketErrors: 0,
-    timeouts: 0,
-    cutOff: 0,
-    acceptedPerSec: 100,
-    ackMs: summarizeMs([1, 2, 3]),
-    ...overrides,
-  };
-}
 
 const COUNTS = {
   stored: 100,
@@ -617,16 +598,7 @@ Deno.test("--repeat: each row is its median round, by the figure its target read
 });
 
 Deno.test("--repeat: a check failed in any round reaches the notes and the targets", () => {
-  const broken = steadyRow(50, {
-    durability: {
-      accepted: 10,
-      stored: 9,
-      unknown: 0,
-      duplicateAnswers: 0,
-      duplicatesRecorded: 0,
-      ok: false,
-    },
-  });
+  const broken = steadyRow(50, { durability: LOST_ONE });
   // The broken round is the worst, so not the median: the row must still say it failed.
   const row = medianRound([steadyRow(8), broken, steadyRow(9)]);
   assert.equal(row.load.ackMs.p99, 9);
