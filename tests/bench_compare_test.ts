@@ -139,6 +139,17 @@ Deno.test("bench:compare: a label puts a run in a variant of its own; a broken r
     ["before", 1, 0, 2000],
     ["after", 2, 1, 2800],
   ]);
+  // A row the first variant lacks is compared with nothing, not with the next variant.
+  const later = compareRuns([
+    run(report([[steady(10)]]), "a.json", "first"),
+    run(report([[ingest(2000)]]), "b.json", "second"),
+    run(report([[ingest(3000)]]), "c.json", "third"),
+  ]);
+  assert.deepEqual(later.map((r) => [r.label, r.variant, r.changePct]), [
+    ["steady 1000/s", "first", null],
+    ["ingest c=64", "second", null],
+    ["ingest c=64", "third", null],
+  ]);
   assert.match(
     comparisonReport([run(report([[lost]]), "b.json", "after")]),
     /ingest c=64 +postgres +after +1 +3,000 .* 1 of 1$/m,

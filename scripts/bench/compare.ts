@@ -11,7 +11,6 @@
  * several interleaved runs. Pure; scripts/bench_compare.ts reads the files.
  */
 import { formatTable, ms, rate } from "./format.ts";
-import { errorCount } from "./load_result.ts";
 import { failedChecks, medianKey } from "./repeat.ts";
 import { rowRate } from "./report.ts";
 import type { BenchReport, ScenarioResult } from "./results.ts";
@@ -135,7 +134,9 @@ export function compareRuns(runs: readonly LoadedRun[]): ComparedRow[] {
   const out: ComparedRow[] = [];
   for (const key of rowOrder) {
     const byVariant = samples.get(key)!;
-    let baseline: number | null = null;
+    // Only the first variant is the baseline: a row it lacks is compared with nothing.
+    const first = byVariant.get(variants[0]);
+    const baseline = first ? median(known(first.map((s) => medianKey(s.row).value))) : null;
     for (const variant of variants) {
       const group = byVariant.get(variant);
       if (!group) continue;
@@ -145,9 +146,7 @@ export function compareRuns(runs: readonly LoadedRun[]): ComparedRow[] {
       const keyMedian = median(keyValues);
       let changePct: number | null = null;
       let better: boolean | null = null;
-      if (baseline === null) {
-        baseline = keyMedian;
-      } else if (keyMedian !== null && baseline !== 0) {
+      if (variant !== variants[0] && baseline !== null && baseline !== 0 && keyMedian !== null) {
         changePct = ((keyMedian - baseline) / baseline) * 100;
         better = changePct === 0 ? null : (changePct > 0) === keyInfo.higherIsBetter;
       }
@@ -180,8 +179,7 @@ export function compareRuns(runs: readonly LoadedRun[]): ComparedRow[] {
         },
         changePct,
         better,
-        failedRuns: rows.filter((r) => failedChecks(r).length > 0 || errorCount(r.load) > 0)
-          .length,
+        failedRuns: rows.filter((r) => failedChecks(r).length > 0).length,
       });
     }
   }
