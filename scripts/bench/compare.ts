@@ -7,12 +7,13 @@
  * the median over the variant's runs; the figure the scenario's target reads
  * (repeat.ts medianKey) also gets its range and its change against the first
  * variant. A run can be given a name instead (LABEL=FILE): for changes the
- * run cannot see, such as a Postgres setting. On a shared 2-core VM one run says little: compare medians over
- * several interleaved runs. Pure; scripts/bench_compare.ts reads the files.
+ * run cannot see, such as a Postgres setting. On a shared 2-core VM one run
+ * says little: compare medians over several interleaved runs. Pure; scripts/bench_compare.ts reads the files.
  */
 import { formatTable, ms, rate } from "./format.ts";
-import { failedChecks, medianKey } from "./repeat.ts";
+import { failedChecks, keyFormat, medianKey, rowKey } from "./repeat.ts";
 import { rowRate } from "./report.ts";
+import type { ScenarioName } from "./flags.ts";
 import type { BenchReport, ScenarioResult } from "./results.ts";
 
 export interface LoadedRun {
@@ -62,10 +63,6 @@ function roundsOf(report: BenchReport): ScenarioResult[][] {
   return once.length === 0 ? report.rounds : [...report.rounds, once];
 }
 
-function rowKey(r: ScenarioResult): string {
-  return `${r.label}\u0000${r.db}`;
-}
-
 /** One row of one round, with that round's ceiling (for the ratio). */
 interface Sample {
   row: ScenarioResult;
@@ -84,6 +81,7 @@ function known(values: readonly (number | null | undefined)[]): number[] {
 }
 
 export interface ComparedRow {
+  scenario: ScenarioName;
   label: string;
   db: string;
   variant: string;
@@ -152,6 +150,7 @@ export function compareRuns(runs: readonly LoadedRun[]): ComparedRow[] {
       }
       const rated = rows[0].scenario === "ceiling" || rows[0].scenario === "ingest";
       out.push({
+        scenario: rows[0].scenario,
         label: rows[0].label,
         db: rows[0].db,
         variant,
@@ -189,16 +188,11 @@ export function compareRuns(runs: readonly LoadedRun[]): ComparedRow[] {
 const cores = (v: number | null) => (v === null ? "-" : v.toFixed(2));
 
 function keyText(row: ComparedRow): string {
-  const f = row.key.by === "accepted/s"
-    ? rate
-    : row.key.by === "RSS drift"
-    ? (n: number | null) => (n === null ? "-" : `${n.toFixed(1)} %`)
-    : ms;
-  if (row.key.median === null) return `${row.key.by} -`;
-  const range = row.runs > 1 && row.key.min !== row.key.max
-    ? ` (${f(row.key.min)}-${f(row.key.max)})`
-    : "";
-  return `${row.key.by} ${f(row.key.median)}${range}`;
+  const f = keyFormat(row.scenario);
+  const { by, median, min, max } = row.key;
+  if (median === null || min === null || max === null) return `${by} -`;
+  const range = row.runs > 1 && min !== max ? ` (${f(min)}-${f(max)})` : "";
+  return `${by} ${f(median)}${range}`;
 }
 
 function changeText(row: ComparedRow): string {

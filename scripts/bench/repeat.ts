@@ -8,6 +8,7 @@
  */
 import { ms, rate } from "./format.ts";
 import { errorCount } from "./load_result.ts";
+import type { ScenarioName } from "./flags.ts";
 import type { ScenarioResult } from "./results.ts";
 
 export interface Repeats {
@@ -30,27 +31,42 @@ interface MedianKey {
   format: (n: number) => string;
 }
 
+/** How the figure a scenario's target reads is printed: a rate, ms, or a percentage. */
+export function keyFormat(scenario: ScenarioName): (n: number) => string {
+  return scenario === "ceiling" || scenario === "ingest"
+    ? rate
+    : scenario === "memory"
+    ? (n) => `${n.toFixed(1)} %`
+    : ms;
+}
+
+/** Rows of one scenario and database, across rounds and runs. */
+export function rowKey(r: ScenarioResult): string {
+  return `${r.db}\u0000${r.label}`;
+}
+
 /** The figure a scenario's target reads, which picks its median round. */
 export function medianKey(r: ScenarioResult): MedianKey {
+  const format = keyFormat(r.scenario);
   switch (r.scenario) {
     case "ceiling":
     case "ingest":
-      return { by: "accepted/s", value: r.load.acceptedPerSec, higherIsBetter: true, format: rate };
+      return { by: "accepted/s", value: r.load.acceptedPerSec, higherIsBetter: true, format };
     case "steady":
-      return { by: "ack p99", value: r.load.ackMs.p99, higherIsBetter: false, format: ms };
+      return { by: "ack p99", value: r.load.ackMs.p99, higherIsBetter: false, format };
     case "e2e":
       return {
         by: "e2e p99",
         value: r.decisions?.storedEndToEndMs.p99 ?? null,
         higherIsBetter: false,
-        format: ms,
+        format,
       };
     case "burst":
       return {
         by: "time to decided",
         value: r.burst?.lastDecision.lastObservedMs ?? null,
         higherIsBetter: false,
-        format: ms,
+        format,
       };
     case "memory": {
       const drift = r.memory?.driftPct ?? null;
@@ -58,7 +74,7 @@ export function medianKey(r: ScenarioResult): MedianKey {
         by: "RSS drift",
         value: drift === null ? null : Math.abs(drift),
         higherIsBetter: false,
-        format: (n) => `${n.toFixed(1)} %`,
+        format,
       };
     }
   }
@@ -124,7 +140,7 @@ export function combineRounds(rounds: readonly (readonly ScenarioResult[])[]): S
   const groups = new Map<string, ScenarioResult[]>();
   for (const round of rounds) {
     for (const r of round) {
-      const key = `${r.db}\u0000${r.label}`;
+      const key = rowKey(r);
       const group = groups.get(key);
       if (group) group.push(r);
       else groups.set(key, [r]);
