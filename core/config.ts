@@ -105,6 +105,24 @@ const EnvSchema = z.object({
   RATE_LIMIT_PER_MINUTE: int(1, 10_000_000).default(1200),
 });
 
+/**
+ * The name of every variable `loadConfig()` reads, found by letting the
+ * pipeline's reader run on an environment that records each name asked for
+ * (its variables are read one by one, not listed). The README's
+ * Configuration table must list exactly these (tests/config_test.ts).
+ */
+export function configVariables(): string[] {
+  const read = new Set<string>(Object.keys(EnvSchema.shape));
+  const recording = new Proxy({} as Record<string, string>, {
+    get(_, name) {
+      if (typeof name === "string") read.add(name);
+      return undefined;
+    },
+  });
+  pipelineConfigFromEnv(recording);
+  return [...read].sort();
+}
+
 /** Reads and checks the environment. Throws `ConfigError` listing every bad variable. */
 export function loadConfig(raw: Record<string, string | undefined>): LoadedConfig {
   // Values trimmed, and a blank one means "not set" (`KEY=` in a .env file or `-e KEY=`).
