@@ -1,0 +1,58 @@
+/**
+ * The README stays true where it is easy to let it drift: its Configuration
+ * table names exactly the variables the service reads, and every route the
+ * real app serves is named somewhere in it.
+ */
+import assert from "node:assert/strict";
+import { configVariables } from "../core/config.ts";
+import { testServices } from "./_app.ts";
+import { freshPglite } from "./_db.ts";
+
+const README = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
+
+/** The backticked ALL_CAPS names in `text`. */
+const names = (text: string) => [...text.matchAll(/`([A-Z][A-Z0-9_]+)`/g)].map((m) => m[1]);
+
+Deno.test("the Configuration table lists every variable loadConfig() reads, and no other", () => {
+  const section = README.split(/^## Configuration$/m)[1]?.split(/^## /m)[0] ?? "";
+  const listed = new Set(
+    section.split("\n").filter((line) => line.startsWith("| `"))
+      .flatMap((line) => names(line.split("|")[1])),
+  );
+  const mentioned = new Set(names(section));
+  const read = configVariables();
+  // Fly sets these itself; the rows they change name them.
+  const setByFly = new Set(["FLY_APP_NAME", "FLY_MACHINE_ID"]);
+  assert.ok(read.length > 40, `only ${read.length} variables found: ${read.join(", ")}`);
+  assert.deepEqual(read.filter((n) => !setByFly.has(n) && !listed.has(n)), [], "read, not listed");
+  assert.deepEqual([...setByFly].filter((n) => !mentioned.has(n)), [], "set by Fly, not mentioned");
+  assert.deepEqual([...listed].filter((n) => !read.includes(n)), [], "listed, never read");
+});
+
+Deno.test("every route the app serves is named in the README", async () => {
+  const { db, dispose } = await freshPglite();
+  const services = await testServices(db, { env: { OPERATOR_TOKEN: "an-operator-token-0123" } });
+  try {
+    const paths = new Set(
+      services.app.routes
+        .filter((r) => r.method !== "ALL" && !r.path.endsWith("*")) // middleware; static files
+        .map((r) => r.path),
+    );
+    assert.ok(paths.size > 15, `only ${paths.size} routes found`);
+    // In backticks, alone, after a method or after the app's address; a :param as itself or as a
+    // placeholder (`<id>`, `{id}`, `YOUR_ID`), so /gex/chain does not stand for /gex/:symbol.
+    const missing = [...paths].filter((path) => {
+      const pattern = path.split("/").map((segment) =>
+        segment.startsWith(":")
+          ? "(?::[a-z]+|<[^>`]+>|\\{[^}`]+\\}|[A-Z][A-Z0-9_]+)"
+          : segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+      ).join("/");
+      return !new RegExp("`(?:(?:GET|POST) |https://[^/`\\s]+)?" + pattern + "(?:\\?[^`]*)?`")
+        .test(README);
+    });
+    assert.deepEqual(missing, []);
+  } finally {
+    await services.close();
+    await dispose();
+  }
+});
