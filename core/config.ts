@@ -109,7 +109,8 @@ const EnvSchema = z.object({
  * The name of every variable `loadConfig()` reads, found by letting the
  * pipeline's reader run on an environment that records each name asked for
  * (its variables are read one by one, not listed). The README's
- * Configuration table must list exactly these (tests/config_test.ts).
+ * Configuration table lists exactly these, bar the two Fly sets itself
+ * (tests/readme_test.ts).
  */
 export function configVariables(): string[] {
   const read = new Set<string>(Object.keys(EnvSchema.shape));
