@@ -230,3 +230,24 @@ export function startCeiling(o: {
     },
   });
 }
+
+/** A rung of issue 6's reference table (ladder_server.ts): `mode` and its database, if any. */
+export function startLadder(o: {
+  mode: string;
+  secret: string;
+  env?: Record<string, string>;
+}): Promise<ServerProcess> {
+  const port = freePort();
+  return spawnServer({
+    name: `ladder server (${o.mode})`,
+    script: "scripts/bench/ladder_server.ts",
+    port,
+    inspect: false,
+    env: { LADDER_MODE: o.mode, PORT: String(port), WEBHOOK_SECRET: o.secret, ...o.env },
+    ready: async (origin) => {
+      const res = await fetch(`${origin}/webhook`);
+      await res.body?.cancel();
+      return res.status === 200;
+    },
+  });
+}
