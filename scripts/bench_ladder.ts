@@ -30,8 +30,9 @@ import { WRK_PATH, wrkAvailable } from "./bench/wrk_driver.ts";
 const HELP = `deno task bench:ladder [flags]
 
 Issue 6's reference table on this machine: bare Deno.serve, a Hono route, Hono + HMAC + zod,
-the service's own route without a store, one INSERT per request on Postgres and on PGlite,
-and pgbench's one-row INSERT per transaction, each beside the issue's own figure.
+the service's own route without a store, one INSERT per request on Postgres and on PGlite (also
+through the service's own PGlite driver), and pgbench's one-row INSERT per transaction, each
+beside the issue's own figure.
 
   --repeat N      rounds (default 5, as the issue's medians of 5)
   --duration S    seconds of load per rung (default 10)
@@ -267,11 +268,11 @@ async function runRung(
     const db = await freshPostgres(o.databaseUrl!);
     cleanups.push(() => db.dispose());
     server = await startLadder({ mode: "postgres", secret: SECRET, env: db.serviceEnv });
-  } else if (rung.name === "pglite") {
+  } else if (rung.name === "pglite" || rung.name === "pglite-driver") {
     const dataDir = await Deno.makeTempDir({ dir, prefix: "pglite-" });
     cleanups.push(() => Deno.remove(dataDir, { recursive: true }));
     server = await startLadder({
-      mode: "pglite",
+      mode: rung.name,
       secret: SECRET,
       env: { LADDER_PGLITE_DIR: dataDir },
     });

@@ -14,6 +14,7 @@ export type RungName =
   | "ceiling"
   | "postgres"
   | "pglite"
+  | "pglite-driver"
   | "pgbench";
 
 export interface Rung {
@@ -63,6 +64,12 @@ export const RUNGS: readonly Rung[] = [
     connections: 16,
     label: "same on PGlite (file-backed), one INSERT per request",
     reference: { perSec: 1_250, p99Ms: 28 },
+  },
+  {
+    name: "pglite-driver",
+    connections: 16,
+    label: "same through the service's PGlite driver (own thread)",
+    reference: null,
   },
   {
     name: "pgbench",

@@ -11,10 +11,12 @@
  *   (core/signal.ts: its aliases, then its zod schema);
  * - `postgres`: the same, then one postgres.js INSERT per request (pool 10)
  *   into a one-table database, answered after its commit;
- * - `pglite`: the same on a file-backed PGlite in this thread.
+ * - `pglite`: the same on a file-backed PGlite in this thread;
+ * - `pglite-driver`: the same through the service's own PGlite driver
+ *   (db/pglite.ts: PGlite on a thread of its own, each statement parsed once).
  *
  * Configured by the environment: LADDER_MODE, PORT, WEBHOOK_SECRET, and
- * DATABASE_URL (postgres) or LADDER_PGLITE_DIR (pglite). Every answer that
+ * DATABASE_URL (postgres) or LADDER_PGLITE_DIR (the PGlite ones). Every answer that
  * counts says `{"status":"ACCEPTED"}`, so the bench's drivers count it; GET
  * /webhook answers 200 for readiness. Exits on SIGTERM.
  */
@@ -22,8 +24,16 @@ import { PGlite } from "@electric-sql/pglite";
 import { Hono } from "hono";
 import postgres from "postgres";
 import { normalizeSignal } from "../../core/signal.ts";
+import { openPglite } from "../../db/pglite.ts";
 
-export const LADDER_MODES = ["bare", "hono", "verify", "postgres", "pglite"] as const;
+export const LADDER_MODES = [
+  "bare",
+  "hono",
+  "verify",
+  "postgres",
+  "pglite",
+  "pglite-driver",
+] as const;
 export type LadderMode = typeof LADDER_MODES[number];
 
 /** The one table the insert rungs write: a row per request, keyed, its body as jsonb. */
@@ -103,7 +113,11 @@ async function main(): Promise<void> {
         values (${id}, ${symbol}, ${body}::jsonb)`;
     })).fetch;
   } else {
-    const db = await PGlite.create(Deno.env.get("LADDER_PGLITE_DIR")!);
+    const dir = Deno.env.get("LADDER_PGLITE_DIR")!;
+    // Both answer query(text, params) with rows; only where PGlite runs differs.
+    const db = mode === "pglite"
+      ? await PGlite.create(dir)
+      : await openPglite(dir, { thread: "worker" });
     closers.push(() => db.close());
     await db.exec(LADDER_TABLE_SQL);
     handler = (await verifyingApp(secret, async (id, symbol, body) => {
