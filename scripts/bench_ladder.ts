@@ -22,7 +22,7 @@ import {
   type RungRun,
   RUNGS,
 } from "./bench/ladder.ts";
-import { gitState, resultPath } from "./bench/run_bench.ts";
+import { gitState, redactUrl, resultPath } from "./bench/run_bench.ts";
 import { type ServerProcess, startCeiling, startLadder } from "./bench/server_process.ts";
 import { percentileOf } from "./bench/stats.ts";
 import { WRK_PATH, wrkAvailable } from "./bench/wrk_driver.ts";
@@ -349,7 +349,23 @@ async function main(): Promise<number> {
   await Deno.writeTextFile(
     path,
     `${
-      JSON.stringify({ kind: "ladder", startedAt, git, cpu, useWrk, options, results }, null, 2)
+      JSON.stringify(
+        {
+          kind: "ladder",
+          startedAt,
+          git,
+          cpu,
+          useWrk,
+          options: {
+            ...options,
+            rungs: [...options.rungs],
+            databaseUrl: options.databaseUrl === null ? null : redactUrl(options.databaseUrl),
+          },
+          results,
+        },
+        null,
+        2,
+      )
     }\n`,
   );
   console.log(`\nResults: ${path}`);

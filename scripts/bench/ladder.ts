@@ -123,15 +123,9 @@ function find(results: readonly RungResult[], name: RungName, connections: numbe
 export interface ScaledTargets {
   pgliteTarget: { issue: number; multipleOfNaive: number; here: number } | null;
   steadyShare: { issue: number; here: number } | null;
-  /** This machine's rungs over the issue machine's, where both exist. */
-  speedRatios: { key: string; ratio: number }[];
 }
 
 export function scaledTargets(results: readonly RungResult[]): ScaledTargets {
-  const speedRatios = results.flatMap((r) => {
-    if (r.rung.reference === null || r.runs.length === 0) return [];
-    return [{ key: rungKey(r.rung), ratio: medianRun(r.runs).perSec / r.rung.reference.perSec }];
-  });
   const naivePglite = find(results, "pglite", 16);
   const pgliteRef = RUNGS.find((r) => r.name === "pglite")!.reference!.perSec;
   const verify = find(results, "verify", 16);
@@ -143,7 +137,6 @@ export function scaledTargets(results: readonly RungResult[]): ScaledTargets {
       here: (2_500 / pgliteRef) * naivePglite.perSec,
     },
     steadyShare: verify === null ? null : { issue: 1_000 / verifyRef, here: 1_000 / verify.perSec },
-    speedRatios,
   };
 }
 

@@ -57,7 +57,7 @@ function hexBytes(hex: string): Uint8Array<ArrayBuffer> | null {
 
 type Insert = (id: string, symbol: string, body: string) => Promise<void>;
 
-/** The Hono app of the `verify` rung and, with `insert`, of the two insert rungs. */
+/** The Hono app of the `verify` rung and, with `insert`, of the insert rungs. */
 export async function verifyingApp(secret: string, insert: Insert | null): Promise<Hono> {
   const key = await crypto.subtle.importKey(
     "raw",
