@@ -218,7 +218,8 @@ function sameDigest(expected: Buffer, given: string): boolean {
   return nodeCrypto.timingSafeEqual(expected, sha256(given));
 }
 
-function fromHex(hex: string): Uint8Array<ArrayBuffer> | null {
+/** A SHA-256 digest written as 64 hex digits, as bytes; null for anything else. */
+export function fromHex(hex: string): Uint8Array<ArrayBuffer> | null {
   if (hex.length !== 64 || !/^[0-9a-fA-F]+$/.test(hex)) return null;
   return Uint8Array.from(hex.match(/../g)!, (b) => parseInt(b, 16));
 }

@@ -23,6 +23,7 @@
 import { PGlite } from "@electric-sql/pglite";
 import { Hono } from "hono";
 import postgres from "postgres";
+import { fromHex } from "../../core/auth.ts";
 import { normalizeSignal } from "../../core/signal.ts";
 import { openPglite } from "../../db/pglite.ts";
 
@@ -48,13 +49,6 @@ const ACCEPTED = JSON.stringify({ status: "ACCEPTED" });
 const JSON_HEADERS = { "content-type": "application/json" };
 const encoder = new TextEncoder();
 
-function hexBytes(hex: string): Uint8Array<ArrayBuffer> | null {
-  if (!/^[0-9a-f]{64}$/i.test(hex)) return null;
-  const out = new Uint8Array(32);
-  for (let i = 0; i < 32; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
-  return out;
-}
-
 type Insert = (id: string, symbol: string, body: string) => Promise<void>;
 
 /** The Hono app of the `verify` rung and, with `insert`, of the insert rungs. */
@@ -70,7 +64,7 @@ export async function verifyingApp(secret: string, insert: Insert | null): Promi
   app.get("/webhook", (c) => c.text("READY"));
   app.post("/webhook", async (c) => {
     const raw = await c.req.text();
-    const signature = hexBytes(c.req.header("x-signature") ?? "");
+    const signature = fromHex(c.req.header("x-signature") ?? "");
     const genuine = signature !== null &&
       await crypto.subtle.verify("HMAC", key, signature, encoder.encode(raw));
     if (!genuine) return c.json({ status: "REJECTED", code: "INVALID_SIGNATURE" }, 401);
