@@ -216,8 +216,9 @@ async function writeBatch(
       batch.bookWriter,
       closes.length,
     ],
-    // Planned at each run: a plan kept from a fresh database's first batches read every
-    // job and every position on each later batch (the jobs fell behind at 1,000/s).
+    // Planned again at every run (Postgres) or every second (PGlite): a plan kept from a
+    // fresh database's first batches read every job and every position on each later
+    // batch (the jobs fell behind at 1,000/s).
     { replan: true },
   );
   const mine = new Set((row.mine ?? []).map(Number));

@@ -9,9 +9,12 @@
  * later call is one crossing: Bind, Describe, Execute and Sync in one message.
  * Postgres keeps its plan under its usual rules (plan_cache_mode), as it does
  * for postgres.js's prepared statements on the server, and replans when
- * maintenance's ANALYZE changes the statistics. `replan` statements use the
- * unnamed statement instead, parsed and planned at each call but still sent in
- * one crossing.
+ * maintenance's ANALYZE changes the statistics. `replan` statements are
+ * kept too, but parsed and planned again once their statement is older than
+ * `replanAfterMs` (a second): a plan made while the tables were small never
+ * outlives the second it was made in, and the decision write, whose planning
+ * took a third of a one-decision batch's time on PGlite's thread, is planned
+ * a few times a second instead of at every batch.
  *
  * Rows, errors and NOTIFY go through PGlite's own parsers, serializers and
  * protocol handling, so callers see what query() would have given them.
@@ -26,11 +29,16 @@ import type { QueryOptions, Row } from "./port.ts";
  */
 export const MAX_NAMED_STATEMENTS = 256;
 
+/** How long a `replan` text's statement (and so its plan) is kept before it is prepared again. */
+export const REPLAN_AFTER_MS = 1000;
+
 interface Statement {
   /** The prepared statement's name; "" for the unnamed statement (planned each call). */
   name: string;
   /** Parameter type OIDs, for PGlite's serializers. */
   types: number[];
+  /** When it was prepared (`now()`). */
+  preparedAt: number;
 }
 
 export interface StatementRunner {
@@ -50,10 +58,14 @@ export interface StatementRunner {
 
 export function statementRunner(
   pg: PGlite,
-  { maxNamed = MAX_NAMED_STATEMENTS }: { maxNamed?: number } = {},
+  {
+    maxNamed = MAX_NAMED_STATEMENTS,
+    replanAfterMs = REPLAN_AFTER_MS,
+    now = () => performance.now(),
+  }: { maxNamed?: number; replanAfterMs?: number; now?: () => number } = {},
 ): StatementRunner {
   const statements = new Map<string, Statement>();
-  /** Parameter types of `replan` texts and of texts past the limit. */
+  /** Parameter types of texts past the limit. */
   const unnamedTypes = new Map<string, number[]>();
   let nextName = 1;
 
@@ -76,10 +88,15 @@ export function statementRunner(
     replan: boolean,
     inTransaction: boolean,
   ): Promise<T[]> => {
-    let statement: Statement | undefined = replan ? undefined : statements.get(text);
-    if (statement === undefined && !replan && statements.size < maxNamed) {
+    let statement = statements.get(text);
+    if (statement !== undefined && replan && now() - statement.preparedAt >= replanAfterMs) {
+      statements.delete(text);
+      await deallocate(pg, statement.name);
+      statement = undefined;
+    }
+    if (statement === undefined && statements.size < maxNamed) {
       const name = `ostr_${nextName++}`;
-      statement = { name, types: await prepare(text, name) };
+      statement = { name, types: await prepare(text, name), preparedAt: now() };
       statements.set(text, statement); // Only once Postgres has it.
     }
     if (statement === undefined) {
@@ -88,7 +105,7 @@ export function statementRunner(
         types = await prepare(text, "");
         if (unnamedTypes.size < maxNamed) unnamedTypes.set(text, types);
       }
-      statement = { name: "", types };
+      statement = { name: "", types, preparedAt: now() };
     }
     const values = params.map((param, i) => {
       if (param === null || param === undefined) return null;

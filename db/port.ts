@@ -17,11 +17,12 @@ export type Row = Record<string, unknown>;
 
 export interface QueryOptions {
   /**
-   * Plan the statement at every execution instead of keeping a prepared plan.
-   * For a statement whose best plan changes as its tables grow: a plan kept
-   * from when they were small (a fresh database, before autovacuum's first
+   * Do not keep this statement's plan for long: Postgres plans it at every
+   * execution, PGlite at least every second (db/pglite_statements.ts). For a
+   * statement whose best plan changes as its tables grow: a plan kept from
+   * when they were small (a fresh database, before autovacuum's first
    * analyze) can read a whole table on every run once they are big.
-   * Both drivers keep the other statements prepared (db/pglite_statements.ts).
+   * Both drivers keep the other statements prepared.
    */
   replan?: boolean;
 }
