@@ -19,7 +19,7 @@ import { isUnavailable } from "./port.ts";
 export interface GroupCommitOptions {
   /** Most items in one flush. */
   maxBatch?: number;
-  /** Flushes running at once (1 for PGlite, which has one connection). */
+  /** Flushes running at once (default 1); later ones queue on the database behind the first. */
   maxInFlight?: number;
   /**
    * Longest a flush waits to fill behind the one last started (default 50):
