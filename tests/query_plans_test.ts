@@ -8,7 +8,8 @@
  * as a control, to show the fixture makes the planner choose that scan.
  */
 import assert from "node:assert/strict";
-import { COMPLETE_TIMINGS_SQL, WRITE_BATCH_SQL } from "../db/decisions.ts";
+import { COMPLETE_TIMINGS_SQL, completeTimings, WRITE_BATCH_SQL } from "../db/decisions.ts";
+import { REPLAN_AFTER_MS } from "../db/pglite_statements.ts";
 import type { Queryable } from "../db/port.ts";
 import { CLAIM_JOBS_SQL, QUEUE_DEPTH_SQL } from "../db/jobs.ts";
 import { DECISIONS_SINCE_SQL, SIGNALS_SINCE_SQL } from "../db/metrics.ts";
@@ -69,6 +70,54 @@ dbTest("a batch's final timings are written through the decisions index", async 
   assert.deepEqual(await seqScanned(db, plainJoin, [param]), ["decisions"], "control");
   assert.deepEqual(await seqScanned(db, COMPLETE_TIMINGS_SQL, [param]), []);
 });
+
+dbTest(
+  "the final timings' plan follows the decisions table as it grows, unanalyzed",
+  async ({ db }) => {
+    // A fresh database: the statement's first runs see three decisions, and a generic
+    // plan made then reads the whole table, however big it grows, until an analyze.
+    await db.exec(`
+      insert into signals (id, received_at, source, symbol, direction, action, timeframe,
+        signal_time, dedup_key, raw_payload, auth_method, correlation_id)
+      select gen_random_uuid(), now(), 'test', 'SPY', 'CALL', 'ENTRY', '5m', now(),
+        'key-' || g, '{}', 'hmac', 'c-' || g
+      from generate_series(1, 3) g;
+      insert into decisions (signal_id, outcome, reason_code, message, timings)
+      select id, 'REJECT', 'MARKET_CLOSED', 'closed', '{}' from signals;`);
+    const few = await db.query<{ id: string }>("select id from decisions");
+    const finish = (id: string) =>
+      completeTimings(
+        db,
+        [{ decisionId: id, timings: { write_ms: 1, end_to_end_ms: 2 } }],
+      );
+    for (let i = 0; i < 12; i++) await finish(few[i % 3].id);
+    await db.exec(`
+      insert into signals (id, received_at, source, symbol, direction, action, timeframe,
+        signal_time, dedup_key, raw_payload, auth_method, correlation_id)
+      select gen_random_uuid(), now(), 'test', 'SPY', 'CALL', 'ENTRY', '5m', now(),
+        'more-' || g, '{}', 'hmac', 'm-' || g
+      from generate_series(1, ${ROWS * 4}) g;
+      insert into decisions (signal_id, outcome, reason_code, message, timings)
+      select id, 'REJECT', 'MARKET_CLOSED', 'closed', '{}' from signals
+      where dedup_key like 'more-%';`);
+    await new Promise((resolve) => setTimeout(resolve, REPLAN_AFTER_MS + 50));
+    await finish(few[0].id);
+    // The plan the statement holds now (PGlite's kept statements are this session's own).
+    const [kept] = await db.query<{ name: string }>(
+      "select name from pg_prepared_statements where statement = $1::text",
+      [COMPLETE_TIMINGS_SQL],
+    );
+    const param = JSON.stringify([{ id: few[0].id, timings: { end_to_end_ms: 3 } }]);
+    const nodes = await planNodes(db, `execute ${kept.name}('${param}')`, []);
+    assert.deepEqual(
+      nodes.filter((n) => n["Node Type"] === "Seq Scan").map((n) => n["Relation Name"]),
+      [],
+    );
+    assert.ok(nodes.some((n) => n["Index Name"] === "decisions_pkey"));
+  },
+  // Postgres: postgres.js plans it at every call (and autovacuum analyzes in production).
+  { drivers: ["pglite"] },
+);
 
 dbTest("duplicates find their original through the signal_dedup index", async ({ db }) => {
   await seed(db);
