@@ -17,7 +17,7 @@ interface Case {
   name: string;
   path: string;
   init: RequestInit;
-  /** 200, or "refused" for any 4xx (which one is webhook_test.ts's business). */
+  /** 200, or "refused" for any 4xx (which one is webhook_refusals_test.ts's business). */
   status: 200 | "refused";
   /** Strings that must appear in no log line (the secret is always checked). */
   hidden: string[];

@@ -1,0 +1,250 @@
+/**
+ * POST /webhook through the real app and a real database: the refusal rows
+ * of the response table in DESIGN.md (400, 413, 422, 429, 503), that no
+ * input makes a 5xx, and that the secret is stored nowhere; what each
+ * leaves in the database. ACCEPTED and DUPLICATE are in webhook_test.ts.
+ */
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { countRows, SECRET, signed, testServices, uniqueSignal } from "./_app.ts";
+import { dbTest } from "./_db.ts";
+
+dbTest(
+  "malformed JSON from an authenticated sender is 400 INVALID_JSON and recorded",
+  async ({ db }) => {
+    const s = await testServices(db);
+    const res = await s.app.request("/webhook", await signed('{"symbol": "SPY", '));
+    assert.equal(res.status, 400);
+    const json = await res.json();
+    assert.equal(json.status, "REJECTED");
+    assert.equal(json.error.code, "INVALID_JSON");
+    assert.equal(typeof json.correlation_id, "string");
+    const [row] = await db.query<{ code: string; http_status: number; correlation_id: string }>(
+      "select code, http_status, correlation_id from processing_errors",
+    );
+    assert.deepEqual(row, {
+      code: "INVALID_JSON",
+      http_status: 400,
+      correlation_id: json.correlation_id,
+    });
+    assert.equal(await countRows(db, "signals"), 0);
+  },
+);
+
+dbTest(
+  "a schema violation is 422 VALIDATION_FAILED with every issue's path and message",
+  async ({ db }) => {
+    const s = await testServices(db);
+    const body = JSON.stringify({
+      symbol: "SPY",
+      direction: "SIDEWAYS",
+      timeframe: "5m",
+      price: -3,
+    });
+    const res = await s.app.request("/webhook", await signed(body));
+    assert.equal(res.status, 422);
+    const json = await res.json();
+    assert.equal(json.status, "REJECTED");
+    assert.equal(json.error.code, "VALIDATION_FAILED");
+    const paths = json.error.issues.map((i: { path: string }) => i.path).sort();
+    assert.deepEqual(paths, ["direction", "price", "timestamp"]);
+    for (const issue of json.error.issues) assert.equal(typeof issue.message, "string");
+    const [row] = await db.query<{ code: string; details: { issues: unknown[] } }>(
+      "select code, details from processing_errors",
+    );
+    assert.equal(row.code, "VALIDATION_FAILED");
+    assert.equal(row.details.issues.length, 3);
+    assert.equal(await countRows(db, "signals"), 0);
+  },
+);
+
+dbTest("a body over the limit is 413 REJECTED, recorded without its body", async ({ db }) => {
+  const s = await testServices(db, { env: { WEBHOOK_MAX_BODY_BYTES: "1024" } });
+  const body = JSON.stringify(uniqueSignal({ comment: "x".repeat(2000) }));
+  const res = await s.app.request("/webhook", await signed(body));
+  assert.equal(res.status, 413);
+  const json = await res.json();
+  assert.equal(json.status, "REJECTED");
+  assert.equal(json.error.code, "PAYLOAD_TOO_LARGE");
+  const [row] = await db.query<{ code: string; payload: string | null }>(
+    "select code, payload from processing_errors",
+  );
+  assert.deepEqual(row, { code: "PAYLOAD_TOO_LARGE", payload: null });
+});
+
+dbTest("the 64 KiB default limit lets a 60 KiB alert through", async ({ db }) => {
+  const s = await testServices(db);
+  const body = JSON.stringify(uniqueSignal({ comment: "x".repeat(60 * 1024) }));
+  const res = await s.app.request("/webhook", await signed(body));
+  assert.equal(res.status, 200);
+});
+
+dbTest(
+  "past the rate limit a client gets 429 with Retry-After; other clients are unaffected",
+  async ({ db }) => {
+    const s = await testServices(db, {
+      env: { RATE_LIMIT_PER_MINUTE: "3", CLIENT_IP_HEADER: "fly-client-ip" },
+    });
+    const from = async (ip: string) => {
+      const init = await signed(JSON.stringify(uniqueSignal()));
+      (init.headers as Record<string, string>)["fly-client-ip"] = ip;
+      return await s.app.request("/webhook", init);
+    };
+    for (let i = 0; i < 3; i++) assert.equal((await from("203.0.113.7")).status, 200);
+    const limited = await from("203.0.113.7");
+    assert.equal(limited.status, 429);
+    assert.ok(Number(limited.headers.get("retry-after")) > 0);
+    const json = await limited.json();
+    assert.equal(json.status, "REJECTED");
+    assert.equal(json.error.code, "RATE_LIMITED");
+    assert.equal((await from("203.0.113.8")).status, 200);
+    const rows = await db.query<{ code: string; client_ip: string }>(
+      "select code, client_ip from processing_errors",
+    );
+    assert.deepEqual(rows, [{ code: "RATE_LIMITED", client_ip: "203.0.113.7" }]);
+  },
+);
+
+dbTest("with the database unreachable the webhook answers 503 with Retry-After", async ({ db }) => {
+  const s = await testServices(db);
+  const init = await signed(JSON.stringify(uniqueSignal()));
+  await db.close();
+  const res = await s.app.request("/webhook", init);
+  assert.equal(res.status, 503);
+  assert.ok(Number(res.headers.get("retry-after")) > 0);
+  const json = await res.json();
+  assert.equal(json.status, "REJECTED");
+  assert.equal(json.error.code, "DATABASE_UNAVAILABLE");
+});
+
+dbTest(
+  "a connection lost while the ingest is in the database gives 503 and leaves nothing written",
+  async ({ db, connectAgain }) => {
+    const s = await testServices(db);
+    // Another session holds the ingest order lock, so the ingest statement waits inside the
+    // database; then its backend is killed, as when the server restarts mid-request.
+    const other = await connectAgain();
+    const pending = other.transaction(async (tx) => {
+      await tx.query("select pg_advisory_xact_lock(727003)");
+      const request = s.app.request("/webhook", await signed(JSON.stringify(uniqueSignal())));
+      for (let i = 0; i < 100; i++) {
+        const waiting = await tx.query<{ pid: number }>(
+          `select pid from pg_stat_activity
+           where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`,
+        );
+        if (waiting.length > 0) {
+          await tx.query("select pg_terminate_backend($1::integer)", [waiting[0].pid]);
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return request;
+    });
+    const res = await pending;
+    assert.equal(res.status, 503);
+    assert.equal((await res.json()).error.code, "DATABASE_UNAVAILABLE");
+    for (const table of ["signals", "signal_dedup", "pipeline_jobs", "events"]) {
+      assert.equal(await countRows(db, table), 0, table);
+    }
+  },
+  { drivers: ["postgres"] },
+);
+
+dbTest(
+  "a commit that does not come within the ingest deadline is 503; if it lands late the re-send is DUPLICATE",
+  async ({ db, connectAgain }) => {
+    const s = await testServices(db, { env: { INGEST_DEADLINE_MS: "300" } });
+    const init = await signed(JSON.stringify(uniqueSignal()));
+    // Another session holds the ingest order lock: the commit waits inside the database.
+    const other = await connectAgain();
+    let answered!: Response;
+    let waitedMs = 0;
+    await other.transaction(async (tx) => {
+      await tx.query("select pg_advisory_xact_lock(727003)");
+      const started = performance.now();
+      answered = await s.app.request("/webhook", init);
+      waitedMs = performance.now() - started;
+    });
+    assert.equal(answered.status, 503);
+    assert.equal((await answered.json()).error.code, "DATABASE_UNAVAILABLE");
+    assert.ok(Number(answered.headers.get("retry-after")) > 0);
+    assert.ok(waitedMs < 3_000, `answered after ${waitedMs} ms`);
+    // The lock is gone: the late commit lands, and TradingView's re-send finds it.
+    await s.ingest.drain();
+    const resent = await s.app.request("/webhook", init);
+    assert.equal((await resent.json()).status, "DUPLICATE");
+    assert.equal(await countRows(db, "signals"), 1);
+    assert.equal(await countRows(db, "pipeline_jobs"), 1);
+  },
+  { drivers: ["postgres"] },
+);
+
+dbTest("no input, however broken, makes the webhook answer 5xx", async ({ db }) => {
+  const s = await testServices(db);
+  const bodies = fc.oneof(
+    fc.jsonValue().map((v) => JSON.stringify(v)),
+    fc.string({ unit: "binary", maxLength: 200 }),
+    fc.record({
+      symbol: fc.oneof(fc.string(), fc.constantFrom("SPY", "NASDAQ:AAPL", "{{ticker}}")),
+      direction: fc.oneof(fc.string(), fc.constantFrom("buy", "SELL", "flat", "\u0000")),
+      timeframe: fc.oneof(fc.string(), fc.constantFrom("5", "D", "240")),
+      timestamp: fc.oneof(fc.string(), fc.integer(), fc.constant("2024-01-29T12:00:00Z")),
+      metadata: fc.jsonValue(),
+      price: fc.oneof(fc.double(), fc.string()),
+      note: fc.string({ unit: "binary" }),
+    }, { requiredKeys: [] }).map((v) => JSON.stringify(v)),
+  );
+  await fc.assert(
+    fc.asyncProperty(bodies, async (body) => {
+      const res = await s.app.request("/webhook", await signed(body));
+      await res.body?.cancel();
+      return [200, 400, 422].includes(res.status);
+    }),
+    { numRuns: 150 },
+  );
+});
+
+dbTest("the secret never reaches signals, processing_errors or the response", async ({ db }) => {
+  const s = await testServices(db);
+  const accepted = await s.app.request(
+    "/webhook",
+    { method: "POST", body: JSON.stringify(uniqueSignal({ secret: SECRET })) },
+  );
+  assert.equal(accepted.status, 200);
+  await s.app.request("/webhook", {
+    method: "POST",
+    body: JSON.stringify(uniqueSignal({ secret: SECRET, direction: "nonsense" })),
+  });
+  await s.app.request("/webhook", {
+    method: "POST",
+    body: `{"passphrase": "${SECRET}", "symbol": `,
+  });
+  await s.app.request("/webhook", {
+    method: "POST",
+    body: JSON.stringify(uniqueSignal({ secret: "a-wrong-guess-of-the-secret" })),
+  });
+  const dump = JSON.stringify([
+    await db.query("select * from signals"),
+    await db.query("select * from processing_errors"),
+  ]);
+  assert.equal(await countRows(db, "processing_errors"), 3);
+  assert.ok(!dump.includes(SECRET), "secret stored");
+  assert.ok(!dump.includes("a-wrong-guess-of-the-secret"), "wrong secret stored");
+});
+
+dbTest("the secret pasted anywhere else in an alert is scrubbed before storing", async ({ db }) => {
+  const s = await testServices(db);
+  const body = JSON.stringify(uniqueSignal({
+    metadata: { note: `key=${SECRET}`, [SECRET]: 1 },
+    comment: [`${SECRET}${SECRET}`],
+  }));
+  const res = await s.app.request("/webhook", await signed(body));
+  assert.equal((await res.json()).status, "ACCEPTED");
+  const [row] = await db.query<{ raw_payload: Record<string, unknown> }>(
+    "select raw_payload from signals",
+  );
+  assert.deepEqual(row.raw_payload.metadata, { note: "key=[redacted]", "[redacted]": 1 });
+  assert.deepEqual(row.raw_payload.comment, ["[redacted][redacted]"]);
+  const dump = JSON.stringify(await db.query("select * from signals"));
+  assert.ok(!dump.includes(SECRET), "secret stored");
+});
