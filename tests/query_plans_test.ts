@@ -18,15 +18,23 @@ import { dbTest } from "./_db.ts";
 
 const ROWS = 5_000;
 
-async function seed(db: Queryable): Promise<void> {
+/** `count` signals, dedup keys `<prefix>-1`.., each with a decision; nothing analyzed. */
+async function insertDecided(db: Queryable, prefix: string, count: number): Promise<void> {
   await db.exec(`
-    insert into signals (id, received_at, source, symbol, direction, action, timeframe,
-      signal_time, dedup_key, raw_payload, auth_method, correlation_id)
-    select gen_random_uuid(), now(), 'test', 'S' || (g % 200), 'CALL', 'ENTRY', '5m', now(),
-      'key-' || g, '{}', 'hmac', 'c-' || g
-    from generate_series(1, ${ROWS}) g;
+    with s as (
+      insert into signals (id, received_at, source, symbol, direction, action, timeframe,
+        signal_time, dedup_key, raw_payload, auth_method, correlation_id)
+      select gen_random_uuid(), now(), 'test', 'S' || (g % 200), 'CALL', 'ENTRY', '5m', now(),
+        '${prefix}-' || g, '{}', 'hmac', 'c-${prefix}-' || g
+      from generate_series(1, ${count}) g
+      returning id)
     insert into decisions (signal_id, outcome, reason_code, message, timings)
-    select id, 'REJECT', 'MARKET_CLOSED', 'closed', '{"queue_ms": 1}' from signals;
+    select id, 'REJECT', 'MARKET_CLOSED', 'closed', '{"queue_ms": 1}' from s;`);
+}
+
+async function seed(db: Queryable): Promise<void> {
+  await insertDecided(db, "key", ROWS);
+  await db.exec(`
     insert into signal_dedup (dedup_key, signal_id, expires_at)
     select dedup_key, id, now() + interval '1 day' from signals;
     analyze signals; analyze decisions; analyze signal_dedup;`);
@@ -76,14 +84,7 @@ dbTest(
   async ({ db }) => {
     // A fresh database: the statement's first runs see three decisions, and a generic
     // plan made then reads the whole table, however big it grows, until an analyze.
-    await db.exec(`
-      insert into signals (id, received_at, source, symbol, direction, action, timeframe,
-        signal_time, dedup_key, raw_payload, auth_method, correlation_id)
-      select gen_random_uuid(), now(), 'test', 'SPY', 'CALL', 'ENTRY', '5m', now(),
-        'key-' || g, '{}', 'hmac', 'c-' || g
-      from generate_series(1, 3) g;
-      insert into decisions (signal_id, outcome, reason_code, message, timings)
-      select id, 'REJECT', 'MARKET_CLOSED', 'closed', '{}' from signals;`);
+    await insertDecided(db, "key", 3);
     const few = await db.query<{ id: string }>("select id from decisions");
     const finish = (id: string) =>
       completeTimings(
@@ -91,15 +92,7 @@ dbTest(
         [{ decisionId: id, timings: { write_ms: 1, end_to_end_ms: 2 } }],
       );
     for (let i = 0; i < 12; i++) await finish(few[i % 3].id);
-    await db.exec(`
-      insert into signals (id, received_at, source, symbol, direction, action, timeframe,
-        signal_time, dedup_key, raw_payload, auth_method, correlation_id)
-      select gen_random_uuid(), now(), 'test', 'SPY', 'CALL', 'ENTRY', '5m', now(),
-        'more-' || g, '{}', 'hmac', 'm-' || g
-      from generate_series(1, ${ROWS * 4}) g;
-      insert into decisions (signal_id, outcome, reason_code, message, timings)
-      select id, 'REJECT', 'MARKET_CLOSED', 'closed', '{}' from signals
-      where dedup_key like 'more-%';`);
+    await insertDecided(db, "more", ROWS * 4);
     await new Promise((resolve) => setTimeout(resolve, REPLAN_AFTER_MS + 50));
     await finish(few[0].id);
     // The plan the statement holds now (PGlite's kept statements are this session's own).
@@ -108,12 +101,9 @@ dbTest(
       [COMPLETE_TIMINGS_SQL],
     );
     const param = JSON.stringify([{ id: few[0].id, timings: { end_to_end_ms: 3 } }]);
-    const nodes = await planNodes(db, `execute ${kept.name}('${param}')`, []);
-    assert.deepEqual(
-      nodes.filter((n) => n["Node Type"] === "Seq Scan").map((n) => n["Relation Name"]),
-      [],
-    );
-    assert.ok(nodes.some((n) => n["Index Name"] === "decisions_pkey"));
+    const execute = `execute ${kept.name}('${param}')`;
+    assert.deepEqual(await seqScanned(db, execute, []), []);
+    assert.ok((await indexesUsed(db, execute, [])).includes("decisions_pkey"));
   },
   // Postgres: postgres.js plans it at every call (and autovacuum analyzes in production).
   { drivers: ["pglite"] },
