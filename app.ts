@@ -42,7 +42,10 @@ export interface AppDeps {
   events: EventHub;
   /** Webhook acknowledgement times on this instance, for /metrics. */
   ackLatency: LatencyWindow;
-  /** This instance's pipeline worker, for /metrics (none in the bench's no-database server). */
+  /**
+   * This instance's pipeline worker, for /metrics: none when it runs no worker
+   * (WORKER_ENABLED=false, or the bench's no-database server).
+   */
   worker?: Pick<Worker, "bookConflicts">;
   /** False once shutdown began: new webhooks get 503 so TradingView re-sends elsewhere. */
   isAccepting: () => boolean;
@@ -157,6 +160,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       maxQueueAgeSeconds: 60,
       contextSource: sourceName(config.providers.contextUrl),
       gexSource: sourceName(config.providers.gexUrl),
+      workerEnabled: config.worker.enabled,
       now: deps.now,
     }),
   );

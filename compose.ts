@@ -139,7 +139,7 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
     gex,
     events,
     ackLatency: new LatencyWindow(),
-    worker,
+    worker: config.worker.enabled ? worker : undefined,
     isAccepting: () => accepting,
     now,
   });

@@ -138,7 +138,7 @@ async function main(): Promise<number> {
     applied: applied.map((m) => `${m.version}_${m.name}`),
   });
   const services = await compose(config, { db, workerId });
-  await services.worker.start();
+  if (config.worker.enabled) await services.worker.start();
   services.gex.start();
 
   // Deno.serve's shutdown() breaks the reading of a request body still

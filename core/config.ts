@@ -169,6 +169,13 @@ export function loadConfig(raw: Record<string, string | undefined>): LoadedConfi
   }
 
   problems.push(...pipeline.problems);
+  if (!pipeline.config.worker.enabled && e.DATABASE_URL === null) {
+    // No other process can open the embedded database: its signals would never be decided.
+    problems.push(
+      "WORKER_ENABLED=false needs DATABASE_URL: on the embedded database no other instance " +
+        "can decide this one's signals",
+    );
+  }
 
   const ipAllowlist = e.WEBHOOK_IP_ALLOWLIST === null
     ? null
@@ -190,6 +197,12 @@ export function loadConfig(raw: Record<string, string | undefined>): LoadedConfi
       "WEBHOOK_IP_ALLOWLIST lists TradingView's senders, which every TradingView user shares, " +
         "and WEBHOOK_SECRET is not set: anyone with a TradingView account can post signals. " +
         "Set WEBHOOK_SECRET; the list then works as a gate beside it.",
+    );
+  }
+  if (!pipeline.config.worker.enabled) {
+    warnings.push(
+      "WORKER_ENABLED=false: this instance acknowledges webhooks but decides nothing. Another " +
+        "instance on the same DATABASE_URL must run with the worker on; /health shows the backlog.",
     );
   }
   if (e.OPERATOR_TOKEN === null) {

@@ -6,6 +6,12 @@
 import { DEFAULT_RULES, type Rules, RulesSchema } from "./rules.ts";
 
 export interface WorkerConfig {
+  /**
+   * Whether this instance decides signals. Off, it only acknowledges webhooks
+   * and another instance on the same Postgres decides them (its own machine,
+   * so decisions never share the webhooks' CPU).
+   */
+  enabled: boolean;
   /** Batches decided at once per instance (their writes queue on the book's version row). */
   concurrency: number;
   /** Most jobs claimed at once and decided in one write (one per symbol). */
@@ -152,6 +158,14 @@ export function pipelineConfigFromEnv(
     }
     return n;
   };
+  const flag = (name: string, fallback: boolean): boolean => {
+    const raw = env[name]?.trim();
+    if (raw === undefined || raw === "") return fallback;
+    const parsed = boolean(raw);
+    if (typeof parsed === "boolean") return parsed;
+    problems.push(`${name} must be true or false (got "${raw.slice(0, 60)}")`);
+    return fallback;
+  };
   const url = (name: string): string | null => {
     const raw = env[name]?.trim();
     if (raw === undefined || raw === "") return null;
@@ -168,6 +182,7 @@ export function pipelineConfigFromEnv(
   const config: PipelineConfig = {
     rules: checked.success ? checked.data : DEFAULT_RULES,
     worker: {
+      enabled: flag("WORKER_ENABLED", true),
       concurrency: int("WORKER_CONCURRENCY", 1, 1, 64),
       batchSize: int("WORKER_BATCH_SIZE", 100, 1, 1000),
       maxAttempts: int("JOB_MAX_ATTEMPTS", 5, 1, 100),

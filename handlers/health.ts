@@ -3,7 +3,8 @@
  * `/health/database`, `/health/context`, `/health/gex`, `/health/pipeline`.
  * - database: a real `select 1`, timed, with a deadline;
  * - context and GEX: age of the newest stored data against its max age;
- * - pipeline: the job queue's backlog.
+ * - pipeline: the job queue's backlog, and whether this instance decides
+ *   (WORKER_ENABLED); the backlog is shared by every instance.
  * `healthy` when all are; `degraded` (still 200) when market data is
  * missing or stale or the queue lags; `unhealthy` (503) when the database
  * cannot be reached. Open to everyone: it says nothing secret.
@@ -26,6 +27,8 @@ export interface HealthDeps {
   maxQueueAgeSeconds: number;
   contextSource: string;
   gexSource: string;
+  /** False when this instance only acknowledges (WORKER_ENABLED=false): another one decides. */
+  workerEnabled: boolean;
   now: () => number;
 }
 
@@ -107,6 +110,7 @@ export async function checkHealth(deps: HealthDeps): Promise<HealthReport> {
       failed: queue.failed,
       oldest_pending_seconds: Math.round(queue.oldestPendingSeconds * 10) / 10,
       max_pending_seconds: deps.maxQueueAgeSeconds,
+      worker_on_this_instance: deps.workerEnabled,
     };
   }
 

@@ -264,3 +264,24 @@ Deno.test("loadConfig() in production refuses the embedded database", () => {
   const error = configError(withoutUrl);
   assert.ok(error.problems.some((p) => p.startsWith("DATABASE_URL is required")), error.message);
 });
+
+Deno.test("WORKER_ENABLED: on by default; off only beside DATABASE_URL, with a warning", () => {
+  assert.equal(loadConfig({}).config.worker.enabled, true);
+  assert.equal(loadConfig(PRODUCTION).config.worker.enabled, true);
+  const off = loadConfig({ ...PRODUCTION, WORKER_ENABLED: "false" });
+  assert.equal(off.config.worker.enabled, false);
+  assert.ok(
+    off.warnings.some((w) => w.startsWith("WORKER_ENABLED=false")),
+    off.warnings.join("\n"),
+  );
+  assert.equal(loadConfig({ ...PRODUCTION, WORKER_ENABLED: " Off " }).config.worker.enabled, false);
+  assert.equal(loadConfig({ ...PRODUCTION, WORKER_ENABLED: "1" }).config.worker.enabled, true);
+  // The embedded database has one process: nobody else could decide its signals.
+  const embedded = configError({ WORKER_ENABLED: "false" });
+  assert.ok(
+    embedded.problems.some((p) => p.startsWith("WORKER_ENABLED=false needs DATABASE_URL")),
+    embedded.message,
+  );
+  const bad = configError({ ...PRODUCTION, WORKER_ENABLED: "sometimes" });
+  assert.deepEqual(bad.problems, ['WORKER_ENABLED must be true or false (got "sometimes")']);
+});
