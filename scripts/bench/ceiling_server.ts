@@ -50,7 +50,9 @@ export function instantIngest(): GroupCommit<SignalRecord, IngestOutcome> {
 }
 
 async function main(): Promise<void> {
-  const { config } = loadConfig(Deno.env.toObject());
+  // It has no worker and no database: WORKER_ENABLED (which needs DATABASE_URL) means nothing here.
+  const { WORKER_ENABLED: _, ...env } = Deno.env.toObject();
+  const { config } = loadConfig(env);
   await setupLogging({ level: config.logLevel });
   const db = noDatabase();
   const authenticator = authenticatorFor(config);
