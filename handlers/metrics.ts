@@ -30,7 +30,10 @@ export interface MetricsDeps {
   /** Webhook acknowledgement times on this instance. */
   ackLatency: LatencyWindow;
   instanceId: string;
-  /** This instance's worker, when it runs one (not with WORKER_ENABLED=false, nor in the bench's no-database server). */
+  /**
+   * This instance's worker, when it runs one (not with WORKER_ENABLED=false,
+   * nor in the bench's no-database server).
+   */
   worker?: Pick<Worker, "bookConflicts">;
 }
 
