@@ -5,7 +5,7 @@
  * /metrics whether it decides.
  */
 import assert from "node:assert/strict";
-import { signed, uniqueSignal } from "./_app.ts";
+import { countRows, signed, uniqueSignal } from "./_app.ts";
 import { POSTGRES_REACHABLE } from "./_db.ts";
 import { delay, IN_CI, scratchPostgres, type Service, startService, waitFor } from "./_service.ts";
 
@@ -41,14 +41,9 @@ Deno.test({
         assert.equal(body.status, "ACCEPTED");
         ids.push(body.signal_id);
       }
+      // The scratch database holds only this test's signals.
       const db = await scratch.open();
-      const decided = async () =>
-        Number(
-          (await db.query<{ n: string }>(
-            "select count(*) as n from decisions where signal_id = any ($1::uuid[])",
-            [ids],
-          ))[0].n,
-        );
+      const decided = () => countRows(db, "decisions");
       // Longer than the worker's poll (500 ms) and its NOTIFY: a running worker would have decided.
       await delay(1_500);
       assert.equal(await decided(), 0, "the acknowledging instance decided signals");
