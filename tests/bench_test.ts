@@ -20,6 +20,8 @@ import { type CpuProfile, sourceOf, summarizeProfile } from "../scripts/bench/cp
 import { checkOrder } from "../scripts/bench/order_check.ts";
 import { checkDurability, logProblems } from "../scripts/bench/durability.ts";
 import { parseBenchArgs, UsageError } from "../scripts/bench/flags.ts";
+import { POSTGRES_REACHABLE, TEST_DATABASE_URL } from "./_db.ts";
+import { IN_CI } from "./_service.ts";
 import { load, LOST_ONE } from "./_bench_fixtures.ts";
 import { runPaced } from "../scripts/bench/paced_driver.ts";
 import {
@@ -161,6 +163,16 @@ Deno.test("parseBenchArgs() defaults to PGlite, Postgres with DATABASE_URL, and 
   for (const bad of ["0", "16", "2.5", "x"]) {
     assert.throws(() => parseBenchArgs(["--repeat", bad], {}), /--repeat/);
   }
+  // --split: off by default; only where a second instance can open the database.
+  assert.equal(pg.options.split, false);
+  const split = parseBenchArgs(["--split", "--db", "both"], { DATABASE_URL: url });
+  assert.ok(!split.help && split.options.split);
+  assert.throws(() => parseBenchArgs(["--split"], {}), /--split needs --db postgres/);
+  assert.throws(
+    () =>
+      parseBenchArgs(["--split", "--service-env", "WORKER_ENABLED=true"], { DATABASE_URL: url }),
+    /--split sets WORKER_ENABLED itself/,
+  );
 });
 
 const COUNTS = {
@@ -758,6 +770,52 @@ Deno.test({
       assert.equal(burst.orderHeld, true);
       assert.ok(burst.lastDecision.lastStoredMs! <= burst.lastDecision.lastObservedMs!);
       assert.ok(burst.allAcknowledgedAfterMs! >= burst.maxAckMs! * 0.99);
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "[postgres] deno task bench --split: the loaded instance stores, the second one decides it all",
+  ignore: !POSTGRES_REACHABLE && !IN_CI,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const out = await Deno.makeTempDir({ prefix: "bench-split-test-" });
+    try {
+      const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--allow-all",
+          "scripts/bench.ts",
+          ...["--db", "postgres", "--split", "--scenarios", "e2e", "--duration", "1"],
+          ...["--warmup", "0", "--e2e-rate", "20", "--symbols", "4", "--drain-timeout", "10"],
+          ...["--out", out, "--quiet"],
+        ],
+        cwd: new URL("../", import.meta.url),
+        env: { DATABASE_URL: TEST_DATABASE_URL },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(stdout);
+      // The bench itself refuses a split where the loaded instance decides (its /health says so).
+      assert.equal(code, 0, `${text}\n${new TextDecoder().decode(stderr)}`);
+      const [file] = [...Deno.readDirSync(out)].map((e) => e.name).filter((n) =>
+        n.endsWith(".json")
+      );
+      const report = JSON.parse(await Deno.readTextFile(`${out}/${file}`)) as BenchReport;
+      assert.equal(report.options.split, true);
+      assert.match(report.table, /^split \(--split\): /m);
+      const [e2e] = report.results;
+      assert.deepEqual([e2e.scenario, e2e.db], ["e2e", "postgres"]);
+      assert.ok(e2e.load.accepted > 0);
+      assert.equal(e2e.decisions?.decided, e2e.load.accepted);
+      assert.equal(e2e.decisions?.undecided, 0);
+      assert.equal(e2e.order?.held, true);
+      assert.ok(e2e.claimsPerSec! > 0, `claims/s ${e2e.claimsPerSec}`);
+      assert.equal(e2e.stop?.code, 0, "both instances stopped cleanly");
     } finally {
       await Deno.remove(out, { recursive: true });
     }

@@ -184,6 +184,24 @@ export async function decisionRate(
   return Math.round((Number(row.n) / ((toMs - fromMs) / 1000)) * 10) / 10;
 }
 
+/**
+ * The worker's claims (one `locked_at` each: the claim's transaction time)
+ * of the jobs whose decision committed within the window, per second.
+ */
+export async function claimRate(
+  db: Queryable,
+  window: { fromMs: number; toMs: number },
+): Promise<number> {
+  const { fromMs, toMs } = window;
+  const [row] = await db.query<{ n: number }>(
+    `select count(distinct j.locked_at)::integer as n
+     from decisions d join pipeline_jobs j on j.signal_id = d.signal_id
+     where d.created_at >= to_timestamp($1::float8 / 1000) and d.created_at < to_timestamp($2::float8 / 1000)`,
+    [fromMs, toMs],
+  );
+  return Math.round((Number(row.n) / ((toMs - fromMs) / 1000)) * 10) / 10;
+}
+
 /** Jobs not finished yet (pending or running): 0 means every signal has its decision. */
 export async function unfinishedJobs(db: Queryable): Promise<number> {
   const [row] = await db.query<{ n: number }>(

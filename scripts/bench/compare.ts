@@ -46,7 +46,7 @@ export function variantOf(report: BenchReport): string {
   const env = Object.entries(report.options.serviceEnv ?? {})
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([k, v]) => `${k}=${v}`);
-  return [code, ...env].join(" ");
+  return [code, ...env, ...(report.options.split ? ["--split"] : [])].join(" ");
 }
 
 /** The variant a run is pooled in: its given label, or what it recorded. */

@@ -202,16 +202,17 @@ const REPO_ROOT = new URL("../../", import.meta.url).href;
  */
 export async function watchCpu(
   ctx: BenchContext,
-  server: { pid: number; inspectPort: number | null },
+  server: { pid: number; companionPids?: number[]; inspectPort: number | null },
   o: { database: string | null; name: string },
 ): Promise<CpuWatch> {
   const profiling = server.inspectPort === null ? null : await startProfiling(server.inspectPort);
-  const before = cpuSnapshot({ servicePid: server.pid, database: o.database });
+  const servicePids = [server.pid, ...(server.companionPids ?? [])];
+  const before = cpuSnapshot({ servicePids, database: o.database });
   const schedBefore = mainThreadSched(server.pid);
   return {
     async stop() {
       // Taken first: serializing the profile costs the server CPU that is not the load's.
-      const after = cpuSnapshot({ servicePid: server.pid, database: o.database });
+      const after = cpuSnapshot({ servicePids, database: o.database });
       const schedAfter = mainThreadSched(server.pid);
       const cpu = cpuSplit(before, after);
       if (profiling === null) return { cpu, profile: null };

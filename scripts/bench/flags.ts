@@ -36,6 +36,11 @@ export interface BenchOptions {
   wrkThreads: number;
   /** Extra environment for the service (and the ceiling server), KEY=VALUE. */
   serviceEnv: Record<string, string>;
+  /**
+   * Postgres scenarios run two instances on the database: the loaded one
+   * with WORKER_ENABLED=false, and a second that takes no webhooks and decides.
+   */
+  split: boolean;
   /** Rounds of every scenario but memory; each row reports its median round. */
   repeat: number;
   /** Take each server's V8 CPU profile over every measured load (cpu_watch.ts). */
@@ -76,6 +81,10 @@ Load generator:
   --wrk-threads N             (default 1: two cores are shared with the server)
 Other:
   --service-env KEY=VALUE     extra service environment, repeatable (e.g. WORKER_CONCURRENCY=8)
+  --split                     Postgres scenarios as a split deployment: the loaded instance
+                              with WORKER_ENABLED=false, and a second instance on the same
+                              database that takes no webhooks and decides (both on this
+                              machine; the service's CPU is the two together)
   --repeat N                  rounds of every scenario but memory (default 1); each row is
                               its median round (ceiling, ingest: by accepted/s; steady: by ack
                               p99; e2e: by e2e p99; burst: by time to decided), with the range
@@ -151,6 +160,7 @@ export function parseBenchArgs(
         repeat: { type: "string" },
         out: { type: "string" },
         profile: { type: "boolean" },
+        split: { type: "boolean" },
         quiet: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -241,11 +251,20 @@ export function parseBenchArgs(
     driver,
     wrkThreads: whole("wrk-threads", v["wrk-threads"], 1, 1, 64),
     serviceEnv,
+    split: v.split ?? false,
     repeat: whole("repeat", v.repeat, 1, 1, 15),
     profile: v.profile === true,
     outDir: v.out ?? "bench-results",
     quiet: v.quiet === true,
   };
+  if (options.split && !dbs.includes("postgres")) {
+    throw new UsageError(
+      "--split needs --db postgres or both: PGlite lives inside one process, so no second instance can decide",
+    );
+  }
+  if (options.split && "WORKER_ENABLED" in serviceEnv) {
+    throw new UsageError("--split sets WORKER_ENABLED itself; leave it out of --service-env");
+  }
   for (const c of [...options.ingestConnections, options.ceilingConnections]) {
     if (c < options.wrkThreads) {
       throw new UsageError(

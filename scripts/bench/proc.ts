@@ -128,15 +128,15 @@ export interface CpuSnapshot {
 }
 
 export function cpuSnapshot(
-  o: { servicePid: number | null; database: string | null },
+  o: { servicePids: readonly number[]; database: string | null },
 ): CpuSnapshot {
   const atMs = performance.now();
   const procs = processTicks(o.database);
   procs.others.delete(Deno.pid);
-  if (o.servicePid !== null) procs.others.delete(o.servicePid);
+  for (const pid of o.servicePids) procs.others.delete(pid);
   return {
     atMs,
-    service: o.servicePid === null ? 0 : procTimes(o.servicePid)?.own ?? 0,
+    service: o.servicePids.reduce((sum, pid) => sum + (procTimes(pid)?.own ?? 0), 0),
     self: procTimes("self") ?? { own: 0, children: 0 },
     postgres: procs.postgres,
     others: procs.others,

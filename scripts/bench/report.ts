@@ -43,7 +43,10 @@ function notesOf(r: ScenarioResult): string {
     notes.push(r.order.held ? "order held" : `ORDER BROKEN (${r.order.violatingSymbols} symbols)`);
   }
   if (r.decisionsPerSec !== null && r.scenario !== "burst") {
-    notes.push(`${rate(r.decisionsPerSec)} dec/s`);
+    notes.push(
+      `${rate(r.decisionsPerSec)} dec/s` +
+        (r.claimsPerSec ? ` in ${rate(r.claimsPerSec)} claims/s` : ""),
+    );
   }
   if (r.scenario === "e2e" && r.drainMs === null) notes.push("NOT ALL DECIDED");
   if (r.cpu) {

@@ -96,6 +96,8 @@ export interface ScenarioResult {
   decisions: DecisionStats | null;
   /** Decision transactions started per second during the measured load. */
   decisionsPerSec: number | null;
+  /** The worker's claims per second, of the decisions committed during the measured load. */
+  claimsPerSec?: number | null;
   /**
    * Postgres e2e only: receipt to when the bench, polling the database every
    * few ms, first saw the committed decision (an upper bound on commit).
@@ -159,6 +161,7 @@ export function emptyResult(
     groupCommit: null,
     decisions: null,
     decisionsPerSec: null,
+    claimsPerSec: null,
     commitObservedMs: null,
     serverAckMs: null,
     drainMs: null,

@@ -157,6 +157,12 @@ export async function runBench(options: BenchOptions, hooks: RunHooks): Promise<
       ? `; ${options.repeat} rounds, each row its median round (notes give the range)`
       : ""),
     serviceSettingsLine(options.serviceEnv),
+    ...(options.split
+      ? [
+        "split (--split): on Postgres the loaded instance runs with WORKER_ENABLED=false and a " +
+        "second one on the same database, sent no webhooks, decides; svc CPU is the two together",
+      ]
+      : []),
     ...(changed
       ? [
         `WARNING: the code changed during the run (git ${gitAtStart.short} -> ${gitAtEnd.short}` +

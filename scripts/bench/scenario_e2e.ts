@@ -7,7 +7,7 @@
  * receipt -> visible to a poller (commit_observer.ts). Also checks that per
  * symbol the decisions committed in receipt order.
  */
-import { decisionRate, decisionStats } from "./analysis.ts";
+import { claimRate, decisionRate, decisionStats } from "./analysis.ts";
 import { orderCheck } from "./order_check.ts";
 import { observeCommits } from "./commit_observer.ts";
 import { logProblems } from "./durability.ts";
@@ -78,6 +78,7 @@ export async function runEndToEnd(ctx: BenchContext, driver: DbChoice): Promise<
       const r = await measuredResult(db, run, { scenario: "e2e", label, driver, prefix });
       r.decisions = await decisionStats(db, prefix);
       r.decisionsPerSec = await decisionRate(db, run);
+      r.claimsPerSec = await claimRate(db, run);
       r.order = await orderCheck(db, prefix);
       r.commitObservedMs = run.observed;
       r.drainMs = run.drainMs;

@@ -9,7 +9,7 @@
  * decisions it committed during the window is reported. Afterwards: every
  * ACCEPTED stored, no DUPLICATE, and the group-commit batches.
  */
-import { decisionRate } from "./analysis.ts";
+import { claimRate, decisionRate } from "./analysis.ts";
 import type { DbChoice } from "./flags.ts";
 import { logProblems } from "./durability.ts";
 import { watchCpu } from "./cpu_watch.ts";
@@ -71,6 +71,7 @@ export async function runIngest(
     analyze: async (db, run: Loaded, { stop, logTail }) => {
       const r = await measuredResult(db, run, { scenario, label, driver, prefix });
       r.decisionsPerSec = await decisionRate(db, run);
+      r.claimsPerSec = await claimRate(db, run);
       r.stop = stop;
       r.notes.push(mode.kind === "max" ? `${run.load.driver} closed loop` : "paced, open loop");
       const problems = logProblems(logTail);

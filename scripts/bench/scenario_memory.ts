@@ -81,6 +81,8 @@ export async function runMemory(ctx: BenchContext, driver: DbChoice): Promise<Sc
     driver,
     label: `${driver}-memory`,
     load: async ({ svc, db, live }): Promise<Loaded> => {
+      // The loaded instance's size (with --split, not the deciding one's); CPU counts both.
+      const servicePids = [svc.pid, ...(svc.companionPids ?? [])];
       const idleMiB = mib(rssKib(svc.pid));
       const samples: MemorySample[] = [];
       const startedAt = performance.now();
@@ -102,7 +104,7 @@ export async function runMemory(ctx: BenchContext, driver: DbChoice): Promise<Sc
       }, o.memorySampleS * 1000);
       ctx.progress(`${label} [${driver}]: sampling RSS every ${o.memorySampleS} s`);
       // Not profiled with --profile: the profiler's samples would grow the size measured here.
-      const before = cpuSnapshot({ servicePid: svc.pid, database: db.name });
+      const before = cpuSnapshot({ servicePids, database: db.name });
       const fromMs = Date.now();
       let load: LoadResult;
       try {
@@ -116,7 +118,7 @@ export async function runMemory(ctx: BenchContext, driver: DbChoice): Promise<Sc
       }
       sample();
       const toMs = Date.now();
-      const after = cpuSnapshot({ servicePid: svc.pid, database: db.name });
+      const after = cpuSnapshot({ servicePids, database: db.name });
       const backlog = await unfinishedProbe(svc, live).probe().catch(() => null);
       return {
         load,

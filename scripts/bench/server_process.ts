@@ -18,6 +18,11 @@ const PASS_THROUGH = ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME", "TMPDIR", "D
 export interface ServerProcess {
   name: string;
   pid: number;
+  /**
+   * Processes whose CPU counts as this server's (`--split`: the deciding
+   * instance beside the loaded one).
+   */
+  companionPids?: number[];
   port: number;
   origin: string;
   /** Its inspector's port with `--profile` (cpu_watch.ts), else null. */
@@ -189,10 +194,12 @@ export function startService(o: {
   secret: string;
   overrides?: Record<string, string>;
   inspect?: boolean;
+  /** Said in its name, e.g. "deciding" for `--split`'s second instance. */
+  role?: string;
 }): Promise<ServerProcess> {
   const port = freePort();
   return spawnServer({
-    name: `service (${o.db.driver})`,
+    name: `service (${[o.db.driver, o.role].filter(Boolean).join(", ")})`,
     script: "main.ts",
     port,
     inspect: o.inspect ?? false,

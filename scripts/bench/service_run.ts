@@ -90,6 +90,13 @@ export async function serverAck(svc: ServerProcess): Promise<Summary | null> {
   }
 }
 
+/** What the instance's `GET /health/pipeline` says: does it run a worker? */
+async function decidesHere(svc: ServerProcess): Promise<boolean> {
+  const res = await fetch(`${svc.origin}/health/pipeline`);
+  const body = await res.json() as { worker_on_this_instance?: boolean };
+  return body.worker_on_this_instance === true;
+}
+
 export interface Stopped {
   stop: StopResult;
   /** The service's last output lines (warnings and errors only). */
@@ -127,33 +134,61 @@ export async function withService<T>(
     })
     : await freshPostgres(ctx.options.postgresUrl!);
   const forgetDb = registerCleanup(() => db.dispose());
+  const split = ctx.options.split && driver === "postgres";
   let svc: ServerProcess | null = null;
+  let decider: ServerProcess | null = null;
   let forgetSvc = () => {};
+  let forgetDecider = () => {};
   let live: Database | null = null;
   try {
+    if (split) {
+      // Started first and left alone by the load: it decides what the loaded one stores.
+      decider = await startService({
+        db,
+        secret: ctx.secret,
+        overrides: ctx.options.serviceEnv,
+        role: "deciding",
+      });
+      const startedDecider = decider;
+      forgetDecider = registerCleanup(() => startedDecider.stop());
+    }
     svc = await startService({
       db,
       secret: ctx.secret,
-      overrides: ctx.options.serviceEnv,
+      overrides: split
+        ? { ...ctx.options.serviceEnv, WORKER_ENABLED: "false" }
+        : ctx.options.serviceEnv,
       inspect: ctx.options.profile,
     });
     const started = svc;
     forgetSvc = registerCleanup(() => started.stop());
+    if (decider !== null) {
+      svc.companionPids = [decider.pid];
+      // Each instance says whether it decides: a split where both did would measure nothing new.
+      for (const [server, deciding] of [[svc, false], [decider, true]] as const) {
+        if (await decidesHere(server) !== deciding) {
+          throw new Error(`--split: ${server.name} ${deciding ? "does not decide" : "decides"}`);
+        }
+      }
+    }
     await seedMarketData(svc.origin, ctx.seedSymbols);
     live = driver === "postgres" ? await db.open() : null;
     const loaded = await load({ svc, db, live });
-    const stop = await svc.stop();
-    const logTail = svc.logTail();
-    svc = null;
+    const stops = [await svc.stop(), ...(decider === null ? [] : [await decider.stop()])];
+    const logTail = [svc, decider].map((s) => s?.logTail() ?? "").join("");
+    svc = decider = null;
+    const stop = stops.find((s) => s.code !== 0) ?? stops[0];
     if (stop.code !== 0) ctx.progress(`  service exited with ${stop.code}:\n${logTail}`);
     await analyze(live ?? await db.open(), loaded, { stop, logTail });
   } finally {
-    if (svc !== null) {
-      const tail = svc.logTail();
-      await svc.stop().catch(() => {});
-      if (tail.trim() !== "") ctx.progress(`  service output:\n${tail}`);
+    for (const s of [svc, decider]) {
+      if (s === null) continue;
+      const tail = s.logTail();
+      await s.stop().catch(() => {});
+      if (tail.trim() !== "") ctx.progress(`  ${s.name} output:\n${tail}`);
     }
     forgetSvc();
+    forgetDecider();
     await db.dispose();
     forgetDb();
   }
