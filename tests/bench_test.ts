@@ -674,6 +674,20 @@ Deno.test("--repeat: the chosen round has at most half the rounds better and hal
   );
 });
 
+/** Runs `scripts/bench.ts` with `args` and `env`; asserts it exits 0 and returns what it printed. */
+async function runBenchScript(args: string[], env: Record<string, string>): Promise<string> {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "scripts/bench.ts", ...args],
+    cwd: new URL("../", import.meta.url),
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(stdout);
+  assert.equal(code, 0, `${text}\n${new TextDecoder().decode(stderr)}`);
+  return text;
+}
+
 Deno.test({
   name: "deno task bench runs end to end on PGlite and writes the documented JSON",
   // Subprocesses and a PGlite template: nothing of it outlives the test.
@@ -682,24 +696,13 @@ Deno.test({
   async fn() {
     const out = await Deno.makeTempDir({ prefix: "bench-test-" });
     try {
-      const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--allow-all",
-          "scripts/bench.ts",
-          ...["--db", "pglite", "--scenarios", "ceiling,steady,e2e,burst", "--duration", "1"],
-          ...["--warmup", "0", "--ceiling-connections", "4", "--e2e-rate", "20", "--symbols", "4"],
-          ...["--steady-rate", "20"],
-          ...["--burst-alerts", "40", "--burst-symbols", "4", "--burst-connections", "8"],
-          ...["--drain-timeout", "10", "--out", out, "--quiet", "--profile"],
-        ],
-        cwd: new URL("../", import.meta.url),
-        env: { DATABASE_URL: "" },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const text = new TextDecoder().decode(stdout);
-      assert.equal(code, 0, `${text}\n${new TextDecoder().decode(stderr)}`);
+      const text = await runBenchScript([
+        ...["--db", "pglite", "--scenarios", "ceiling,steady,e2e,burst", "--duration", "1"],
+        ...["--warmup", "0", "--ceiling-connections", "4", "--e2e-rate", "20", "--symbols", "4"],
+        ...["--steady-rate", "20"],
+        ...["--burst-alerts", "40", "--burst-symbols", "4", "--burst-connections", "8"],
+        ...["--drain-timeout", "10", "--out", out, "--quiet", "--profile"],
+      ], { DATABASE_URL: "" });
       const names = [...Deno.readDirSync(out)].map((e) => e.name);
       const files = names.filter((n) => n.endsWith(".json"));
       assert.equal(files.length, 1);
@@ -785,23 +788,12 @@ Deno.test({
   async fn() {
     const out = await Deno.makeTempDir({ prefix: "bench-split-test-" });
     try {
-      const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--allow-all",
-          "scripts/bench.ts",
-          ...["--db", "postgres", "--split", "--scenarios", "e2e", "--duration", "1"],
-          ...["--warmup", "0", "--e2e-rate", "20", "--symbols", "4", "--drain-timeout", "10"],
-          ...["--out", out, "--quiet"],
-        ],
-        cwd: new URL("../", import.meta.url),
-        env: { DATABASE_URL: TEST_DATABASE_URL },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const text = new TextDecoder().decode(stdout);
       // The bench itself refuses a split where the loaded instance decides (its /health says so).
-      assert.equal(code, 0, `${text}\n${new TextDecoder().decode(stderr)}`);
+      await runBenchScript([
+        ...["--db", "postgres", "--split", "--scenarios", "e2e", "--duration", "1"],
+        ...["--warmup", "0", "--e2e-rate", "20", "--symbols", "4", "--drain-timeout", "10"],
+        ...["--out", out, "--quiet"],
+      ], { DATABASE_URL: TEST_DATABASE_URL });
       const [file] = [...Deno.readDirSync(out)].map((e) => e.name).filter((n) =>
         n.endsWith(".json")
       );

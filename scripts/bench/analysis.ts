@@ -170,36 +170,48 @@ export async function decisionStats(db: Queryable, prefix: string): Promise<Deci
   };
 }
 
-/** Decisions whose transaction started within [fromMs, toMs) (epoch ms), per second. */
-export async function decisionRate(
+/** Decisions whose transaction started within the window [$1, $2) (epoch ms). */
+const DECIDED_IN_WINDOW =
+  "d.created_at >= to_timestamp($1::float8 / 1000) and d.created_at < to_timestamp($2::float8 / 1000)";
+
+/** What `countSql` (one row, `n`, over the window's edges $1 and $2) counts, per second of it. */
+async function perSecond(
   db: Queryable,
+  countSql: string,
   window: { fromMs: number; toMs: number },
 ): Promise<number> {
   const { fromMs, toMs } = window;
-  const [row] = await db.query<{ n: number }>(
-    `select count(*)::integer as n from decisions
-     where created_at >= to_timestamp($1::float8 / 1000) and created_at < to_timestamp($2::float8 / 1000)`,
-    [fromMs, toMs],
-  );
+  const [row] = await db.query<{ n: number }>(countSql, [fromMs, toMs]);
   return Math.round((Number(row.n) / ((toMs - fromMs) / 1000)) * 10) / 10;
+}
+
+/** Decisions whose transaction started within [fromMs, toMs) (epoch ms), per second. */
+export function decisionRate(
+  db: Queryable,
+  window: { fromMs: number; toMs: number },
+): Promise<number> {
+  return perSecond(
+    db,
+    `select count(*)::integer as n from decisions d where ${DECIDED_IN_WINDOW}`,
+    window,
+  );
 }
 
 /**
  * The worker's claims (one `locked_at` each: the claim's transaction time)
  * of the jobs whose decision committed within the window, per second.
  */
-export async function claimRate(
+export function claimRate(
   db: Queryable,
   window: { fromMs: number; toMs: number },
 ): Promise<number> {
-  const { fromMs, toMs } = window;
-  const [row] = await db.query<{ n: number }>(
+  return perSecond(
+    db,
     `select count(distinct j.locked_at)::integer as n
      from decisions d join pipeline_jobs j on j.signal_id = d.signal_id
-     where d.created_at >= to_timestamp($1::float8 / 1000) and d.created_at < to_timestamp($2::float8 / 1000)`,
-    [fromMs, toMs],
+     where ${DECIDED_IN_WINDOW}`,
+    window,
   );
-  return Math.round((Number(row.n) / ((toMs - fromMs) / 1000)) * 10) / 10;
 }
 
 /** Jobs not finished yet (pending or running): 0 means every signal has its decision. */
