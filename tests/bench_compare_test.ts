@@ -268,12 +268,13 @@ async function inRepo(dir: string, ...args: string[]) {
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
 }
 
-Deno.test("the bench's fingerprint of the working tree sees edits and new files, not ignored ones", async () => {
+Deno.test("the bench's fingerprint of the working tree sees edits and new files, not ignored ones or prose", async () => {
   const dir = await Deno.makeTempDir({ prefix: "bench-git-" });
   try {
     const root = pathToFileURL(`${dir}/`);
     await inRepo(dir, "init", "-q");
     await Deno.writeTextFile(join(dir, "main.ts"), "export const a = 1;\n");
+    await Deno.writeTextFile(join(dir, "README.md"), "# one\n");
     await Deno.writeTextFile(join(dir, ".gitignore"), "/bench-results/\n");
     await inRepo(dir, "add", ".");
     await inRepo(dir, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one");
@@ -285,6 +286,11 @@ Deno.test("the bench's fingerprint of the working tree sees edits and new files,
     await Deno.mkdir(join(dir, "bench-results"));
     await Deno.writeTextFile(join(dir, "bench-results", "r.json"), "{}");
     assert.deepEqual(await gitState(root), clean, "ignored files change nothing");
+
+    await Deno.writeTextFile(join(dir, "README.md"), "# edited while a run measured\n");
+    await Deno.mkdir(join(dir, "docs"));
+    await Deno.writeTextFile(join(dir, "docs", "notes.md"), "a new page\n");
+    assert.deepEqual(await gitState(root), clean, "Markdown changes nothing");
 
     await Deno.writeTextFile(join(dir, "scratch.sql"), "drop index x;\n");
     const added = await gitState(root);

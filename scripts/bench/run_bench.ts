@@ -51,14 +51,16 @@ async function git(root: URL, args: string[]): Promise<string | null> {
  * in tracked files or in untracked ones that are not ignored (a new migration
  * changes the service as much as an edit). `diff` fingerprints those changes,
  * so a run can tell that someone edited the service while it was measuring,
- * and bench:compare tells two variants of one commit apart.
+ * and bench:compare tells two variants of one commit apart. Markdown is prose
+ * (README, docs): writing up a run while another measures is not a variant.
  */
 export async function gitState(root: URL = REPO_ROOT): Promise<GitState> {
+  const notProse = ["--", ".", ":(exclude,glob)**/*.md"];
   const [sha, short, diff, untracked] = await Promise.all([
     git(root, ["rev-parse", "HEAD"]),
     git(root, ["rev-parse", "--short", "HEAD"]),
-    git(root, ["diff", "HEAD"]),
-    git(root, ["ls-files", "--others", "--exclude-standard", "-z"]),
+    git(root, ["diff", "HEAD", ...notProse]),
+    git(root, ["ls-files", "--others", "--exclude-standard", "-z", ...notProse]),
   ]);
   if (diff === null || untracked === null) return { sha, short, dirty: null, diff: null };
   const added: string[] = [];
