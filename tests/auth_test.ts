@@ -11,6 +11,7 @@ import {
   type AuthResult,
   type AuthSettings,
   createAuthenticator,
+  fromHex,
   signHex,
 } from "../core/auth.ts";
 import { TRADINGVIEW_IPS } from "../core/config.ts";
@@ -144,6 +145,35 @@ Deno.test("verify() accepts GitHub's test vector as x-signature, with or without
     await auth.verify(
       request({ body: "Hello, World?", headers: { "x-signature": `sha256=${GITHUB_SIGNATURE}` } }),
     ),
+  );
+});
+
+Deno.test("fromHex(): 64 hex digits in any case are their 32 bytes; anything else is null", () => {
+  const hexOf = (bytes: Uint8Array) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0"));
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ minLength: 32, maxLength: 32 }),
+      fc.array(fc.boolean(), { minLength: 64, maxLength: 64 }),
+      (bytes, upper) => {
+        const hex = hexOf(bytes).join("").split("").map((d, i) => upper[i] ? d.toUpperCase() : d);
+        assert.deepEqual(fromHex(hex.join("")), new Uint8Array(bytes));
+      },
+    ),
+    { numRuns: 200 },
+  );
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ minLength: 32, maxLength: 32 }),
+      fc.integer({ min: 0, max: 63 }),
+      fc.constantFrom("g", "G", "z", " ", "-", "\n", "é", "0x"),
+      (bytes, at, bad) => {
+        const hex = hexOf(bytes).join("");
+        assert.equal(fromHex(hex.slice(0, at) + bad + hex.slice(at + 1)), null);
+        assert.equal(fromHex(hex.slice(0, at)), null, "too short");
+        assert.equal(fromHex(hex + hex.slice(0, at + 1)), null, "too long");
+      },
+    ),
+    { numRuns: 200 },
   );
 });
 
