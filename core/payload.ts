@@ -41,8 +41,10 @@ export function extractSecret(body: unknown): Extracted {
 }
 
 /**
- * A copy of a JSON value that Postgres jsonb accepts: strings (keys too)
- * without NUL or unpaired surrogates, nesting cut at `MAX_STORED_DEPTH`.
+ * A JSON value that Postgres jsonb accepts: strings (keys too) without NUL
+ * or unpaired surrogates, nesting cut at `MAX_STORED_DEPTH`. What already
+ * is comes back as it was (every webhook's body passes here, and most need
+ * nothing), so never mutate the result.
  */
 export function storable(value: unknown): unknown {
   return storableAt(value, 0);
@@ -52,16 +54,47 @@ function storableAt(value: unknown, depth: number): unknown {
   if (typeof value === "string") return clean(value);
   if (typeof value !== "object" || value === null) return value;
   if (depth >= MAX_STORED_DEPTH) return "[nested too deep]";
-  if (Array.isArray(value)) return value.map((v) => storableAt(v, depth + 1));
-  // fromEntries defines own properties: a "__proto__" key stays data on any runtime.
-  return Object.fromEntries(
-    Object.entries(value).map(([k, v]) => [clean(k), storableAt(v, depth + 1)]),
-  );
+  return rebuilt(value, (v) => storableAt(v, depth + 1), clean);
 }
 
 function clean(s: string): string {
+  if (s.isWellFormed() && !s.includes("\u0000")) return s;
   // deno-lint-ignore no-control-regex
   return s.toWellFormed().replace(/\u0000/g, "\uFFFD");
+}
+
+/**
+ * `container` with `child` applied to every element or value and `key` to
+ * every key: the container itself when nothing changed, else a copy.
+ */
+function rebuilt(
+  container: object,
+  child: (v: unknown) => unknown,
+  key: (k: string) => string,
+): unknown {
+  if (Array.isArray(container)) {
+    let copy: unknown[] | null = null;
+    for (let i = 0; i < container.length; i++) {
+      const v = child(container[i]);
+      if (copy === null && v !== container[i]) copy = container.slice(0, i);
+      copy?.push(v);
+    }
+    return copy ?? container;
+  }
+  const fields = container as Record<string, unknown>;
+  const keys = Object.keys(fields);
+  let copy: [string, unknown][] | null = null;
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i];
+    const nk = key(k);
+    const nv = child(fields[k]);
+    if (copy === null && (nk !== k || nv !== fields[k])) {
+      copy = keys.slice(0, i).map((same) => [same, fields[same]]);
+    }
+    copy?.push([nk, nv]);
+  }
+  // fromEntries defines own properties: a "__proto__" key stays data on any runtime.
+  return copy === null ? container : Object.fromEntries(copy);
 }
 
 /**
@@ -124,15 +157,13 @@ const MIN_SCRUBBED_SECRET = 8;
  */
 export function scrubSecret<T>(value: T, secret: string | null): T {
   if (secret === null || secret.length < MIN_SCRUBBED_SECRET) return value;
+  const text = (s: string) => s.includes(secret) ? s.replaceAll(secret, "[redacted]") : s;
   const scrub = (v: unknown, depth: number): unknown => {
-    if (typeof v === "string") return v.replaceAll(secret, "[redacted]");
+    if (typeof v === "string") return text(v);
     if (typeof v !== "object" || v === null) return v;
     // As deep as anything is stored (storable); a body nested thousands deep must not overflow.
     if (depth >= MAX_STORED_DEPTH) return "[nested too deep]";
-    if (Array.isArray(v)) return v.map((x) => scrub(x, depth + 1));
-    return Object.fromEntries(
-      Object.entries(v).map(([k, x]) => [scrub(k, depth), scrub(x, depth + 1)]),
-    );
+    return rebuilt(v, (x) => scrub(x, depth + 1), text);
   };
   return scrub(value, 0) as T;
 }

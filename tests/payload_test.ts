@@ -135,6 +135,20 @@ Deno.test("storable() output has only well-formed strings without NUL, and is id
   );
 });
 
+Deno.test("storable() returns what needs nothing as it is, and never changes its input", () => {
+  fc.assert(
+    fc.property(nastyJson, (value) => {
+      const before = JSON.stringify(value);
+      const once = storable(value);
+      assert.equal(JSON.stringify(value), before, "the input was changed");
+      assert.equal(storable(once), once, "a storable value was copied again");
+      if (strings(value).every(WELL_FORMED_NO_NUL)) assert.equal(once, value);
+      else assert.notEqual(once, value);
+    }),
+    { numRuns: 300 },
+  );
+});
+
 dbTest("Postgres accepts storable() of any JSON value as jsonb and as text", async ({ db }) => {
   const insert = async (value: unknown) => {
     const json = JSON.stringify(storable(value));
@@ -257,10 +271,13 @@ Deno.test("scrubSecret() leaves no copy of the secret in any key or string, and 
       fc.dictionary(withSecret, fc.oneof(withSecret, fc.integer())),
       (value, planted) => {
         const input = { value, planted };
+        const before = JSON.stringify(input);
         const out = scrubSecret(input, secret);
         assert.ok(!JSON.stringify(out).includes(secret));
-        // Without the secret in it, a value comes back equal.
-        if (!JSON.stringify(value).includes(secret)) assert.deepEqual(out.value, value);
+        assert.equal(JSON.stringify(input), before, "the input was changed");
+        // Without the secret in it, a value comes back as it was.
+        if (!JSON.stringify(value).includes(secret)) assert.equal(out.value, value);
+        if (!JSON.stringify(planted).includes(secret)) assert.equal(out, input);
         assert.equal(scrubSecret(input, null), input);
       },
     ),
