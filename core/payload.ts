@@ -86,9 +86,10 @@ function rebuilt(
   let copy: [string, unknown][] | null = null;
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i];
+    const v = fields[k];
     const nk = key(k);
-    const nv = child(fields[k]);
-    if (copy === null && (nk !== k || nv !== fields[k])) {
+    const nv = child(v);
+    if (copy === null && (nk !== k || nv !== v)) {
       copy = keys.slice(0, i).map((same) => [same, fields[same]]);
     }
     copy?.push([nk, nv]);
