@@ -14,7 +14,7 @@ export interface WorkerConfig {
   enabled: boolean;
   /** Batches decided at once per instance (their writes queue on the book's version row). */
   concurrency: number;
-  /** Most jobs claimed at once and decided in one write (one per symbol). */
+  /** Most jobs claimed at once and decided in one write (per symbol in order). */
   batchSize: number;
   /** Attempts before a job is marked failed. */
   maxAttempts: number;

@@ -1,5 +1,5 @@
 /**
- * The decision write, for a batch of claimed jobs (at most one per symbol).
+ * The decision write, for a batch of claimed jobs.
  * The worker keeps the open book in memory (`BookCache`) and runs the pure
  * decision for each job in turn, each seeing the book as the ones before it
  * left it; then one statement writes every decision, position change, job
@@ -68,7 +68,7 @@ export interface RecordedDecision {
 }
 
 /**
- * Decides and records `inputs` (distinct symbols, in job order) on the book
+ * Decides and records `inputs` (in job order, so per symbol in receipt order) on the book
  * in `cache`, which it keeps up to date. Throws `JobLostError` (and writes
  * nothing) if any job is no longer claimed by `workerId`.
  */
@@ -184,8 +184,12 @@ async function writeBatch(
   inputs: readonly DecisionInput[],
   batch: { jobIds: number[]; workerId: string; bookWriter: string },
 ): Promise<WriteOutcome> {
-  const closes = recorded.flatMap((r) => r.closed);
-  const opens = recorded.flatMap((r) => (r.opened ? [r.opened] : []));
+  // A position opened and closed within the batch (two jobs of one symbol) is
+  // inserted closed: the statement cannot update a row it inserts itself.
+  const closedById = new Map(recorded.flatMap((r) => r.closed).map((p) => [p.id, p]));
+  const opens = recorded.flatMap((r) => r.opened ? [closedById.get(r.opened.id) ?? r.opened] : []);
+  const openedHere = new Set(opens.map((p) => p.id));
+  const closes = [...closedById.values()].filter((p) => !openedHere.has(p.id));
   const [row] = await db.query<{ ok: boolean; xid: string; mine: number[] | null }>(
     WRITE_BATCH_SQL,
     [
@@ -264,10 +268,13 @@ export const WRITE_BATCH_SQL = `with book as (
    returning p.id
  ), opens as (
    insert into positions (id, symbol, direction, quantity, entry_price, entry_signal_id,
-     opened_at)
-   select id, symbol, direction, quantity, entry_price, entry_signal_id, opened_at
+     opened_at, is_closed, exit_price, exit_signal_id, closed_at, realized_pnl)
+   select id, symbol, direction, quantity, entry_price, entry_signal_id, opened_at, is_closed,
+     exit_price, exit_signal_id, closed_at, realized_pnl
    from jsonb_to_recordset($2::text::jsonb) as x(id uuid, symbol text, direction text,
-     quantity numeric, entry_price numeric, entry_signal_id uuid, opened_at timestamptz)
+     quantity numeric, entry_price numeric, entry_signal_id uuid, opened_at timestamptz,
+     is_closed boolean, exit_price numeric, exit_signal_id uuid, closed_at timestamptz,
+     realized_pnl numeric)
    where (select ok from gate)
  ), decided as (
    insert into decisions (id, signal_id, outcome, reason_code, message, price, quantity,

@@ -3,7 +3,9 @@
  * workers on any number of instances share it, and a job is claimable only
  * when it is the oldest unfinished job of its symbol and no job of that
  * symbol is running: per symbol, jobs are decided strictly in order (a close
- * and an open fired together cannot swap), different symbols in parallel.
+ * and an open fired together cannot swap), different symbols in parallel. A
+ * claim may take a symbol's queued jobs behind its head too; they are decided
+ * in order in the same batch.
  */
 import type { ReceivedSignal } from "../core/signal.ts";
 import type { Queryable } from "./port.ts";
@@ -42,6 +44,15 @@ interface JobRow extends SignalRow {
  * and `(...) is true` means the same as the plain comparison but does not
  * match the partial indexes' predicates, so only the primary key can serve
  * it (tests/query_plans_test.ts).
+ *
+ * Behind each head this claim locked, `queued` reads the symbol's next
+ * unfinished jobs in order (the index of active jobs, at most as many as the
+ * batch has room for beside the heads) and keeps them up to the first that
+ * is not pending and due. `taken` then fills the batch round by round: every
+ * head first, then each symbol's second job, and so on, so a symbol with a
+ * long queue neither waits behind others nor holds them up. No other claim
+ * can take a job behind a head this one holds: a job is claimable only as
+ * the head of its symbol, or behind a head its own claim locked.
  */
 export const CLAIM_JOBS_SQL = `with recursive heads as (
      (select symbol, id from pipeline_jobs
@@ -55,29 +66,53 @@ export const CLAIM_JOBS_SQL = `with recursive heads as (
      ) next
    ), ready as (
      -- By primary key whatever the statistics say: see the note on CLAIM_JOBS_SQL.
-     select j.id from pipeline_jobs j
+     select j.id, j.symbol from pipeline_jobs j
      where j.id = any (array(select id from heads))
        and (j.status = 'pending') is true and j.run_at <= now()
      order by j.id
      limit $2::integer
      for update of j skip locked
+   ), queued as (
+     select q.id, q.round from ready r cross join lateral (
+       select a.id, 1 + row_number() over w as round,
+         bool_and(a.status = 'pending' and a.run_at <= now()) over w as due_so_far
+       from (
+         select id, status, run_at from pipeline_jobs
+         where symbol = r.symbol and status in ('pending', 'running') and id > r.id
+         order by symbol, id
+         limit $2::integer - (select count(*) from ready)
+       ) a
+       window w as (order by a.id)
+     ) q
+     where q.due_so_far
+   ), taken as (
+     select id from (
+       select id, 1 as round from ready
+       union all
+       select id, round from queued
+     ) c
+     order by round, id
+     limit $2::integer
    )
    update pipeline_jobs j
      set status = 'running', locked_by = $1::text, locked_at = now(), attempts = j.attempts + 1
-   from ready, signals s
-   where j.id = ready.id and s.id = j.signal_id
+   from taken, signals s
+   where j.id = taken.id and s.id = j.signal_id and (j.status = 'pending') is true
    returning j.id as job_id, j.attempts, j.locked_at as claimed_at, s.correlation_id,
      ${SIGNAL_COLUMNS}`;
 
 /**
- * Claims up to `limit` ready jobs, at most one per symbol, each the oldest
- * unfinished job of its symbol. The heads come from the partial index of
- * active jobs by a skip scan (one index probe per symbol, recursively), so
- * the cost follows the number of symbols with work, not the backlog: a
- * `DISTINCT ON` read every active job, 90 ms at a 160,000-job backlog against
- * 4 ms for this, and a worker that falls behind must not slow down as it does. In READ COMMITTED a concurrent
- * claimer either skips a locked row or re-checks it after the other commits
- * (then it is no longer pending), so no job is claimed twice.
+ * Claims up to `limit` ready jobs: the oldest unfinished job of each symbol
+ * that has one pending and due, and with room left, the jobs queued behind
+ * it, in order (the worker decides them in id order, so per symbol in
+ * receipt order). The heads come from the partial index of active jobs by a
+ * skip scan (one index probe per symbol, recursively), so the cost follows
+ * the number of symbols with work, not the backlog: a `DISTINCT ON` read
+ * every active job, 90 ms at a 160,000-job backlog against 4 ms for this,
+ * and a worker that falls behind must not slow down as it does. In READ
+ * COMMITTED a concurrent claimer either skips a locked head or re-checks it
+ * after the other commits (then it is no longer pending), so no job is
+ * claimed twice.
  */
 export async function claimJobs(
   db: Queryable,
@@ -136,15 +171,23 @@ export async function releaseFailedJob(
   return failed ? "failed" : "pending";
 }
 
-/** Gives claimed jobs that were never started back to the queue (shutdown). */
-export async function releaseClaims(db: Queryable, jobIds: readonly number[]): Promise<void> {
+/**
+ * Gives claimed jobs that were never started back to the queue, uncounted:
+ * at shutdown, and the jobs queued behind one that failed in the same batch.
+ * Only this worker's claims: a job reclaimed meanwhile is left to its new owner.
+ */
+export async function releaseClaims(
+  db: Queryable,
+  workerId: string,
+  jobIds: readonly number[],
+): Promise<void> {
   if (jobIds.length === 0) return;
   await db.query(
     `update pipeline_jobs set status = 'pending', locked_by = null, locked_at = null,
        attempts = greatest(attempts - 1, 0)
      where id = any (${jsonKeys("$1", "bigint")})
-       and (status = 'running') is true`, // by primary key: see CLAIM_JOBS_SQL
-    [JSON.stringify(jobIds)],
+       and (status = 'running') is true and locked_by = $2::text`, // by primary key: see CLAIM_JOBS_SQL
+    [JSON.stringify(jobIds), workerId],
   );
 }
 

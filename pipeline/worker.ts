@@ -1,6 +1,6 @@
 /**
  * The pipeline worker, one per instance: claims jobs (FOR UPDATE SKIP
- * LOCKED, one running job per symbol, oldest first), runs each through the
+ * LOCKED, per symbol in order, oldest first), runs each through the
  * stages and records its decision in one statement. Wakes on NOTIFY from
  * the ingest, falls back to polling. A stage that throws is retried with
  * backoff, then the job is marked failed with a processing_errors row. Jobs
@@ -201,7 +201,7 @@ export function createWorker(deps: WorkerDeps): Worker {
     else await ingest.whenIdle(left);
   }
 
-  /** Claims a batch (one job per symbol) and starts deciding it; returns how many were claimed. */
+  /** Claims a batch (per symbol, jobs in order) and starts deciding it; returns how many were claimed. */
   async function claimAndStart(): Promise<number> {
     if (active.size >= config.concurrency) return 0;
     await yieldToIngest();
@@ -214,7 +214,7 @@ export function createWorker(deps: WorkerDeps): Worker {
     }
     if (!running && loopDone !== null) {
       // Stopped while claiming: give them back untouched.
-      await releaseClaims(db, jobs.map((j) => j.id));
+      await releaseClaims(db, workerId, jobs.map((j) => j.id));
       return 0;
     }
     if (jobs.length === 0) return 0;
@@ -285,13 +285,23 @@ export function createWorker(deps: WorkerDeps): Worker {
    */
   async function processBatch(jobs: ClaimedJob[]): Promise<void> {
     const prepared: { job: ClaimedJob; input: DecisionInput }[] = [];
+    // A job that fails holds back the jobs behind it of its symbol: they go back to the
+    // queue, behind it, rather than be decided before it.
+    const held = new Set<string>();
+    const behind: ClaimedJob[] = [];
     for (const job of jobs) {
+      if (held.has(job.symbol)) {
+        behind.push(job);
+        continue;
+      }
       try {
         prepared.push({ job, input: await prepare(job) });
       } catch (error) {
+        held.add(job.symbol);
         await failed(job, error);
       }
     }
+    await giveBack(behind);
     if (prepared.length === 0) return;
     try {
       report(await decideBatch(prepared));
@@ -308,13 +318,40 @@ export function createWorker(deps: WorkerDeps): Worker {
         orphansPossible = true; // given back once the database answers
         return;
       }
+      held.clear();
+      behind.length = 0;
       for (const one of prepared) {
+        if (held.has(one.job.symbol)) {
+          behind.push(one.job);
+          continue;
+        }
         try {
           report(await decideBatch([one]));
         } catch (singleError) {
+          held.add(one.job.symbol);
           await failed(one.job, singleError);
         }
       }
+      await giveBack(behind);
+    }
+  }
+
+  /** Jobs held back behind a failed one of their symbol: back to the queue, uncounted. */
+  async function giveBack(jobs: ClaimedJob[]): Promise<void> {
+    if (jobs.length === 0) return;
+    try {
+      await releaseClaims(db, workerId, jobs.map((j) => j.id));
+      log.warn("Gave back {count} jobs queued behind a failed one of their symbol", {
+        count: jobs.length,
+      });
+    } catch (error) {
+      // No longer being decided: releaseOrphanedClaims gives them back once the database answers.
+      for (const job of jobs) activeIds.delete(job.id);
+      orphansPossible = true;
+      log.error("Could not give back {count} jobs: {error}", {
+        count: jobs.length,
+        error: String(error),
+      });
     }
   }
 

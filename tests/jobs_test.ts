@@ -1,8 +1,8 @@
 /**
  * The job claim (db/jobs.ts) against a model of its promise, on random
- * queues: per symbol, only the oldest unfinished job may run, and only when
- * it is pending and due; the oldest such heads are taken first, up to the
- * limit; nothing else is touched. Then the ways a claim comes back: from a
+ * queues: per symbol, jobs run only in order, from the oldest unfinished one
+ * and only while they are pending and due; every such head is taken before
+ * any job queued behind one, up to the limit; nothing else is touched. Then the ways a claim comes back: from a
  * worker whose sessions are gone, and a worker's own claims after an outage.
  */
 import assert from "node:assert/strict";
@@ -27,18 +27,31 @@ const jobSpec: fc.Arbitrary<JobSpec> = fc.record({
   due: fc.constantFrom(true, true, true, false),
 });
 
-/** The jobs the claim must take, oldest first: the model. */
+/**
+ * The jobs the claim must take: the model. The oldest pending, due heads (at
+ * most `limit`), then behind each the symbol's next unfinished jobs while
+ * they are pending and due, taken round by round (every head, then every
+ * second job, ...), oldest first within a round, up to `limit` in all.
+ */
 function expectedClaim(jobs: readonly (JobSpec & { id: number })[], limit: number): number[] {
-  const heads = new Map<string, JobSpec & { id: number }>();
-  for (const job of jobs) {
-    const active = job.status === "pending" || job.status === "running";
-    if (active && !heads.has(job.symbol)) heads.set(job.symbol, job);
+  const active = (j: JobSpec) => j.status === "pending" || j.status === "running";
+  const ready = (j: JobSpec) => j.status === "pending" && j.due;
+  const bySymbol = new Map<string, (JobSpec & { id: number })[]>();
+  for (const job of [...jobs].sort((a, b) => a.id - b.id)) {
+    if (!active(job)) continue;
+    bySymbol.set(job.symbol, [...(bySymbol.get(job.symbol) ?? []), job]);
   }
-  return [...heads.values()]
-    .filter((h) => h.status === "pending" && h.due)
-    .map((h) => h.id)
-    .sort((a, b) => a - b)
-    .slice(0, limit);
+  const heads = [...bySymbol.values()].map((q) => q[0]).filter(ready)
+    .sort((a, b) => a.id - b.id).slice(0, limit);
+  const candidates: { id: number; round: number }[] = [];
+  for (const head of heads) {
+    const queue = bySymbol.get(head.symbol)!;
+    for (let i = 0; i < queue.length && ready(queue[i]); i++) {
+      candidates.push({ id: queue[i].id, round: i + 1 });
+    }
+  }
+  return candidates.sort((a, b) => a.round - b.round || a.id - b.id)
+    .slice(0, limit).map((c) => c.id).sort((a, b) => a - b);
 }
 
 async function insertJobs(db: Queryable, jobs: readonly JobSpec[]): Promise<number[]> {
@@ -66,36 +79,39 @@ async function insertJobs(db: Queryable, jobs: readonly JobSpec[]): Promise<numb
   return rows.map((r) => Number(r.id)).sort((a, b) => a - b);
 }
 
-dbTest("the claim takes exactly the due heads of each symbol, oldest first", async ({ db }) => {
-  await fc.assert(
-    fc.asyncProperty(
-      fc.array(jobSpec, { maxLength: 40 }),
-      fc.integer({ min: 1, max: 8 }),
-      async (specs, limit) => {
-        await db.query("delete from pipeline_jobs");
-        const ids = await insertJobs(db, specs);
-        const jobs = specs.map((s, i) => ({ ...s, id: ids[i] }));
-        const claimed = await claimJobs(db, "model-worker", limit);
-        assert.deepEqual(claimed.map((c) => c.id), expectedClaim(jobs, limit));
-        // Claimed jobs are running under this worker; every other job is as it was.
-        const after = await db.query<{ id: string | number; status: string; locked_by: string }>(
-          "select id, status, locked_by from pipeline_jobs order by id",
-        );
-        const taken = new Set(claimed.map((c) => c.id));
-        for (const row of after) {
-          const before = jobs.find((j) => j.id === Number(row.id))!;
-          if (taken.has(Number(row.id))) {
-            assert.equal(row.status, "running");
-            assert.equal(row.locked_by, "model-worker");
-          } else {
-            assert.equal(row.status, before.status);
+dbTest(
+  "the claim takes the due heads, then the due jobs queued behind them, round by round",
+  async ({ db }) => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(jobSpec, { maxLength: 40 }),
+        fc.integer({ min: 1, max: 12 }),
+        async (specs, limit) => {
+          await db.query("delete from pipeline_jobs");
+          const ids = await insertJobs(db, specs);
+          const jobs = specs.map((s, i) => ({ ...s, id: ids[i] }));
+          const claimed = await claimJobs(db, "model-worker", limit);
+          assert.deepEqual(claimed.map((c) => c.id), expectedClaim(jobs, limit));
+          // Claimed jobs are running under this worker; every other job is as it was.
+          const after = await db.query<{ id: string | number; status: string; locked_by: string }>(
+            "select id, status, locked_by from pipeline_jobs order by id",
+          );
+          const taken = new Set(claimed.map((c) => c.id));
+          for (const row of after) {
+            const before = jobs.find((j) => j.id === Number(row.id))!;
+            if (taken.has(Number(row.id))) {
+              assert.equal(row.status, "running");
+              assert.equal(row.locked_by, "model-worker");
+            } else {
+              assert.equal(row.status, before.status);
+            }
           }
-        }
-      },
-    ),
-    { numRuns: 100 },
-  );
-});
+        },
+      ),
+      { numRuns: 100 },
+    );
+  },
+);
 
 async function jobStates(db: Queryable) {
   const rows = await db.query<{ id: string | number; status: string; attempts: number }>(

@@ -150,6 +150,98 @@ dbTest(
 );
 
 dbTest(
+  "one claim takes a symbol's queued jobs and decides them in order, open and close alike",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c);
+    await pushContext(s, c, "SPY", 500);
+    await pushChain(s, c, "SPY", 500);
+    // A bar close: entry, exit and a new entry of one symbol, all queued before any claim.
+    const sent = [
+      await send(s, c, { symbol: "SPY", direction: "CALL", price: 500, id: "a" }),
+      await send(s, c, { symbol: "SPY", direction: "CALL", action: "EXIT", price: 505, id: "b" }),
+      await send(s, c, { symbol: "SPY", direction: "CALL", price: 506, id: "c" }),
+      await send(s, c, { symbol: "QQQ", direction: "PUT", price: 400, id: "d" }),
+    ];
+    assert.equal(await s.worker.runUntilIdle(), 4);
+    const [claims] = await db.query<{ n: number }>(
+      "select count(distinct locked_at)::integer as n from pipeline_jobs",
+    );
+    assert.equal(claims.n, 1, "all four in one claim");
+    const [writes] = await db.query<{ n: number }>(
+      "select count(distinct xmin::text)::integer as n from decisions",
+    );
+    assert.equal(writes.n, 1, "and in one write");
+    const reasons = [];
+    for (const { signal_id } of sent) reasons.push((await decisionFor(db, signal_id)).reason_code);
+    assert.deepEqual(reasons, [
+      "ENTRY_APPROVED",
+      "EXIT_APPROVED",
+      "ENTRY_APPROVED",
+      "ENTRY_APPROVED",
+    ]);
+    // The first CALL opened and closed within the batch: written once, closed.
+    const book = (await positions(db))
+      .map((p) => [p.symbol, p.direction, p.is_closed, p.exit_price, p.realized_pnl])
+      .sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+    assert.deepEqual(book, [
+      ["QQQ", "PUT", false, null, null],
+      ["SPY", "CALL", false, null, null],
+      ["SPY", "CALL", true, 505, 85],
+    ]);
+  },
+);
+
+dbTest(
+  "a job that fails holds back the jobs behind it of its symbol, and only those",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c, { JOB_MAX_ATTEMPTS: "3" });
+    const first = await send(s, c, { symbol: "SPY", direction: "CALL", price: 500, id: "1" });
+    const boom = await send(s, c, {
+      symbol: "SPY",
+      direction: "CALL",
+      action: "EXIT",
+      price: 505,
+      id: "2",
+    });
+    const after = await send(s, c, { symbol: "SPY", direction: "PUT", price: 500, id: "3" });
+    const other = await send(s, c, { symbol: "QQQ", direction: "PUT", price: 400, id: "4" });
+    await db.exec(`
+      create function test_refuse_signal() returns trigger language plpgsql as $$
+      begin
+        if new.signal_id = '${boom.signal_id}' then raise exception 'injected failure'; end if;
+        return new;
+      end $$;
+      create trigger test_refuse_signal before insert on decisions
+        for each row execute function test_refuse_signal();`);
+    await s.worker.runUntilIdle();
+    const jobs = async () =>
+      (await db.query<{ signal_id: string; status: string; attempts: number }>(
+        "select signal_id, status, attempts from pipeline_jobs order by id",
+      )).map((j) => [j.signal_id, j.status, j.attempts]);
+    assert.deepEqual(await jobs(), [
+      [first.signal_id, "done", 1],
+      [boom.signal_id, "pending", 1], // retried later, with backoff
+      [after.signal_id, "pending", 0], // given back, behind it, its claim not counted
+      [other.signal_id, "done", 1],
+    ]);
+    assert.equal(await countRows(db, "decisions"), 2);
+    // Once the failing job goes through, the one behind it follows, in order.
+    await db.exec("drop trigger test_refuse_signal on decisions");
+    await db.exec("update pipeline_jobs set run_at = now()");
+    assert.equal(await s.worker.runUntilIdle(), 2);
+    assert.equal((await decisionFor(db, boom.signal_id)).reason_code, "EXIT_APPROVED");
+    assert.equal((await decisionFor(db, after.signal_id)).reason_code, "ENTRY_APPROVED");
+    const book = await positions(db);
+    assert.deepEqual(
+      book.filter((p) => p.symbol === "SPY").map((p) => [p.direction, p.is_closed]),
+      [["CALL", true], ["PUT", false]],
+    );
+  },
+);
+
+dbTest(
   "an EXIT closes the position at the signal's price with its realized PnL",
   async ({ db }) => {
     const c = clock();
