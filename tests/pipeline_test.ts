@@ -316,44 +316,49 @@ dbTest("a job left running by a dead instance is reclaimed and decided", async (
   assert.deepEqual({ ...job }, { status: "done", attempts: 2 });
 });
 
-dbTest(
-  "two instances' workers decide every job exactly once, each symbol in receipt order",
-  async ({ db, connectAgain }) => {
-    const c = clock();
-    const a = await pipelineServices(db, c, { WORKER_CONCURRENCY: "4" });
-    const b = await pipelineServices(await connectAgain(), c, { WORKER_CONCURRENCY: "4" });
-    const symbols = ["SPY", "QQQ", "IWM", "DIA", "AAPL"];
-    const sentOrder = new Map<string, string[]>();
-    for (let i = 0; i < 60; i++) {
-      const symbol = symbols[i % symbols.length];
-      c.advance(1000);
-      const r = await send(i % 2 ? a : b, c, {
-        symbol,
-        direction: i % 3 === 0 ? "flat" : i % 3 === 1 ? "CALL" : "PUT",
-        price: 100 + i,
-      });
-      sentOrder.set(symbol, [...(sentOrder.get(symbol) ?? []), r.signal_id]);
-    }
-    const decidedOrder = new Map<string, string[]>();
-    const record = (symbol: string, id: string) =>
-      decidedOrder.set(symbol, [...(decidedOrder.get(symbol) ?? []), id]);
-    // Per symbol, decisions commit one after another, so event id order is commit order.
-    await Promise.all([a.worker.runUntilIdle(), b.worker.runUntilIdle()]);
-    const events = await db.query<{ symbol: string; signal_id: string }>(
-      `select symbol, payload->>'signal_id' as signal_id from events where kind = 'decision' order by id`,
-    );
-    for (const e of events) record(e.symbol, e.signal_id);
-    assert.equal(await countRows(db, "decisions"), 60);
-    const [{ n }] = await db.query<{ n: number }>(
-      "select count(distinct signal_id)::integer as n from decisions",
-    );
-    assert.equal(n, 60);
-    for (const symbol of symbols) {
-      assert.deepEqual(decidedOrder.get(symbol), sentOrder.get(symbol), symbol);
-    }
-  },
-  { drivers: ["postgres"] },
-);
+for (const batch of ["100", "7"]) {
+  dbTest(
+    `two instances' workers decide every job exactly once, each symbol in receipt order (batches of ${batch})`,
+    async ({ db, connectAgain }) => {
+      const c = clock();
+      // Small batches: claims take a few heads and a few jobs behind them while the other
+      // instance's claims race for the rest.
+      const env = { WORKER_CONCURRENCY: "4", WORKER_BATCH_SIZE: batch };
+      const a = await pipelineServices(db, c, env);
+      const b = await pipelineServices(await connectAgain(), c, env);
+      const symbols = ["SPY", "QQQ", "IWM", "DIA", "AAPL"];
+      const sentOrder = new Map<string, string[]>();
+      for (let i = 0; i < 60; i++) {
+        const symbol = symbols[i % symbols.length];
+        c.advance(1000);
+        const r = await send(i % 2 ? a : b, c, {
+          symbol,
+          direction: i % 3 === 0 ? "flat" : i % 3 === 1 ? "CALL" : "PUT",
+          price: 100 + i,
+        });
+        sentOrder.set(symbol, [...(sentOrder.get(symbol) ?? []), r.signal_id]);
+      }
+      const decidedOrder = new Map<string, string[]>();
+      const record = (symbol: string, id: string) =>
+        decidedOrder.set(symbol, [...(decidedOrder.get(symbol) ?? []), id]);
+      // Per symbol, decisions commit one after another, so event id order is commit order.
+      await Promise.all([a.worker.runUntilIdle(), b.worker.runUntilIdle()]);
+      const events = await db.query<{ symbol: string; signal_id: string }>(
+        `select symbol, payload->>'signal_id' as signal_id from events where kind = 'decision' order by id`,
+      );
+      for (const e of events) record(e.symbol, e.signal_id);
+      assert.equal(await countRows(db, "decisions"), 60);
+      const [{ n }] = await db.query<{ n: number }>(
+        "select count(distinct signal_id)::integer as n from decisions",
+      );
+      assert.equal(n, 60);
+      for (const symbol of symbols) {
+        assert.deepEqual(decidedOrder.get(symbol), sentOrder.get(symbol), symbol);
+      }
+    },
+    { drivers: ["postgres"] },
+  );
+}
 
 dbTest(
   "within one batch, each decision sees the positions the ones before it opened",
