@@ -281,27 +281,19 @@ export function createWorker(deps: WorkerDeps): Worker {
   /**
    * Decides a batch and writes it in one statement (db/decisions.ts). If that
    * fails, each job is tried on its own, so one job's failure never holds back
-   * the others.
+   * another symbol's; the jobs of its own symbol behind it wait for it.
    */
   async function processBatch(jobs: ClaimedJob[]): Promise<void> {
     const prepared: { job: ClaimedJob; input: DecisionInput }[] = [];
-    // A job that fails holds back the jobs behind it of its symbol: they go back to the
-    // queue, behind it, rather than be decided before it.
-    const held = new Set<string>();
-    const behind: ClaimedJob[] = [];
-    for (const job of jobs) {
-      if (held.has(job.symbol)) {
-        behind.push(job);
-        continue;
-      }
-      try {
-        prepared.push({ job, input: await prepare(job) });
-      } catch (error) {
-        held.add(job.symbol);
-        await failed(job, error);
-      }
-    }
-    await giveBack(behind);
+    await giveBack(
+      await inSymbolOrder(
+        jobs.map((job) => ({ job })),
+        async ({ job }) => {
+          prepared.push({ job, input: await prepare(job) });
+        },
+        ({ job }, error) => failed(job, error),
+      ),
+    );
     if (prepared.length === 0) return;
     try {
       report(await decideBatch(prepared));
@@ -318,22 +310,42 @@ export function createWorker(deps: WorkerDeps): Worker {
         orphansPossible = true; // given back once the database answers
         return;
       }
-      held.clear();
-      behind.length = 0;
-      for (const one of prepared) {
-        if (held.has(one.job.symbol)) {
-          behind.push(one.job);
-          continue;
-        }
-        try {
-          report(await decideBatch([one]));
-        } catch (singleError) {
-          held.add(one.job.symbol);
-          await failed(one.job, singleError);
-        }
-      }
-      await giveBack(behind);
+      await giveBack(
+        await inSymbolOrder(
+          prepared,
+          async (one) => report(await decideBatch([one])),
+          (one, singleError) => failed(one.job, singleError),
+        ),
+      );
     }
+  }
+
+  /**
+   * Runs `step` on each item in job order. Once a step fails (`onFailure`
+   * handles it), the items of that symbol behind it are not run but returned,
+   * to go back to the queue behind the one that failed rather than be decided
+   * before it.
+   */
+  async function inSymbolOrder<T extends { job: ClaimedJob }>(
+    items: readonly T[],
+    step: (item: T) => Promise<void>,
+    onFailure: (item: T, error: unknown) => Promise<void>,
+  ): Promise<ClaimedJob[]> {
+    const failedSymbols = new Set<string>();
+    const heldBack: ClaimedJob[] = [];
+    for (const item of items) {
+      if (failedSymbols.has(item.job.symbol)) {
+        heldBack.push(item.job);
+        continue;
+      }
+      try {
+        await step(item);
+      } catch (error) {
+        failedSymbols.add(item.job.symbol);
+        await onFailure(item, error);
+      }
+    }
+    return heldBack;
   }
 
   /** Jobs held back behind a failed one of their symbol: back to the queue, uncounted. */
