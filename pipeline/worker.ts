@@ -285,14 +285,12 @@ export function createWorker(deps: WorkerDeps): Worker {
    */
   async function processBatch(jobs: ClaimedJob[]): Promise<void> {
     const prepared: { job: ClaimedJob; input: DecisionInput }[] = [];
-    await giveBack(
-      await inSymbolOrder(
-        jobs.map((job) => ({ job })),
-        async ({ job }) => {
-          prepared.push({ job, input: await prepare(job) });
-        },
-        ({ job }, error) => failed(job, error),
-      ),
+    await inSymbolOrder(
+      jobs.map((job) => ({ job })),
+      async ({ job }) => {
+        prepared.push({ job, input: await prepare(job) });
+      },
+      ({ job }, error) => failed(job, error),
     );
     if (prepared.length === 0) return;
     try {
@@ -310,27 +308,25 @@ export function createWorker(deps: WorkerDeps): Worker {
         orphansPossible = true; // given back once the database answers
         return;
       }
-      await giveBack(
-        await inSymbolOrder(
-          prepared,
-          async (one) => report(await decideBatch([one])),
-          (one, singleError) => failed(one.job, singleError),
-        ),
+      await inSymbolOrder(
+        prepared,
+        async (one) => report(await decideBatch([one])),
+        (one, singleError) => failed(one.job, singleError),
       );
     }
   }
 
   /**
    * Runs `step` on each item in job order. Once a step fails (`onFailure`
-   * handles it), the items of that symbol behind it are not run but returned,
-   * to go back to the queue behind the one that failed rather than be decided
+   * handles it), the items of that symbol behind it are not run but given
+   * back to the queue, behind the one that failed, rather than be decided
    * before it.
    */
   async function inSymbolOrder<T extends { job: ClaimedJob }>(
     items: readonly T[],
     step: (item: T) => Promise<void>,
     onFailure: (item: T, error: unknown) => Promise<void>,
-  ): Promise<ClaimedJob[]> {
+  ): Promise<void> {
     const failedSymbols = new Set<string>();
     const heldBack: ClaimedJob[] = [];
     for (const item of items) {
@@ -345,7 +341,7 @@ export function createWorker(deps: WorkerDeps): Worker {
         await onFailure(item, error);
       }
     }
-    return heldBack;
+    await giveBack(heldBack);
   }
 
   /** Jobs held back behind a failed one of their symbol: back to the queue, uncounted. */
