@@ -8,21 +8,27 @@
  * `positions` (book_version, kept by a trigger) is checked under a row lock
  * on it, so writes on every instance take turns and none can pass the
  * exposure limit on a stale book. If another writer came first, the book is
- * read again and the batch decided again. One instance never has to: its
- * book is read once and then kept, and a batch costs the claim and this one
- * statement.
+ * read again and the batch decided again; after `OPTIMISTIC_TRIES` such
+ * losses it takes the lock before reading, so it cannot lose again (a batch
+ * is never given up for being slower than another instance's). One instance
+ * never has to: its book is read once and then kept, and a batch costs the
+ * claim and this one statement.
  */
 import { applyDecision, type Book, type ClosedPosition, type OpenPosition } from "../core/book.ts";
 import type { Decision } from "../core/decision.ts";
 import type { ReceivedSignal } from "../core/signal.ts";
 import type { NewEvent } from "./events.ts";
-import type { Queryable } from "./port.ts";
+import type { Database, Queryable } from "./port.ts";
 import { byOpening, insertByOpening, readOpenBook } from "./positions.ts";
 import { EVENTS_CHANNEL } from "./signals.ts";
 import { jsonKeys } from "./sql.ts";
 
-/** Decided again on a fresh book at most this often before the batch fails. */
-const MAX_BOOK_RETRIES = 20;
+/**
+ * Tries a batch gets on the book as last read, without holding it, before it
+ * takes the book's lock first: a batch that keeps losing the book to other
+ * instances is then written on its next try, never given up.
+ */
+const OPTIMISTIC_TRIES = 3;
 
 export class JobLostError extends Error {
   constructor(readonly jobIds: number[]) {
@@ -73,16 +79,18 @@ export interface RecordedDecision {
  * nothing) if any job is no longer claimed by `workerId`.
  */
 export async function recordDecisions(
-  db: Queryable,
+  db: Database,
   inputs: readonly DecisionInput[],
   options: { workerId: string; now: () => number; book: BookCache },
 ): Promise<RecordedDecision[]> {
   const cache = options.book;
   const jobIds = inputs.map((i) => i.jobId);
-  for (let attempt = 1;; attempt++) {
+
+  /** One attempt on `q`: the decisions written, or null if another writer changed the book first. */
+  async function attempt(q: Queryable): Promise<RecordedDecision[] | null> {
     const t0 = performance.now();
     if (cache.writer === null) {
-      const read = await readOpenBook(db);
+      const read = await readOpenBook(q);
       // In byOpening order (the database's may differ below a millisecond) so each
       // write only has to place the positions it opened (insertByOpening).
       Object.assign(cache, { writer: read.writer, open: read.open.sort(byOpening) });
@@ -96,27 +104,13 @@ export async function recordDecisions(
       r.timings.end_to_end_ms = round(now - Date.parse(r.signal.receivedAt));
     }
     const tw = performance.now();
-    let outcome: WriteOutcome;
-    try {
-      outcome = await writeBatch(db, recorded, inputs, {
-        jobIds,
-        workerId: options.workerId,
-        bookWriter: decidedOn,
-      });
-    } catch (error) {
-      cache.writer = null; // the statement wrote nothing; whether the book changed is unknown
-      throw error;
-    }
+    const outcome = await writeBatch(q, recorded, inputs, {
+      jobIds,
+      workerId: options.workerId,
+      bookWriter: decidedOn,
+    });
     if (outcome.lostJobs.length > 0) throw new JobLostError(outcome.lostJobs);
-    if (outcome.writer === null) {
-      // Another writer changed the book after it was read: nothing was written.
-      cache.writer = null;
-      cache.retries++;
-      if (attempt >= MAX_BOOK_RETRIES) {
-        throw new Error(`The book changed under ${attempt} attempts to write this batch`);
-      }
-      continue;
-    }
+    if (outcome.writer === null) return null;
     cache.writer = outcome.writer;
     // Positions from before keep the cache's order; those this batch opened are placed.
     const openedIds = new Set(recorded.flatMap((r) => (r.opened ? [r.opened.id] : [])));
@@ -127,6 +121,30 @@ export async function recordDecisions(
     const writeMs = round(performance.now() - tw);
     for (const r of recorded) r.timings.write_ms = writeMs;
     return recorded;
+  }
+
+  for (let tries = 1;; tries++) {
+    let recorded: RecordedDecision[] | null;
+    try {
+      recorded = tries <= OPTIMISTIC_TRIES
+        ? await attempt(db)
+        : await db.transaction(async (tx) => {
+          // Another instance won the book every time: hold it while reading and writing, so
+          // this batch cannot lose it again (other writers of positions wait for the commit).
+          await tx.query("select 1 from book_version where id = 1 for update");
+          cache.writer = null;
+          const written = await attempt(tx);
+          if (written === null) throw new Error("The book changed while this worker held its lock");
+          return written;
+        });
+    } catch (error) {
+      cache.writer = null; // nothing was written; whether the book changed is unknown
+      throw error;
+    }
+    if (recorded !== null) return recorded;
+    // Another writer changed the book after it was read: nothing was written.
+    cache.writer = null;
+    cache.retries++;
   }
 }
 

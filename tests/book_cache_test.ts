@@ -11,6 +11,8 @@ import { newBookCache, WRITE_BATCH_SQL } from "../db/decisions.ts";
 import { CLAIM_JOBS_SQL } from "../db/jobs.ts";
 import { byOpening, insertByOpening, readOpenBook } from "../db/positions.ts";
 import type { OpenPosition } from "../core/book.ts";
+import type { Database, QueryOptions } from "../db/port.ts";
+import { countRows } from "./_app.ts";
 import { dbTest } from "./_db.ts";
 import { clock, decisionFor, pipelineServices, send, workerOn } from "./_pipeline.ts";
 
@@ -77,6 +79,50 @@ dbTest(
     assert.equal((await decisionFor(db, third.signal_id)).reason_code, "MAX_POSITIONS");
     assert.equal(bookA.retries, 1);
     assert.deepEqual(bookA.open.map((p) => p.symbol).sort(), ["QQQ", "SPY"]);
+  },
+);
+
+dbTest(
+  "a batch that keeps losing the book to another writer takes the book's lock and is written",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c);
+    await send(s, c, { symbol: "DIA", direction: "CALL", price: 100 });
+    await s.worker.runUntilIdle();
+    // Every read of the book outside a transaction is followed by another writer's change
+    // to positions (an operator's edit), committed before the batch can write.
+    let readsOutside = 0;
+    const contended: Database = {
+      driver: db.driver,
+      async query<T>(text: string, params?: readonly unknown[], options?: QueryOptions) {
+        const rows = await db.query<T>(text, params, options);
+        if (text.includes("from book_version v")) {
+          readsOutside++;
+          await db.exec("update positions set updated_at = now() where symbol = 'DIA'");
+        }
+        return rows;
+      },
+      exec: (script) => db.exec(script),
+      transaction: (fn) => db.transaction(fn),
+      listen: (channel, onPayload) => db.listen(channel, onPayload),
+      close: () => db.close(),
+    };
+    const book = newBookCache();
+    const worker = workerOn(s, c, { db: contended, book, workerId: "contended" });
+    const { signal_id } = await send(s, c, { symbol: "QQQ", direction: "CALL", price: 100 });
+    assert.equal(await worker.runUntilIdle(), 1);
+    assert.equal((await decisionFor(db, signal_id)).reason_code, "ENTRY_APPROVED");
+    assert.equal(readsOutside, 3, "three tries on a book read without its lock");
+    assert.equal(book.retries, 3);
+    assert.deepEqual(book.open.map((p) => p.symbol).sort(), ["DIA", "QQQ"]);
+    const jobs = await db.query<{ status: string; attempts: number }>(
+      "select status, attempts from pipeline_jobs order by id",
+    );
+    assert.deepEqual(jobs.map((j) => ({ ...j })), [
+      { status: "done", attempts: 1 },
+      { status: "done", attempts: 1 },
+    ]);
+    assert.equal(await countRows(db, "processing_errors"), 0);
   },
 );
 
