@@ -120,6 +120,7 @@ export function createWorker(deps: WorkerDeps): Worker {
   let lastReclaim = 0;
   let lastMaintenance = Date.now();
   let activeJobs = 0;
+  let batchesFinished = 0;
   /** Ids of the jobs being decided now. */
   const activeIds = new Set<number>();
   /** The open book as this worker last read or wrote it (db/decisions.ts). */
@@ -221,6 +222,7 @@ export function createWorker(deps: WorkerDeps): Worker {
     activeJobs += jobs.length;
     for (const job of jobs) activeIds.add(job.id);
     const task: Promise<void> = processBatch(jobs).finally(() => {
+      batchesFinished++;
       lastWorkAt = performance.now();
       activeJobs -= jobs.length;
       for (const job of jobs) activeIds.delete(job.id);
@@ -516,9 +518,14 @@ export function createWorker(deps: WorkerDeps): Worker {
       try {
         await reclaimIfDue();
         while (true) {
+          const finishedBefore = batchesFinished;
           const started = await claimAndStart();
-          if (started === 0 && active.size === 0) break;
-          if (started === 0) await Promise.race([...active]);
+          if (started === 0) {
+            if (active.size > 0) await Promise.race([...active]);
+            // Idle only if no batch finished while the claim ran: one that did may have freed
+            // heads the claim found still running (the loop above is poked for the same reason).
+            else if (batchesFinished === finishedBefore) break;
+          }
           decided += started;
         }
       } finally {

@@ -11,9 +11,8 @@ import { newBookCache, WRITE_BATCH_SQL } from "../db/decisions.ts";
 import { CLAIM_JOBS_SQL } from "../db/jobs.ts";
 import { byOpening, insertByOpening, readOpenBook } from "../db/positions.ts";
 import type { OpenPosition } from "../core/book.ts";
-import type { Database, QueryOptions } from "../db/port.ts";
 import { countRows } from "./_app.ts";
-import { dbTest } from "./_db.ts";
+import { aroundQueries, dbTest } from "./_db.ts";
 import { clock, decisionFor, pipelineServices, send, workerOn } from "./_pipeline.ts";
 
 dbTest(
@@ -92,21 +91,14 @@ dbTest(
     // Every read of the book outside a transaction is followed by another writer's change
     // to positions (an operator's edit), committed before the batch can write.
     let readsOutside = 0;
-    const contended: Database = {
-      driver: db.driver,
-      async query<T>(text: string, params?: readonly unknown[], options?: QueryOptions) {
-        const rows = await db.query<T>(text, params, options);
-        if (text.includes("from book_version v")) {
-          readsOutside++;
-          await db.exec("update positions set updated_at = now() where symbol = 'DIA'");
-        }
-        return rows;
-      },
-      exec: (script) => db.exec(script),
-      transaction: (fn) => db.transaction(fn),
-      listen: (channel, onPayload) => db.listen(channel, onPayload),
-      close: () => db.close(),
-    };
+    const contended = aroundQueries(db, async (text, run) => {
+      const rows = await run();
+      if (text.includes("from book_version v")) {
+        readsOutside++;
+        await db.exec("update positions set updated_at = now() where symbol = 'DIA'");
+      }
+      return rows;
+    });
     const book = newBookCache();
     const worker = workerOn(s, c, { db: contended, book, workerId: "contended" });
     const { signal_id } = await send(s, c, { symbol: "QQQ", direction: "CALL", price: 100 });
