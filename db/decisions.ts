@@ -129,7 +129,7 @@ export async function recordDecisions(
       recorded = tries <= OPTIMISTIC_TRIES
         ? await attempt(db)
         : await db.transaction(async (tx) => {
-          // Another instance won the book every time: hold it while reading and writing, so
+          // Another writer won the book every time: hold it while reading and writing, so
           // this batch cannot lose it again (other writers of positions wait for the commit).
           await tx.query("select 1 from book_version where id = 1 for update");
           cache.writer = null;
