@@ -152,17 +152,20 @@ export async function freshPostgres(): Promise<TestDatabase> {
     opened.push(db);
     return db;
   };
-  const db = await connect();
-  await migrate(db, await loadMigrations());
-  return {
-    db,
-    connectAgain: connect,
-    async dispose() {
-      for (const d of opened) await d.close().catch(() => {});
-      await admin.exec(`drop database if exists ${name} with (force)`);
-      await admin.close();
-    },
+  const dispose = async () => {
+    for (const d of opened) await d.close().catch(() => {});
+    await admin.exec(`drop database if exists ${name} with (force)`);
+    await admin.close();
   };
+  try {
+    const db = await connect();
+    await migrate(db, await loadMigrations());
+    return { db, connectAgain: connect, dispose };
+  } catch (error) {
+    // A setup that fails (a connection not opened in time on a loaded machine) leaves nothing.
+    await dispose().catch(() => {});
+    throw error;
+  }
 }
 
 export interface DbTestContext extends TestDatabase {
