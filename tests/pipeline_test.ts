@@ -7,7 +7,7 @@ import type { Services } from "../compose.ts";
 import type { Database } from "../db/port.ts";
 import { WRITE_BATCH_SQL } from "../db/decisions.ts";
 import { CLAIM_JOBS_SQL } from "../db/jobs.ts";
-import type { IngestActivity, Worker } from "../pipeline/worker.ts";
+import type { IngestActivity } from "../pipeline/worker.ts";
 import { countRows } from "./_app.ts";
 import { delay } from "./_service.ts";
 import { aroundQueries, dbTest } from "./_db.ts";
@@ -332,7 +332,6 @@ dbTest(
     let claims = 0;
     let claimBack!: () => void;
     const secondClaimBack = new Promise<void>((resolve) => (claimBack = resolve));
-    let worker!: Worker;
     const timed = aroundQueries(db, async (text, run) => {
       if (text === WRITE_BATCH_SQL) await secondClaimBack;
       if (text !== CLAIM_JOBS_SQL || ++claims !== 2) return await run();
@@ -342,7 +341,8 @@ dbTest(
       while (worker.active > 0) await delay(5);
       return rows;
     });
-    worker = workerOn(s, c, { db: timed, workerId: "idle-check" });
+    // Only claims use it, and the first runs after this line.
+    const worker = workerOn(s, c, { db: timed, workerId: "idle-check" });
     assert.equal(await worker.runUntilIdle(), 2);
     await decisionFor(db, first.signal_id);
     await decisionFor(db, second.signal_id);
