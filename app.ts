@@ -46,7 +46,7 @@ export interface AppDeps {
    * This instance's pipeline worker, for /metrics: none when it runs no worker
    * (WORKER_ENABLED=false, or the bench's no-database server).
    */
-  worker?: Pick<Worker, "bookConflicts">;
+  worker?: Pick<Worker, "bookConflicts" | "bookLocks">;
   /** False once shutdown began: new webhooks get 503 so TradingView re-sends elsewhere. */
   isAccepting: () => boolean;
   now: () => number;

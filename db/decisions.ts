@@ -46,10 +46,12 @@ export interface BookCache {
   open: OpenPosition[];
   /** Batches decided again because another writer changed the book first. */
   retries: number;
+  /** Batches written holding the book's lock, after losing it `OPTIMISTIC_TRIES` times. */
+  locked: number;
 }
 
 export function newBookCache(): BookCache {
-  return { writer: null, open: [], retries: 0 };
+  return { writer: null, open: [], retries: 0, locked: 0 };
 }
 
 export interface DecisionInput {
@@ -141,7 +143,10 @@ export async function recordDecisions(
       cache.writer = null; // nothing was written; whether the book changed is unknown
       throw error;
     }
-    if (recorded !== null) return recorded;
+    if (recorded !== null) {
+      if (tries > OPTIMISTIC_TRIES) cache.locked++;
+      return recorded;
+    }
     // Another writer changed the book after it was read: nothing was written.
     cache.writer = null;
     cache.retries++;

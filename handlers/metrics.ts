@@ -34,7 +34,7 @@ export interface MetricsDeps {
    * This instance's worker, when it runs one (not with WORKER_ENABLED=false,
    * nor in the bench's no-database server).
    */
-  worker?: Pick<Worker, "bookConflicts">;
+  worker?: Pick<Worker, "bookConflicts" | "bookLocks">;
 }
 
 const round2 = (n: number) => Math.round(n * 100) / 100;
@@ -98,9 +98,11 @@ async function latencyMetrics(deps: MetricsDeps) {
 
 /** This instance's worker: how often another writer got to the book first. */
 function workerMetrics(deps: MetricsDeps) {
-  return deps.worker === undefined
-    ? null
-    : { scope: `instance ${deps.instanceId}`, bookConflicts: deps.worker.bookConflicts };
+  return deps.worker === undefined ? null : {
+    scope: `instance ${deps.instanceId}`,
+    bookConflicts: deps.worker.bookConflicts,
+    bookLocks: deps.worker.bookLocks,
+  };
 }
 
 function cacheMetrics(deps: MetricsDeps) {
@@ -211,6 +213,10 @@ async function prometheusRegistry(deps: MetricsDeps, counts: SignalCounter): Pro
       "book_conflicts_total",
       "Decision batches decided again on this instance: another writer changed the positions first",
     ).inc(worker.bookConflicts);
+    counter(
+      "book_locked_writes_total",
+      "Decision batches on this instance written holding the positions' lock, after losing them three times",
+    ).inc(worker.bookLocks);
   }
   return registry;
 }

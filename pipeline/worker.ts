@@ -74,6 +74,8 @@ export interface Worker {
    * edit) changed the positions since this worker last read them.
    */
   readonly bookConflicts: number;
+  /** Batches that lost the positions three times, then were written holding their lock. */
+  readonly bookLocks: number;
 }
 
 const log = logger("worker");
@@ -495,6 +497,9 @@ export function createWorker(deps: WorkerDeps): Worker {
     },
     get bookConflicts() {
       return book.retries;
+    },
+    get bookLocks() {
+      return book.locked;
     },
     async start() {
       if (running) return;

@@ -753,6 +753,8 @@ Deno.test({
           assert.equal(r.durability?.stored, r.load.accepted);
           assert.ok(r.groupCommit!.transactions >= 1);
           assert.equal(r.stop?.code, 0, "the service stopped cleanly");
+          // One instance never finds its book changed by another writer.
+          assert.deepEqual(r.book, { conflicts: 0, locked: 0 }, "book counters read");
         }
         if (r.scenario === "e2e" || r.scenario === "burst") {
           assert.equal(r.decisions?.undecided, 0);
@@ -808,6 +810,9 @@ Deno.test({
       assert.equal(e2e.order?.held, true);
       assert.ok(e2e.claimsPerSec! > 0, `claims/s ${e2e.claimsPerSec}`);
       assert.equal(e2e.stop?.code, 0, "both instances stopped cleanly");
+      // Read from the instance that decides (the loaded one has no worker).
+      assert.deepEqual(e2e.book, { conflicts: 0, locked: 0 });
+      assert.match(report.table, /batches lost \/ locked/);
     } finally {
       await Deno.remove(out, { recursive: true });
     }

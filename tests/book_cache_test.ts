@@ -11,6 +11,7 @@ import { newBookCache, WRITE_BATCH_SQL } from "../db/decisions.ts";
 import { CLAIM_JOBS_SQL } from "../db/jobs.ts";
 import { byOpening, insertByOpening, readOpenBook } from "../db/positions.ts";
 import type { OpenPosition } from "../core/book.ts";
+import type { Services } from "../compose.ts";
 import { countRows } from "./_app.ts";
 import { aroundQueries, dbTest } from "./_db.ts";
 import { clock, decisionFor, pipelineServices, send, workerOn } from "./_pipeline.ts";
@@ -35,25 +36,41 @@ dbTest(
   },
 );
 
+/** This instance's book counters, from /metrics as JSON and as Prometheus text. */
+async function bookCounters(s: Services) {
+  const json = await (await s.app.request("/metrics")).json();
+  const text = await (await s.app.request("/metrics/prometheus")).text();
+  const value = (name: string) =>
+    text.split("\n").find((l) => l.startsWith(`optionstrat_${name} `))?.split(" ")[1];
+  return {
+    json: { conflicts: json.worker.bookConflicts, locks: json.worker.bookLocks },
+    prometheus: {
+      conflicts: value("book_conflicts_total"),
+      locks: value("book_locked_writes_total"),
+    },
+  };
+}
+
 dbTest(
   "/metrics reports this instance's book conflicts: batches decided again after a change elsewhere",
   async ({ db }) => {
     const c = clock();
     const s = await pipelineServices(db, c, { MAX_OPEN_POSITIONS: "1" });
-    const conflicts = async () => {
-      const json = await (await s.app.request("/metrics")).json();
-      const text = await (await s.app.request("/metrics/prometheus")).text();
-      const line = text.split("\n").find((l) => l.startsWith("optionstrat_book_conflicts_total "));
-      return { json: json.worker.bookConflicts, prometheus: line?.split(" ")[1] };
-    };
     await send(s, c, { symbol: "SPY", direction: "CALL", price: 100 });
     await s.worker.runUntilIdle();
-    assert.deepEqual(await conflicts(), { json: 0, prometheus: "0" });
+    assert.deepEqual(await bookCounters(s), {
+      json: { conflicts: 0, locks: 0 },
+      prometheus: { conflicts: "0", locks: "0" },
+    });
     await db.exec(`update positions set is_closed = true, closed_at = now(), exit_price = 101,
       realized_pnl = 10, exit_signal_id = entry_signal_id`);
     await send(s, c, { symbol: "QQQ", direction: "CALL", price: 100 });
     await s.worker.runUntilIdle();
-    assert.deepEqual(await conflicts(), { json: 1, prometheus: "1" });
+    // One loss, then written on the next optimistic try: no lock taken.
+    assert.deepEqual(await bookCounters(s), {
+      json: { conflicts: 1, locks: 0 },
+      prometheus: { conflicts: "1", locks: "0" },
+    });
   },
 );
 
@@ -91,26 +108,38 @@ dbTest(
     // Every read of the book outside a transaction is followed by another writer's change
     // to positions (an operator's edit), committed before the batch can write.
     let readsOutside = 0;
+    let contending = true;
     const contended = aroundQueries(db, async (text, run) => {
       const rows = await run();
       if (text.includes("from book_version v")) {
         readsOutside++;
-        await db.exec("update positions set updated_at = now() where symbol = 'DIA'");
+        if (contending) {
+          await db.exec("update positions set updated_at = now() where symbol = 'DIA'");
+        }
       }
       return rows;
     });
-    const book = newBookCache();
-    const worker = workerOn(s, c, { db: contended, book, workerId: "contended" });
-    const { signal_id } = await send(s, c, { symbol: "QQQ", direction: "CALL", price: 100 });
-    assert.equal(await worker.runUntilIdle(), 1);
+    // A second instance on the contended connection, with its own worker and /metrics.
+    const other = await pipelineServices(contended, c, { MAX_OPEN_POSITIONS: "2" });
+    const { signal_id } = await send(other, c, { symbol: "QQQ", direction: "CALL", price: 100 });
+    assert.equal(await other.worker.runUntilIdle(), 1);
     assert.equal((await decisionFor(db, signal_id)).reason_code, "ENTRY_APPROVED");
     assert.equal(readsOutside, 3, "three tries on a book read without its lock");
-    assert.equal(book.retries, 3);
-    assert.deepEqual(book.open.map((p) => p.symbol).sort(), ["DIA", "QQQ"]);
+    assert.deepEqual(await bookCounters(other), {
+      json: { conflicts: 3, locks: 1 },
+      prometheus: { conflicts: "3", locks: "1" },
+    });
+    // The book it wrote under the lock is kept: the next batch decides on it without a read.
+    contending = false;
+    const third = await send(other, c, { symbol: "IWM", direction: "CALL", price: 100 });
+    assert.equal(await other.worker.runUntilIdle(), 1);
+    assert.equal((await decisionFor(db, third.signal_id)).reason_code, "MAX_POSITIONS");
+    assert.equal(readsOutside, 3, "no read of the book after the locked write");
     const jobs = await db.query<{ status: string; attempts: number }>(
       "select status, attempts from pipeline_jobs order by id",
     );
     assert.deepEqual(jobs.map((j) => ({ ...j })), [
+      { status: "done", attempts: 1 },
       { status: "done", attempts: 1 },
       { status: "done", attempts: 1 },
     ]);

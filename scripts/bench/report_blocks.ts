@@ -143,7 +143,7 @@ export function diagnosticsBlock(results: readonly ScenarioResult[]): string {
     const names = ["queue", "load", "context", "gex", "book", "decide", "write"];
     parts.push(
       "",
-      "Decision stages, p50/p99 ms (stored timings; book: reading it when another writer changed it; write includes waiting for the book's version row)",
+      "Decision stages, p50/p99 ms (stored timings; book: reading it when another writer changed it; write includes waiting for the book's version row). Batches lost / locked: decided again because another writer changed the positions first / then written holding their lock (the service's /metrics)",
       formatTable(
         [
           "scenario",
@@ -153,6 +153,7 @@ export function diagnosticsBlock(results: readonly ScenarioResult[]): string {
           "e2e to tx start",
           "e2e seen committed",
           "decided",
+          "batches lost / locked",
         ],
         staged.map((r) => {
           const d = r.decisions!;
@@ -166,6 +167,7 @@ export function diagnosticsBlock(results: readonly ScenarioResult[]): string {
             pair(d.createdAtMs),
             pair(r.commitObservedMs),
             `${d.decided}/${d.decided + d.undecided}`,
+            r.book ? `${r.book.conflicts} / ${r.book.locked}` : "-",
           ];
         }),
       ),

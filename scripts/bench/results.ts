@@ -79,6 +79,14 @@ export interface MemoryFigures {
   backlogAtEnd: number | null;
 }
 
+/** A service's decision batches that lost the positions to another writer (GET /metrics). */
+export interface BookCounters {
+  /** Decided again because the positions changed after they were read. */
+  conflicts: number;
+  /** Written holding the positions' lock, after losing them three times. */
+  locked: number;
+}
+
 export interface ScenarioResult {
   scenario: ScenarioName;
   /** e.g. "ingest c=64". */
@@ -111,6 +119,8 @@ export interface ScenarioResult {
   burst: BurstFigures | null;
   memory: MemoryFigures | null;
   stop: StopResult | null;
+  /** The deciding instance's book counters at the end (absent in results from before them). */
+  book?: BookCounters | null;
   /** With --repeat: this row is the median of its rounds. */
   repeats: Repeats | null;
   notes: string[];
@@ -169,6 +179,7 @@ export function emptyResult(
     burst: null,
     memory: null,
     stop: null,
+    book: null,
     repeats: null,
     notes: [],
   };

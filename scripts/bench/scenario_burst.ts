@@ -92,7 +92,7 @@ export async function runBurst(ctx: BenchContext, driver: DbChoice): Promise<Sce
         ack: await serverAck(svc),
       };
     },
-    analyze: async (db, run, { stop, logTail }) => {
+    analyze: async (db, run, { stop, logTail, book }) => {
       const r = await measuredResult(db, run, { scenario: "burst", label, driver, prefix });
       const decisions = await decisionStats(db, prefix);
       const order = await orderCheck(db, prefix);
@@ -124,6 +124,7 @@ export async function runBurst(ctx: BenchContext, driver: DbChoice): Promise<Sce
         orderHeld: order.held,
       };
       r.stop = stop;
+      r.book = book;
       r.notes.push(`closed loop over ${o.burstConnections} pre-opened connections`);
       const problems = logProblems(logTail);
       if (problems.errors > 0) {

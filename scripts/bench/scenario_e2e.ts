@@ -74,7 +74,7 @@ export async function runEndToEnd(ctx: BenchContext, driver: DbChoice): Promise<
         observed,
       };
     },
-    analyze: async (db, run, { stop, logTail }) => {
+    analyze: async (db, run, { stop, logTail, book }) => {
       const r = await measuredResult(db, run, { scenario: "e2e", label, driver, prefix });
       r.decisions = await decisionStats(db, prefix);
       r.decisionsPerSec = await decisionRate(db, run);
@@ -83,6 +83,7 @@ export async function runEndToEnd(ctx: BenchContext, driver: DbChoice): Promise<
       r.commitObservedMs = run.observed;
       r.drainMs = run.drainMs;
       r.stop = stop;
+      r.book = book;
       r.notes.push("paced, open loop; e2e = stored end_to_end_ms (to the commit, worker's clock)");
       if (run.drainMs === null) {
         r.notes.push(`NOT all decided within ${o.drainTimeoutS} s: e2e is a lower bound`);

@@ -68,11 +68,12 @@ export async function runIngest(
         ack: await serverAck(svc),
       };
     },
-    analyze: async (db, run: Loaded, { stop, logTail }) => {
+    analyze: async (db, run: Loaded, { stop, logTail, book }) => {
       const r = await measuredResult(db, run, { scenario, label, driver, prefix });
       r.decisionsPerSec = await decisionRate(db, run);
       r.claimsPerSec = await claimRate(db, run);
       r.stop = stop;
+      r.book = book;
       r.notes.push(mode.kind === "max" ? `${run.load.driver} closed loop` : "paced, open loop");
       const problems = logProblems(logTail);
       if (problems.errors > 0) {

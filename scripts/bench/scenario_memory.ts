@@ -131,7 +131,7 @@ export async function runMemory(ctx: BenchContext, driver: DbChoice): Promise<Sc
         ack: await serverAck(svc),
       };
     },
-    analyze: async (db, run, { stop, logTail }) => {
+    analyze: async (db, run, { stop, logTail, book }) => {
       const counts = await ingestCounts(db, prefix);
       const r = emptyResult("memory", label, driver, run.load);
       r.cpu = run.cpu;
@@ -146,6 +146,7 @@ export async function runMemory(ctx: BenchContext, driver: DbChoice): Promise<Sc
         backlogAtEnd: run.backlog,
       });
       r.stop = stop;
+      r.book = book;
       r.notes.push("paced, open loop");
       const problems = logProblems(logTail);
       if (problems.errors > 0) {

@@ -13,7 +13,7 @@ import type { LoadResult } from "./load_result.ts";
 import type { ProfileSummary } from "./cpu_watch.ts";
 import type { CpuSplit } from "./proc.ts";
 import type { ScenarioName } from "./flags.ts";
-import { emptyResult, type ScenarioResult } from "./results.ts";
+import { type BookCounters, emptyResult, type ScenarioResult } from "./results.ts";
 import { type BenchDatabase, freshPglite, freshPostgres } from "./bench_database.ts";
 import { registerCleanup } from "./cleanup.ts";
 import type { DbChoice } from "./flags.ts";
@@ -101,6 +101,25 @@ export interface Stopped {
   stop: StopResult;
   /** The service's last output lines (warnings and errors only). */
   logTail: string;
+  /** The deciding instance's book counters just before it stopped; null if unreadable. */
+  book: BookCounters | null;
+}
+
+/**
+ * Over a service's life, the decision batches decided again because the
+ * positions changed under them, and those then written holding their lock
+ * (GET /metrics `worker`; results.ts).
+ */
+async function bookCounters(svc: ServerProcess): Promise<BookCounters | null> {
+  try {
+    const res = await fetch(`${svc.origin}/metrics`);
+    const body = await res.json() as { worker?: { bookConflicts?: number; bookLocks?: number } };
+    const w = body.worker;
+    if (typeof w?.bookConflicts !== "number" || typeof w.bookLocks !== "number") return null;
+    return { conflicts: w.bookConflicts, locked: w.bookLocks };
+  } catch {
+    return null;
+  }
 }
 
 export interface ServiceRun {
@@ -174,12 +193,13 @@ export async function withService<T>(
     await seedMarketData(svc.origin, ctx.seedSymbols);
     live = driver === "postgres" ? await db.open() : null;
     const loaded = await load({ svc, db, live });
+    const book = await bookCounters(decider ?? svc);
     const stops = [await svc.stop(), ...(decider === null ? [] : [await decider.stop()])];
     const logTail = [svc, decider].map((s) => s?.logTail() ?? "").join("");
     svc = decider = null;
     const stop = stops.find((s) => s.code !== 0) ?? stops[0];
     if (stop.code !== 0) ctx.progress(`  service exited with ${stop.code}:\n${logTail}`);
-    await analyze(live ?? await db.open(), loaded, { stop, logTail });
+    await analyze(live ?? await db.open(), loaded, { stop, logTail, book });
   } finally {
     for (const s of [svc, decider]) {
       if (s === null) continue;
