@@ -14,6 +14,7 @@ import type { OpenPosition } from "../core/book.ts";
 import type { Services } from "../compose.ts";
 import { countRows } from "./_app.ts";
 import { aroundQueries, dbTest } from "./_db.ts";
+import { delay } from "./_service.ts";
 import { clock, decisionFor, pipelineServices, send, workerOn } from "./_pipeline.ts";
 
 dbTest(
@@ -144,6 +145,50 @@ dbTest(
       { status: "done", attempts: 1 },
     ]);
     assert.equal(await countRows(db, "processing_errors"), 0);
+  },
+);
+
+dbTest(
+  "an instance's batches decided at once take turns on its book: none is decided again",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c, {
+      MAX_OPEN_POSITIONS: "1",
+      WORKER_CONCURRENCY: "2",
+      WORKER_BATCH_SIZE: "1",
+    });
+    const first = await send(s, c, { symbol: "SPY", direction: "CALL", price: 100 });
+    c.advance(1);
+    const second = await send(s, c, { symbol: "QQQ", direction: "CALL", price: 100 });
+    // The first batch's write is held until the second batch is claimed and has had time to
+    // be decided and written: taking turns, it waits for the first; otherwise it goes ahead.
+    let claims = 0;
+    let writes = 0;
+    let claimedTwice!: () => void;
+    const secondClaimed = new Promise<void>((resolve) => (claimedTwice = resolve));
+    let writtenTwice!: () => void;
+    const secondWrite = new Promise<void>((resolve) => (writtenTwice = resolve));
+    const held = aroundQueries(db, async (text, run) => {
+      if (text === CLAIM_JOBS_SQL && ++claims === 2) claimedTwice();
+      if (text === WRITE_BATCH_SQL && ++writes === 1) {
+        await secondClaimed;
+        await Promise.race([secondWrite, delay(300)]);
+      } else if (text === WRITE_BATCH_SQL && writes === 2) {
+        writtenTwice();
+      }
+      return await run();
+    });
+    const book = newBookCache();
+    const worker = workerOn(s, c, { db: held, book });
+    assert.equal(await worker.runUntilIdle(), 2);
+    assert.ok(claims >= 2, "the second batch was claimed while the first was being written");
+    // The second was decided on the book the first batch's write left: the slot was taken.
+    assert.equal((await decisionFor(db, first.signal_id)).reason_code, "ENTRY_APPROVED");
+    const later = await decisionFor(db, second.signal_id);
+    assert.equal(later.reason_code, "MAX_POSITIONS");
+    assert.deepEqual({ retries: book.retries, locked: book.locked }, { retries: 0, locked: 0 });
+    // Its wait for the first batch's write is its book stage.
+    assert.ok((later.timings as { book_ms: number }).book_ms >= 250, JSON.stringify(later.timings));
   },
 );
 

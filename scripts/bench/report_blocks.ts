@@ -143,7 +143,7 @@ export function diagnosticsBlock(results: readonly ScenarioResult[]): string {
     const names = ["queue", "load", "context", "gex", "book", "decide", "write"];
     parts.push(
       "",
-      "Decision stages, p50/p99 ms (stored timings; book: reading it when another writer changed it; write includes waiting for the book's version row). Batches lost / locked: decided again because another writer changed the positions first / then written holding their lock (the service's /metrics)",
+      "Decision stages, p50/p99 ms (stored timings; book: waiting for this instance's batch before it, and reading the book when another writer changed it; write includes waiting for the book's version row). Batches lost / locked: decided again because another writer changed the positions first / then written holding their lock (the service's /metrics)",
       formatTable(
         [
           "scenario",
