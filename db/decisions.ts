@@ -11,8 +11,8 @@
  * read again and the batch decided again; after `OPTIMISTIC_TRIES` such
  * losses it takes the lock before reading, so it cannot lose again (a batch
  * is never given up for being slower than another instance's). One instance
- * never has to: its own batches take turns on the kept book (`turn`), which is
- * read once and then kept, and a batch costs the claim and this one statement.
+ * never has to: its batches take turns (pipeline/worker.ts) on the book, which
+ * is read once and then kept, and a batch costs the claim and this one statement.
  */
 import { applyDecision, type Book, type ClosedPosition, type OpenPosition } from "../core/book.ts";
 import type { Decision } from "../core/decision.ts";
@@ -48,12 +48,10 @@ export interface BookCache {
   retries: number;
   /** Batches written holding the book's lock, after losing it `OPTIMISTIC_TRIES` times. */
   locked: number;
-  /** Settles once the batch last given the book has written or failed: batches take turns. */
-  turn: Promise<void>;
 }
 
 export function newBookCache(): BookCache {
-  return { writer: null, open: [], retries: 0, locked: 0, turn: Promise.resolve() };
+  return { writer: null, open: [], retries: 0, locked: 0 };
 }
 
 export interface DecisionInput {
@@ -85,19 +83,18 @@ export interface RecordedDecision {
 export async function recordDecisions(
   db: Database,
   inputs: readonly DecisionInput[],
-  options: { workerId: string; now: () => number; book: BookCache },
+  options: {
+    workerId: string;
+    now: () => number;
+    book: BookCache;
+    /** How long the batch waited for its turn on the book; counted to its book stage. */
+    waitedMs?: number;
+  },
 ): Promise<RecordedDecision[]> {
   const cache = options.book;
   const jobIds = inputs.map((i) => i.jobId);
-  // This instance's batches (WORKER_CONCURRENCY > 1) decide and write one after another: one
-  // decided beside another's write would find the book changed by it and be decided again.
-  const previous = cache.turn;
-  let endTurn!: () => void;
-  cache.turn = new Promise((resolve) => (endTurn = resolve));
-  const waitStart = performance.now();
-  await previous;
-  /** Waiting for the batch before it counts to the book stage, on the first try. */
-  let waitedMs = performance.now() - waitStart;
+  /** Counted once, on the first try. */
+  let waitedMs = options.waitedMs ?? 0;
 
   /** One attempt on `q`: the decisions written, or null if another writer changed the book first. */
   async function attempt(q: Queryable): Promise<RecordedDecision[] | null> {
@@ -137,41 +134,31 @@ export async function recordDecisions(
     return recorded;
   }
 
-  try {
-    return await untilWritten();
-  } finally {
-    endTurn();
-  }
-
-  async function untilWritten(): Promise<RecordedDecision[]> {
-    for (let tries = 1;; tries++) {
-      let recorded: RecordedDecision[] | null;
-      try {
-        recorded = tries <= OPTIMISTIC_TRIES
-          ? await attempt(db)
-          : await db.transaction(async (tx) => {
-            // Another writer won the book every time: hold it while reading and writing, so
-            // this batch cannot lose it again (other writers of positions wait for the commit).
-            await tx.query("select 1 from book_version where id = 1 for update");
-            cache.writer = null;
-            const written = await attempt(tx);
-            if (written === null) {
-              throw new Error("The book changed while this worker held its lock");
-            }
-            return written;
-          });
-      } catch (error) {
-        cache.writer = null; // nothing was written; whether the book changed is unknown
-        throw error;
-      }
-      if (recorded !== null) {
-        if (tries > OPTIMISTIC_TRIES) cache.locked++;
-        return recorded;
-      }
-      // Another writer changed the book after it was read: nothing was written.
-      cache.writer = null;
-      cache.retries++;
+  for (let tries = 1;; tries++) {
+    let recorded: RecordedDecision[] | null;
+    try {
+      recorded = tries <= OPTIMISTIC_TRIES
+        ? await attempt(db)
+        : await db.transaction(async (tx) => {
+          // Another writer won the book every time: hold it while reading and writing, so
+          // this batch cannot lose it again (other writers of positions wait for the commit).
+          await tx.query("select 1 from book_version where id = 1 for update");
+          cache.writer = null;
+          const written = await attempt(tx);
+          if (written === null) throw new Error("The book changed while this worker held its lock");
+          return written;
+        });
+    } catch (error) {
+      cache.writer = null; // nothing was written; whether the book changed is unknown
+      throw error;
     }
+    if (recorded !== null) {
+      if (tries > OPTIMISTIC_TRIES) cache.locked++;
+      return recorded;
+    }
+    // Another writer changed the book after it was read: nothing was written.
+    cache.writer = null;
+    cache.retries++;
   }
 }
 

@@ -127,6 +127,14 @@ export function createWorker(deps: WorkerDeps): Worker {
   const activeIds = new Set<number>();
   /** The open book as this worker last read or wrote it (db/decisions.ts). */
   const book = deps.book ?? newBookCache();
+  /**
+   * Settles once the batch claimed last has decided and written, or failed.
+   * Batches look up their market data at once (`config.concurrency`) but
+   * decide and write in claim order, one after another: a batch decided
+   * beside another's write would find the book changed by it and be decided
+   * again, and a later one could take a free slot from an earlier one.
+   */
+  let lastTurn: Promise<void> = Promise.resolve();
   /** Set when the database failed mid-way: some of our claims may have no one deciding them. */
   let orphansPossible = false;
 
@@ -223,7 +231,11 @@ export function createWorker(deps: WorkerDeps): Worker {
     if (jobs.length === 0) return 0;
     activeJobs += jobs.length;
     for (const job of jobs) activeIds.add(job.id);
-    const task: Promise<void> = processBatch(jobs).finally(() => {
+    const turnAfter = lastTurn;
+    let endTurn!: () => void;
+    lastTurn = new Promise((resolve) => (endTurn = resolve));
+    const task: Promise<void> = processBatch(jobs, turnAfter).finally(() => {
+      endTurn();
       batchesFinished++;
       lastWorkAt = performance.now();
       activeJobs -= jobs.length;
@@ -283,11 +295,13 @@ export function createWorker(deps: WorkerDeps): Worker {
   }
 
   /**
-   * Decides a batch and writes it in one statement (db/decisions.ts). If that
-   * fails, each job is tried on its own, so one job's failure never holds back
-   * another symbol's; the jobs of its own symbol behind it wait for it.
+   * Looks up a batch's market data, then, once the batch claimed before it is
+   * done (`turnAfter`), decides it and writes it in one statement
+   * (db/decisions.ts). If that fails, each job is tried on its own, so one
+   * job's failure never holds back another symbol's; the jobs of its own
+   * symbol behind it wait for it.
    */
-  async function processBatch(jobs: ClaimedJob[]): Promise<void> {
+  async function processBatch(jobs: ClaimedJob[], turnAfter: Promise<void>): Promise<void> {
     const prepared: { job: ClaimedJob; input: DecisionInput }[] = [];
     await inSymbolOrder(
       jobs.map((job) => ({ job })),
@@ -297,8 +311,11 @@ export function createWorker(deps: WorkerDeps): Worker {
       ({ job }, error) => failed(job, error),
     );
     if (prepared.length === 0) return;
+    const waitStart = performance.now();
+    await turnAfter;
+    const waitedMs = performance.now() - waitStart;
     try {
-      report(await decideBatch(prepared));
+      report(await decideBatch(prepared, waitedMs));
     } catch (error) {
       if (prepared.length === 1) {
         await failed(prepared[0].job, error);
@@ -404,11 +421,13 @@ export function createWorker(deps: WorkerDeps): Worker {
 
   async function decideBatch(
     batch: { job: ClaimedJob; input: DecisionInput }[],
+    waitedMs = 0,
   ): Promise<{ job: ClaimedJob; recorded: RecordedDecision }[]> {
     const recorded = await recordDecisions(db, batch.map((b) => b.input), {
       workerId,
       now: deps.now,
       book,
+      waitedMs,
     });
     const now = deps.now();
     for (const [i, r] of recorded.entries()) {

@@ -192,6 +192,36 @@ dbTest(
   },
 );
 
+dbTest(
+  "an instance's batches are decided in claim order, whichever finished its lookups first",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c, {
+      MAX_OPEN_POSITIONS: "1",
+      WORKER_CONCURRENCY: "2",
+      WORKER_BATCH_SIZE: "1",
+    });
+    const first = await send(s, c, { symbol: "SPY", direction: "CALL", price: 100 });
+    c.advance(1);
+    const second = await send(s, c, { symbol: "QQQ", direction: "CALL", price: 100 });
+    // The first batch's market data comes slowly (a provider's fetch), the second's at once.
+    const context = {
+      ...s.context,
+      get: async (symbol: string) => {
+        if (symbol === "SPY") await delay(300);
+        return await s.context.get(symbol);
+      },
+    };
+    const worker = workerOn(s, c, { context });
+    assert.equal(await worker.runUntilIdle(), 2);
+    assert.equal((await decisionFor(db, first.signal_id)).reason_code, "ENTRY_APPROVED");
+    const later = await decisionFor(db, second.signal_id);
+    assert.equal(later.reason_code, "MAX_POSITIONS");
+    // It waited for the first batch, lookups and write: its book stage.
+    assert.ok((later.timings as { book_ms: number }).book_ms >= 250, JSON.stringify(later.timings));
+  },
+);
+
 Deno.test("insertByOpening places new positions exactly where sorting the whole book would", () => {
   // Few distinct instants, so ties fall to the ids, as same-millisecond receipts do.
   const position = fc.record({
