@@ -128,7 +128,7 @@ export function createWorker(deps: WorkerDeps): Worker {
   /** The open book as this worker last read or wrote it (db/decisions.ts). */
   const book = deps.book ?? newBookCache();
   /**
-   * Settles once the batch claimed last has decided and written, or failed.
+   * Settles once the batch claimed last has written its decisions, or failed.
    * Batches look up their market data at once (`config.concurrency`) but
    * decide and write in claim order, one after another: a batch decided
    * beside another's write would find the book changed by it and be decided
@@ -231,11 +231,10 @@ export function createWorker(deps: WorkerDeps): Worker {
     if (jobs.length === 0) return 0;
     activeJobs += jobs.length;
     for (const job of jobs) activeIds.add(job.id);
-    const turnAfter = lastTurn;
-    let endTurn!: () => void;
-    lastTurn = new Promise((resolve) => (endTurn = resolve));
-    const task: Promise<void> = processBatch(jobs, turnAfter).finally(() => {
-      endTurn();
+    const turn = { after: lastTurn, end: () => {} };
+    lastTurn = new Promise((resolve) => (turn.end = resolve));
+    const task: Promise<void> = processBatch(jobs, turn).finally(() => {
+      turn.end();
       batchesFinished++;
       lastWorkAt = performance.now();
       activeJobs -= jobs.length;
@@ -295,13 +294,17 @@ export function createWorker(deps: WorkerDeps): Worker {
   }
 
   /**
-   * Looks up a batch's market data, then, once the batch claimed before it is
-   * done (`turnAfter`), decides it and writes it in one statement
-   * (db/decisions.ts). If that fails, each job is tried on its own, so one
-   * job's failure never holds back another symbol's; the jobs of its own
-   * symbol behind it wait for it.
+   * Looks up a batch's market data, then, once the batch claimed before it has
+   * written (`turn.after`), decides it and writes it in one statement
+   * (db/decisions.ts), and passes the turn on (`turn.end`). If that fails,
+   * each job is tried on its own, still in its turn, so one job's failure
+   * never holds back another symbol's; the jobs of its own symbol behind it
+   * wait for it.
    */
-  async function processBatch(jobs: ClaimedJob[], turnAfter: Promise<void>): Promise<void> {
+  async function processBatch(
+    jobs: ClaimedJob[],
+    turn: { after: Promise<void>; end: () => void },
+  ): Promise<void> {
     const prepared: { job: ClaimedJob; input: DecisionInput }[] = [];
     await inSymbolOrder(
       jobs.map((job) => ({ job })),
@@ -312,10 +315,10 @@ export function createWorker(deps: WorkerDeps): Worker {
     );
     if (prepared.length === 0) return;
     const waitStart = performance.now();
-    await turnAfter;
+    await turn.after;
     const waitedMs = performance.now() - waitStart;
     try {
-      report(await decideBatch(prepared, waitedMs));
+      report(await decideBatch(prepared, { waitedMs, written: turn.end }));
     } catch (error) {
       if (prepared.length === 1) {
         await failed(prepared[0].job, error);
@@ -419,16 +422,21 @@ export function createWorker(deps: WorkerDeps): Worker {
     };
   }
 
+  /**
+   * Decides and writes `batch`; `written` runs once the write has committed,
+   * before the timings that follow it are stored.
+   */
   async function decideBatch(
     batch: { job: ClaimedJob; input: DecisionInput }[],
-    waitedMs = 0,
+    o: { waitedMs?: number; written?: () => void } = {},
   ): Promise<{ job: ClaimedJob; recorded: RecordedDecision }[]> {
     const recorded = await recordDecisions(db, batch.map((b) => b.input), {
       workerId,
       now: deps.now,
       book,
-      waitedMs,
+      waitedMs: o.waitedMs,
     });
+    o.written?.();
     const now = deps.now();
     for (const [i, r] of recorded.entries()) {
       r.timings.end_to_end_ms = Math.max(0, now - batch[i].job.receivedAt.getTime());

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { newBookCache, WRITE_BATCH_SQL } from "../db/decisions.ts";
+import { COMPLETE_TIMINGS_SQL, newBookCache, WRITE_BATCH_SQL } from "../db/decisions.ts";
 import { CLAIM_JOBS_SQL } from "../db/jobs.ts";
 import { byOpening, insertByOpening, readOpenBook } from "../db/positions.ts";
 import type { OpenPosition } from "../core/book.ts";
@@ -219,6 +219,34 @@ dbTest(
     assert.equal(later.reason_code, "MAX_POSITIONS");
     // It waited for the first batch, lookups and write: its book stage.
     assert.ok((later.timings as { book_ms: number }).book_ms >= 250, JSON.stringify(later.timings));
+  },
+);
+
+dbTest(
+  "the next batch's turn comes once a batch has written, not after its timings are stored",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c, { WORKER_CONCURRENCY: "2", WORKER_BATCH_SIZE: "1" });
+    await send(s, c, { symbol: "SPY", direction: "CALL", price: 100 });
+    c.advance(1);
+    await send(s, c, { symbol: "QQQ", direction: "CALL", price: 100 });
+    // The first batch's timings wait for the second batch's write, for 2 s at most.
+    let writes = 0;
+    let timingUpdates = 0;
+    let secondWrote!: () => void;
+    const secondWrite = new Promise<void>((resolve) => (secondWrote = resolve));
+    let timedOut = false;
+    const held = aroundQueries(db, async (text, run) => {
+      if (text === WRITE_BATCH_SQL && ++writes === 2) secondWrote();
+      if (text === COMPLETE_TIMINGS_SQL && ++timingUpdates === 1) {
+        await Promise.race([secondWrite, delay(2000).then(() => (timedOut = true))]);
+      }
+      return await run();
+    });
+    const worker = workerOn(s, c, { db: held });
+    assert.equal(await worker.runUntilIdle(), 2);
+    assert.equal(timedOut, false, "the second batch wrote while the first's timings waited");
+    assert.equal(writes, 2);
   },
 );
 
