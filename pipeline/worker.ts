@@ -232,7 +232,10 @@ export function createWorker(deps: WorkerDeps): Worker {
     activeJobs += jobs.length;
     for (const job of jobs) activeIds.add(job.id);
     const turn = { after: lastTurn, end: () => {} };
-    lastTurn = new Promise((resolve) => (turn.end = resolve));
+    const ended = new Promise<void>((resolve) => (turn.end = resolve));
+    // A batch that ends without waiting its turn (nothing left to decide) must not let the next
+    // one overtake those before it: the next turn comes when both this one and theirs are over.
+    lastTurn = Promise.all([turn.after, ended]).then(() => {});
     const task: Promise<void> = processBatch(jobs, turn).finally(() => {
       turn.end();
       batchesFinished++;

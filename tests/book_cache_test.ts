@@ -223,6 +223,41 @@ dbTest(
 );
 
 dbTest(
+  "a batch that has nothing to decide does not let the next one overtake those before it",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c, {
+      MAX_OPEN_POSITIONS: "1",
+      WORKER_CONCURRENCY: "3",
+      WORKER_BATCH_SIZE: "1",
+    });
+    const first = await send(s, c, { symbol: "SPY", direction: "CALL", price: 100 });
+    c.advance(1);
+    await send(s, c, { symbol: "QQQ", direction: "CALL", price: 100 });
+    c.advance(1);
+    const third = await send(s, c, { symbol: "IWM", direction: "CALL", price: 100 });
+    // SPY's market data comes slowly; QQQ's lookup fails once, so its batch ends at once.
+    let qqqFailed = false;
+    const context = {
+      ...s.context,
+      get: async (symbol: string) => {
+        if (symbol === "SPY") await delay(300);
+        if (symbol === "QQQ" && !qqqFailed) {
+          qqqFailed = true;
+          throw new Error("provider down");
+        }
+        return await s.context.get(symbol);
+      },
+    };
+    const worker = workerOn(s, c, { context });
+    await worker.runUntilIdle();
+    assert.ok(qqqFailed);
+    assert.equal((await decisionFor(db, first.signal_id)).reason_code, "ENTRY_APPROVED");
+    assert.equal((await decisionFor(db, third.signal_id)).reason_code, "MAX_POSITIONS");
+  },
+);
+
+dbTest(
   "the next batch's turn comes once a batch has written, not after its timings are stored",
   async ({ db }) => {
     const c = clock();
