@@ -12,6 +12,7 @@ import { CLAIM_JOBS_SQL } from "../db/jobs.ts";
 import { byOpening, insertByOpening, readOpenBook } from "../db/positions.ts";
 import type { OpenPosition } from "../core/book.ts";
 import type { Services } from "../compose.ts";
+import type { Database } from "../db/port.ts";
 import { countRows } from "./_app.ts";
 import { aroundQueries, dbTest } from "./_db.ts";
 import { delay } from "./_service.ts";
@@ -148,18 +149,41 @@ dbTest(
   },
 );
 
+/**
+ * One free position slot, an entry for each of `symbols` received 1 ms apart,
+ * and workers that decide one job per batch, `concurrency` batches at once.
+ */
+async function raceForOneSlot(db: Database, symbols: string[], concurrency: number) {
+  const c = clock();
+  const s = await pipelineServices(db, c, {
+    MAX_OPEN_POSITIONS: "1",
+    WORKER_CONCURRENCY: String(concurrency),
+    WORKER_BATCH_SIZE: "1",
+  });
+  const ids: string[] = [];
+  for (const symbol of symbols) {
+    c.advance(1);
+    ids.push((await send(s, c, { symbol, direction: "CALL", price: 100 })).signal_id);
+  }
+  return { s, c, ids };
+}
+
+/** `s`'s market data with SPY's lookups 300 ms slow (a provider's fetch); `before` runs first. */
+function slowSpy(s: Services, before: (symbol: string) => void = () => {}) {
+  return {
+    ...s.context,
+    get: async (symbol: string) => {
+      before(symbol);
+      if (symbol === "SPY") await delay(300);
+      return await s.context.get(symbol);
+    },
+  };
+}
+
 dbTest(
   "an instance's batches decided at once take turns on its book: none is decided again",
   async ({ db }) => {
-    const c = clock();
-    const s = await pipelineServices(db, c, {
-      MAX_OPEN_POSITIONS: "1",
-      WORKER_CONCURRENCY: "2",
-      WORKER_BATCH_SIZE: "1",
-    });
-    const first = await send(s, c, { symbol: "SPY", direction: "CALL", price: 100 });
-    c.advance(1);
-    const second = await send(s, c, { symbol: "QQQ", direction: "CALL", price: 100 });
+    const { s, c, ids: [first, second] } = await raceForOneSlot(db, ["SPY", "QQQ"], 2);
     // The first batch's write is held until the second batch is claimed and has had time to
     // be decided and written: taking turns, it waits for the first; otherwise it goes ahead.
     let claims = 0;
@@ -183,8 +207,8 @@ dbTest(
     assert.equal(await worker.runUntilIdle(), 2);
     assert.ok(claims >= 2, "the second batch was claimed while the first was being written");
     // The second was decided on the book the first batch's write left: the slot was taken.
-    assert.equal((await decisionFor(db, first.signal_id)).reason_code, "ENTRY_APPROVED");
-    const later = await decisionFor(db, second.signal_id);
+    assert.equal((await decisionFor(db, first)).reason_code, "ENTRY_APPROVED");
+    const later = await decisionFor(db, second);
     assert.equal(later.reason_code, "MAX_POSITIONS");
     assert.deepEqual({ retries: book.retries, locked: book.locked }, { retries: 0, locked: 0 });
     // Its wait for the first batch's write is its book stage.
@@ -195,27 +219,12 @@ dbTest(
 dbTest(
   "an instance's batches are decided in claim order, whichever finished its lookups first",
   async ({ db }) => {
-    const c = clock();
-    const s = await pipelineServices(db, c, {
-      MAX_OPEN_POSITIONS: "1",
-      WORKER_CONCURRENCY: "2",
-      WORKER_BATCH_SIZE: "1",
-    });
-    const first = await send(s, c, { symbol: "SPY", direction: "CALL", price: 100 });
-    c.advance(1);
-    const second = await send(s, c, { symbol: "QQQ", direction: "CALL", price: 100 });
-    // The first batch's market data comes slowly (a provider's fetch), the second's at once.
-    const context = {
-      ...s.context,
-      get: async (symbol: string) => {
-        if (symbol === "SPY") await delay(300);
-        return await s.context.get(symbol);
-      },
-    };
-    const worker = workerOn(s, c, { context });
+    const { s, c, ids: [first, second] } = await raceForOneSlot(db, ["SPY", "QQQ"], 2);
+    // The first batch's market data comes slowly, the second's at once.
+    const worker = workerOn(s, c, { context: slowSpy(s) });
     assert.equal(await worker.runUntilIdle(), 2);
-    assert.equal((await decisionFor(db, first.signal_id)).reason_code, "ENTRY_APPROVED");
-    const later = await decisionFor(db, second.signal_id);
+    assert.equal((await decisionFor(db, first)).reason_code, "ENTRY_APPROVED");
+    const later = await decisionFor(db, second);
     assert.equal(later.reason_code, "MAX_POSITIONS");
     // It waited for the first batch, lookups and write: its book stage.
     assert.ok((later.timings as { book_ms: number }).book_ms >= 250, JSON.stringify(later.timings));
@@ -225,35 +234,20 @@ dbTest(
 dbTest(
   "a batch that has nothing to decide does not let the next one overtake those before it",
   async ({ db }) => {
-    const c = clock();
-    const s = await pipelineServices(db, c, {
-      MAX_OPEN_POSITIONS: "1",
-      WORKER_CONCURRENCY: "3",
-      WORKER_BATCH_SIZE: "1",
-    });
-    const first = await send(s, c, { symbol: "SPY", direction: "CALL", price: 100 });
-    c.advance(1);
-    await send(s, c, { symbol: "QQQ", direction: "CALL", price: 100 });
-    c.advance(1);
-    const third = await send(s, c, { symbol: "IWM", direction: "CALL", price: 100 });
+    const { s, c, ids: [first, , third] } = await raceForOneSlot(db, ["SPY", "QQQ", "IWM"], 3);
     // SPY's market data comes slowly; QQQ's lookup fails once, so its batch ends at once.
     let qqqFailed = false;
-    const context = {
-      ...s.context,
-      get: async (symbol: string) => {
-        if (symbol === "SPY") await delay(300);
-        if (symbol === "QQQ" && !qqqFailed) {
-          qqqFailed = true;
-          throw new Error("provider down");
-        }
-        return await s.context.get(symbol);
-      },
-    };
+    const context = slowSpy(s, (symbol) => {
+      if (symbol === "QQQ" && !qqqFailed) {
+        qqqFailed = true;
+        throw new Error("provider down");
+      }
+    });
     const worker = workerOn(s, c, { context });
     await worker.runUntilIdle();
     assert.ok(qqqFailed);
-    assert.equal((await decisionFor(db, first.signal_id)).reason_code, "ENTRY_APPROVED");
-    assert.equal((await decisionFor(db, third.signal_id)).reason_code, "MAX_POSITIONS");
+    assert.equal((await decisionFor(db, first)).reason_code, "ENTRY_APPROVED");
+    assert.equal((await decisionFor(db, third)).reason_code, "MAX_POSITIONS");
   },
 );
 
