@@ -231,11 +231,11 @@ export function createWorker(deps: WorkerDeps): Worker {
     if (jobs.length === 0) return 0;
     activeJobs += jobs.length;
     for (const job of jobs) activeIds.add(job.id);
-    const turn = { after: lastTurn, end: () => {} };
-    const ended = new Promise<void>((resolve) => (turn.end = resolve));
+    const ended = Promise.withResolvers<void>();
+    const turn = { after: lastTurn, end: ended.resolve };
     // A batch that ends without waiting its turn (nothing left to decide) must not let the next
     // one overtake those before it: the next turn comes when both this one and theirs are over.
-    lastTurn = Promise.all([turn.after, ended]).then(() => {});
+    lastTurn = Promise.all([turn.after, ended.promise]).then(() => {});
     const task: Promise<void> = processBatch(jobs, turn).finally(() => {
       turn.end();
       batchesFinished++;

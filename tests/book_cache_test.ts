@@ -188,17 +188,15 @@ dbTest(
     // be decided and written: taking turns, it waits for the first; otherwise it goes ahead.
     let claims = 0;
     let writes = 0;
-    let claimedTwice!: () => void;
-    const secondClaimed = new Promise<void>((resolve) => (claimedTwice = resolve));
-    let writtenTwice!: () => void;
-    const secondWrite = new Promise<void>((resolve) => (writtenTwice = resolve));
+    const secondClaimed = Promise.withResolvers<void>();
+    const secondWrite = Promise.withResolvers<void>();
     const held = aroundQueries(db, async (text, run) => {
-      if (text === CLAIM_JOBS_SQL && ++claims === 2) claimedTwice();
+      if (text === CLAIM_JOBS_SQL && ++claims === 2) secondClaimed.resolve();
       if (text === WRITE_BATCH_SQL && ++writes === 1) {
-        await secondClaimed;
-        await Promise.race([secondWrite, delay(300)]);
+        await secondClaimed.promise;
+        await Promise.race([secondWrite.promise, delay(300)]);
       } else if (text === WRITE_BATCH_SQL && writes === 2) {
-        writtenTwice();
+        secondWrite.resolve();
       }
       return await run();
     });
@@ -262,13 +260,12 @@ dbTest(
     // The first batch's timings wait for the second batch's write, for 2 s at most.
     let writes = 0;
     let timingUpdates = 0;
-    let secondWrote!: () => void;
-    const secondWrite = new Promise<void>((resolve) => (secondWrote = resolve));
+    const secondWrite = Promise.withResolvers<void>();
     let timedOut = false;
     const held = aroundQueries(db, async (text, run) => {
-      if (text === WRITE_BATCH_SQL && ++writes === 2) secondWrote();
+      if (text === WRITE_BATCH_SQL && ++writes === 2) secondWrite.resolve();
       if (text === COMPLETE_TIMINGS_SQL && ++timingUpdates === 1) {
-        await Promise.race([secondWrite, delay(2000).then(() => (timedOut = true))]);
+        await Promise.race([secondWrite.promise, delay(2000).then(() => (timedOut = true))]);
       }
       return await run();
     });

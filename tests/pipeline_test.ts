@@ -330,13 +330,12 @@ dbTest(
     // head running: that batch may not write before the claim is back, and the claim's empty
     // answer is held until the batch has finished.
     let claims = 0;
-    let claimBack!: () => void;
-    const secondClaimBack = new Promise<void>((resolve) => (claimBack = resolve));
+    const secondClaimBack = Promise.withResolvers<void>();
     const timed = aroundQueries(db, async (text, run) => {
-      if (text === WRITE_BATCH_SQL) await secondClaimBack;
+      if (text === WRITE_BATCH_SQL) await secondClaimBack.promise;
       if (text !== CLAIM_JOBS_SQL || ++claims !== 2) return await run();
       const rows = await run();
-      claimBack();
+      secondClaimBack.resolve();
       assert.equal(rows.length, 0, "the second claim found SPY's head running");
       while (worker.active > 0) await delay(5);
       return rows;
