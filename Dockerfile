@@ -1,11 +1,12 @@
 # optionstrat-backend: the webhook service and its pipeline worker, on Fly.io.
 #
 # Base image: the official Deno image, Debian variant, pinned to the exact
-# Deno release the code is developed and tested with (`deno --version`: 2.9.6;
-# tests/deploy_files_test.ts fails when the two drift apart). Debian rather
-# than alpine or distroless: Deno's release binary is built against glibc
-# (the alpine image carries a glibc shim), every npm package we use is plain
-# JS/WASM so nothing needs building, and a shell is there for
+# Deno release the code is developed and tested with: .ci/run and the README
+# run `npx -y deno@2.9.6` (tests/deploy_files_test.ts fails when they drift
+# apart). Debian rather than alpine or distroless: Deno's release binary is
+# built against glibc (the alpine image carries a glibc shim), every npm
+# package we use is plain JS/WASM so nothing needs building, and a shell is
+# there for
 # `fly ssh console`. The image runs /tini as PID 1, which passes Fly's
 # SIGTERM on to Deno, so main.ts can drain before it exits.
 # When you can reach Docker Hub, pin the digest too:

@@ -1,8 +1,8 @@
 /**
  * The deploy files agree with each other and with the code: Dockerfile,
  * .dockerignore and fly.toml are read as text (Docker cannot run here) and
- * checked against deno.json, main.ts's shutdown deadline, the Deno in use
- * and the module graph `deno info` reports for the two entry points.
+ * checked against deno.json, main.ts's shutdown deadline, the Deno release
+ * that .ci/run and the README pin, and the module graph `deno info` reports for the two entry points.
  */
 import assert from "node:assert/strict";
 import { SHUTDOWN_DEADLINE_MS } from "../main.ts";
@@ -142,7 +142,7 @@ function* filesUnder(dir: URL, prefix = ""): Generator<string> {
 
 // --- the tests ---------------------------------------------------------------
 
-Deno.test("the image is the official Deno image pinned to the Deno version in use", () => {
+Deno.test("the image, CI and the README's commands pin one Deno release", () => {
   const from = docker.filter((i) => i.op === "FROM");
   assert.equal(from.length, 1, "one stage");
   const image = from[0].args.split(/\s+/)[0];
@@ -151,11 +151,20 @@ Deno.test("the image is the official Deno image pinned to the Deno version in us
     /^denoland\/deno:(?:(?:debian|alpine|distroless|ubuntu)-)?(\d+\.\d+\.\d+)(@sha256:[0-9a-f]{64})?$/,
   );
   assert.ok(m, `${image} is not denoland/deno:<exact version>`);
-  assert.equal(
-    m[1],
-    Deno.version.deno,
-    `the image runs Deno ${m[1]} but the tests run on ${Deno.version.deno}: bump one of them`,
+  const pinned = m[1];
+  // `npx -y deno@2` would fetch whatever 2.x is newest on the day CI runs: a new
+  // release's lint or type checks could fail a commit that passed here.
+  const ci = [...read(".ci/run").matchAll(/npx -y deno@(\S+)/g)].map((x) => x[1]);
+  assert.ok(ci.length > 0, ".ci/run does not run Deno through npx");
+  assert.deepEqual(new Set(ci), new Set([pinned]), `.ci/run runs deno@${ci}, the image ${pinned}`);
+  const readme = [...read("README.md").matchAll(/npx -y deno@(\S+)/g)].map((x) => x[1]);
+  assert.ok(readme.length >= 2, "the README's two commands are not npx commands");
+  assert.deepEqual(
+    new Set(readme),
+    new Set([pinned]),
+    `the README runs deno@${[...new Set(readme)]}, the image ${pinned}`,
   );
+  assert.match(read("docs/operations.md"), new RegExp(`deno@${pinned.replaceAll(".", "\\.")}\\b`));
 });
 
 Deno.test("the image runs as a non-root user, set before anything is installed", () => {
