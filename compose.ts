@@ -95,7 +95,9 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
     // PGlite runs one statement at a time, on its own thread: the second
     // flush waits there instead of behind a round trip to this one, which
     // left that thread idle a fifth of the time at saturation.
-    { maxInFlight: 2 },
+    // Two flushes race to the lock, so one symbol's signals never ride in both:
+    // a close and the open behind it keep their order (the sequence numbers).
+    { maxInFlight: 2, orderKey: (r) => r.signal.symbol },
   );
   const { providers } = config;
   const context = createContextProvider({

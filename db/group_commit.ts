@@ -13,10 +13,15 @@
  *
  * If a batch fails for a reason other than an unreachable database, its items
  * are retried one by one, so one bad item cannot fail its neighbours.
+ *
+ * With `orderKey`, items of one key are never in two flushes at once: an item
+ * whose key is in flight waits for that flush to finish. Flushes in flight at
+ * once race each other to the database, so without it a later item of a key
+ * could be written before an earlier one.
  */
 import { isUnavailable } from "./port.ts";
 
-export interface GroupCommitOptions {
+export interface GroupCommitOptions<I = unknown> {
   /** Most items in one flush. */
   maxBatch?: number;
   /** Flushes running at once (default 1); later ones queue on the database behind the first. */
@@ -29,6 +34,8 @@ export interface GroupCommitOptions {
   maxHoldMs?: number;
   /** Called after each flush, for metrics. */
   onFlush?: (size: number, ms: number) => void;
+  /** Items with the same key are written in submission order (see above). */
+  orderKey?: (item: I) => string;
 }
 
 export interface GroupCommit<I, O> {
@@ -48,6 +55,7 @@ export interface GroupCommit<I, O> {
 
 interface Waiter<I, O> {
   item: I;
+  key: string | undefined;
   resolve: (value: O) => void;
   reject: (error: unknown) => void;
 }
@@ -57,7 +65,7 @@ const RETRYABLE = new Set(["40P01", "40001"]);
 
 export function createGroupCommit<I, O>(
   flush: (items: I[]) => Promise<O[]>,
-  options: GroupCommitOptions = {},
+  options: GroupCommitOptions<I> = {},
 ): GroupCommit<I, O> {
   const maxBatch = options.maxBatch ?? 256;
   const maxInFlight = options.maxInFlight ?? 1;
@@ -65,6 +73,9 @@ export function createGroupCommit<I, O>(
   let inFlight = 0;
   let inFlightItems = 0;
   const maxHoldMs = options.maxHoldMs ?? 50;
+  const orderKey = options.orderKey;
+  /** Keys with an item in a flush in flight, and how many such flushes. */
+  const keysInFlight = new Map<string, number>();
   let lastStartedAt = 0;
   let holdTimer: ReturnType<typeof setTimeout> | undefined;
   let scheduled = false;
@@ -82,10 +93,43 @@ export function createGroupCommit<I, O>(
     });
   }
 
+  /** An item may go in the next flush: no flush in flight holds its key. */
+  const free = (w: Waiter<I, O>) => w.key === undefined || !keysInFlight.has(w.key);
+
+  /** How many queued items the next flush could take. */
+  function ready(): number {
+    if (!orderKey) return Math.min(queue.length, maxBatch);
+    let n = 0;
+    for (const w of queue) if (free(w) && ++n === maxBatch) break;
+    return n;
+  }
+
+  /** Takes up to `maxBatch` free items off the queue, leaving the rest in order. */
+  function take(): Waiter<I, O>[] {
+    if (!orderKey) return queue.splice(0, maxBatch);
+    const batch: Waiter<I, O>[] = [];
+    const rest: Waiter<I, O>[] = [];
+    for (const w of queue) (batch.length < maxBatch && free(w) ? batch : rest).push(w);
+    queue.splice(0, queue.length, ...rest);
+    return batch;
+  }
+
+  function hold(batch: Waiter<I, O>[], by: 1 | -1) {
+    for (const { key } of batch) {
+      if (key === undefined) continue;
+      const n = (keysInFlight.get(key) ?? 0) + by;
+      if (n === 0) keysInFlight.delete(key);
+      else keysInFlight.set(key, n);
+    }
+  }
+
   function pump() {
     let holding = false;
     while (inFlight < maxInFlight && queue.length > 0) {
-      if (inFlight > 0 && queue.length < Math.min(inFlightItems, maxBatch)) {
+      const n = ready();
+      // Everything queued waits for a flush in flight with its key; its end pumps again.
+      if (n === 0) break;
+      if (inFlight > 0 && n < Math.min(inFlightItems, maxBatch)) {
         const left = maxHoldMs - (performance.now() - lastStartedAt);
         if (left > 0) {
           holding = true;
@@ -96,13 +140,15 @@ export function createGroupCommit<I, O>(
           break;
         }
       }
-      const batch = queue.splice(0, maxBatch);
+      const batch = take();
       inFlight++;
       inFlightItems += batch.length;
+      hold(batch, 1);
       lastStartedAt = performance.now();
       run(batch).finally(() => {
         inFlight--;
         inFlightItems -= batch.length;
+        hold(batch, -1);
         if (queue.length > 0) pump();
         else if (inFlight === 0) wakeAll(idle);
       });
@@ -177,7 +223,7 @@ export function createGroupCommit<I, O>(
   return {
     submit(item) {
       return new Promise<O>((resolve, reject) => {
-        queue.push({ item, resolve, reject });
+        queue.push({ item, key: orderKey?.(item), resolve, reject });
         schedule();
       });
     },

@@ -42,7 +42,8 @@ const MAX_DUPLICATE_PAYLOAD = 8 * 1024;
  * at all. It first takes the ingest order lock (held to the commit), so on
  * every instance signals draw their sequence numbers in commit order: a
  * worker that sees job n has seen every job before it, and a close and an
- * open of one symbol are never decided out of order. Duplicates are recorded
+ * open of one symbol are never decided out of order (the group commit keeps
+ * a symbol's records out of two flushes at once, compose.ts). Duplicates are recorded
  * after the commit (their originals are committed by then).
  */
 export async function insertSignals(

@@ -208,3 +208,112 @@ Deno.test("property: every item is written once, in order, and answered, whateve
     { numRuns: 100 },
   );
 });
+
+/** Items are "<key>:<n>"; a flush the test finishes in any order, logging starts and ends. */
+function keyedFlush() {
+  const log: ({ start: string[] } | { end: string[] })[] = [];
+  const pending: { items: string[]; resolve: (out: string[]) => void }[] = [];
+  const flush = (items: string[]) => {
+    log.push({ start: items });
+    return new Promise<string[]>((resolve) => pending.push({ items, resolve }));
+  };
+  /** Finishes the in-flight flush at `index` (mod how many are in flight). */
+  const finish = (index: number) => {
+    const [p] = pending.splice(index % pending.length, 1);
+    log.push({ end: p.items });
+    p.resolve(p.items.map((i) => `ok ${i}`));
+  };
+  return { log, flush, finish, inFlight: () => pending.length };
+}
+const keyOf = (item: string) => item.split(":")[0];
+
+Deno.test("with orderKey, a key's next item waits until the flush holding that key has finished", async () => {
+  const f = keyedFlush();
+  const gc = createGroupCommit(f.flush, { maxInFlight: 2, orderKey: keyOf });
+  const tick = () => sleep(0);
+  const close = gc.submit("SPY:close");
+  await tick();
+  const open = gc.submit("SPY:open");
+  const other = gc.submit("QQQ:entry");
+  await tick();
+  assert.deepEqual(f.log, [{ start: ["SPY:close"] }, { start: ["QQQ:entry"] }]);
+  f.finish(1); // the second flush finishes first: it holds no SPY, so nothing may follow it
+  assert.equal(await other, "ok QQQ:entry");
+  await tick();
+  assert.equal(f.inFlight(), 1, "SPY:open started while SPY:close was in flight");
+  f.finish(0);
+  assert.equal(await close, "ok SPY:close");
+  await tick();
+  assert.deepEqual(f.log.at(-1), { start: ["SPY:open"] });
+  f.finish(0);
+  assert.equal(await open, "ok SPY:open");
+  await gc.drain();
+});
+
+Deno.test("property: with orderKey, a key's items are written in order, each after the last has finished", async () => {
+  const step = fc.oneof(
+    fc.record({
+      submit: fc.array(fc.constantFrom("A", "B", "C", "D"), { minLength: 1, maxLength: 6 }),
+    }),
+    fc.record({ finish: fc.nat() }),
+    fc.constant({ tick: true }),
+  );
+  await fc.assert(
+    fc.asyncProperty(
+      fc.integer({ min: 1, max: 3 }),
+      fc.integer({ min: 1, max: 8 }),
+      fc.array(step, { maxLength: 40 }),
+      async (maxInFlight, maxBatch, steps) => {
+        const f = keyedFlush();
+        const gc = createGroupCommit(f.flush, { maxInFlight, maxBatch, orderKey: keyOf });
+        const submitted: string[] = [];
+        const answers: Promise<string>[] = [];
+        const tick = () => sleep(0);
+        for (const s of steps) {
+          if ("submit" in s) {
+            for (const key of s.submit) {
+              const item = `${key}:${submitted.length}`;
+              submitted.push(item);
+              answers.push(gc.submit(item));
+            }
+          } else if ("finish" in s && f.inFlight() > 0) f.finish(s.finish);
+          await tick();
+        }
+        let turn = 0;
+        while (gc.busy()) {
+          if (f.inFlight() === 0) throw new Error("items queued with no flush in flight");
+          f.finish(turn++ * 7); // not first-in, first-out
+          await tick();
+        }
+        assert.deepEqual(await Promise.all(answers), submitted.map((i) => `ok ${i}`));
+        // Replay the log: an item starts only once every earlier item of its key has
+        // ended, or goes ahead of it in the same flush (written in order there).
+        const started = new Set<string>();
+        const ended = new Set<string>();
+        for (const e of f.log) {
+          if ("end" in e) {
+            e.end.forEach((i) => ended.add(i));
+            continue;
+          }
+          assert.ok(e.start.length >= 1 && e.start.length <= maxBatch);
+          for (const item of e.start) {
+            assert.ok(!started.has(item), `${item} written twice`);
+            started.add(item);
+            const earlier = submitted.slice(0, submitted.indexOf(item))
+              .filter((i) => keyOf(i) === keyOf(item));
+            for (const before of earlier) {
+              const aheadInFlush = e.start.indexOf(before) >= 0 &&
+                e.start.indexOf(before) < e.start.indexOf(item);
+              assert.ok(
+                ended.has(before) || aheadInFlush,
+                `${item} started before ${before} had finished`,
+              );
+            }
+          }
+        }
+        assert.equal(started.size, submitted.length);
+      },
+    ),
+    { numRuns: 200 },
+  );
+});

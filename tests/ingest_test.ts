@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { JOBS_CHANNEL } from "../db/signals.ts";
 import { countRows, signed, testServices, uniqueSignal } from "./_app.ts";
-import { dbTest } from "./_db.ts";
+import { aroundQueries, dbTest } from "./_db.ts";
 
 dbTest("50 identical alerts sent at once store exactly one signal and one job", async ({ db }) => {
   const s = await testServices(db);
@@ -25,6 +25,50 @@ dbTest("50 identical alerts sent at once store exactly one signal and one job", 
   assert.equal(await countRows(db, "pipeline_jobs"), 1);
   assert.equal(await countRows(db, "processing_errors"), 49);
 });
+
+dbTest(
+  "a symbol's next signal is not written while its previous one's flush is in flight",
+  async ({ db }) => {
+    // The first ingest flush reaches the database only once a second flush has
+    // committed (or after 2 s): two flushes in flight race each other to the lock.
+    const { promise: secondCommitted, resolve: committed } = Promise.withResolvers<void>();
+    const { promise: firstHeld, resolve: held } = Promise.withResolvers<void>();
+    let flushes = 0;
+    const racing = aroundQueries(db, async (text, run) => {
+      if (!text.includes("insert into signal_dedup")) return await run();
+      if (++flushes === 1) {
+        held();
+        await Promise.race([secondCommitted, new Promise((r) => setTimeout(r, 2_000))]);
+        return await run();
+      }
+      const rows = await run();
+      committed();
+      return rows;
+    });
+    const s = await testServices(racing);
+    const send = async (fields: Record<string, unknown>) => {
+      const init = await signed(JSON.stringify(uniqueSignal(fields)));
+      return (await s.app.request("/webhook", init)).json();
+    };
+    const close = send({ symbol: "SPY", action: "EXIT" });
+    await firstHeld;
+    const [open, other] = await Promise.all([
+      send({ symbol: "SPY", action: "ENTRY" }),
+      send({ symbol: "QQQ", action: "ENTRY" }),
+      close,
+    ]);
+    assert.equal(open.status, "ACCEPTED");
+    assert.equal(other.status, "ACCEPTED");
+    const seq = async (id: string) =>
+      Number(
+        (await db.query<{ seq: string }>("select seq from signals where id = $1", [id]))[0].seq,
+      );
+    assert.ok(
+      await seq((await close).signal_id) < await seq(open.signal_id),
+      "SPY's entry took a sequence number before the exit received ahead of it",
+    );
+  },
+);
 
 dbTest(
   "two instances racing on the same alerts store each alert once",
