@@ -222,7 +222,7 @@ async function writeBatch(
   const opens = recorded.flatMap((r) => r.opened ? [closedById.get(r.opened.id) ?? r.opened] : []);
   const openedHere = new Set(opens.map((p) => p.id));
   const closes = [...closedById.values()].filter((p) => !openedHere.has(p.id));
-  const [row] = await db.query<{ ok: boolean; xid: string; mine: number[] | null }>(
+  const [row] = await db.query<{ ok: boolean; xid: string; mine: string[] | null }>(
     WRITE_BATCH_SQL,
     [
       // jsonb_to_recordset takes the columns it names and ignores the rest.
@@ -335,7 +335,7 @@ export const WRITE_BATCH_SQL = `with book as (
    end as failed,
    (select count(*) from notified) as notified,
    txid_current()::text as xid,
-   (select array_agg(id::integer) from mine) as mine`;
+   (select array_agg(id::text) from mine) as mine`;
 
 /**
  * After the commit, the stages a transaction cannot time in itself: the write

@@ -44,6 +44,27 @@ async function refuseDecisionsFor(
       for each row execute function test_refuse();`);
 }
 
+dbTest("jobs numbered past 2^31 (a bigint column) are decided", async ({ db }) => {
+  await db.exec("alter table pipeline_jobs alter column id restart with 3000000000");
+  const c = clock();
+  const s = await pipelineServices(db, c);
+  await pushContext(s, c, "SPY", 500);
+  await pushChain(s, c, "SPY", 500);
+  const sent = [];
+  for (const direction of ["CALL", "PUT"]) {
+    sent.push(await send(s, c, { symbol: "SPY", direction }));
+  }
+  assert.equal(await s.worker.runUntilIdle(), 2);
+  for (const { signal_id } of sent) assert.ok((await decisionFor(db, signal_id)).outcome);
+  const jobs = await db.query<{ id: string; status: string }>(
+    "select id::text as id, status from pipeline_jobs order by id",
+  );
+  assert.deepEqual(jobs, [
+    { id: "3000000000", status: "done" },
+    { id: "3000000001", status: "done" },
+  ]);
+});
+
 dbTest(
   "the guide's sample signal inside market hours becomes an ENTER and an open position",
   async ({ db }) => {
