@@ -152,22 +152,32 @@ export async function completeJob(
 
 /**
  * After a failed attempt: back to pending after `delaySeconds`, or failed
- * for good once `maxAttempts` is reached. Returns the new status.
+ * for good once `maxAttempts` is reached. Returns the new status, or "lost"
+ * when the job is no longer this worker's claim (taken back and given to
+ * another, maybe decided by now): then it is left as it is.
  */
 export async function releaseFailedJob(
   db: Queryable,
   job: { id: number; attempts: number },
-  options: { error: string; maxAttempts: number; delaySeconds: number },
-): Promise<"pending" | "failed"> {
+  options: { error: string; maxAttempts: number; delaySeconds: number; workerId: string },
+): Promise<"pending" | "failed" | "lost"> {
   const failed = job.attempts >= options.maxAttempts;
-  await db.query(
+  const rows = await db.query(
     `update pipeline_jobs
        set status = $2::text, last_error = $3::text, locked_by = null, locked_at = null,
            run_at = now() + make_interval(secs => $4::double precision),
            finished_at = case when $2::text = 'failed' then now() end
-     where id = $1::bigint`,
-    [job.id, failed ? "failed" : "pending", options.error.slice(0, 2000), options.delaySeconds],
+     where id = $1::bigint and status = 'running' and locked_by = $5::text
+     returning id`,
+    [
+      job.id,
+      failed ? "failed" : "pending",
+      options.error.slice(0, 2000),
+      options.delaySeconds,
+      options.workerId,
+    ],
   );
+  if (rows.length === 0) return "lost";
   return failed ? "failed" : "pending";
 }
 

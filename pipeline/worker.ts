@@ -267,8 +267,15 @@ export function createWorker(deps: WorkerDeps): Worker {
 
   async function releaseOrphansIfAny() {
     if (!orphansPossible) return;
-    const released = await releaseOrphanedClaims(db, workerId, [...activeIds]);
+    // Cleared first: a batch that fails while this runs sets it again for the next pass.
     orphansPossible = false;
+    let released;
+    try {
+      released = await releaseOrphanedClaims(db, workerId, [...activeIds]);
+    } catch (error) {
+      orphansPossible = true;
+      throw error;
+    }
     if (released > 0) {
       log.warn("Gave back {count} claimed jobs interrupted by the database outage", {
         count: released,
@@ -496,6 +503,7 @@ export function createWorker(deps: WorkerDeps): Worker {
           error: message,
           maxAttempts: config.maxAttempts,
           delaySeconds,
+          workerId,
         });
         if (s === "failed") {
           await recordGiveUp(tx, {
@@ -507,6 +515,13 @@ export function createWorker(deps: WorkerDeps): Worker {
         }
         return s;
       });
+      if (status === "lost") {
+        log.warn("Job {job} failed here after it was taken back; left to its new owner: {error}", {
+          job: job.id,
+          error: message,
+        });
+        return;
+      }
       log.error("Job {job} attempt {attempt} failed ({status}): {error}", {
         job: job.id,
         attempt: job.attempts,

@@ -7,7 +7,13 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { claimJobs, connectionName, reclaimStaleJobs, releaseOrphanedClaims } from "../db/jobs.ts";
+import {
+  claimJobs,
+  connectionName,
+  reclaimStaleJobs,
+  releaseFailedJob,
+  releaseOrphanedClaims,
+} from "../db/jobs.ts";
 import type { Queryable } from "../db/port.ts";
 import { openPostgres } from "../db/postgres.ts";
 import { dbTest, TEST_DATABASE_URL } from "./_db.ts";
@@ -188,5 +194,37 @@ dbTest(
       { id: ids[2], status: "pending", attempts: 0 },
       { id: ids[3], status: "running", attempts: 1 },
     ]);
+  },
+);
+
+dbTest(
+  "releaseFailedJob leaves a job that was taken back from this worker to its new owner",
+  async ({ db }) => {
+    const ids = await insertJobs(db, [
+      { symbol: "SPY", status: "pending", due: true },
+      { symbol: "QQQ", status: "pending", due: true },
+    ]);
+    const [spy, qqq] = await claimJobs(db, "w:1", 2);
+    // SPY's claim was taken back (w:1 looked gone) and w:2 decided it.
+    await db.query(
+      `update pipeline_jobs set status = 'done', locked_by = 'w:2', finished_at = now()
+       where id = $1::bigint`,
+      [spy.id],
+    );
+    const options = { error: "boom", maxAttempts: 5, delaySeconds: 0, workerId: "w:1" };
+    assert.equal(await releaseFailedJob(db, spy, options), "lost");
+    assert.equal(await releaseFailedJob(db, qqq, options), "pending");
+    assert.equal(await releaseFailedJob(db, qqq, options), "lost", "no longer its claim");
+    assert.deepEqual(await jobStates(db), [
+      { id: ids[0], status: "done", attempts: 1 },
+      { id: ids[1], status: "pending", attempts: 1 },
+    ]);
+    const [again] = await claimJobs(db, "w:1", 1);
+    assert.equal(again.id, qqq.id);
+    assert.equal(
+      await releaseFailedJob(db, again, { ...options, maxAttempts: 2 }),
+      "failed",
+      "its second attempt was its last",
+    );
   },
 );
