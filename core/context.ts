@@ -34,8 +34,27 @@ export function toMarketContext(
   };
 }
 
-/** Whether data observed at `asOf` is older than `maxAgeSeconds` at `now`. */
+/**
+ * How far ahead of this server's clock market data may be timed. Beyond it
+ * the time is wrong (a wall time in the wrong zone, say): such data would
+ * never go stale and, as the newest row, would hide every correct one after it.
+ */
+export const MARKET_DATA_FUTURE_SKEW_SECONDS = 60;
+
+/**
+ * Whether data observed at `asOf` is unusable at `now`: older than
+ * `maxAgeSeconds`, or timed ahead beyond the allowed skew.
+ */
 export function isStale(asOf: string, now: number, maxAgeSeconds: number): boolean {
   const t = Date.parse(asOf);
-  return !Number.isFinite(t) || now - t > maxAgeSeconds * 1000;
+  return !Number.isFinite(t) || now - t > maxAgeSeconds * 1000 ||
+    t - now > MARKET_DATA_FUTURE_SKEW_SECONDS * 1000;
+}
+
+/** Why market data timed `asOf` is refused at `now`, or null if its time is acceptable. */
+export function futureAsOfProblem(asOf: string, now: number): string | null {
+  const aheadSeconds = (Date.parse(asOf) - now) / 1000;
+  if (!(aheadSeconds > MARKET_DATA_FUTURE_SKEW_SECONDS)) return null;
+  return `asOf ${asOf} is ${Math.round(aheadSeconds)} s ahead of this server's clock ` +
+    `(${MARKET_DATA_FUTURE_SKEW_SECONDS} s allowed): give the time with its real offset`;
 }

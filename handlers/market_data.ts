@@ -11,7 +11,12 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import type { AppEnv } from "../app_env.ts";
-import { ContextInputSchema, isStale, toMarketContext } from "../core/context.ts";
+import {
+  ContextInputSchema,
+  futureAsOfProblem,
+  isStale,
+  toMarketContext,
+} from "../core/context.ts";
 import { ApiError } from "../core/errors.ts";
 import { OptionChainSchema, parseCboeChain } from "../core/option_chain.ts";
 import type { Issue } from "../core/signal.ts";
@@ -41,9 +46,17 @@ export function marketDataRoutes(deps: MarketDataDeps): Hono<AppEnv> {
     const parsed = ContextPushSchema.safeParse(await jsonBody(c.req.raw));
     if (!parsed.success) throw validationError("Context", parsed.error.issues);
     const inputs = Array.isArray(parsed.data) ? parsed.data : [parsed.data];
+    const now = deps.now();
+    // Every snapshot is checked before any is stored.
+    const timeIssues = inputs.flatMap((input, i) => {
+      const problem = input.asOf === undefined ? null : futureAsOfProblem(input.asOf, now);
+      if (problem === null) return [];
+      return [{ path: Array.isArray(parsed.data) ? [i, "asOf"] : ["asOf"], message: problem }];
+    });
+    if (timeIssues.length > 0) throw validationError("Context", timeIssues);
     const stored = [];
     for (const input of inputs) {
-      const context = toMarketContext(input, { now: deps.now(), source: "push" });
+      const context = toMarketContext(input, { now, source: "push" });
       const id = await insertContextSnapshot(deps.db, context);
       deps.context.invalidate(context.symbol);
       stored.push({ id, ...context });
@@ -67,6 +80,10 @@ export function marketDataRoutes(deps: MarketDataDeps): Hono<AppEnv> {
       const parsed = OptionChainSchema.safeParse(body);
       if (!parsed.success) throw validationError("Option chain", parsed.error.issues);
       chain = parsed.data;
+    }
+    const problem = futureAsOfProblem(chain.asOf, deps.now());
+    if (problem !== null) {
+      throw validationError("Option chain", [{ path: ["asOf"], message: problem }]);
     }
     const { id, profile } = await deps.gex.storeChain(chain, isCboe ? "push:cboe" : "push");
     return c.json({

@@ -9,7 +9,12 @@
  *   stored snapshot.
  * Data older than `maxAgeSeconds` counts as missing (the pipeline degrades).
  */
-import { ContextInputSchema, isStale, toMarketContext } from "../core/context.ts";
+import {
+  ContextInputSchema,
+  futureAsOfProblem,
+  isStale,
+  toMarketContext,
+} from "../core/context.ts";
 import type { MarketContext } from "../core/market_data.ts";
 import { insertContextSnapshot, latestContext, type StoredContext } from "../db/market_data.ts";
 import type { Database } from "../db/port.ts";
@@ -45,9 +50,13 @@ export function createContextProvider(o: ContextProviderOptions): ContextProvide
     try {
       const res = await doFetch(url, { signal: AbortSignal.timeout(o.timeoutMs) });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      const parsed = ContextInputSchema.safeParse({ symbol, ...await res.json() });
+      // The symbol asked for, whatever the response calls itself.
+      const parsed = ContextInputSchema.safeParse({ ...await res.json(), symbol });
       if (!parsed.success) throw new Error(`unexpected shape: ${parsed.error.issues[0].message}`);
-      return toMarketContext(parsed.data, { now: o.now(), source: new URL(url).host });
+      const context = toMarketContext(parsed.data, { now: o.now(), source: new URL(url).host });
+      const problem = futureAsOfProblem(context.asOf, o.now());
+      if (problem !== null) throw new Error(problem);
+      return context;
     } catch (error) {
       counts.fetchErrors++;
       log.warn("Context fetch for {symbol} failed: {error}", { symbol, error: String(error) });

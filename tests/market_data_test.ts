@@ -1,0 +1,124 @@
+/**
+ * Market data timed ahead of the server's clock: refused when pushed or
+ * fetched, and never used when already stored. Such data never goes stale,
+ * and as the newest row it would hide every correct snapshot after it.
+ */
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { isStale, MARKET_DATA_FUTURE_SKEW_SECONDS } from "../core/context.ts";
+import { insertContextSnapshot } from "../db/market_data.ts";
+import { createContextProvider } from "../providers/context.ts";
+import { countRows } from "./_app.ts";
+import { dbTest } from "./_db.ts";
+import { chainBody, clock, contextBody, pipelineServices } from "./_pipeline.ts";
+
+const HOUR = 3600_000;
+
+Deno.test("property: data is usable only from maxAge before now to the skew after it", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1_600_000_000_000, max: 2_000_000_000_000 }),
+      fc.integer({ min: -10 * HOUR, max: 10 * HOUR }),
+      fc.integer({ min: 1, max: 86_400 }),
+      (now, offsetMs, maxAgeSeconds) => {
+        const asOf = new Date(now + offsetMs).toISOString();
+        const usable = offsetMs >= -maxAgeSeconds * 1000 &&
+          offsetMs <= MARKET_DATA_FUTURE_SKEW_SECONDS * 1000;
+        assert.equal(isStale(asOf, now, maxAgeSeconds), !usable);
+      },
+    ),
+    { numRuns: 500 },
+  );
+  const now = Date.parse("2026-03-10T14:30:00Z");
+  assert.equal(isStale("2026-03-10T14:31:00Z", now, 900), false, "60 s ahead: clock skew");
+  assert.equal(isStale("2026-03-10T14:31:01Z", now, 900), true);
+  // 10:30 New York written as if it were UTC: four hours in the future.
+  assert.equal(isStale("2026-03-10T18:30:00Z", now, 900), true);
+  assert.equal(isStale("not a time", now, 900), true);
+});
+
+dbTest(
+  "pushed market data timed ahead of the clock is refused, none of the push stored",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c);
+    const post = async (path: string, body: unknown) => {
+      const res = await s.app.request(path, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: await res.json() };
+    };
+    const ahead = c.now() + 4 * HOUR;
+
+    const batch = await post("/context", [
+      contextBody("SPY", 500, c.now()),
+      contextBody("QQQ", 400, ahead),
+    ]);
+    assert.equal(batch.status, 422);
+    assert.equal(batch.body.error.code, "VALIDATION_FAILED");
+    assert.equal(batch.body.error.issues[0].path, "1.asOf");
+    assert.match(batch.body.error.issues[0].message, /14400 s ahead/);
+    assert.equal(await countRows(db, "context_snapshots"), 0, "SPY's snapshot was stored");
+
+    const chain = await post("/gex/chain", chainBody("SPY", 500, ahead));
+    assert.equal(chain.status, 422);
+    assert.equal(chain.body.error.issues[0].path, "asOf");
+    assert.equal(await countRows(db, "gex_signals"), 0);
+
+    // Within the skew (a sender's clock a little ahead) is taken.
+    assert.equal((await post("/context", contextBody("SPY", 500, c.now() + 30_000))).status, 201);
+    assert.equal((await post("/gex/chain", chainBody("SPY", 500, c.now() + 30_000))).status, 201);
+  },
+);
+
+dbTest("a stored snapshot timed ahead of the clock is not used", async ({ db }) => {
+  const c = clock();
+  const s = await pipelineServices(db, c);
+  // As an earlier version (or a direct insert) could have stored it.
+  await insertContextSnapshot(db, {
+    symbol: "SPY",
+    spot: 500,
+    vix: 15,
+    trend: "UP",
+    asOf: new Date(c.now() + 4 * HOUR).toISOString(),
+    source: "push",
+  });
+  const res = await s.app.request("/context/SPY");
+  assert.equal(res.status, 200);
+  assert.equal((await res.json()).stale, true);
+  assert.equal(await s.context.get("SPY"), null);
+});
+
+dbTest("fetched context timed ahead of the clock counts as a failed fetch", async ({ db }) => {
+  const now = Date.parse("2026-03-10T14:30:00Z");
+  let asOf = new Date(now + 4 * HOUR).toISOString();
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    // The response also names another symbol: the one asked for is kept.
+    () => Response.json({ symbol: "QQQ", spot: 500, vix: 15, asOf }),
+  );
+  try {
+    const { port } = server.addr as Deno.NetAddr;
+    const provider = createContextProvider({
+      db,
+      ttlSeconds: 0,
+      maxAgeSeconds: 900,
+      url: `http://127.0.0.1:${port}/context/{symbol}`,
+      timeoutMs: 5_000,
+      now: () => now,
+    });
+    assert.equal(await provider.get("SPY"), null);
+    assert.equal(provider.stats().fetchErrors, 1);
+    assert.equal(await countRows(db, "context_snapshots"), 0);
+
+    asOf = new Date(now - 1_000).toISOString();
+    const stored = await provider.get("SPY");
+    assert.equal(stored?.context.symbol, "SPY");
+    assert.equal(stored?.context.spot, 500);
+    assert.equal(await countRows(db, "context_snapshots"), 1);
+  } finally {
+    await server.shutdown();
+  }
+});
