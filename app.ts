@@ -17,7 +17,7 @@ import type { Config } from "./core/config.ts";
 import { ApiError, codeToStatus, errorBody } from "./core/errors.ts";
 import type { LatencyWindow } from "./core/stats.ts";
 import type { GroupCommit } from "./db/group_commit.ts";
-import type { Database } from "./db/port.ts";
+import { type Database, isTransient } from "./db/port.ts";
 import { insertProcessingError } from "./db/processing_errors.ts";
 import type { IngestOutcome, SignalRecord } from "./db/signals.ts";
 import { dashboardRoutes } from "./handlers/dashboard.ts";
@@ -227,6 +227,20 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         ? "UNAUTHORIZED"
         : "BAD_REQUEST";
       return errorResponse(c, new ApiError(code, error.message || "Bad request"));
+    }
+    if (isTransient(error)) {
+      // The database, not this request: say so, and when to come back.
+      log.warn("Database unavailable on {method} {route}: {error}", {
+        method: c.req.method,
+        route: c.req.routePath,
+        error: String(error),
+      });
+      return errorResponse(
+        c,
+        new ApiError("DATABASE_UNAVAILABLE", "Database unavailable; retry shortly", {
+          retryAfterSeconds: 5,
+        }),
+      );
     }
     log.error("Unhandled error on {method} {route}: {error}", {
       method: c.req.method,

@@ -80,6 +80,8 @@ const UNAVAILABLE_CODES = new Set([
   "53300",
   "53100",
   "53200",
+  // A read-only server: after a failover the address reached a standby.
+  "25006",
 ]);
 
 /** Whether `error` means "the database is not there", as opposed to a bad query. */
@@ -90,4 +92,25 @@ export function isUnavailable(error: unknown): boolean {
   if (UNAVAILABLE_CODES.has(code) || code.startsWith("08")) return true;
   const cause = (error as { cause?: unknown }).cause;
   return cause !== undefined && cause !== error && isUnavailable(cause);
+}
+
+/**
+ * Whether `error` means "not now", a failure a retry may not meet: the
+ * database unavailable, or a statement that lost a deadlock or serialization
+ * conflict (class 40), could not take a lock (55P03) or was cancelled, by a
+ * timeout or an operator (57014). The statement's transaction rolled back,
+ * so nothing was written: a client may be told to retry.
+ */
+export function isTransient(error: unknown): boolean {
+  if (isUnavailable(error)) return true;
+  const code = sqlState(error);
+  return code.startsWith("40") || code === "55P03" || code === "57014";
+}
+
+function sqlState(error: unknown): string {
+  if (typeof error !== "object" || error === null) return "";
+  const code = String((error as { code?: unknown }).code ?? "");
+  if (code !== "") return code;
+  const cause = (error as { cause?: unknown }).cause;
+  return cause !== undefined && cause !== error ? sqlState(cause) : "";
 }

@@ -175,8 +175,18 @@ async function beforeDeadline<T>(work: Promise<T>, deadline: number): Promise<T>
   }
 }
 
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+/**
+ * The driver's message without the database's address: /health is public,
+ * and a refused connection names the host and port (`connect ECONNREFUSED
+ * 10.0.0.5:5432`). The log keeps the whole message.
+ */
+export function errorMessage(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message
+    .replace(/\[[0-9a-fA-F:.]+\](:\d+)?/g, "<database>")
+    .replace(/\b(?:[\w-]+\.)+[\w-]+:\d{1,5}\b/g, "<database>")
+    .replace(/\b(ENOTFOUND|EAI_AGAIN) \S+/g, "$1 <database>")
+    .replace(/\b\d{1,3}(\.\d{1,3}){3}\b/g, "<database>");
 }
 
 function freshness(

@@ -28,7 +28,7 @@ import {
 } from "../core/payload.ts";
 import { normalizeSignal } from "../core/signal.ts";
 import type { GroupCommit } from "../db/group_commit.ts";
-import { DatabaseUnavailableError, isUnavailable } from "../db/port.ts";
+import { DatabaseUnavailableError, isTransient } from "../db/port.ts";
 import type { IngestOutcome, SignalRecord } from "../db/signals.ts";
 import type { AppEnv } from "../app_env.ts";
 import { logger } from "../logging.ts";
@@ -166,7 +166,7 @@ export function webhookHandler(deps: WebhookDeps) {
         }),
       ]);
     } catch (error) {
-      if (!isUnavailable(error)) throw error;
+      if (!isTransient(error)) throw error;
       log.error("Database unavailable, signal not stored: {error}", { error: String(error) });
       throw new ApiError(
         "DATABASE_UNAVAILABLE",

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import type { Services } from "../compose.ts";
 import { type Database, DatabaseUnavailableError } from "../db/port.ts";
 import { countRows, SECRET, signed, testServices, uniqueSignal } from "./_app.ts";
-import { dbTest } from "./_db.ts";
+import { aroundQueries, dbTest } from "./_db.ts";
+import { errorMessage as healthErrorMessage } from "../handlers/health.ts";
 import { clock, pipelineServices, pushChain, pushContext, send } from "./_pipeline.ts";
 
 async function json(s: Services, path: string, init?: RequestInit) {
@@ -98,6 +99,46 @@ function goneAfterProbe(db: Database, then: "fail" | "hang") {
   });
   return { db: wrapped, cut: () => cut = true };
 }
+
+dbTest(
+  "a database that cannot answer now gives 503 DATABASE_UNAVAILABLE with Retry-After, on every route",
+  async ({ db }) => {
+    let failWith: Error | null = null;
+    const failing = aroundQueries(db, (text, run) => {
+      if (failWith === null || text === "select 1") return run();
+      return Promise.reject(failWith);
+    });
+    const s = await testServices(failing);
+    const sqlError = (code: string, message: string) => Object.assign(new Error(message), { code });
+    for (
+      const error of [
+        new DatabaseUnavailableError("connection reset by peer"),
+        sqlError("25006", "cannot execute INSERT in a read-only transaction"),
+        sqlError("40001", "could not serialize access due to concurrent update"),
+        sqlError("57014", "canceling statement due to statement timeout"),
+      ]
+    ) {
+      failWith = error;
+      for (
+        const [path, init] of [
+          ["/webhook", await signed(JSON.stringify(uniqueSignal()))],
+          ["/metrics", undefined],
+          ["/signals", undefined],
+          ["/context", { method: "POST", body: JSON.stringify({ symbol: "SPY", spot: 500 }) }],
+        ] as const
+      ) {
+        const res = await s.app.request(path, init);
+        const body = await res.json();
+        assert.equal(res.status, 503, `${path} on ${error.message}: ${JSON.stringify(body)}`);
+        assert.equal(body.error.code, "DATABASE_UNAVAILABLE", path);
+        assert.equal(res.headers.get("retry-after"), "5", path);
+      }
+    }
+    failWith = null;
+    assert.equal(await countRows(db, "signals"), 0);
+    assert.equal(await countRows(db, "context_snapshots"), 0);
+  },
+);
 
 for (const then of ["fail", "hang"] as const) {
   dbTest(
@@ -443,3 +484,18 @@ dbTest(
     );
   },
 );
+
+Deno.test("/health's database error names no address: the page is public", () => {
+  const cases: [string, string][] = [
+    ["connect ECONNREFUSED 10.0.0.5:5432", "connect ECONNREFUSED <database>"],
+    ["connect ECONNREFUSED [fdaa:0:1::3]:5432", "connect ECONNREFUSED <database>"],
+    ["getaddrinfo ENOTFOUND optionstrat-db.flycast", "getaddrinfo ENOTFOUND <database>"],
+    [
+      "write CONNECTION_CLOSED top2.nearest.of.optionstrat-db.internal:5432",
+      "write CONNECTION_CLOSED <database>",
+    ],
+    ["connection reset by peer", "connection reset by peer"],
+    ["no answer within 2000 ms", "no answer within 2000 ms"],
+  ];
+  for (const [raw, shown] of cases) assert.equal(healthErrorMessage(new Error(raw)), shown);
+});
