@@ -2,11 +2,17 @@
  * The dedup key of a signal: deterministic, so every instance and every
  * re-send of the same alert computes the same one, and the database's unique
  * index on it decides which delivery is stored.
- * - With an explicit id (payload `id`/`alert_id`, or the Standard Webhooks
- *   `webhook-id`), the key is that id within its source.
  * - Otherwise it is a hash of what makes the alert itself: source, symbol,
  *   direction, action, timeframe and signal time, all canonical, so field
  *   order, whitespace and alias spelling do not matter.
+ * - An id in the payload (`id`/`alert_id`) takes the place of the signal
+ *   time only: alert templates reuse ids (`{{strategy.order.id}}` is "Long"
+ *   on every ticker and every trade), and an id alone made a QQQ entry a
+ *   duplicate of a SPY entry fired with it. A re-send is the same alert, so
+ *   it still has the same key, whatever time it carries.
+ * - The Standard Webhooks `webhook-id` names one message (the relay makes a
+ *   new one per message and keeps it on its retries): the key is that id
+ *   within its source.
  */
 import { createHash } from "node:crypto";
 import type { Signal } from "./signal.ts";
@@ -15,8 +21,19 @@ export function dedupKey(signal: Signal, options: { deliveryId?: string | null }
   // An empty delivery id (a bare `webhook-id:` header) is no id: as one, it
   // would make every alert in the window a duplicate of the first.
   const deliveryId = options.deliveryId?.trim() ? options.deliveryId : null;
-  const explicit = signal.alertId ?? deliveryId;
-  if (explicit !== null) return `id:${sha256Hex(JSON.stringify([signal.source, explicit]))}`;
+  if (signal.alertId !== null) {
+    return `aid:${
+      sha256Hex(JSON.stringify([
+        signal.source,
+        signal.alertId,
+        signal.symbol,
+        signal.direction,
+        signal.action,
+        signal.timeframe,
+      ]))
+    }`;
+  }
+  if (deliveryId !== null) return `id:${sha256Hex(JSON.stringify([signal.source, deliveryId]))}`;
   return `sig:${
     sha256Hex(JSON.stringify([
       signal.source,

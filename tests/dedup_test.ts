@@ -61,15 +61,24 @@ Deno.test("dedupKey() ignores what a re-send may change: price, metadata, exchan
   assert.equal(keyOf({ ...ALERT, symbol: "AMEX:SPY" }), base);
 });
 
-Deno.test("dedupKey() keys an explicit alert id or delivery id by the id alone", () => {
+Deno.test("dedupKey() keys an alert id in place of the time, a delivery id by the id alone", () => {
   const byId = keyOf({ ...ALERT, id: "SPY-2024-01-29T12:00" });
-  assert.match(byId, /^id:[0-9a-f]{64}$/);
-  // Same id, different alert: the same key (the sender said it is one alert).
-  assert.equal(
-    keyOf({ ...ALERT, symbol: "QQQ", direction: "PUT", alert_id: "SPY-2024-01-29T12:00" }),
-    byId,
-  );
+  assert.match(byId, /^aid:[0-9a-f]{64}$/);
+  // A re-send with another time (a relay that stamps its own): the same alert.
+  assert.equal(keyOf({ ...ALERT, id: "SPY-2024-01-29T12:00", timestamp: 1706529700 }), byId);
   assert.equal(keyOf({ ...ALERT, alertId: " SPY-2024-01-29T12:00 " }), byId);
+  // A reused id ({{strategy.order.id}} is "Long" on every ticker): other alerts stay apart.
+  const long = keyOf({ ...ALERT, id: "Long" });
+  for (
+    const other of [
+      { symbol: "QQQ" },
+      { direction: "PUT" },
+      { action: "EXIT" },
+      { timeframe: "1h" },
+    ]
+  ) {
+    assert.notEqual(keyOf({ ...ALERT, id: "Long", ...other }), long, JSON.stringify(other));
+  }
   // Different id, same alert: different keys.
   assert.notEqual(keyOf({ ...ALERT, id: "SPY-2024-01-29T12:01" }), byId);
   // The id is scoped to its source.
@@ -88,8 +97,8 @@ Deno.test("dedupKey() keys an explicit alert id or delivery id by the id alone",
   }
   // An id in the body wins over the delivery id.
   assert.equal(keyOf({ ...ALERT, id: "SPY-2024-01-29T12:00" }, "msg_2Lh9"), byId);
-  // `id:` and `sig:` keys never collide, even for the same text.
-  assert.notEqual(keyOf(ALERT).slice(4), byId.slice(4));
+  // `aid:`, `id:` and `sig:` keys never collide: each kind has its prefix.
+  assert.equal(new Set([keyOf(ALERT), byId, byDelivery].map((k) => k.split(":")[0])).size, 3);
 });
 
 // Property ---------------------------------------------------------------------

@@ -156,3 +156,27 @@ dbTest("a duplicate whose stored payload is cut mid-emoji is still recorded", as
   const [row] = await db.query<{ payload: string }>("select payload from processing_errors");
   assert.ok(row.payload.endsWith("…[truncated]"));
 });
+
+dbTest(
+  "alerts that reuse an id ({{strategy.order.id}}) on other tickers are all taken; a re-send is not",
+  async ({ db }) => {
+    const s = await testServices(db);
+    const post = async (fields: Record<string, unknown>) => {
+      const body = JSON.stringify({ ...GUIDE_SIGNAL, id: "Long", ...fields });
+      return await (await s.app.request("/webhook", await signed(body))).json();
+    };
+    const spy = await post({ symbol: "SPY" });
+    const qqq = await post({ symbol: "QQQ" });
+    const spyHour = await post({ symbol: "SPY", timeframe: "1h" });
+    assert.deepEqual([spy.status, qqq.status, spyHour.status], [
+      "ACCEPTED",
+      "ACCEPTED",
+      "ACCEPTED",
+    ]);
+    // TradingView's re-send, or a relay's with its own time: the same alert.
+    const again = await post({ symbol: "SPY", timestamp: "2024-01-29T12:00:05Z" });
+    assert.equal(again.status, "DUPLICATE");
+    assert.equal(again.signal_id, spy.signal_id);
+    assert.equal(await countRows(db, "signals"), 3);
+  },
+);
