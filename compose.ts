@@ -116,7 +116,7 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
     url: providers.gexUrl,
     refreshSeconds: providers.gexRefreshSeconds,
     symbols: providers.gexSymbols,
-    timeoutMs: providers.timeoutMs,
+    timeoutMs: providers.gexTimeoutMs,
     now,
     fetch: options.fetch,
   });

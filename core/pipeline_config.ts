@@ -57,8 +57,10 @@ export interface ProvidersConfig {
   gexRefreshSeconds: number;
   /** Symbols whose chains are fetched on a schedule (besides those seen in signals). */
   gexSymbols: string[];
-  /** Time limit for a provider request. */
+  /** Time limit for a context request (on a decision's path). */
   timeoutMs: number;
+  /** Time limit for a chain fetch (in the background; a full chain is megabytes). */
+  gexTimeoutMs: number;
 }
 
 export interface PipelineConfig {
@@ -203,6 +205,7 @@ export function pipelineConfigFromEnv(
         s,
       ) => s !== ""),
       timeoutMs: int("PROVIDER_TIMEOUT_MS", 2000, 100, 60_000),
+      gexTimeoutMs: int("GEX_TIMEOUT_MS", 30_000, 100, 300_000),
     },
   };
   return { config, problems };

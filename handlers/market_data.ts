@@ -23,7 +23,7 @@ import type { Issue } from "../core/signal.ts";
 import { insertContextSnapshot, latestContext, latestGex } from "../db/market_data.ts";
 import type { Database } from "../db/port.ts";
 import type { ContextProvider } from "../providers/context.ts";
-import type { GexProvider } from "../providers/gex.ts";
+import { EmptyChainError, type GexProvider } from "../providers/gex.ts";
 
 export interface MarketDataDeps {
   db: Database;
@@ -85,7 +85,14 @@ export function marketDataRoutes(deps: MarketDataDeps): Hono<AppEnv> {
     if (problem !== null) {
       throw validationError("Option chain", [{ path: ["asOf"], message: problem }]);
     }
-    const { id, profile } = await deps.gex.storeChain(chain, isCboe ? "push:cboe" : "push");
+    let stored;
+    try {
+      stored = await deps.gex.storeChain(chain, isCboe ? "push:cboe" : "push");
+    } catch (error) {
+      if (!(error instanceof EmptyChainError)) throw error;
+      throw validationError("Option chain", [{ path: ["contracts"], message: error.message }]);
+    }
+    const { id, profile } = stored;
     return c.json({
       status: "STORED",
       id,

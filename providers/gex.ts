@@ -40,6 +40,14 @@ export interface GexProviderOptions {
 
 const log = logger("gex");
 
+/** A chain with nothing to measure; not stored. */
+export class EmptyChainError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "EmptyChainError";
+  }
+}
+
 export function createGexProvider(o: GexProviderOptions): GexProvider {
   const cache = new Map<string, { value: StoredGex | null; until: number }>();
   const counts = { hits: 0, misses: 0, fetches: 0, fetchErrors: 0 };
@@ -47,9 +55,19 @@ export function createGexProvider(o: GexProviderOptions): GexProvider {
   const inFlight = new Map<string, Promise<StoredGex | null>>();
   const doFetch = o.fetch ?? fetch;
   let timer: ReturnType<typeof setInterval> | undefined;
+  // Ends the fetches in flight at stop(): the chain timeout is longer than a shutdown may wait.
+  const stopping = new AbortController();
 
   async function storeChain(chain: OptionChain, source: string) {
     const profile = computeGex(chain);
+    if (!profile.strikes.some((k) => k.callGex !== 0 || k.putGex !== 0)) {
+      // Stored, it would read as a flat POSITIVE regime with no walls: fresh data
+      // saying nothing, where missing data at least makes the decision degraded.
+      throw new EmptyChainError(
+        `No contract in the ${chain.symbol} chain carries gamma at ${chain.asOf}: ` +
+          "every one is expired, without open interest, or without IV and gamma",
+      );
+    }
     const id = await insertGexSignal(o.db, profile, { source, contracts: chain.contracts.length });
     cache.set(chain.symbol, {
       value: { id, levels: profile.levels },
@@ -63,7 +81,8 @@ export function createGexProvider(o: GexProviderOptions): GexProvider {
     // Cboe names indices with a leading underscore (_SPX).
     const url = o.url!.replaceAll("{symbol}", encodeURIComponent(symbol));
     try {
-      const res = await doFetch(url, { signal: AbortSignal.timeout(o.timeoutMs) });
+      const signal = AbortSignal.any([stopping.signal, AbortSignal.timeout(o.timeoutMs)]);
+      const res = await doFetch(url, { signal });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       const parsed = parseCboeChain(await res.json());
       if (!parsed.ok) throw new Error(parsed.error);
@@ -127,6 +146,7 @@ export function createGexProvider(o: GexProviderOptions): GexProvider {
     async stop() {
       if (timer !== undefined) clearInterval(timer);
       timer = undefined;
+      stopping.abort(new Error("the service is stopping"));
       await Promise.allSettled([...inFlight.values()]);
     },
     stats: () => ({ ...counts }),

@@ -8,6 +8,7 @@ import fc from "fast-check";
 import { isStale, MARKET_DATA_FUTURE_SKEW_SECONDS } from "../core/context.ts";
 import { insertContextSnapshot } from "../db/market_data.ts";
 import { createContextProvider } from "../providers/context.ts";
+import { createGexProvider } from "../providers/gex.ts";
 import { countRows } from "./_app.ts";
 import { dbTest } from "./_db.ts";
 import { chainBody, clock, contextBody, pipelineServices } from "./_pipeline.ts";
@@ -122,3 +123,69 @@ dbTest("fetched context timed ahead of the clock counts as a failed fetch", asyn
     await server.shutdown();
   }
 });
+
+dbTest(
+  "a chain in which no contract carries gamma is refused, not stored as flat GEX",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c);
+    const push = async (body: unknown) => {
+      const res = await s.app.request("/gex/chain", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: await res.json() };
+    };
+    const live = chainBody("SPY", 500, c.now());
+    const yesterday = new Date(c.now() - 86_400_000).toISOString().slice(0, 10);
+    for (
+      const [what, contracts] of [
+        ["all expired", live.contracts.map((k) => ({ ...k, expiry: yesterday }))],
+        ["no open interest", live.contracts.map((k) => ({ ...k, openInterest: 0 }))],
+      ] as const
+    ) {
+      const refused = await push({ ...live, contracts });
+      assert.equal(refused.status, 422, what);
+      assert.equal(refused.body.error.issues[0].path, "contracts", what);
+      assert.match(refused.body.error.message, /carries gamma/, what);
+    }
+    assert.equal(await countRows(db, "gex_signals"), 0);
+    assert.equal((await push(live)).status, 201);
+  },
+);
+
+dbTest(
+  "stop() ends a chain fetch in flight instead of waiting out its long timeout",
+  async ({ db }) => {
+    const { promise: asked, resolve: gotRequest } = Promise.withResolvers<void>();
+    const { promise: released, resolve: release } = Promise.withResolvers<void>();
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async () => {
+      gotRequest();
+      await released; // never answers on its own
+      return new Response("late");
+    });
+    try {
+      const { port } = server.addr as Deno.NetAddr;
+      const gex = createGexProvider({
+        db,
+        ttlSeconds: 60,
+        maxAgeSeconds: 3600,
+        url: `http://127.0.0.1:${port}/gex/{symbol}`,
+        refreshSeconds: 300,
+        symbols: ["SPY"],
+        timeoutMs: 300_000,
+        now: Date.now,
+      });
+      gex.start();
+      await asked;
+      const stopped = gex.stop().then(() => "stopped");
+      const late = new Promise((r) => setTimeout(() => r("still waiting"), 10_000));
+      assert.equal(await Promise.race([stopped, late]), "stopped");
+      assert.equal(gex.stats().fetchErrors, 1);
+    } finally {
+      release();
+      await server.shutdown();
+    }
+  },
+);

@@ -47,6 +47,7 @@ Deno.test({
         GEX_URL: `${provider.url}/gex/{symbol}`,
         GEX_SYMBOLS: Object.keys(BEHAVIOUR).join(","),
         PROVIDER_TIMEOUT_MS: String(TIMEOUT_MS),
+        GEX_TIMEOUT_MS: String(TIMEOUT_MS),
         // Every signal asks the provider again.
         CONTEXT_TTL_SECONDS: "1",
       });
