@@ -42,6 +42,11 @@ export interface WorkerConfig {
   maintenanceSeconds: number;
   /** Live events older than this are deleted (a reconnecting client can catch up this far). */
   eventsRetentionDays: number;
+  /**
+   * Refused and duplicate webhooks (processing_errors of the ingest stage) older
+   * than this are deleted: anyone can send refusals, so they must not grow forever.
+   */
+  refusalsRetentionDays: number;
 }
 
 export interface ProvidersConfig {
@@ -194,6 +199,7 @@ export function pipelineConfigFromEnv(
       maxLagMs: int("WORKER_MAX_LAG_MS", 0, 0, 600_000),
       maintenanceSeconds: int("MAINTENANCE_INTERVAL_SECONDS", 300, 10, 86_400),
       eventsRetentionDays: int("EVENTS_RETENTION_DAYS", 7, 1, 3650),
+      refusalsRetentionDays: int("REFUSALS_RETENTION_DAYS", 30, 1, 3650),
     },
     providers: {
       contextUrl: url("CONTEXT_URL"),

@@ -1,6 +1,7 @@
 /**
  * Housekeeping the worker runs every few minutes: dedup keys long past their
- * window and live events past their retention are deleted; on PGlite, which
+ * window, and live events and refused webhooks past their retention, are
+ * deleted (a pipeline stage's give-up is kept: it belongs to a signal); on PGlite, which
  * has no autovacuum, the busy tables are vacuumed and analyzed (without fresh
  * statistics the planner picks bad plans for the job claim).
  *
@@ -16,12 +17,17 @@ import type { Database } from "./port.ts";
 export interface MaintenanceResult {
   dedupKeysDeleted: number;
   eventsDeleted: number;
+  refusalsDeleted: number;
   vacuumed: boolean;
   /** The longest single vacuum or analyze statement, ms (0 when none ran). */
   longestStepMs: number;
 }
 
-/** The tables PGlite's maintenance vacuums: the ones updated or deleted from. */
+/**
+ * The tables PGlite's maintenance vacuums: the ones updated or deleted from
+ * all day (processing_errors loses only what turned 30 days old, left to the
+ * next vacuum of the database).
+ */
 export const VACUUMED_TABLES = [
   "pipeline_jobs",
   "signal_dedup",
@@ -32,7 +38,11 @@ export const VACUUMED_TABLES = [
 
 export async function runMaintenance(
   db: Database,
-  options: { eventsRetentionDays: number; beforeStep?: () => Promise<void> },
+  options: {
+    eventsRetentionDays: number;
+    refusalsRetentionDays: number;
+    beforeStep?: () => Promise<void>;
+  },
 ): Promise<MaintenanceResult> {
   // An hour of slack: a key that expired is already dead; this only frees space.
   const dedup = await db.query<{ n: number }>(
@@ -45,6 +55,15 @@ export async function runMaintenance(
      )
      select count(*)::integer as n from gone`,
     [options.eventsRetentionDays],
+  );
+  const refusals = await db.query<{ n: number }>(
+    `with gone as (
+       delete from processing_errors
+       where stage = 'ingest' and created_at < now() - make_interval(days => $1::integer)
+       returning 1
+     )
+     select count(*)::integer as n from gone`,
+    [options.refusalsRetentionDays],
   );
   let vacuumed = false;
   let longestStepMs = 0;
@@ -62,6 +81,7 @@ export async function runMaintenance(
   return {
     dedupKeysDeleted: Number(dedup[0].n),
     eventsDeleted: Number(events[0].n),
+    refusalsDeleted: Number(refusals[0].n),
     vacuumed,
     longestStepMs: Math.round(longestStepMs),
   };

@@ -254,15 +254,20 @@ export function createWorker(deps: WorkerDeps): Worker {
     lastMaintenance = Date.now();
     const r = await runMaintenance(db, {
       eventsRetentionDays: config.eventsRetentionDays,
+      refusalsRetentionDays: config.refusalsRetentionDays,
       // PGlite's vacuum steps hold up webhooks like a claim would: same courtesy.
       beforeStep: () => deps.ingest?.whenIdle(config.maxDeferMs) ?? Promise.resolve(),
     });
-    log.info("Maintenance: {dedup} expired dedup keys and {events} old events deleted", {
-      dedup: r.dedupKeysDeleted,
-      events: r.eventsDeleted,
-      vacuumed: r.vacuumed,
-      longest_step_ms: r.longestStepMs,
-    });
+    log.info(
+      "Maintenance: {dedup} expired dedup keys, {events} old events, {refusals} old refusals deleted",
+      {
+        dedup: r.dedupKeysDeleted,
+        events: r.eventsDeleted,
+        refusals: r.refusalsDeleted,
+        vacuumed: r.vacuumed,
+        longest_step_ms: r.longestStepMs,
+      },
+    );
   }
 
   async function releaseOrphansIfAny() {

@@ -5,7 +5,7 @@ import { countRows, signed, testServices, uniqueSignal } from "./_app.ts";
 import { dbTest } from "./_db.ts";
 
 dbTest(
-  "maintenance deletes dedup keys long expired and events past retention, nothing else",
+  "maintenance deletes dedup keys long expired, events and refusals past retention, nothing else",
   async ({ db }) => {
     const s = await testServices(db);
     for (let i = 0; i < 3; i++) {
@@ -17,9 +17,17 @@ dbTest(
       where dedup_key = (select dedup_key from signal_dedup order by dedup_key limit 1);
     update events set created_at = now() - interval '10 days'
       where id = (select min(id) from events);`);
+    // Two refusals and a give-up of the pipeline, all 31 days old, and a fresh refusal.
+    await db.exec(`
+    insert into processing_errors (stage, code, message, created_at) values
+      ('ingest', 'UNAUTHORIZED', 'old', now() - interval '31 days'),
+      ('ingest', 'DUPLICATE', 'old', now() - interval '31 days'),
+      ('decide', 'PIPELINE_FAILED', 'old', now() - interval '31 days'),
+      ('ingest', 'UNAUTHORIZED', 'new', now());`);
     const steps: string[] = [];
     const r = await runMaintenance(db, {
       eventsRetentionDays: 7,
+      refusalsRetentionDays: 30,
       beforeStep: () => {
         steps.push("step");
         return Promise.resolve();
@@ -27,6 +35,14 @@ dbTest(
     });
     assert.equal(r.dedupKeysDeleted, 1);
     assert.equal(r.eventsDeleted, 1);
+    assert.equal(r.refusalsDeleted, 2);
+    const left = await db.query<{ stage: string; message: string }>(
+      "select stage, message from processing_errors order by id",
+    );
+    assert.deepEqual(left, [
+      { stage: "decide", message: "old" },
+      { stage: "ingest", message: "new" },
+    ]);
     assert.equal(r.vacuumed, db.driver === "pglite");
     // On PGlite, each table's vacuum and analyze is a statement of its own, each after the yield.
     assert.equal(steps.length, db.driver === "pglite" ? VACUUMED_TABLES.length * 2 : 0);
