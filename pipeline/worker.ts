@@ -80,6 +80,9 @@ export interface Worker {
 
 const log = logger("worker");
 
+/** Symbols of one batch whose market data is looked up at the same time. */
+const LOOKUPS_AT_ONCE = 8;
+
 /**
  * A job that gave up: its processing_errors row and a live `failure` event,
  * so the dashboard stops showing the signal as pending.
@@ -320,14 +323,32 @@ export function createWorker(deps: WorkerDeps): Worker {
     jobs: ClaimedJob[],
     turn: { after: Promise<void>; end: () => void },
   ): Promise<void> {
-    const prepared: { job: ClaimedJob; input: DecisionInput }[] = [];
-    await inSymbolOrder(
-      jobs.map((job) => ({ job })),
-      async ({ job }) => {
-        prepared.push({ job, input: await prepare(job) });
-      },
-      ({ job }, error) => failed(job, error),
-    );
+    // Symbols look up side by side (a batch spans up to WORKER_BATCH_SIZE of them,
+    // and a slow provider one after another would outlast the claim), at most
+    // LOOKUPS_AT_ONCE, so that a burst of cache misses does not queue ahead of the
+    // webhooks' commits on the database; each symbol's jobs in order. The
+    // decisions then go in claim order.
+    const slots: ({ job: ClaimedJob; input: DecisionInput } | undefined)[] = [];
+    const bySymbol = new Map<string, { job: ClaimedJob; index: number }[]>();
+    jobs.forEach((job, index) => {
+      const group = bySymbol.get(job.symbol) ?? [];
+      group.push({ job, index });
+      bySymbol.set(job.symbol, group);
+    });
+    const groups = [...bySymbol.values()];
+    const lookUp = async () => {
+      for (let group = groups.shift(); group !== undefined; group = groups.shift()) {
+        await inSymbolOrder(
+          group,
+          async ({ job, index }) => {
+            slots[index] = { job, input: await prepare(job) };
+          },
+          ({ job }, error) => failed(job, error),
+        );
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(LOOKUPS_AT_ONCE, groups.length) }, lookUp));
+    const prepared = slots.filter((p) => p !== undefined);
     if (prepared.length === 0) return;
     const waitStart = performance.now();
     await turn.after;

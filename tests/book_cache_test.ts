@@ -230,6 +230,48 @@ dbTest(
 );
 
 dbTest(
+  "a batch looks up its symbols at once and decides them in claim order; one symbol's jobs in turn",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c, { MAX_OPEN_POSITIONS: "1" });
+    const ids: string[] = [];
+    // SPY first (its lookups slowest), then QQQ, IWM and DIA, then SPY's exit: one batch.
+    for (const symbol of ["SPY", "QQQ", "IWM", "DIA"]) {
+      c.advance(1);
+      ids.push((await send(s, c, { symbol, direction: "CALL", price: 100 })).signal_id);
+    }
+    c.advance(1);
+    const exit = (await send(s, c, { symbol: "SPY", direction: "EXIT", price: 101 })).signal_id;
+    let inFlight = 0;
+    let most = 0;
+    const spyLookups: string[] = [];
+    const context = {
+      ...s.context,
+      get: async (symbol: string) => {
+        most = Math.max(most, ++inFlight);
+        if (symbol === "SPY") spyLookups.push(`start ${spyLookups.length}`);
+        try {
+          await delay(symbol === "SPY" ? 300 : 100);
+          return await s.context.get(symbol);
+        } finally {
+          inFlight--;
+          if (symbol === "SPY") spyLookups.push("end");
+        }
+      },
+    };
+    const worker = workerOn(s, c, { context });
+    assert.equal(await worker.runUntilIdle(), 5);
+    assert.equal(most, 4, "the four symbols' lookups did not overlap");
+    assert.deepEqual(spyLookups, ["start 0", "end", "start 2", "end"], "SPY's two overlapped");
+    assert.equal((await decisionFor(db, ids[0])).reason_code, "ENTRY_APPROVED");
+    for (const id of ids.slice(1)) {
+      assert.equal((await decisionFor(db, id)).reason_code, "MAX_POSITIONS");
+    }
+    assert.equal((await decisionFor(db, exit)).outcome, "EXIT");
+  },
+);
+
+dbTest(
   "a batch that has nothing to decide does not let the next one overtake those before it",
   async ({ db }) => {
     const { s, c, ids: [first, , third] } = await raceForOneSlot(db, ["SPY", "QQQ", "IWM"], 3);
