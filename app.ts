@@ -15,6 +15,7 @@ import type { AppEnv } from "./app_env.ts";
 import type { Authenticator } from "./core/auth.ts";
 import type { Config } from "./core/config.ts";
 import { ApiError, codeToStatus, errorBody } from "./core/errors.ts";
+import { freshUntilMs } from "./core/freshness.ts";
 import type { LatencyWindow } from "./core/stats.ts";
 import type { GroupCommit } from "./db/group_commit.ts";
 import { type Database, isTransient } from "./db/port.ts";
@@ -103,6 +104,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     now: deps.now,
     secret: config.webhook.secret,
     signatureToleranceSeconds: config.webhook.signatureToleranceSeconds,
+    freshUntilMs: (signal) =>
+      freshUntilMs(Date.parse(signal.timestamp), signal.timeframe, config.rules),
     ingestDeadlineMs: config.webhook.ingestDeadlineMs,
     onAck: (ms) => deps.ackLatency.record(ms),
   });

@@ -31,6 +31,19 @@ export type Freshness =
   | { fresh: false; reason: "FUTURE_SIGNAL" | "STALE_SIGNAL"; message: string };
 
 /**
+ * The last receipt time at which a signal claiming `claimedMs` is still fresh:
+ * a re-delivery of it up to then would be acted on, so its dedup key must live
+ * that long.
+ */
+export function freshUntilMs(
+  claimedMs: number,
+  timeframe: string,
+  rules: Pick<Rules, "maxSignalAgeSeconds">,
+): number {
+  return claimedMs + (rules.maxSignalAgeSeconds + barSeconds(timeframe)) * 1000;
+}
+
+/**
  * Whether a signal claiming time `claimedMs` (its bar time) and received at
  * `receivedMs` is fresh: not more than `maxFutureSkewSeconds` ahead of its
  * receipt, not older than `maxSignalAgeSeconds` plus one bar.
@@ -54,7 +67,7 @@ export function checkFreshness(
     };
   }
   const bar = barSeconds(timeframe);
-  const limit = rules.maxSignalAgeSeconds + bar;
+  const limit = (freshUntilMs(claimedMs, timeframe, rules) - claimedMs) / 1000;
   if (!(ageSeconds <= limit)) {
     return {
       fresh: false,

@@ -26,7 +26,7 @@ import {
   secretFromText,
   storable,
 } from "../core/payload.ts";
-import { normalizeSignal } from "../core/signal.ts";
+import { normalizeSignal, type Signal } from "../core/signal.ts";
 import type { GroupCommit } from "../db/group_commit.ts";
 import { DatabaseUnavailableError, isTransient } from "../db/port.ts";
 import type { IngestOutcome, SignalRecord } from "../db/signals.ts";
@@ -53,6 +53,8 @@ export interface WebhookDeps {
   secret: string | null;
   /** How long a signature's timestamp stays valid; dedup must outlast it. */
   signatureToleranceSeconds: number;
+  /** Until when a re-delivery of `signal` would still be fresh (epoch ms); dedup must outlast it. */
+  freshUntilMs: (signal: Signal) => number;
   /** Called with the acknowledgement time of every ACCEPTED or DUPLICATE answer. */
   onAck?: (ms: number) => void;
   /**
@@ -140,10 +142,13 @@ export function webhookHandler(deps: WebhookDeps) {
       dedupKey: dedupKey(signal, {
         deliveryId: auth.method === "standard_webhooks" ? c.req.header("webhook-id") ?? null : null,
       }),
-      // A signed timestamp verifies until it leaves the tolerance: the key must live as long.
-      dedupUntil: auth.signedAtMs === undefined
-        ? null
-        : new Date(auth.signedAtMs + deps.signatureToleranceSeconds * 1000),
+      // The key lives while a re-delivery could still be decided (a relay retries for
+      // minutes; a stale one is refused STALE_SIGNAL), and while a signed timestamp
+      // still verifies.
+      dedupUntil: new Date(Math.max(
+        deps.freshUntilMs(signal),
+        auth.signedAtMs === undefined ? 0 : auth.signedAtMs + deps.signatureToleranceSeconds * 1000,
+      )),
       rawPayload: storable(payload),
       authMethod: auth.method,
       clientIp,

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import fc from "fast-check";
+import { checkFreshness, freshUntilMs } from "../core/freshness.ts";
 import { position, rules, run } from "./_decide_fixtures.ts";
 
 const HOURS = rules().marketHours;
@@ -95,4 +97,24 @@ Deno.test("decide() rejects a receivedAt or timestamp that is not ISO 8601 with 
   assert.equal(d.message, 'Signal receivedAt "yesterday" is not an ISO 8601 time');
   // Without a zone, Date.parse would read it in the host's time zone.
   assert.equal(run({ timestamp: "2026-03-10T14:55:00" }).reason, "INVALID_SIGNAL");
+});
+
+Deno.test("property: freshUntilMs() is the last receipt time checkFreshness() calls fresh", () => {
+  const r = rules();
+  fc.assert(
+    fc.property(
+      fc.integer({ min: Date.UTC(2020, 0, 1), max: Date.UTC(2030, 0, 1) }),
+      fc.constantFrom("30s", "1m", "5m", "15m", "1h", "4h", "1D", "1W", "1M"),
+      fc.integer({ min: -60_000, max: 40 * 86_400_000 }),
+      fc.integer({ min: 1, max: 3600 }),
+      (claimed, timeframe, ageMs, maxAge) => {
+        const limits = { ...r, maxSignalAgeSeconds: maxAge };
+        const until = freshUntilMs(claimed, timeframe, limits);
+        const fresh = checkFreshness(claimed, claimed + ageMs, timeframe, limits).fresh;
+        assert.equal(fresh, claimed + ageMs <= until);
+      },
+    ),
+    { numRuns: 500 },
+  );
+  assert.equal(freshUntilMs(0, "5m", { maxSignalAgeSeconds: 300 }), 600_000);
 });

@@ -180,3 +180,27 @@ dbTest(
     assert.equal(await countRows(db, "signals"), 3);
   },
 );
+
+dbTest(
+  "a signal's dedup key lives while a re-delivery could still be decided, not just the 60 s TTL",
+  async ({ db }) => {
+    const s = await testServices(db);
+    const claimed = Date.now() - 10_000;
+    const expiry = async (fields: Record<string, unknown>) => {
+      const body = JSON.stringify({ ...uniqueSignal(), ...fields });
+      const { signal_id } = await (await s.app.request("/webhook", await signed(body))).json();
+      const [row] = await db.query<{ expires_at: Date }>(
+        "select expires_at from signal_dedup where signal_id = $1",
+        [signal_id],
+      );
+      return new Date(row.expires_at).getTime();
+    };
+    const t = new Date(claimed).toISOString();
+    // MAX_SIGNAL_AGE_SECONDS (300) plus one bar: a relay's retry minutes later is a duplicate.
+    assert.equal(await expiry({ timestamp: t, timeframe: "5m" }), claimed + 600_000);
+    assert.equal(await expiry({ timestamp: t, timeframe: "1h" }), claimed + 3_900_000);
+    // Long stale already: the TTL from now still holds.
+    const old = await expiry({ timestamp: "2024-01-29T12:00:00Z", timeframe: "5m" });
+    assert.ok(Math.abs(old - (Date.now() + 60_000)) < 30_000, new Date(old).toISOString());
+  },
+);
