@@ -70,7 +70,10 @@ dbTest(
 
 dbTest("after the dedup window the same alert is a new signal", async ({ db }) => {
   const s = await testServices(db, { env: { DEDUP_TTL_SECONDS: "1" } });
-  const body = JSON.stringify(uniqueSignal());
+  // Long past its freshness too (a fresh one's key lives while it could be decided).
+  const timestamp = new Date(Date.now() - 86_400_000 - Math.floor(Math.random() * 1e9))
+    .toISOString();
+  const body = JSON.stringify(uniqueSignal({ timestamp }));
   const first = await (await s.app.request("/webhook", await signed(body))).json();
   await new Promise((r) => setTimeout(r, 1200));
   const again = await (await s.app.request("/webhook", await signed(body))).json();
