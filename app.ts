@@ -10,7 +10,7 @@ import { getConnInfo } from "hono/deno";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
-import { rateLimiter } from "hono-rate-limiter";
+import { MemoryStore } from "hono-rate-limiter";
 import type { AppEnv } from "./app_env.ts";
 import type { Authenticator } from "./core/auth.ts";
 import type { Config } from "./core/config.ts";
@@ -95,7 +95,24 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     }
   };
 
+  // Refused requests per address and minute. Only refusals count: TradingView's four
+  // senders are shared by all its users, so counting every request would let anyone's
+  // alerts aimed at this URL crowd out the genuine ones, which TradingView never re-sends.
+  const refusals = new MemoryStore<AppEnv>();
+  refusals.init({ windowMs: 60_000 } as Parameters<typeof refusals.init>[0]);
+  const limitRefusal = (clientIp: string | null) => {
+    const { totalHits, resetTime } = refusals.increment(clientIp ?? "unknown");
+    if (totalHits <= config.webhook.rateLimitPerMinute) return null;
+    const left = (resetTime?.getTime() ?? Date.now() + 60_000) - Date.now();
+    return {
+      retryAfterSeconds: Math.max(1, Math.ceil(left / 1000)),
+      // One record per client per window, not one per refused request.
+      first: totalHits === config.webhook.rateLimitPerMinute + 1,
+    };
+  };
+
   const webhook = webhookHandler({
+    limitRefusal,
     authenticator: deps.authenticator,
     ingest: deps.ingest,
     recordRejection,
@@ -110,27 +127,6 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     onAck: (ms) => deps.ackLatency.record(ms),
   });
   const webhookGuards = [
-    rateLimiter<AppEnv>({
-      windowMs: 60_000,
-      limit: config.webhook.rateLimitPerMinute,
-      standardHeaders: "draft-6",
-      keyGenerator: (c) => c.get("clientIp") ?? "unknown",
-      handler: async (c) => {
-        const error = new ApiError(
-          "RATE_LIMITED",
-          "Too many requests from this address; slow down",
-          {
-            retryAfterSeconds: Number(c.res.headers.get("Retry-After")) || 60,
-          },
-        );
-        const info = c.get("rateLimit" as never) as { used?: number; limit?: number } | undefined;
-        // One record per client per window, not one per refused request.
-        if (info?.used !== undefined && info.used === (info.limit ?? 0) + 1) {
-          await recordRejection(c, error, null);
-        }
-        throw error;
-      },
-    }),
     readBody(bodyLimit({
       maxSize: config.webhook.maxBodyBytes,
       onError: async (c) => {

@@ -80,28 +80,39 @@ dbTest("the 64 KiB default limit lets a 60 KiB alert through", async ({ db }) =>
 });
 
 dbTest(
-  "past the rate limit a client gets 429 with Retry-After; other clients are unaffected",
+  "past the limit of refusals an address gets 429 with Retry-After; genuine alerts are never limited",
   async ({ db }) => {
     const s = await testServices(db, {
       env: { RATE_LIMIT_PER_MINUTE: "3", CLIENT_IP_HEADER: "fly-client-ip" },
     });
-    const from = async (ip: string) => {
-      const init = await signed(JSON.stringify(uniqueSignal()));
+    const from = async (ip: string, secret?: string) => {
+      const init = await signed(JSON.stringify(uniqueSignal()), { secret });
       (init.headers as Record<string, string>)["fly-client-ip"] = ip;
       return await s.app.request("/webhook", init);
     };
-    for (let i = 0; i < 3; i++) assert.equal((await from("203.0.113.7")).status, 200);
-    const limited = await from("203.0.113.7");
+    const forged = "not-the-webhook-secret-0123456789";
+    // TradingView's senders are shared: a genuine alert goes through whatever else they carry.
+    for (let i = 0; i < 5; i++) assert.equal((await from("203.0.113.7")).status, 200);
+    for (let i = 0; i < 3; i++) assert.equal((await from("203.0.113.7", forged)).status, 401);
+    const limited = await from("203.0.113.7", forged);
     assert.equal(limited.status, 429);
     assert.ok(Number(limited.headers.get("retry-after")) > 0);
     const json = await limited.json();
     assert.equal(json.status, "REJECTED");
     assert.equal(json.error.code, "RATE_LIMITED");
-    assert.equal((await from("203.0.113.8")).status, 200);
-    const rows = await db.query<{ code: string; client_ip: string }>(
-      "select code, client_ip from processing_errors",
+    assert.equal((await from("203.0.113.7", forged)).status, 429);
+    assert.equal((await from("203.0.113.7")).status, 200, "a genuine alert was limited");
+    assert.equal((await from("203.0.113.8", forged)).status, 401, "another address was limited");
+    const rows = await db.query<{ code: string; client_ip: string; n: number }>(
+      `select code, client_ip, count(*)::integer as n from processing_errors
+       group by code, client_ip order by client_ip, code`,
     );
-    assert.deepEqual(rows, [{ code: "RATE_LIMITED", client_ip: "203.0.113.7" }]);
+    assert.deepEqual(rows, [
+      { code: "RATE_LIMITED", client_ip: "203.0.113.7", n: 1 },
+      { code: "UNAUTHORIZED", client_ip: "203.0.113.7", n: 3 },
+      { code: "UNAUTHORIZED", client_ip: "203.0.113.8", n: 1 },
+    ]);
+    assert.equal(await countRows(db, "signals"), 6);
   },
 );
 
