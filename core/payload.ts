@@ -17,6 +17,49 @@ export const MAX_STORED_PAYLOAD = 8 * 1024;
  */
 export const MAX_STORED_DEPTH = 64;
 
+/**
+ * JSON.parse, and failing that, the same text with every bare `NaN`,
+ * `Infinity` and `-Infinity` outside strings read as `null`: TradingView
+ * prints a plot without a value as `NaN`, so `"score": {{plot_0}}` without
+ * quotes makes the whole alert invalid JSON on such a bar. Throws when the
+ * text is not JSON either way.
+ */
+export function parseAlertJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    if (!/NaN|Infinity/.test(text)) throw error;
+    return JSON.parse(bareNonNumbersToNull(text));
+  }
+}
+
+function bareNonNumbersToNull(text: string): string {
+  let out = "";
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (inString) {
+      out += ch;
+      if (ch === "\\") out += text[++i] ?? "";
+      else if (ch === '"') inString = false;
+      continue;
+    }
+    if (ch === '"') {
+      inString = true;
+      out += ch;
+      continue;
+    }
+    const word = /^(-?Infinity|NaN)(?![\w$])/.exec(text.slice(i, i + 10));
+    if (word && !/[\w$.]/.test(text[i - 1] ?? "")) {
+      out += "null";
+      i += word[0].length - 1;
+      continue;
+    }
+    out += ch;
+  }
+  return out;
+}
+
 export interface Extracted {
   /** The first secret field's value, when it is a string. */
   secret: string | null;

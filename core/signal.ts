@@ -325,7 +325,9 @@ function epochToMs(n: number): number {
 }
 
 function normalizePrice(value: unknown): number | null | Invalid {
-  if (value === undefined) return null;
+  // No value (a NaN plot, or null): no price; the decision falls back to the context's spot.
+  if (value === undefined || value === null) return null;
+  if (typeof value === "string" && /^\s*nan\s*$/i.test(value)) return null;
   // "{{close}}" left as is: say so, as for the other fields.
   const t = typeof value === "string" ? text(value, "price") : null;
   if (isIssue(t)) return t;

@@ -20,6 +20,7 @@ import { dedupKey } from "../core/dedup.ts";
 import { ApiError } from "../core/errors.ts";
 import {
   extractSecret,
+  parseAlertJson,
   payloadText,
   redactText,
   scrubSecret,
@@ -94,7 +95,7 @@ export function webhookHandler(deps: WebhookDeps) {
     let parsed: unknown;
     let isJson = true;
     try {
-      parsed = JSON.parse(text);
+      parsed = parseAlertJson(text);
     } catch {
       isJson = false;
     }

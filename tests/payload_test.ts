@@ -9,6 +9,7 @@ import {
   extractSecret,
   MAX_STORED_DEPTH,
   MAX_STORED_PAYLOAD,
+  parseAlertJson,
   payloadText,
   redactText,
   scrubSecret,
@@ -289,4 +290,36 @@ Deno.test("scrubSecret() leaves no copy of the secret in any key or string, and 
   });
   // A short development secret would match ordinary text: left alone.
   assert.deepEqual(scrubSecret({ a: "abc" }, "b"), { a: "abc" });
+});
+
+Deno.test("parseAlertJson() reads a bare NaN or Infinity outside strings as null, nothing else", () => {
+  assert.deepEqual(
+    parseAlertJson('{"score": NaN, "a": [Infinity, -Infinity, 1], "note": "NaN, Infinity"}'),
+    { score: null, a: [null, null, 1], note: "NaN, Infinity" },
+  );
+  assert.deepEqual(parseAlertJson('{"s": "say \\"NaN\\"", "x": NaN}'), { s: 'say "NaN"', x: null });
+  for (const bad of ["{NaN: 1}", '{"x": NaNa}', '{"x": xNaN}', "{", '{"x": 1.NaN}']) {
+    assert.throws(() => parseAlertJson(bad), SyntaxError, bad);
+  }
+  fc.assert(
+    fc.property(
+      fc.dictionary(
+        fc.string(),
+        fc.oneof(fc.string(), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.boolean()),
+      ),
+      fc.constantFrom("NaN", "Infinity", "-Infinity"),
+      fc.constantFrom("", " ", "\n  "),
+      (fields, token, space) => {
+        const valid = JSON.stringify(fields, null, space);
+        const expected = JSON.parse(valid);
+        assert.deepEqual(parseAlertJson(valid), expected);
+        const key = `plot_${Object.keys(fields).join("").length}`;
+        const body = `{${space}"${key}":${space}${token}${
+          Object.keys(fields).length > 0 ? `,${valid.slice(1)}` : "}"
+        }`;
+        assert.deepEqual(parseAlertJson(body), { [key]: null, ...expected });
+      },
+    ),
+    { numRuns: 300 },
+  );
 });

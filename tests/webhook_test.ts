@@ -207,3 +207,24 @@ dbTest(
     assert.ok(Math.abs(old - (Date.now() + 60_000)) < 30_000, new Date(old).toISOString());
   },
 );
+
+dbTest(
+  "an alert whose unquoted plot printed NaN is taken, the value absent",
+  async ({ db }) => {
+    const s = await testServices(db);
+    const { timestamp } = uniqueSignal();
+    // "score": {{plot_0}} and "price": {{plot_1}} on a bar where neither plot has a value.
+    const body = `{"symbol": "SPY", "direction": "CALL", "timeframe": "5m",
+      "timestamp": "${timestamp}", "price": NaN, "note": "NaN stays text",
+      "metadata": {"confidence": 0.8, "score": NaN}}`;
+    const res = await s.app.request("/webhook", await signed(body));
+    const json = await res.json();
+    assert.equal(json.status, "ACCEPTED", JSON.stringify(json));
+    const [row] = await db.query<{ price: string | null; metadata: Record<string, unknown> }>(
+      "select price, metadata from signals where id = $1",
+      [json.signal_id],
+    );
+    assert.equal(row.price, null);
+    assert.deepEqual(row.metadata, { confidence: 0.8 });
+  },
+);
