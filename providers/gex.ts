@@ -78,8 +78,7 @@ export function createGexProvider(o: GexProviderOptions): GexProvider {
 
   async function fetchAndStore(symbol: string): Promise<StoredGex | null> {
     counts.fetches++;
-    // Cboe names indices with a leading underscore (_SPX).
-    const url = o.url!.replaceAll("{symbol}", encodeURIComponent(symbol));
+    const url = chainUrl(o.url!, symbol);
     try {
       const signal = AbortSignal.any([stopping.signal, AbortSignal.timeout(o.timeoutMs)]);
       const res = await doFetch(url, { signal });
@@ -151,4 +150,19 @@ export function createGexProvider(o: GexProviderOptions): GexProvider {
     },
     stats: () => ({ ...counts }),
   };
+}
+
+/** Cash indices, which Cboe's delayed quotes name with a leading underscore. */
+const CBOE_INDICES = new Set(["SPX", "NDX", "RUT", "VIX", "XSP", "DJX", "OEX", "XEO"]);
+
+/**
+ * `template` with `{symbol}` filled in: on Cboe's own host an index is asked
+ * for as `_SPX` (plain `SPX.json` is not there); the chain is still stored
+ * under the symbol the signals use.
+ */
+export function chainUrl(template: string, symbol: string): string {
+  const host = new URL(template.replaceAll("{symbol}", "x")).hostname;
+  const cboe = host === "cboe.com" || host.endsWith(".cboe.com");
+  const name = cboe && CBOE_INDICES.has(symbol) ? `_${symbol}` : symbol;
+  return template.replaceAll("{symbol}", encodeURIComponent(name));
 }

@@ -8,7 +8,7 @@ import fc from "fast-check";
 import { isStale, MARKET_DATA_FUTURE_SKEW_SECONDS } from "../core/context.ts";
 import { insertContextSnapshot } from "../db/market_data.ts";
 import { createContextProvider } from "../providers/context.ts";
-import { createGexProvider } from "../providers/gex.ts";
+import { chainUrl, createGexProvider } from "../providers/gex.ts";
 import { countRows } from "./_app.ts";
 import { dbTest } from "./_db.ts";
 import { chainBody, clock, contextBody, pipelineServices } from "./_pipeline.ts";
@@ -189,3 +189,22 @@ dbTest(
     }
   },
 );
+
+Deno.test("chainUrl() asks Cboe for an index as _SPX, anything else as it is", () => {
+  const cboe = "https://cdn.cboe.com/api/global/delayed_quotes/options/{symbol}.json";
+  assert.equal(
+    chainUrl(cboe, "SPX"),
+    "https://cdn.cboe.com/api/global/delayed_quotes/options/_SPX.json",
+  );
+  assert.equal(
+    chainUrl(cboe, "NDX"),
+    "https://cdn.cboe.com/api/global/delayed_quotes/options/_NDX.json",
+  );
+  assert.equal(
+    chainUrl(cboe, "SPY"),
+    "https://cdn.cboe.com/api/global/delayed_quotes/options/SPY.json",
+  );
+  assert.equal(chainUrl("http://127.0.0.1:9/gex/{symbol}", "SPX"), "http://127.0.0.1:9/gex/SPX");
+  assert.equal(chainUrl("https://notcboe.com/{symbol}", "SPX"), "https://notcboe.com/SPX");
+  assert.equal(chainUrl("https://x.test/{symbol}", "BRK/B"), "https://x.test/BRK%2FB");
+});
