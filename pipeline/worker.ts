@@ -167,23 +167,26 @@ export function createWorker(deps: WorkerDeps): Worker {
   async function reclaimIfDue() {
     if (Date.now() - lastReclaim < (config.claimTimeoutSeconds * 1000) / 2) return;
     lastReclaim = Date.now();
-    const { reclaimed, failed } = await reclaimStaleJobs(db, {
-      timeoutSeconds: config.claimTimeoutSeconds,
-      maxAttempts: config.maxAttempts,
-      selfWorkerId: workerId,
-    });
-    if (reclaimed > 0) {
-      log.warn("Reclaimed {count} jobs left by a stopped instance", { count: reclaimed });
-    }
-    for (const { signalId, symbol } of failed) {
-      await db.transaction((tx) =>
-        recordGiveUp(tx, {
+    // One transaction: a job failed here always has its give-up recorded (an event
+    // and a processing_errors row), or stays as it was for the next pass.
+    const reclaimed = await db.transaction(async (tx) => {
+      const r = await reclaimStaleJobs(tx, {
+        timeoutSeconds: config.claimTimeoutSeconds,
+        maxAttempts: config.maxAttempts,
+        selfWorkerId: workerId,
+      });
+      for (const { signalId, symbol } of r.failed) {
+        await recordGiveUp(tx, {
           signalId,
           symbol,
           correlationId: null,
           message: "Job abandoned: its claim expired on its last attempt",
-        })
-      );
+        });
+      }
+      return r.reclaimed;
+    });
+    if (reclaimed > 0) {
+      log.warn("Reclaimed {count} jobs left by a stopped instance", { count: reclaimed });
     }
   }
 

@@ -44,6 +44,43 @@ async function refuseDecisionsFor(
       for each row execute function test_refuse();`);
 }
 
+dbTest(
+  "a dead instance's job out of attempts is failed together with its give-up record, or not at all",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c, { JOB_MAX_ATTEMPTS: "2" });
+    const { signal_id } = await send(s, c, { symbol: "SPY", direction: "CALL" });
+    // Claimed on its last attempt by an instance that is gone (no session of its name).
+    await db.query(
+      `update pipeline_jobs set status = 'running', attempts = 2, locked_by = 'gone:1',
+         locked_at = now() where signal_id = $1`,
+      [signal_id],
+    );
+    const job = async () =>
+      (await db.query<{ status: string }>(
+        "select status from pipeline_jobs where signal_id = $1",
+        [signal_id],
+      ))[0].status;
+    const records = () => countRows(db, "processing_errors");
+    await db.exec(`
+      create function test_refuse() returns trigger language plpgsql as $$
+      begin raise exception 'injected failure'; end $$;
+      create trigger test_refuse before insert on processing_errors
+        for each row execute function test_refuse();`);
+    await s.worker.runUntilIdle().catch(() => {});
+    assert.equal(await job(), "running", "failed without its give-up record");
+    assert.equal(await records(), 0);
+    await db.exec("drop trigger test_refuse on processing_errors");
+    await s.worker.runUntilIdle();
+    assert.equal(await job(), "failed");
+    const [record] = await db.query<{ code: string; signal_id: string }>(
+      "select code, signal_id from processing_errors",
+    );
+    assert.deepEqual(record, { code: "PIPELINE_FAILED", signal_id });
+    assert.equal(await countRows(db, "events where kind = 'failure'"), 1);
+  },
+);
+
 dbTest("jobs numbered past 2^31 (a bigint column) are decided", async ({ db }) => {
   await db.exec("alter table pipeline_jobs alter column id restart with 3000000000");
   const c = clock();
