@@ -236,7 +236,13 @@ function normalizeIntent(body: Fields): { direction: Direction; action: Action }
   } else if (explicit !== undefined) {
     const d = text(explicit, "direction");
     if (isIssue(d)) return d;
-    direction = directionFromWord(d.toUpperCase());
+    const word = d.toUpperCase();
+    // On an exit, buy or sell names the closing order to some ("sell" ends a long,
+    // {{strategy.order.action}}) and the position to others ("close buy"). One side at
+    // most is open per symbol (an entry closes the other), so it closes whatever is.
+    direction = action === "EXIT" && (word === "BUY" || word === "SELL")
+      ? "EXIT"
+      : directionFromWord(word);
     if (direction === undefined) {
       return issue(
         `direction "${

@@ -253,6 +253,12 @@ Deno.test("normalizeSignal() takes the action ENTRY or EXIT, defaulting to ENTRY
     [{ action: "exit" }, "EXIT", "EXIT"],
     // EXIT as a direction is always an EXIT action.
     [{ direction: "EXIT", action: "ENTRY" }, "EXIT", "EXIT"],
+    // An exit's buy or sell ({{strategy.order.action}}: "sell" ends a long; "close buy"
+    // names the long) closes whatever is open; CALL, PUT, long and short name the side.
+    [{ direction: "sell", action: "exit" }, "EXIT", "EXIT"],
+    [{ direction: "BUY", action: "close" }, "EXIT", "EXIT"],
+    [{ direction: "long", action: "exit" }, "CALL", "EXIT"],
+    [{ direction: "sell", action: "ENTRY" }, "PUT", "ENTRY"],
   ];
   for (const [fields, direction, action] of cases) {
     const s = ok({ ...rest, ...fields });
