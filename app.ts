@@ -119,7 +119,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     isAccepting: deps.isAccepting,
     databaseUnavailable: () => deps.db.unavailable?.() ?? null,
     now: deps.now,
-    secret: config.webhook.secret,
+    secrets: [config.webhook.secret, config.webhook.previousSecret]
+      .filter((x): x is string => x !== null),
     signatureToleranceSeconds: config.webhook.signatureToleranceSeconds,
     freshUntilMs: (signal) =>
       freshUntilMs(Date.parse(signal.timestamp), signal.timeframe, config.rules),

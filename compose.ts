@@ -76,6 +76,7 @@ export function authenticatorFor(config: Config): Authenticator {
   const { webhook } = config;
   return createAuthenticator({
     secret: webhook.secret,
+    previousSecret: webhook.previousSecret,
     toleranceSeconds: webhook.signatureToleranceSeconds,
     ipAllowlist: webhook.ipAllowlist === null ? null : parseCidrs(webhook.ipAllowlist) as Cidr[],
     ipAllowlistRequired: webhook.ipAllowlistRequired,

@@ -40,6 +40,11 @@ export type AuthMethod =
 
 export interface AuthSettings {
   secret: string | null;
+  /**
+   * The secret being replaced, accepted as well while alerts move to the new
+   * one (TradingView never re-sends a refused alert).
+   */
+  previousSecret?: string | null;
   toleranceSeconds: number;
   ipAllowlist: readonly Cidr[] | null;
   /** When true the allowlist is a gate every request must pass, not a method on its own. */
@@ -67,6 +72,8 @@ export type AuthResult =
      * live at least that long.
      */
     signedAtMs?: number;
+    /** It was the previous secret that vouched for it: the sender still has to move. */
+    previousSecret?: true;
   }
   | { ok: false; reason: string };
 
@@ -81,10 +88,14 @@ const encoder = new TextEncoder();
 export function createAuthenticator(settings: AuthSettings): Authenticator {
   const { secret, ipAllowlist } = settings;
   const enabled = secret !== null || ipAllowlist !== null;
-  // Keyed once: each check starts from the keyed state.
-  const signatureKey = secret === null ? null : hmacKey(encoder.encode(secret));
-  const standardKey = secret === null ? null : hmacKey(standardWebhooksKey(secret));
-  const secretDigest = secret === null ? null : sha256(secret);
+  // Keyed once: each check starts from the keyed state. The current secret first.
+  const keys = [secret, secret === null ? null : settings.previousSecret ?? null]
+    .filter((s): s is string => s !== null)
+    .map((s) => ({
+      signatureKey: hmacKey(encoder.encode(s)),
+      standardKey: hmacKey(standardWebhooksKey(s)),
+      secretDigest: sha256(s),
+    }));
 
   function check(request: AuthRequest): AuthResult {
     const ipAllowed = ipAllowlist !== null && ipInCidrs(request.clientIp, ipAllowlist);
@@ -97,32 +108,9 @@ export function createAuthenticator(settings: AuthSettings): Authenticator {
     if (!enabled) return { ok: true, method: "none" };
 
     const reasons: string[] = [];
-    if (signatureKey !== null && request.header("x-signature")) {
-      const r = checkSignature(request, signatureKey, settings.toleranceSeconds);
-      if (r === true) {
-        const ts = request.header("x-signature-timestamp");
-        return ts ? { ok: true, method: "signature", signedAtMs: Number(ts.trim()) * 1000 } : {
-          ok: true,
-          method: "signature",
-        };
-      }
-      reasons.push(r);
-    }
-    if (standardKey !== null && request.header("webhook-signature")) {
-      const r = checkStandardWebhooks(request, standardKey, settings.toleranceSeconds);
-      if (r === true) {
-        const signedAtMs = Number(request.header("webhook-timestamp")!.trim()) * 1000;
-        return { ok: true, method: "standard_webhooks", signedAtMs };
-      }
-      reasons.push(r);
-    }
-    if (secretDigest !== null && request.pathToken !== null) {
-      if (sameDigest(secretDigest, request.pathToken)) return { ok: true, method: "url_token" };
-      reasons.push("URL token does not match");
-    }
-    if (secretDigest !== null && request.bodySecret !== null) {
-      if (sameDigest(secretDigest, request.bodySecret)) return { ok: true, method: "body_secret" };
-      reasons.push("body secret does not match");
+    for (const [i, k] of keys.entries()) {
+      const r = checkSecret(request, k, reasons, i === 0 ? "" : " (nor the previous secret)");
+      if (r !== null) return i === 0 ? r : { ...r, previousSecret: true };
     }
     if (ipAllowed) {
       // Required mode with a secret set: the address alone is not enough.
@@ -134,6 +122,45 @@ export function createAuthenticator(settings: AuthSettings): Authenticator {
     }
     if (reasons.length === 0) reasons.push("no credentials presented");
     return { ok: false, reason: reasons.join("; ") };
+  }
+
+  /** The methods that prove knowledge of one secret; null when none vouches. */
+  function checkSecret(
+    request: AuthRequest,
+    k: (typeof keys)[number],
+    reasons: string[],
+    which: string,
+  ): Extract<AuthResult, { ok: true }> | null {
+    if (request.header("x-signature")) {
+      const r = checkSignature(request, k.signatureKey, settings.toleranceSeconds);
+      if (r === true) {
+        const ts = request.header("x-signature-timestamp");
+        return ts ? { ok: true, method: "signature", signedAtMs: Number(ts.trim()) * 1000 } : {
+          ok: true,
+          method: "signature",
+        };
+      }
+      reasons.push(r + which);
+    }
+    if (request.header("webhook-signature")) {
+      const r = checkStandardWebhooks(request, k.standardKey, settings.toleranceSeconds);
+      if (r === true) {
+        const signedAtMs = Number(request.header("webhook-timestamp")!.trim()) * 1000;
+        return { ok: true, method: "standard_webhooks", signedAtMs };
+      }
+      reasons.push(r + which);
+    }
+    if (request.pathToken !== null) {
+      if (sameDigest(k.secretDigest, request.pathToken)) return { ok: true, method: "url_token" };
+      reasons.push("URL token does not match" + which);
+    }
+    if (request.bodySecret !== null) {
+      if (sameDigest(k.secretDigest, request.bodySecret)) {
+        return { ok: true, method: "body_secret" };
+      }
+      reasons.push("body secret does not match" + which);
+    }
+    return null;
   }
 
   // Every check is synchronous today; the promise keeps callers free of that detail.

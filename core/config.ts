@@ -34,6 +34,8 @@ export interface Config {
   };
   webhook: {
     secret: string | null;
+    /** The secret being rotated out, still accepted (logged when used). */
+    previousSecret: string | null;
     maxBodyBytes: number;
     signatureToleranceSeconds: number;
     /** Longest a webhook waits for its commit before answering 503 (inside TradingView's 3 s). */
@@ -97,6 +99,7 @@ const EnvSchema = z.object({
   CONTEXT_TTL_SECONDS: int(1, 86_400).default(60),
   DEDUP_TTL_SECONDS: int(1, 7 * 86_400).default(60),
   WEBHOOK_SECRET: optionalText.default(null),
+  WEBHOOK_SECRET_PREVIOUS: optionalText.default(null),
   WEBHOOK_MAX_BODY_BYTES: int(256, 10 * 1024 * 1024).default(64 * 1024),
   SIGNATURE_TOLERANCE_SECONDS: int(1, 3600).default(300),
   INGEST_DEADLINE_MS: int(100, 2900).default(2000),
@@ -157,6 +160,11 @@ export function loadConfig(raw: Record<string, string | undefined>): LoadedConfi
     } else if (e.WEBHOOK_SECRET.length < 16) {
       problems.push("WEBHOOK_SECRET must be at least 16 characters when NODE_ENV=production");
     }
+    if (e.WEBHOOK_SECRET_PREVIOUS !== null && e.WEBHOOK_SECRET_PREVIOUS.length < 16) {
+      problems.push(
+        "WEBHOOK_SECRET_PREVIOUS must be at least 16 characters when NODE_ENV=production",
+      );
+    }
     if (e.DATABASE_URL === null) {
       // The embedded database would live on one machine's disk, lost on redeploy.
       problems.push("DATABASE_URL is required when NODE_ENV=production");
@@ -168,6 +176,9 @@ export function loadConfig(raw: Record<string, string | undefined>): LoadedConfi
     }
   }
 
+  if (e.WEBHOOK_SECRET_PREVIOUS !== null && e.WEBHOOK_SECRET === null) {
+    problems.push("WEBHOOK_SECRET_PREVIOUS needs WEBHOOK_SECRET: it is the secret being replaced");
+  }
   problems.push(...pipeline.problems);
   if (!pipeline.config.worker.enabled && e.DATABASE_URL === null) {
     // No other process can open the embedded database: its signals would never be decided.
@@ -232,6 +243,7 @@ export function loadConfig(raw: Record<string, string | undefined>): LoadedConfi
       },
       webhook: {
         secret: e.WEBHOOK_SECRET,
+        previousSecret: e.WEBHOOK_SECRET_PREVIOUS,
         maxBodyBytes: e.WEBHOOK_MAX_BODY_BYTES,
         signatureToleranceSeconds: e.SIGNATURE_TOLERANCE_SECONDS,
         ingestDeadlineMs: e.INGEST_DEADLINE_MS,

@@ -55,8 +55,8 @@ export interface WebhookDeps {
   /** Why the database is known to be down, or null (db/port.ts Database.unavailable). */
   databaseUnavailable: () => string | null;
   now: () => number;
-  /** The webhook secret, scrubbed from whatever is stored or logged of a body. */
-  secret: string | null;
+  /** The webhook secrets (current, previous), scrubbed from whatever is stored or logged of a body. */
+  secrets: readonly string[];
   /** How long a signature's timestamp stays valid; dedup must outlast it. */
   signatureToleranceSeconds: number;
   /** Until when a re-delivery of `signal` would still be fresh (epoch ms); dedup must outlast it. */
@@ -104,9 +104,12 @@ export function webhookHandler(deps: WebhookDeps) {
       : { secret: secretFromText(text), payload: undefined };
     const bodySecret = extracted.secret;
     // From here on the alert never holds the secret, wherever the sender pasted it.
-    const payload = scrubSecret(extracted.payload, deps.secret);
+    const scrub = <T>(value: T) =>
+      deps.secrets.reduce((v, secret) => scrubSecret(v, secret), value);
+    const payload = scrub(extracted.payload);
+    // Scrubbed before it is cut: a secret across the cut would leave its first part.
     const shown = (limit?: number) =>
-      isJson ? payloadText(payload, limit) : scrubSecret(redactText(text, limit), deps.secret);
+      isJson ? payloadText(payload, limit) : redactText(scrub(text), limit);
 
     const auth = await deps.authenticator.verify({
       rawBody: raw,
@@ -150,6 +153,15 @@ export function webhookHandler(deps: WebhookDeps) {
     }
 
     const signal = normalized.signal;
+    if (auth.previousSecret) {
+      log.warn(
+        "Alert for {symbol} authenticated with WEBHOOK_SECRET_PREVIOUS: move it to the new secret",
+        {
+          symbol: signal.symbol,
+          method: auth.method,
+        },
+      );
+    }
     const record: SignalRecord = {
       id: crypto.randomUUID(),
       receivedAt: new Date(deps.now()),

@@ -584,6 +584,43 @@ Deno.test("verify() passes when any one presented method is right, even if anoth
   );
 });
 
+Deno.test("rotation: the previous secret passes every method, flagged; a third secret fails", async () => {
+  const OLD = "the-previous-secret-9876543210";
+  const OTHER = "some-other-secret-000000000000";
+  const auth = createAuthenticator(settings({ previousSecret: OLD }));
+  const body = '{"symbol":"SPY"}';
+  const byEach = async (secret: string) => [
+    await auth.verify(request({ body, headers: { "x-signature": await signHex(secret, body) } })),
+    await auth.verify(request({
+      body,
+      headers: {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": String(NOW_S),
+        "webhook-signature": await standardSignature(
+          encoder.encode(secret),
+          "msg_1",
+          NOW_S,
+          encoder.encode(body),
+        ),
+      },
+    })),
+    await auth.verify(request({ pathToken: secret })),
+    await auth.verify(request({ bodySecret: secret })),
+  ];
+  const methods = ["signature", "standard_webhooks", "url_token", "body_secret"];
+  for (const [i, r] of (await byEach(SECRET)).entries()) {
+    assertPasses(r, methods[i]);
+    assert.ok(r.ok && r.previousSecret === undefined, methods[i]);
+  }
+  for (const [i, r] of (await byEach(OLD)).entries()) {
+    assertPasses(r, methods[i]);
+    assert.ok(r.ok && r.previousSecret === true, methods[i]);
+  }
+  for (const r of await byEach(OTHER)) assertFails(r);
+  // Without it set, the old secret is refused.
+  assertFails(await createAuthenticator(settings()).verify(request({ bodySecret: OLD })));
+});
+
 // Address allowlist ------------------------------------------------------------
 
 const TV = parseCidrs(TRADINGVIEW_IPS) as Cidr[];

@@ -125,6 +125,7 @@ Deno.test("loadConfig() in production requires WEBHOOK_SECRET and OPERATOR_TOKEN
     [{ WEBHOOK_SECRET: "fifteen-chars15" }, "WEBHOOK_SECRET"],
     [{ OPERATOR_TOKEN: "" }, "OPERATOR_TOKEN"],
     [{ OPERATOR_TOKEN: "short" }, "OPERATOR_TOKEN"],
+    [{ WEBHOOK_SECRET_PREVIOUS: "fifteen-chars15" }, "WEBHOOK_SECRET_PREVIOUS"],
   ];
   for (const [override, name] of cases) {
     const error = configError({ ...PRODUCTION, ...override });
@@ -135,6 +136,11 @@ Deno.test("loadConfig() in production requires WEBHOOK_SECRET and OPERATOR_TOKEN
   assert.ok(both.message.includes("WEBHOOK_SECRET") && both.message.includes("OPERATOR_TOKEN"));
   // Exactly 16 is enough.
   loadConfig({ ...PRODUCTION, WEBHOOK_SECRET: "x".repeat(16), OPERATOR_TOKEN: "y".repeat(16) });
+  const rotating = loadConfig({ ...PRODUCTION, WEBHOOK_SECRET_PREVIOUS: "z".repeat(16) }).config;
+  assert.equal(rotating.webhook.previousSecret, "z".repeat(16));
+  // A previous secret with no current one is a mistake, in any environment.
+  const alone = configError({ WEBHOOK_SECRET_PREVIOUS: "z".repeat(16) });
+  assert.ok(alone.problems.some((p) => p.startsWith("WEBHOOK_SECRET_PREVIOUS needs")));
 });
 
 Deno.test("loadConfig() in development without a secret warns loudly that webhooks are open", () => {

@@ -435,3 +435,27 @@ dbTest("every authentication failure looks the same to the client", async ({ db 
   for (const b of bodies) assert.deepEqual(b, bodies[0]);
   assert.equal(bodies[0].status, 401);
 });
+
+dbTest(
+  "rotation: alerts still carrying WEBHOOK_SECRET_PREVIOUS are taken, and it is never stored",
+  async ({ db }) => {
+    const OLD = "the-previous-secret-9876543210";
+    const s = await testServices(db, { env: { WEBHOOK_SECRET_PREVIOUS: OLD } });
+    const post = async (path: string, fields: Record<string, unknown>) =>
+      await (await s.app.request(path, {
+        method: "POST",
+        body: JSON.stringify(uniqueSignal(fields)),
+      })).json();
+    const inBody = await post("/webhook", { secret: OLD, metadata: { note: `old ${OLD}` } });
+    assert.equal(inBody.status, "ACCEPTED");
+    assert.equal((await post(`/webhook/${OLD}`, {})).status, "ACCEPTED");
+    assert.equal((await post("/webhook", { secret: SECRET })).status, "ACCEPTED");
+    assert.equal(
+      (await post("/webhook", { secret: "not-either-secret-000000" })).status,
+      "REJECTED",
+    );
+    const stored = await db.query<{ raw: string }>("select raw_payload::text as raw from signals");
+    assert.equal(stored.length, 3);
+    assert.ok(stored.every((r) => !r.raw.includes(OLD)), "the previous secret was stored");
+  },
+);
