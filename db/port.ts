@@ -86,12 +86,11 @@ const UNAVAILABLE_CODES = new Set([
 
 /** Whether `error` means "the database is not there", as opposed to a bad query. */
 export function isUnavailable(error: unknown): boolean {
-  if (error instanceof DatabaseUnavailableError) return true;
-  if (typeof error !== "object" || error === null) return false;
-  const code = String((error as { code?: unknown }).code ?? "");
-  if (UNAVAILABLE_CODES.has(code) || code.startsWith("08")) return true;
-  const cause = (error as { cause?: unknown }).cause;
-  return cause !== undefined && cause !== error && isUnavailable(cause);
+  return causes(error).some((e) => {
+    if (e instanceof DatabaseUnavailableError) return true;
+    const code = codeOf(e);
+    return UNAVAILABLE_CODES.has(code) || code.startsWith("08");
+  });
 }
 
 /**
@@ -103,14 +102,22 @@ export function isUnavailable(error: unknown): boolean {
  */
 export function isTransient(error: unknown): boolean {
   if (isUnavailable(error)) return true;
-  const code = sqlState(error);
-  return code.startsWith("40") || code === "55P03" || code === "57014";
+  return causes(error).some((e) => {
+    const code = codeOf(e);
+    return code.startsWith("40") || code === "55P03" || code === "57014";
+  });
 }
 
-function sqlState(error: unknown): string {
-  if (typeof error !== "object" || error === null) return "";
-  const code = String((error as { code?: unknown }).code ?? "");
-  if (code !== "") return code;
-  const cause = (error as { cause?: unknown }).cause;
-  return cause !== undefined && cause !== error ? sqlState(cause) : "";
+/** `error` and the errors it was caused by, outermost first (objects only). */
+function causes(error: unknown): object[] {
+  const chain: object[] = [];
+  for (let e = error; typeof e === "object" && e !== null && !chain.includes(e);) {
+    chain.push(e);
+    e = (e as { cause?: unknown }).cause;
+  }
+  return chain;
+}
+
+function codeOf(e: object): string {
+  return String((e as { code?: unknown }).code ?? "");
 }

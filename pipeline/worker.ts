@@ -332,13 +332,9 @@ export function createWorker(deps: WorkerDeps): Worker {
     // webhooks' commits on the database; each symbol's jobs in order. The
     // decisions then go in claim order.
     const slots: ({ job: ClaimedJob; input: DecisionInput } | undefined)[] = [];
-    const bySymbol = new Map<string, { job: ClaimedJob; index: number }[]>();
-    jobs.forEach((job, index) => {
-      const group = bySymbol.get(job.symbol) ?? [];
-      group.push({ job, index });
-      bySymbol.set(job.symbol, group);
-    });
-    const groups = [...bySymbol.values()];
+    const groups = [
+      ...Map.groupBy(jobs.map((job, index) => ({ job, index })), (x) => x.job.symbol).values(),
+    ];
     const lookUp = async () => {
       for (let group = groups.shift(); group !== undefined; group = groups.shift()) {
         await inSymbolOrder(
