@@ -48,7 +48,7 @@ export const MARKET_DATA_FUTURE_SKEW_SECONDS = 60;
 export function isStale(asOf: string, now: number, maxAgeSeconds: number): boolean {
   const t = Date.parse(asOf);
   return !Number.isFinite(t) || now - t > maxAgeSeconds * 1000 ||
-    t - now > MARKET_DATA_FUTURE_SKEW_SECONDS * 1000;
+    futureAsOfProblem(asOf, now) !== null;
 }
 
 /** Why market data timed `asOf` is refused at `now`, or null if its time is acceptable. */

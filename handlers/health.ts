@@ -16,6 +16,9 @@ import { marketDataFreshness } from "../db/market_data.ts";
 import type { Database } from "../db/port.ts";
 import type { ContextProvider } from "../providers/context.ts";
 import type { GexProvider } from "../providers/gex.ts";
+import { logger } from "../logging.ts";
+
+const log = logger("health");
 
 export interface HealthDeps {
   db: Database;
@@ -73,7 +76,7 @@ export async function checkHealth(deps: HealthDeps): Promise<HealthReport> {
         status: "down",
         checked: "select 1, then the market data and queue reads",
         driver: deps.db.driver,
-        error: `the reads after select 1 failed: ${errorMessage(error)}`,
+        error: `the reads after select 1 failed: ${shownError(error)}`,
       };
     }
   }
@@ -152,7 +155,7 @@ async function checkDatabase(db: Database, deadline: number): Promise<Component>
       status: "down",
       checked: "select 1",
       driver: db.driver,
-      error: errorMessage(error),
+      error: shownError(error),
     };
   }
 }
@@ -175,10 +178,17 @@ async function beforeDeadline<T>(work: Promise<T>, deadline: number): Promise<T>
   }
 }
 
+/** The error for /health's answer, logged whole (the answer leaves out the address). */
+function shownError(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  log.warn("Database check failed: {error}", { error: message });
+  return errorMessage(message);
+}
+
 /**
  * The driver's message without the database's address: /health is public,
  * and a refused connection names the host and port (`connect ECONNREFUSED
- * 10.0.0.5:5432`). The log keeps the whole message.
+ * 10.0.0.5:5432`).
  */
 export function errorMessage(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
