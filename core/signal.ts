@@ -330,10 +330,14 @@ function epochToMs(n: number): number {
   return n < EPOCH_MS_THRESHOLD ? n * 1000 : n;
 }
 
+/** A placeholder with nothing to print: null, or TradingView's `NaN`, quoted. */
+function noValue(value: unknown): boolean {
+  return value === null || (typeof value === "string" && /^\s*nan\s*$/i.test(value));
+}
+
 function normalizePrice(value: unknown): number | null | Invalid {
   // No value (a NaN plot, or null): no price; the decision falls back to the context's spot.
-  if (value === undefined || value === null) return null;
-  if (typeof value === "string" && /^\s*nan\s*$/i.test(value)) return null;
+  if (value === undefined || noValue(value)) return null;
   // "{{close}}" left as is: say so, as for the other fields.
   const t = typeof value === "string" ? text(value, "price") : null;
   if (isIssue(t)) return t;
@@ -368,12 +372,7 @@ function normalizeMetadata(body: Fields): Record<string, unknown> | Invalid {
     if (metadata[key] === undefined && body[key] !== undefined) metadata[key] = body[key];
     // A plot with no value ({{plot_0}} on a bar without one) prints NaN: no value, not a
     // bad alert. The signal is kept and the decision says what the missing value means.
-    if (
-      metadata[key] === null ||
-      (typeof metadata[key] === "string" && /^\s*nan\s*$/i.test(metadata[key] as string))
-    ) {
-      delete metadata[key];
-    }
+    if (noValue(metadata[key])) delete metadata[key];
   }
   if (metadata.score !== undefined) {
     const score = toNumber(metadata.score);

@@ -45,24 +45,19 @@ export async function runMaintenance(
   },
 ): Promise<MaintenanceResult> {
   // An hour of slack: a key that expired is already dead; this only frees space.
-  const dedup = await db.query<{ n: number }>(
-    `with gone as (delete from signal_dedup where expires_at < now() - interval '1 hour' returning 1)
-     select count(*)::integer as n from gone`,
+  const dedupKeysDeleted = await deleted(
+    db,
+    "delete from signal_dedup where expires_at < now() - interval '1 hour'",
   );
-  const events = await db.query<{ n: number }>(
-    `with gone as (
-       delete from events where created_at < now() - make_interval(days => $1::integer) returning 1
-     )
-     select count(*)::integer as n from gone`,
+  const eventsDeleted = await deleted(
+    db,
+    "delete from events where created_at < now() - make_interval(days => $1::integer)",
     [options.eventsRetentionDays],
   );
-  const refusals = await db.query<{ n: number }>(
-    `with gone as (
-       delete from processing_errors
-       where stage = 'ingest' and created_at < now() - make_interval(days => $1::integer)
-       returning 1
-     )
-     select count(*)::integer as n from gone`,
+  const refusalsDeleted = await deleted(
+    db,
+    `delete from processing_errors
+     where stage = 'ingest' and created_at < now() - make_interval(days => $1::integer)`,
     [options.refusalsRetentionDays],
   );
   let vacuumed = false;
@@ -79,10 +74,19 @@ export async function runMaintenance(
     vacuumed = true;
   }
   return {
-    dedupKeysDeleted: Number(dedup[0].n),
-    eventsDeleted: Number(events[0].n),
-    refusalsDeleted: Number(refusals[0].n),
+    dedupKeysDeleted,
+    eventsDeleted,
+    refusalsDeleted,
     vacuumed,
     longestStepMs: Math.round(longestStepMs),
   };
+}
+
+/** Runs `deleteSql` (a DELETE without RETURNING) and returns how many rows it deleted. */
+async function deleted(db: Database, deleteSql: string, params?: unknown[]): Promise<number> {
+  const [row] = await db.query<{ n: number }>(
+    `with gone as (${deleteSql} returning 1) select count(*)::integer as n from gone`,
+    params,
+  );
+  return Number(row.n);
 }
