@@ -11,10 +11,13 @@
  *   Black-Scholes from the contract's iv with r = q = 0. A contract with
  *   neither (or iv below `MIN_IV`, a placeholder rather than a volatility)
  *   contributes 0.
- * - T is ACT/365 years from the chain's `asOf` to 16:00 New York on the expiry
- *   date, floored at one hour while the option is alive so same-day gamma stays
- *   finite. Live contracts are unexpired with open interest; expired ones
- *   (T = 0) and zero open interest contribute nothing.
+ * - T is ACT/365 years from the chain's `asOf` to the contract's last moment:
+ *   the close of its expiry date in New York (16:00, or 13:00 on an early-close
+ *   day, when expiring options stop with the shares), or 09:30 that day for an
+ *   AM-settled contract (`settlement: "AM"`: monthly SPX, NDX, RUT, settled at
+ *   the open). Floored at one hour while the option is alive so same-day gamma
+ *   stays finite. Live contracts are unexpired with open interest; expired
+ *   ones (T = 0) and zero open interest contribute nothing.
  * - Per strike, summed over expiries: `callGex >= 0`, `putGex <= 0` (signed),
  *   `netGex = callGex + putGex`; listed for strikes with a live contract.
  * - Call wall: strike with the largest callGex; put wall: strike with the
@@ -29,6 +32,7 @@
 import { blackScholesGamma } from "./black_scholes.ts";
 import type { GexLevels } from "./market_data.ts";
 import type { OptionChain, OptionContract } from "./option_chain.ts";
+import { earlyCloses } from "./nyse_calendar.ts";
 import { NEW_YORK, zonedTimeToUtc } from "./time_zone.ts";
 
 export { blackScholesGamma };
@@ -38,15 +42,23 @@ export const MIN_IV = 1e-4;
 const HOUR_MS = 3_600_000;
 const YEAR_MS = 365 * 24 * HOUR_MS;
 const CLOSE_MINUTE = 16 * 60;
+const EARLY_CLOSE_MINUTE = 13 * 60;
+const OPEN_MINUTE = 9 * 60 + 30;
 const MAX_ZERO_GAMMA_STEPS = 10_000;
 
 /**
- * Years (ACT/365) from `asOf` to 16:00 New York on `expiry` (`YYYY-MM-DD`);
- * at least one hour while the option is alive, 0 once it has expired or when
- * either input is not a valid time.
+ * Years (ACT/365) from `asOf` to the last moment of an option expiring on
+ * `expiry` (`YYYY-MM-DD`): that day's close in New York (13:00 on an early-close
+ * day, else 16:00), or its 09:30 open when AM-settled; at least one hour while
+ * the option is alive, 0 once it has expired or when either input is not a
+ * valid time.
  */
-export function yearsToExpiry(expiry: string, asOf: Date): number {
-  return yearsFromCloseMs(expiryCloseMs(expiry), asOf.getTime());
+export function yearsToExpiry(
+  expiry: string,
+  asOf: Date,
+  settlement: OptionContract["settlement"] = "PM",
+): number {
+  return yearsFromCloseMs(expiryCloseMs(expiry, settlement), asOf.getTime());
 }
 
 export interface StrikeGex {
@@ -125,10 +137,11 @@ function liveContracts(chain: OptionChain): LiveContract[] {
   const yearsByExpiry = new Map<string, number>();
   const live: LiveContract[] = [];
   for (const c of chain.contracts) {
-    let years = yearsByExpiry.get(c.expiry);
+    const key = `${c.expiry} ${c.settlement ?? "PM"}`;
+    let years = yearsByExpiry.get(key);
     if (years === undefined) {
-      years = yearsFromCloseMs(expiryCloseMs(c.expiry), asOfMs);
-      yearsByExpiry.set(c.expiry, years);
+      years = yearsFromCloseMs(expiryCloseMs(c.expiry, c.settlement), asOfMs);
+      yearsByExpiry.set(key, years);
     }
     if (years <= 0 || c.openInterest <= 0) continue;
     live.push({
@@ -194,9 +207,14 @@ function wall(strikes: StrikeGex[], size: (s: StrikeGex) => number): number | nu
   return best?.strike ?? null;
 }
 
-function expiryCloseMs(expiry: string): number {
+function expiryCloseMs(expiry: string, settlement: OptionContract["settlement"]): number {
   if (!/^\d{4}-\d{2}-\d{2}$/.test(expiry)) return NaN;
-  return zonedTimeToUtc(expiry, CLOSE_MINUTE, NEW_YORK).getTime();
+  const minute = settlement === "AM"
+    ? OPEN_MINUTE
+    : earlyCloses(Number(expiry.slice(0, 4))).includes(expiry)
+    ? EARLY_CLOSE_MINUTE
+    : CLOSE_MINUTE;
+  return zonedTimeToUtc(expiry, minute, NEW_YORK).getTime();
 }
 
 function yearsFromCloseMs(closeMs: number, asOfMs: number): number {

@@ -33,6 +33,11 @@ export const OptionContractSchema = z.object({
   openInterest: z.number().int().min(0).max(MAX_OPEN_INTEREST),
   /** The provider's per-share gamma; used instead of Black-Scholes when present. */
   gamma: z.number().min(0).max(MAX_GAMMA).nullable().optional(),
+  /**
+   * "AM": settled at the open of the expiry date (monthly SPX, NDX, RUT);
+   * "PM" (the default): alive until that day's close.
+   */
+  settlement: z.enum(["AM", "PM"]).optional(),
 });
 export type OptionContract = z.infer<typeof OptionContractSchema>;
 
@@ -48,6 +53,12 @@ export type OptionChain = z.infer<typeof OptionChainSchema>;
 export type CboeParseResult = { ok: true; chain: OptionChain } | { ok: false; error: string };
 
 const OCC_SYMBOL = /^([A-Z]+)(\d{6})([CP])(\d{8})$/;
+/**
+ * Option roots settled at the open of their expiry date (their last trading
+ * day is the one before). The same chain lists the PM-settled weeklies under
+ * their own roots (SPXW, NDXP, RUTW), which stay PM.
+ */
+const AM_SETTLED_ROOTS = new Set(["SPX", "NDX", "RUT", "DJX", "VIX"]);
 const CBOE_TIMESTAMP = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}):(\d{2}):(\d{2})$/;
 
 type Fields = Record<string, unknown>;
@@ -55,9 +66,10 @@ type Fields = Record<string, unknown>;
 /**
  * Reads Cboe's `delayed_quotes/options/{SYM}.json` body. Options whose OCC
  * symbol, strike, expiry or open interest does not parse are skipped; a
- * missing or invalid `iv` or `gamma` becomes null. When more than
- * `MAX_CONTRACTS` remain, zero open interest ones are dropped (they carry no
- * GEX), then the farthest expiries.
+ * missing or invalid `iv` or `gamma` becomes null. Contracts of the AM-settled
+ * roots are marked `settlement: "AM"`. When more than `MAX_CONTRACTS` remain,
+ * zero open interest and already expired ones are dropped (they carry no GEX),
+ * then the farthest expiries.
  */
 export function parseCboeChain(json: unknown): CboeParseResult {
   try {
@@ -91,7 +103,10 @@ function parseCboe(json: unknown): CboeParseResult {
       `none of the ${data.options.length} options has a valid OCC symbol and open interest`,
     );
   }
-  if (contracts.length > MAX_CONTRACTS) contracts = trimContracts(contracts);
+  if (contracts.length > MAX_CONTRACTS) {
+    // The timestamp's New York date: contracts expiring before it carry no GEX.
+    contracts = trimContracts(contracts, (json.timestamp as string).trim().slice(0, 10));
+  }
 
   const parsed = OptionChainSchema.safeParse({ symbol, spot, asOf, contracts });
   if (!parsed.success) return fail(parsed.error.issues[0]?.message ?? "invalid chain");
@@ -102,7 +117,7 @@ function parseCboeOption(raw: unknown): OptionContract | null {
   if (!isObject(raw) || typeof raw.option !== "string") return null;
   const match = OCC_SYMBOL.exec(raw.option);
   if (!match) return null;
-  const [, , yymmdd, callPut, strikeMilli] = match;
+  const [, root, yymmdd, callPut, strikeMilli] = match;
   const expiry = `20${yymmdd.slice(0, 2)}-${yymmdd.slice(2, 4)}-${yymmdd.slice(4, 6)}`;
   const strike = Number(strikeMilli) / 1000;
   const openInterest = raw.open_interest;
@@ -116,11 +131,12 @@ function parseCboeOption(raw: unknown): OptionContract | null {
     iv: inRange(raw.iv, MAX_IV),
     openInterest: Math.round(openInterest),
     gamma: inRange(raw.gamma, MAX_GAMMA),
+    ...(AM_SETTLED_ROOTS.has(root) ? { settlement: "AM" as const } : {}),
   };
 }
 
-function trimContracts(contracts: OptionContract[]): OptionContract[] {
-  const open = contracts.filter((c) => c.openInterest > 0);
+function trimContracts(contracts: OptionContract[], today: string): OptionContract[] {
+  const open = contracts.filter((c) => c.openInterest > 0 && c.expiry >= today);
   if (open.length <= MAX_CONTRACTS) return open;
   return open
     .map((c, i) => ({ c, i }))

@@ -99,6 +99,57 @@ Deno.test("yearsToExpiry() floors same-day time at one hour and is 0 from the cl
   assert.equal(yearsToExpiry("2024-06-14", new Date(Number.NaN)), 0);
 });
 
+Deno.test("yearsToExpiry() ends at 13:00 New York on an early-close day", () => {
+  // 2025-11-28, the day after Thanksgiving, closes at 13:00 EST (18:00 UTC).
+  near(yearsToExpiry("2025-11-28", new Date("2025-11-28T15:00:00Z")), 3 / 8760, 1e-15);
+  assert.equal(yearsToExpiry("2025-11-28", new Date("2025-11-28T18:00:00Z")), 0);
+  assert.equal(yearsToExpiry("2025-11-28", new Date("2025-11-28T19:30:00Z")), 0);
+  // Dec 24, 2026 is a Thursday: early close. Dec 31 is a normal day.
+  assert.equal(yearsToExpiry("2026-12-24", new Date("2026-12-24T18:30:00Z")), 0);
+  near(yearsToExpiry("2026-12-31", new Date("2026-12-31T18:00:00Z")), 3 / 8760, 1e-15);
+});
+
+Deno.test("yearsToExpiry() of an AM-settled option ends at 09:30 New York on the expiry date", () => {
+  // Third Friday of March 2026, EDT: the open is 13:30 UTC.
+  near(yearsToExpiry("2026-03-20", new Date("2026-03-19T20:00:00Z"), "AM"), 17.5 / 8760, 1e-15);
+  assert.equal(yearsToExpiry("2026-03-20", new Date("2026-03-20T13:30:00Z"), "AM"), 0);
+  assert.equal(yearsToExpiry("2026-03-20", new Date("2026-03-20T15:00:00Z"), "AM"), 0);
+  near(yearsToExpiry("2026-03-20", new Date("2026-03-20T15:00:00Z"), "PM"), 5 / 8760, 1e-15);
+});
+
+Deno.test("computeGex() drops same-day contracts after an early close and AM-settled ones after the open", () => {
+  // 14:30 New York on the day after Thanksgiving: the 2025-11-28 call expired at 13:00.
+  const afterEarlyClose = computeGex({
+    symbol: "SPY",
+    spot: 600,
+    asOf: "2025-11-28T19:30:00.000Z",
+    contracts: [
+      { type: "CALL", strike: 600, expiry: "2025-11-28", iv: 0.15, openInterest: 100_000 },
+      { type: "PUT", strike: 590, expiry: "2025-12-19", iv: 0.15, openInterest: 50_000 },
+    ],
+  });
+  assert.equal(afterEarlyClose.levels.regime, "NEGATIVE");
+  assert.equal(afterEarlyClose.levels.callWall, null);
+  assert.deepEqual(afterEarlyClose.strikes.map((s) => s.strike), [590]);
+
+  // 11:00 New York on the third Friday: the monthly SPX call settled at the open,
+  // the SPXW weekly of the same date is alive until 16:00.
+  const contracts: OptionContract[] = [
+    { type: "CALL", strike: 6000, expiry: "2026-03-20", iv: 0.15, openInterest: 50_000 },
+    { type: "PUT", strike: 5800, expiry: "2026-04-17", iv: 0.15, openInterest: 10_000 },
+  ];
+  const chain = { symbol: "SPX", spot: 6000, asOf: "2026-03-20T15:00:00.000Z", contracts };
+  const am = computeGex({
+    ...chain,
+    contracts: [{ ...contracts[0], settlement: "AM" }, contracts[1]],
+  });
+  assert.equal(am.levels.regime, "NEGATIVE");
+  assert.equal(am.levels.callWall, null);
+  const pm = computeGex(chain);
+  assert.equal(pm.levels.regime, "POSITIVE");
+  assert.equal(pm.levels.callWall, 6000);
+});
+
 /**
  * Spot 100, T = 1 year for every contract, so S^2 * 100 * 0.01 = 10,000:
  * - CALL 100, iv 0.2, OI 1000: d1 = 0.1, phi = 0.3969525475, gamma = 0.01984762737

@@ -203,6 +203,48 @@ Deno.test("parseCboeChain() keeps at most MAX_CONTRACTS, dropping zero open inte
   assert.equal(contracts.filter((c) => c.expiry === "2025-06-21").length, 5);
 });
 
+Deno.test("parseCboeChain() drops expired contracts before the farthest expiries when trimming", () => {
+  const option = (i: number, yymmdd: string) => ({
+    option: `SPY${yymmdd}C${String(100_000 + i).padStart(8, "0")}`,
+    iv: 0.2,
+    open_interest: 1,
+  });
+  // The fixture is timed 2024-06-14: the 2024-06-07 contracts expired a week before.
+  const options = [
+    ...Array.from({ length: 10 }, (_, i) => option(i, "240607")),
+    ...Array.from({ length: MAX_CONTRACTS - 5 }, (_, i) => option(i, "240614")),
+    ...Array.from({ length: 10 }, (_, i) => option(i, "250620")),
+  ];
+  const result = parseCboeChain({ ...SPY_FIXTURE, data: { ...SPY_FIXTURE.data, options } });
+  assert.ok(result.ok);
+  const { contracts } = result.chain;
+  assert.equal(contracts.length, MAX_CONTRACTS);
+  assert.equal(contracts.filter((c) => c.expiry === "2024-06-07").length, 0);
+  assert.equal(contracts.filter((c) => c.expiry === "2025-06-20").length, 5);
+});
+
+Deno.test("parseCboeChain() marks the AM-settled index roots and leaves their weeklies PM", () => {
+  const options = [
+    "SPX260320C06000000",
+    "SPXW260320C06000000",
+    "NDX260320P20000000",
+    "SPY260320C00600000",
+  ]
+    .map((option) => ({ option, iv: 0.2, open_interest: 10 }));
+  const result = parseCboeChain({
+    ...SPY_FIXTURE,
+    symbol: "_SPX",
+    data: { ...SPY_FIXTURE.data, current_price: 6000, options },
+  });
+  assert.ok(result.ok);
+  assert.deepEqual(result.chain.contracts.map((c) => c.settlement), [
+    "AM",
+    undefined,
+    "AM",
+    undefined,
+  ]);
+});
+
 Deno.test("parseCboeChain() returns an error rather than throwing on a hostile object", () => {
   const hostile = new Proxy({}, {
     get() {
