@@ -8,7 +8,10 @@
  * 1. INVALID_SIGNAL: `receivedAt` or `timestamp` is not an ISO 8601 time
  *    with a zone, or the direction or action is unknown.
  * 2. MARKET_CLOSED: the market is not open at `receivedAt` (never the time
- *    the signal claims), unless `rules.marketHours.enforce` is off.
+ *    the signal claims), unless `rules.marketHours.enforce` is off. Within
+ *    `exitMinutesAfterClose` of a regular close, a signal that closes a
+ *    position (an exit, or an entry opposite one) still closes it; it opens
+ *    nothing.
  * 3. FUTURE_SIGNAL, STALE_SIGNAL: the timestamp against `receivedAt`
  *    (see `checkFreshness`). Applies to exits too.
  * Then an exit (action EXIT; direction EXIT flattens every position of the
@@ -42,6 +45,7 @@ import {
 import { checkEntry } from "./entry_checks.ts";
 import { checkFreshness } from "./freshness.ts";
 import type { GexLevels, MarketContext } from "./market_data.ts";
+import type { MarketStatus } from "./market_hours.ts";
 import type { Rules } from "./rules.ts";
 import type { ReceivedSignal } from "./signal.ts";
 import type { Decision, Outcome, PositionClose, ReasonCode, Rejection } from "./decision.ts";
@@ -96,19 +100,6 @@ export function decide(
     : null;
   if (invalid !== null) return reject({ reason: "INVALID_SIGNAL", message: `Signal ${invalid}` });
 
-  const receivedAt = new Date(receivedMs);
-  const status = rules.marketHours.enforce ? statusAt(receivedAt, rules) : null;
-  if (status !== null && !status.open) {
-    return reject({
-      reason: "MARKET_CLOSED",
-      message: `Market is closed at ${nyTime(receivedAt)} on ${status.date} (${
-        status.holiday ?? (status.tradingDay ? `session ${status.session}` : "not a trading day")
-      })`,
-    });
-  }
-  const freshness = checkFreshness(claimedMs, receivedMs, signal.timeframe, rules);
-  if (!freshness.fresh) return reject(freshness);
-
   const symbol = signal.symbol;
   const isExit = signal.action === "EXIT" || signal.direction === "EXIT";
   const side = signal.direction === "EXIT" ? null : signal.direction;
@@ -116,6 +107,26 @@ export function decide(
   const targets = book.open.filter((p) =>
     p.symbol === symbol && (isExit ? side === null || p.direction === side : p.direction !== side)
   );
+
+  const receivedAt = new Date(receivedMs);
+  const status = rules.marketHours.enforce ? statusAt(receivedAt, rules) : null;
+  const closedMessage = status === null || status.open
+    ? null
+    : `Market is closed at ${nyTime(receivedAt)} on ${status.date} (${
+      status.holiday ?? (status.tradingDay ? `session ${status.session}` : "not a trading day")
+    })`;
+  if (closedMessage !== null) {
+    if (targets.length === 0 || !inExitGrace(status!, receivedMs, rules)) {
+      return reject({ reason: "MARKET_CLOSED", message: closedMessage });
+    }
+    notes.push(
+      `After the ${nyTime(status!.regularClose!)} close: closing only, ` +
+        `within ${rules.marketHours.exitMinutesAfterClose} minutes of it`,
+    );
+  }
+  const freshness = checkFreshness(claimedMs, receivedMs, signal.timeframe, rules);
+  if (!freshness.fresh) return reject(freshness);
+
   if (isExit && targets.length === 0) {
     return reject({
       reason: "NO_POSITION",
@@ -130,6 +141,11 @@ export function decide(
   if (isExit) return { ...decision("EXIT", "EXIT_APPROVED", closing), close };
 
   const direction: PositionDirection = side === "PUT" ? "PUT" : "CALL";
+  if (closedMessage !== null) {
+    notes.push(`MARKET_CLOSED: ${closedMessage}`);
+    const message = `${closing}; the ${direction} entry is refused (MARKET_CLOSED)`;
+    return { ...decision("EXIT", "CLOSED_BY_OPPOSITE", message), close };
+  }
   if (close.length > 0 && !rules.flip) {
     notes.push(`Flip is off: the ${direction} entry is not opened`);
     return { ...decision("EXIT", "CLOSED_BY_OPPOSITE", closing), close };
@@ -171,6 +187,13 @@ export function decide(
       notional: entry.quantity * entryPrice,
     },
   };
+}
+
+/** Whether `receivedMs` falls within `exitMinutesAfterClose` after the regular close of its day. */
+function inExitGrace(status: MarketStatus, receivedMs: number, rules: Rules): boolean {
+  const close = status.regularClose?.getTime();
+  return close !== undefined && receivedMs >= close &&
+    receivedMs < close + rules.marketHours.exitMinutesAfterClose * 60_000;
 }
 
 function closesAt(positions: OpenPosition[], price: number): PositionClose[] {

@@ -109,6 +109,11 @@ export const RULE_VARIABLES: readonly { name: string; path: string[]; parse: Par
     path: ["marketHours", "noEntryMinutesBeforeClose"],
     parse: number,
   },
+  {
+    name: "EXIT_MINUTES_AFTER_CLOSE",
+    path: ["marketHours", "exitMinutesAfterClose"],
+    parse: number,
+  },
   { name: "MAX_OPEN_POSITIONS", path: ["maxOpenPositions"], parse: number },
   { name: "MAX_EXPOSURE", path: ["maxExposure"], parse: number },
   { name: "BASE_NOTIONAL", path: ["baseNotional"], parse: number },

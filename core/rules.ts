@@ -27,6 +27,14 @@ export interface MarketHoursRules {
    * on a 13:00 early-close day the window ends at 13:00. Default 10.
    */
   noEntryMinutesBeforeClose: number;
+  /**
+   * Minutes after the regular close (16:00, or 13:00 on an early-close day)
+   * in which a signal that closes a position still does so, the market being
+   * otherwise closed: an exit on the last bar's close arrives just after the
+   * close, and ETF and index options trade until 16:15 (13:15). Entries stay
+   * refused MARKET_CLOSED. 0 turns it off. Default 15.
+   */
+  exitMinutesAfterClose: number;
 }
 
 /** Gamma-exposure filters. */
@@ -135,6 +143,7 @@ export const DEFAULT_RULES: Rules = {
     extraClosedDates: [],
     noEntryMinutesAfterOpen: 15,
     noEntryMinutesBeforeClose: 10,
+    exitMinutesAfterClose: 15,
   },
   maxOpenPositions: 5,
   maxExposure: 50_000,
@@ -163,6 +172,7 @@ export const RulesSchema = z.strictObject({
     extraClosedDates: z.array(z.iso.date()),
     noEntryMinutesAfterOpen: minutes,
     noEntryMinutesBeforeClose: minutes,
+    exitMinutesAfterClose: z.number().int().min(0).max(240),
   }),
   maxOpenPositions: z.number().int().min(0),
   maxExposure: z.number().finite().min(0),

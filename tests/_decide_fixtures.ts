@@ -129,9 +129,10 @@ export function signalAt(receivedMs: number, id: string) {
   }));
 }
 
-/** Any instant: inside the session, any time in 2020-2030, or not a time at all. */
+/** Any instant: inside the session, just after its close, any time in 2020-2030, or not a time at all. */
 export const receivedAtArb = fc.oneof(
   fc.integer({ min: SESSION_START, max: SESSION_END }),
+  fc.integer({ min: SESSION_END, max: SESSION_END + 30 * 60_000 }),
   fc.integer({ min: Date.UTC(2020, 0, 1), max: Date.UTC(2030, 0, 1) }),
 );
 
@@ -190,6 +191,7 @@ export const rulesArb: fc.Arbitrary<Rules> = fc.record({
     extraClosedDates: mostly(fc.constant([]), fc.constant(["2026-03-10"])),
     noEntryMinutesAfterOpen: fc.constantFrom(0, 15),
     noEntryMinutesBeforeClose: fc.constantFrom(0, 10),
+    exitMinutesAfterClose: fc.constantFrom(0, 15),
   }),
   maxOpenPositions: fc.integer({ min: 0, max: 6 }),
   maxExposure: fc.integer({ min: 0, max: 100_000 }),

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { DEFAULT_RULES } from "../core/rules.ts";
 import { position, run } from "./_decide_fixtures.ts";
 
 Deno.test("decide() closes a CALL at the signal price on an EXIT, with its realized PnL", () => {
@@ -76,4 +77,43 @@ Deno.test("decide() rejects an opposite entry with no price, closing nothing", (
   const d = run({ price: null }, { context: null, book: PUT_HELD, rules: { flip: true } });
   assert.equal(d.reason, "NO_PRICE");
   assert.deepEqual(d.close, []);
+});
+
+// 2026-03-10 is EDT: the 16:00 close is 20:00 UTC.
+const AFTER_CLOSE = {
+  receivedAt: "2026-03-10T20:00:00.800Z",
+  timestamp: "2026-03-10T19:55:00.000Z",
+};
+
+Deno.test("decide() still closes on an exit received just after the close, within exitMinutesAfterClose", () => {
+  const d = run({ action: "EXIT", price: 495, ...AFTER_CLOSE }, { book: { open: [position()] } });
+  assert.equal(d.reason, "EXIT_APPROVED");
+  assert.deepEqual(d.close, [{ positionId: "pos-a", exitPrice: 495, realizedPnl: 50 }]);
+  assert.ok(d.notes.includes("After the 16:00 ET close: closing only, within 15 minutes of it"));
+
+  const late = { receivedAt: "2026-03-10T20:15:00.000Z", timestamp: "2026-03-10T20:10:00.000Z" };
+  const tooLate = run({ action: "EXIT", ...late }, { book: { open: [position()] } });
+  assert.equal(tooLate.reason, "MARKET_CLOSED");
+  const off = run({ action: "EXIT", ...AFTER_CLOSE }, {
+    book: { open: [position()] },
+    rules: { marketHours: { ...DEFAULT_RULES.marketHours, exitMinutesAfterClose: 0 } },
+  });
+  assert.equal(off.reason, "MARKET_CLOSED");
+});
+
+Deno.test("decide() after the close closes an opposite position but opens nothing, even with flip on", () => {
+  const d = run({ ...AFTER_CLOSE }, { book: PUT_HELD, rules: { flip: true } });
+  assert.equal(d.outcome, "EXIT");
+  assert.equal(d.reason, "CLOSED_BY_OPPOSITE");
+  assert.equal(d.open, null);
+  assert.deepEqual(d.close.map((c) => c.positionId), ["put"]);
+  assert.match(d.message, /the CALL entry is refused \(MARKET_CLOSED\)$/);
+  // With nothing to close, an entry after the close is refused as before.
+  assert.equal(run({ ...AFTER_CLOSE }).reason, "MARKET_CLOSED");
+  // The grace follows a 13:00 early close (2026-11-27, EST: 18:00 UTC).
+  const early = { receivedAt: "2026-11-27T18:05:00.000Z", timestamp: "2026-11-27T18:00:00.000Z" };
+  assert.equal(
+    run({ action: "EXIT", ...early }, { book: { open: [position()] } }).reason,
+    "EXIT_APPROVED",
+  );
 });

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { applyDecision, type Book, type ClosedPosition, exposure } from "../core/book.ts";
 import { decide, type Decision, REASON_CODES } from "../core/decide.ts";
+import { marketStatus } from "../core/market_hours.ts";
 import { RulesSchema } from "../core/rules.ts";
 import {
   anySignalArb,
@@ -76,6 +77,24 @@ Deno.test("a REJECT changes no position", () => {
       assert.deepEqual(applied.book, book);
       assert.equal(applied.opened, null);
       assert.deepEqual(applied.closed, []);
+    }),
+    RUNS,
+  );
+});
+
+Deno.test("while the market is closed a decision opens nothing, and closes only just after a regular close", () => {
+  fc.assert(
+    fc.property(anySignalArb, contextArb, gexArb, bookArb, rulesArb, (s, c, g, book, rules) => {
+      const receivedMs = Date.parse(s.receivedAt);
+      fc.pre(rules.marketHours.enforce && !Number.isNaN(receivedMs));
+      const status = marketStatus(new Date(receivedMs), rules.marketHours);
+      fc.pre(!status.open);
+      const d = decide(s, c, g, book, rules);
+      assert.equal(d.open, null);
+      if (d.close.length === 0) return;
+      const close = status.regularClose!.getTime();
+      assert.ok(receivedMs >= close);
+      assert.ok(receivedMs < close + rules.marketHours.exitMinutesAfterClose * 60_000);
     }),
     RUNS,
   );
