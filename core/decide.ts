@@ -72,7 +72,7 @@ export function decide(
   const notes: string[] = [];
   const data = usableData(signal, context, gex, notes);
   const price = usablePrice(signal, data.context, notes);
-  const degraded = (data.context === null || data.gex === null) &&
+  const degraded = (data.context === null || data.gex === null || data.vix === null) &&
     rules.degraded.policy === "REDUCE";
   const decision = (outcome: Outcome, reason: ReasonCode, message: string): Decision => ({
     outcome,

@@ -74,7 +74,7 @@ export interface Decision {
   /** Positions to close, all at `price`. */
   close: PositionClose[];
   open: PositionOpen | null;
-  /** Context or GEX was missing (or unusable) and the REDUCE policy was in force. */
+  /** Context, its VIX or GEX was missing (or unusable) and the REDUCE policy was in force. */
   degraded: boolean;
   /** Secondary facts, e.g. "VIX 24.1 in caution band (20 to 30): size x0.5". */
   notes: string[];

@@ -44,7 +44,7 @@ export function usableData(
   let vix: number | null = null;
   if (ctx !== null) {
     if (typeof ctx.vix === "number" && Number.isFinite(ctx.vix) && ctx.vix >= 0) vix = ctx.vix;
-    else notes.push("VIX unknown: volatility filter and caution band skipped");
+    else notes.push("VIX unknown: entries are sized or refused as degraded");
   }
   return { context: ctx, gex: levels, vix };
 }

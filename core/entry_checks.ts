@@ -3,7 +3,8 @@
  * (see `decide()`), in this order, the first failure giving the reason:
  * 1. OPENING_WINDOW, CLOSING_WINDOW: time of day (when market hours are enforced)
  * 2. LOW_CONFIDENCE, LOW_SCORE: the signal's own quality
- * 3. NO_CONTEXT, NO_GEX: missing market data under the REJECT policy
+ * 3. NO_CONTEXT (also a context without VIX), NO_GEX: missing market data
+ *    under the REJECT policy
  * 4. NO_PRICE: neither the signal nor the context has a usable price
  * 5. HIGH_VOLATILITY, GEX_CONFLICT: what the market data says
  * 6. ALREADY_OPEN, MAX_POSITIONS: the book, after the decision's own closes
@@ -58,6 +59,13 @@ export function checkEntry(input: EntryInput, rules: Rules): Rejection | Approve
         `No market context for ${signal.symbol}; degraded policy is REJECT`,
       );
     }
+    if (vix === null) {
+      // Less information must not mean a larger trade than no context at all.
+      return reject(
+        "NO_CONTEXT",
+        `Market context for ${signal.symbol} has no VIX; degraded policy is REJECT`,
+      );
+    }
     if (gex === null) {
       return reject("NO_GEX", `No GEX levels for ${signal.symbol}; degraded policy is REJECT`);
     }
@@ -85,8 +93,11 @@ export function checkEntry(input: EntryInput, rules: Rules): Rejection | Approve
     );
   }
 
-  const missing = [context === null && "no market context", gex === null && "no GEX levels"]
-    .filter((m) => m !== false);
+  const missing = [
+    context === null && "no market context",
+    context !== null && vix === null && "no VIX in the market context",
+    gex === null && "no GEX levels",
+  ].filter((m) => m !== false);
   const degradedBecause = missing.length > 0
     ? `${missing.join(" and ")} for ${signal.symbol}`
     : null;

@@ -63,7 +63,10 @@ export interface VixRules {
 export const DEGRADED_POLICIES = ["REDUCE", "REJECT"] as const;
 export type DegradedPolicy = typeof DEGRADED_POLICIES[number];
 
-/** What to do with an entry when market context or GEX is missing. Exits always proceed. */
+/**
+ * What to do with an entry when market context, its VIX, or GEX is missing.
+ * Exits always proceed.
+ */
 export interface DegradedRules {
   /**
    * REDUCE: enter at `multiplier` times the size (once, however much is

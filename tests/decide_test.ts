@@ -35,6 +35,21 @@ Deno.test("decide() halves the size and says degraded when GEX is missing under 
   assert.ok(d.notes.some((n) => n.startsWith("Degraded (no GEX levels for SPY)")));
 });
 
+Deno.test("decide() sizes a context without VIX as degraded, never larger than no context at all", () => {
+  for (const vix of [null, NaN, -1]) {
+    const d = run({}, { context: context({ vix }) });
+    assert.equal(d.reason, "ENTRY_APPROVED");
+    assert.equal(d.degraded, true);
+    assert.deepEqual(d.size, { quantity: 8, notional: 4000, multiplier: 0.4 });
+    assert.ok(d.notes.some((n) => n.startsWith("Degraded (no VIX in the market context for SPY)")));
+  }
+  assert.equal(run({}, { context: null }).size?.quantity, 8);
+  const reject = { degraded: { policy: "REJECT" as const, multiplier: 0.5 } };
+  const refused = run({}, { context: context({ vix: null }), rules: reject });
+  assert.equal(refused.reason, "NO_CONTEXT");
+  assert.equal(refused.message, "Market context for SPY has no VIX; degraded policy is REJECT");
+});
+
 Deno.test("decide() treats context for another symbol as missing and trades at the signal price", () => {
   const d = run({}, { context: context({ symbol: "QQQ", vix: 50 }) });
   assert.equal(d.reason, "ENTRY_APPROVED");
