@@ -50,12 +50,17 @@ export function exposure(book: Book): number {
   return book.open.reduce((sum, p) => sum + p.quantity * p.entryPrice, 0);
 }
 
-/** PnL of closing at `exitPrice`: CALL (long) earns (exit - entry) x qty, PUT (short) the reverse. */
+/**
+ * PnL of closing at `exitPrice`, in dollars rounded to the cent: CALL (long)
+ * earns (exit - entry) x qty, PUT (short) the reverse. Rounded because the
+ * binary difference of two decimal prices carries noise (0.01 x 17 came out
+ * 0.17000000000081172), which the stored `numeric` would keep for good.
+ */
 export function realizedPnl(position: Priced, exitPrice: number): number {
   const perUnit = position.direction === "CALL"
     ? exitPrice - position.entryPrice
     : position.entryPrice - exitPrice;
-  return perUnit * position.quantity;
+  return Math.round(perUnit * position.quantity * 100) / 100 + 0;
 }
 
 /** PnL the position would realize if closed at `mark`. */

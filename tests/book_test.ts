@@ -29,6 +29,14 @@ Deno.test("realizedPnl() is long the underlying for a CALL and short for a PUT",
   assert.equal(unrealizedPnl(put, 485.5), 45);
 });
 
+Deno.test("realizedPnl() is in whole cents, without the noise of binary prices", () => {
+  const call = (entryPrice: number) => ({ direction: "CALL" as const, quantity: 17, entryPrice });
+  assert.equal(realizedPnl(call(487.15), 487.16), 0.17);
+  assert.equal(realizedPnl(call(487.17), 487.19), 0.34);
+  assert.equal(realizedPnl({ direction: "PUT", quantity: 3, entryPrice: 0.1 }, 0.3), -0.6);
+  assert.ok(Object.is(realizedPnl(call(500), 500), 0));
+});
+
 Deno.test("applyDecision() opens the approved entry as pos-<signal id>, dated when received", () => {
   const s = signal({ id: "abc" });
   const d = decide(s, context(), gex(), { open: [] }, rules());
@@ -104,7 +112,11 @@ Deno.test("flattening a book realizes the sum of each position's PnL from its en
             ? (p.exitPrice - p.entryPrice) * p.quantity
             : (p.entryPrice - p.exitPrice) * p.quantity
         );
-        assert.deepEqual(closed.map((p) => p.realizedPnl), independent);
+        closed.forEach((p, i) => {
+          // Whole cents, within half a cent of the exact figure.
+          assert.equal(p.realizedPnl, Math.round(p.realizedPnl * 100) / 100);
+          assert.ok(Math.abs(p.realizedPnl - independent[i]) <= 0.005 + 1e-9);
+        });
         const unrealized = book.open.reduce(
           (sum, p) => sum + unrealizedPnl(p, marks[p.symbol] ?? 100),
           0,

@@ -126,7 +126,7 @@ Deno.test("any sequence of signals keeps exposure, position count and one positi
   );
 });
 
-Deno.test("closing everything realizes exactly the sum of each closed position's PnL from its entry and exit", () => {
+Deno.test("closing everything realizes the sum of each closed position's PnL from its entry and exit, to the cent", () => {
   fc.assert(
     fc.property(sessionStepsArb, rulesArb, (steps, rules) => {
       let book: Book = { open: [] };
@@ -162,8 +162,9 @@ Deno.test("closing everything realizes exactly the sum of each closed position's
         independent += perUnit * p.quantity;
       }
       const total = closed.reduce((sum, p) => sum + p.realizedPnl, 0);
-      assert.equal(total, independent);
-      assert.equal(decided, independent);
+      assert.equal(decided, total);
+      // Each position's PnL is rounded to the cent: at most half a cent off.
+      assert.ok(Math.abs(total - independent) <= 0.005 * closed.length + 1e-6);
     }),
     RUNS,
   );
