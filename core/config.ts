@@ -210,6 +210,7 @@ export function loadConfig(raw: Record<string, string | undefined>): LoadedConfi
         "Set WEBHOOK_SECRET; the list then works as a gate beside it.",
     );
   }
+  warnings.push(...pipeline.warnings);
   if (!pipeline.config.worker.enabled) {
     warnings.push(
       "WORKER_ENABLED=false: this instance acknowledges webhooks but decides nothing. Another " +

@@ -133,7 +133,7 @@ export const RULE_VARIABLES: readonly { name: string; path: string[]; parse: Par
 
 export function pipelineConfigFromEnv(
   env: Record<string, string | undefined>,
-): { config: PipelineConfig; problems: string[] } {
+): { config: PipelineConfig; problems: string[]; warnings: string[] } {
   const problems: string[] = [];
   const rules = structuredClone(DEFAULT_RULES) as unknown as Record<string, unknown>;
   for (const v of RULE_VARIABLES) {
@@ -219,5 +219,31 @@ export function pipelineConfigFromEnv(
       gexTimeoutMs: int("GEX_TIMEOUT_MS", 30_000, 100, 300_000),
     },
   };
-  return { config, problems };
+  return { config, problems, warnings: checked.success ? ruleWarnings(checked.data) : [] };
+}
+
+/**
+ * Valid rules that refuse every entry, or every entry in some condition,
+ * under a reason that reads like a market condition: a kill switch must be
+ * meant, so start-up says so.
+ */
+export function ruleWarnings(rules: Rules): string[] {
+  const warnings: string[] = [];
+  const never = "no entry will ever be approved";
+  if (rules.maxOpenPositions === 0) warnings.push(`MAX_OPEN_POSITIONS=0: ${never} (MAX_POSITIONS)`);
+  if (rules.maxExposure < rules.baseNotional) {
+    warnings.push(
+      `MAX_EXPOSURE (${rules.maxExposure}) is below BASE_NOTIONAL (${rules.baseNotional}): ` +
+        "a full-size entry can never pass MAX_EXPOSURE",
+    );
+  }
+  const multipliers: [string, number, string][] = [
+    ["VIX_CAUTION_MULTIPLIER", rules.vix.cautionMultiplier, "in the VIX caution band"],
+    ["GEX_NEGATIVE_REGIME_MULTIPLIER", rules.gex.negativeRegimeMultiplier, "in a negative regime"],
+    ["DEGRADED_MULTIPLIER", rules.degraded.multiplier, "on degraded data"],
+  ];
+  for (const [name, value, when] of multipliers) {
+    if (value === 0) warnings.push(`${name}=0: every entry ${when} is refused as SIZE_TOO_SMALL`);
+  }
+  return warnings;
 }

@@ -156,6 +156,22 @@ Deno.test("loadConfig() in development without a secret warns loudly that webhoo
   assert.deepEqual(loadConfig(PRODUCTION).warnings, []);
 });
 
+Deno.test("loadConfig() warns about rules that refuse every entry, and only about those", () => {
+  const warned = (env: Record<string, string>) => loadConfig({ ...PRODUCTION, ...env }).warnings;
+  assert.deepEqual(warned({ MAX_OPEN_POSITIONS: "0" }), [
+    "MAX_OPEN_POSITIONS=0: no entry will ever be approved (MAX_POSITIONS)",
+  ]);
+  assert.deepEqual(warned({ MAX_EXPOSURE: "100", BASE_NOTIONAL: "10000" }), [
+    "MAX_EXPOSURE (100) is below BASE_NOTIONAL (10000): a full-size entry can never pass " +
+    "MAX_EXPOSURE",
+  ]);
+  assert.deepEqual(warned({ VIX_CAUTION_MULTIPLIER: "0", DEGRADED_MULTIPLIER: "0" }), [
+    "VIX_CAUTION_MULTIPLIER=0: every entry in the VIX caution band is refused as SIZE_TOO_SMALL",
+    "DEGRADED_MULTIPLIER=0: every entry on degraded data is refused as SIZE_TOO_SMALL",
+  ]);
+  assert.deepEqual(warned({ MAX_OPEN_POSITIONS: "1", MAX_EXPOSURE: "10000" }), []);
+});
+
 Deno.test("loadConfig() never echoes a secret, a token or a URL in its errors or warnings", () => {
   const secret = fc.stringMatching(/^[A-Za-z0-9]{4,13}$/).map((s) => `Zq${s}`);
   fc.assert(
