@@ -16,9 +16,11 @@
  *    (see `checkFreshness`). Applies to exits too.
  * Then an exit (action EXIT; direction EXIT flattens every position of the
  * symbol, CALL or PUT closes that one):
- * 4. NO_POSITION: nothing to close. 5. NO_PRICE. Else EXIT_APPROVED.
+ * 4. NO_POSITION: nothing to close. 5. NO_PRICE. Else EXIT_APPROVED, at the
+ *    signal's price, or at the context spot when the two are further apart
+ *    than `maxPriceDeviationPct`.
  * An entry with no opposite position open runs the entry checks of
- * `checkEntry` (time of day, quality, missing data, price, VIX, GEX, book,
+ * `checkEntry` (time of day, quality, missing data, price and PRICE_MISMATCH, VIX, GEX, book,
  * size, exposure) and gives ENTRY_APPROVED or the first failure.
  *
  * An entry opposite an open position of its symbol (a CALL while a PUT is
@@ -71,7 +73,7 @@ export function decide(
 ): Decision {
   const notes: string[] = [];
   const data = usableData(signal, context, gex, notes);
-  const price = usablePrice(signal, data.context, notes);
+  const { price, mismatch } = usablePrice(signal, data.context, rules.maxPriceDeviationPct, notes);
   const degraded = (data.context === null || data.gex === null || data.vix === null) &&
     rules.degraded.policy === "REDUCE";
   const decision = (outcome: Outcome, reason: ReasonCode, message: string): Decision => ({
@@ -159,6 +161,7 @@ export function decide(
     gex: data.gex,
     vix: data.vix,
     price,
+    priceMismatch: mismatch,
     book: { open: book.open.filter((p) => !targets.includes(p)) },
   }, rules);
   if ("reason" in entry) {

@@ -23,6 +23,7 @@ export const REASON_CODES = [
   "NO_CONTEXT",
   "NO_GEX",
   "NO_PRICE",
+  "PRICE_MISMATCH",
   "HIGH_VOLATILITY",
   "GEX_CONFLICT",
   "ALREADY_OPEN",

@@ -49,19 +49,44 @@ export function usableData(
   return { context: ctx, gex: levels, vix };
 }
 
-/** The signal's price when it is a positive finite number, else the usable context's spot. */
+export interface UsablePrice {
+  /** The price to trade at, or null when there is none. */
+  price: number | null;
+  /**
+   * Why the signal's own price was not believed (too far from the context
+   * spot, which is then the price), or null. An entry is refused for it.
+   */
+  mismatch: string | null;
+}
+
+/**
+ * The signal's price when it is a positive finite number within
+ * `maxDeviationPct` of the usable context's spot (0: any), else that spot.
+ * A price far from the market (a plot value in `price`, an alert set up on
+ * another chart) would size the position and count its exposure at that
+ * price: 17,000 units of a $500 ETF booked as $8,500.
+ */
 export function usablePrice(
   signal: ReceivedSignal,
   context: MarketContext | null,
+  maxDeviationPct: number,
   notes: string[],
-): number | null {
-  if (isPrice(signal.price)) return signal.price;
+): UsablePrice {
+  if (isPrice(signal.price)) {
+    if (context === null || !(maxDeviationPct > 0)) return { price: signal.price, mismatch: null };
+    const deviationPct = Math.abs(signal.price - context.spot) / context.spot * 100;
+    if (deviationPct <= maxDeviationPct) return { price: signal.price, mismatch: null };
+    const mismatch = `Signal price ${num(signal.price)} is ${num(deviationPct)}% from the ` +
+      `context spot ${num(context.spot)} as of ${context.asOf} (at most ${num(maxDeviationPct)}%)`;
+    notes.push(`${mismatch}: using the spot`);
+    return { price: context.spot, mismatch };
+  }
   if (signal.price !== null && signal.price !== undefined) {
     notes.push(`Signal price ${signal.price} is not a price`);
   }
-  if (context === null) return null;
+  if (context === null) return { price: null, mismatch: null };
   notes.push(`Using the context spot ${num(context.spot)} as of ${context.asOf}`);
-  return context.spot;
+  return { price: context.spot, mismatch: null };
 }
 
 const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i;

@@ -5,7 +5,8 @@
  * 2. LOW_CONFIDENCE, LOW_SCORE: the signal's own quality
  * 3. NO_CONTEXT (also a context without VIX), NO_GEX: missing market data
  *    under the REJECT policy
- * 4. NO_PRICE: neither the signal nor the context has a usable price
+ * 4. NO_PRICE: neither the signal nor the context has a usable price;
+ *    PRICE_MISMATCH: the signal's price is too far from the context spot
  * 5. HIGH_VOLATILITY, GEX_CONFLICT: what the market data says
  * 6. ALREADY_OPEN, MAX_POSITIONS: the book, after the decision's own closes
  * 7. SIZE_TOO_SMALL, MAX_EXPOSURE: the sized position against the limits
@@ -32,6 +33,8 @@ export interface EntryInput {
   gex: GexLevels | null;
   vix: number | null;
   price: number | null;
+  /** Why the signal's own price was not believed (see `usablePrice`), or null. */
+  priceMismatch: string | null;
   book: Book;
 }
 
@@ -74,6 +77,7 @@ export function checkEntry(input: EntryInput, rules: Rules): Rejection | Approve
   if (price === null) {
     return reject("NO_PRICE", noPriceMessage(signal.symbol));
   }
+  if (input.priceMismatch !== null) return reject("PRICE_MISMATCH", input.priceMismatch);
   if (vix !== null && !(vix <= rules.vix.noTradeLevel)) {
     return reject(
       "HIGH_VOLATILITY",

@@ -96,6 +96,7 @@ export const RULE_VARIABLES: readonly { name: string; path: string[]; parse: Par
   { name: "MIN_SCORE", path: ["minScore"], parse: number },
   { name: "MAX_SIGNAL_AGE_SECONDS", path: ["maxSignalAgeSeconds"], parse: number },
   { name: "MAX_FUTURE_SKEW_SECONDS", path: ["maxFutureSkewSeconds"], parse: number },
+  { name: "MAX_PRICE_DEVIATION_PCT", path: ["maxPriceDeviationPct"], parse: number },
   { name: "ENFORCE_MARKET_HOURS", path: ["marketHours", "enforce"], parse: boolean },
   { name: "EXTENDED_HOURS", path: ["marketHours", "extendedHours"], parse: boolean },
   { name: "EXTRA_CLOSED_DATES", path: ["marketHours", "extraClosedDates"], parse: list },

@@ -112,6 +112,13 @@ export interface Rules {
    * seconds, to allow for clock skew (FUTURE_SIGNAL). Default 60.
    */
   maxFutureSkewSeconds: number;
+  /**
+   * Largest distance, in percent of the context spot, between a signal's own
+   * price and that spot. Beyond it the signal's price is not believed: an
+   * entry is refused (PRICE_MISMATCH) and a close happens at the spot. Only
+   * checked when a usable context is at hand. 0 turns it off. Default 10.
+   */
+  maxPriceDeviationPct: number;
   marketHours: MarketHoursRules;
   /** Most positions open at once, all symbols (MAX_POSITIONS). Default 5. */
   maxOpenPositions: number;
@@ -140,6 +147,7 @@ export const DEFAULT_RULES: Rules = {
   minScore: 0,
   maxSignalAgeSeconds: 300,
   maxFutureSkewSeconds: 60,
+  maxPriceDeviationPct: 10,
   marketHours: {
     enforce: true,
     extendedHours: false,
@@ -169,6 +177,7 @@ export const RulesSchema = z.strictObject({
   minScore: z.number().min(0).max(100),
   maxSignalAgeSeconds: seconds,
   maxFutureSkewSeconds: seconds,
+  maxPriceDeviationPct: z.number().finite().min(0).max(1000),
   marketHours: z.strictObject({
     enforce: z.boolean(),
     extendedHours: z.boolean(),

@@ -185,6 +185,7 @@ export const rulesArb: fc.Arbitrary<Rules> = fc.record({
   minScore: mostly(fc.constant(0), fc.constant(50)),
   maxSignalAgeSeconds: mostly(fc.constantFrom(60, 300), fc.constant(0)),
   maxFutureSkewSeconds: fc.constantFrom(0, 60),
+  maxPriceDeviationPct: fc.constantFrom(0, 10, 50),
   marketHours: fc.record({
     enforce: fc.boolean(),
     extendedHours: fc.boolean(),

@@ -3,12 +3,15 @@ import fc from "fast-check";
 import { applyDecision, type Book, type ClosedPosition, exposure } from "../core/book.ts";
 import { decide, type Decision, REASON_CODES } from "../core/decide.ts";
 import { marketStatus } from "../core/market_hours.ts";
-import { RulesSchema } from "../core/rules.ts";
+import { DEFAULT_RULES, RulesSchema } from "../core/rules.ts";
 import {
   anySignalArb,
   bookArb,
+  context,
   contextArb,
+  gex,
   gexArb,
+  priceArb,
   rulesArb,
   sessionStepsArb,
   signal,
@@ -95,6 +98,28 @@ Deno.test("while the market is closed a decision opens nothing, and closes only 
       const close = status.regularClose!.getTime();
       assert.ok(receivedMs >= close);
       assert.ok(receivedMs < close + rules.marketHours.exitMinutesAfterClose * 60_000);
+    }),
+    RUNS,
+  );
+});
+
+Deno.test("an entry is opened at the signal's price only within maxPriceDeviationPct of the spot", () => {
+  fc.assert(
+    fc.property(priceArb, priceArb, fc.constantFrom(0, 1, 10, 50), (price, spot, limit) => {
+      const d = decide(
+        signal({ price }),
+        context({ spot }),
+        gex({ spot, callWall: null, putWall: null }),
+        { open: [] },
+        { ...DEFAULT_RULES, maxPriceDeviationPct: limit, maxExposure: Infinity },
+      );
+      const deviationPct = Math.abs(price - spot) / spot * 100;
+      if (limit > 0 && deviationPct > limit) {
+        assert.equal(d.reason, "PRICE_MISMATCH");
+      } else {
+        assert.notEqual(d.reason, "PRICE_MISMATCH");
+        if (d.open !== null) assert.equal(d.open.entryPrice, price);
+      }
     }),
     RUNS,
   );

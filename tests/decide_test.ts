@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { context, gex, position, run } from "./_decide_fixtures.ts";
+import { AT, context, gex, position, run } from "./_decide_fixtures.ts";
 
 Deno.test("decide() approves an entry sized by confidence: 0.8 x $10,000 buys 16 units at 500", () => {
   const d = run();
@@ -48,6 +48,39 @@ Deno.test("decide() sizes a context without VIX as degraded, never larger than n
   const refused = run({}, { context: context({ vix: null }), rules: reject });
   assert.equal(refused.reason, "NO_CONTEXT");
   assert.equal(refused.message, "Market context for SPY has no VIX; degraded policy is REJECT");
+});
+
+Deno.test("decide() refuses an entry whose price is far from the context spot as PRICE_MISMATCH", () => {
+  // SPY's spot is 500: a plot value of 0.5 in price would buy 16,000 units booked as $8,000.
+  const d = run({ price: 0.5 });
+  assert.equal(d.reason, "PRICE_MISMATCH");
+  assert.equal(
+    d.message,
+    `Signal price 0.5 is 99.9% from the context spot 500 as of ${AT} (at most 10%)`,
+  );
+  assert.equal(d.open, null);
+  assert.equal(run({ price: 550 }).reason, "ENTRY_APPROVED");
+  assert.equal(run({ price: 550.5 }).reason, "PRICE_MISMATCH");
+  assert.equal(run({ price: 450 }).reason, "ENTRY_APPROVED");
+  // Off, or without a context to compare with, the signal's price is taken as it is.
+  assert.equal(run({ price: 0.5 }, { rules: { maxPriceDeviationPct: 0 } }).open?.quantity, 16_000);
+  assert.equal(run({ price: 0.5 }, { context: null }).reason, "ENTRY_APPROVED");
+});
+
+Deno.test("decide() closes at the context spot when the exit's price is far from it", () => {
+  const d = run({ action: "EXIT", price: 5 }, { book: { open: [position()] } });
+  assert.equal(d.reason, "EXIT_APPROVED");
+  assert.equal(d.price, 500);
+  assert.deepEqual(d.close, [{ positionId: "pos-a", exitPrice: 500, realizedPnl: 100 }]);
+  assert.ok(d.notes.some((n) => n.startsWith("Signal price 5 is 99% from the context spot 500")));
+  // An opposite entry still closes, at the spot, and its own entry is refused.
+  const put = run({ direction: "PUT", price: 5 }, {
+    book: { open: [position()] },
+    rules: { flip: true },
+  });
+  assert.equal(put.reason, "CLOSED_BY_OPPOSITE");
+  assert.equal(put.close[0].exitPrice, 500);
+  assert.match(put.message, /the PUT entry is refused \(PRICE_MISMATCH\)$/);
 });
 
 Deno.test("decide() treats context for another symbol as missing and trades at the signal price", () => {
@@ -149,10 +182,11 @@ Deno.test("decide() rejects an entry that would take exposure past maxExposure, 
 });
 
 Deno.test("decide() rejects a size that buys less than one unit as SIZE_TOO_SMALL", () => {
-  const d = run({ price: 8000.01 });
+  const dear = { context: context({ spot: 8000 }) };
+  const d = run({ price: 8000.01 }, dear);
   assert.equal(d.reason, "SIZE_TOO_SMALL");
   assert.equal(d.message, "Size $8,000.00 buys less than one unit at price 8000.01");
-  assert.equal(run({ price: 8000 }).open?.quantity, 1);
+  assert.equal(run({ price: 8000 }, dear).open?.quantity, 1);
 });
 
 Deno.test("decide() gives the most fundamental reason when several checks fail", () => {
@@ -166,5 +200,7 @@ Deno.test("decide() gives the most fundamental reason when several checks fail",
   const held = { open: [position()] };
   assert.equal(run({}, { context: panic, book: held }).reason, "HIGH_VOLATILITY");
   assert.equal(run({}, { book: held, rules: { maxOpenPositions: 1 } }).reason, "ALREADY_OPEN");
-  assert.equal(run({ price: 9000 }, { rules: { maxExposure: 100 } }).reason, "SIZE_TOO_SMALL");
+  const tiny = { context: context({ spot: 9000 }), rules: { maxExposure: 100 } };
+  assert.equal(run({ price: 9000 }, tiny).reason, "SIZE_TOO_SMALL");
+  assert.equal(run({ price: 50 }, { context: context({ vix: 40 }) }).reason, "PRICE_MISMATCH");
 });
