@@ -16,8 +16,9 @@ const UNIT_SECONDS: Record<string, number> = {
 
 /**
  * Length of one bar of a canonical timeframe ("30s", "5m", "1h", "1D",
- * "1W", "1M") in seconds; 0 for anything else, so an unknown timeframe
- * gets no allowance rather than an unbounded one.
+ * "1W", "1M") in seconds; 0 for anything else (a tick chart's "100T" has no
+ * fixed length), so such a timeframe gets no allowance rather than an
+ * unbounded one.
  */
 export function barSeconds(timeframe: string): number {
   const m = /^(\d+)([smhDWM])$/.exec(timeframe);

@@ -18,7 +18,7 @@ export const SignalSchema = z.object({
   exchange: z.string().regex(/^[A-Z0-9_]{1,32}$/).nullable(),
   direction: z.enum(DIRECTIONS),
   action: z.enum(ACTIONS),
-  timeframe: z.string().regex(/^\d+[smhDWM]$/),
+  timeframe: z.string().regex(/^\d+[smhDWMT]$/),
   timestamp: z.iso.datetime(),
   price: z.number().positive().finite().nullable(),
   metadata: z.record(z.string(), z.unknown()),
@@ -267,7 +267,10 @@ function directionFromWord(word: string): Direction | undefined {
   return undefined;
 }
 
-/** TradingView's `{{interval}}` ("1", "60", "240", "D", "W") and the usual "5m", "1h", "1d". */
+/**
+ * TradingView's `{{interval}}` ("1", "60", "240", "D", "W", "1S", "100T") and
+ * the usual "5m", "1h", "1d".
+ */
 function normalizeTimeframe(value: unknown): string | Invalid {
   if (value === undefined) return issue("timeframe is required (e.g. {{interval}})");
   const raw = text(value, "timeframe");
@@ -288,6 +291,8 @@ function normalizeTimeframe(value: unknown): string | Invalid {
   if (/^(D|d|day|days)$/.test(unit)) return `${count}D`;
   if (/^(W|w|wk|week|weeks)$/.test(unit)) return `${count}W`;
   if (/^(M|mo|month|months)$/.test(unit)) return `${count}M`;
+  // Tick charts ("1T", "100T"): bars of so many trades, no fixed length.
+  if (/^(T|tick|ticks)$/.test(unit)) return `${count}T`;
   return issue(`timeframe "${preview(raw)}" is not an interval such as 5, 60, D or 5m`);
 }
 

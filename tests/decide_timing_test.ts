@@ -77,6 +77,15 @@ Deno.test("decide() allows one bar of the timeframe on top of maxSignalAgeSecond
     "ENTRY_APPROVED",
   );
   assert.equal(run({ timeframe: "1h", timestamp: "2026-03-10T13:54:59Z" }).reason, "STALE_SIGNAL");
+  // A tick chart's bar has no fixed length: no allowance beyond the 300 s.
+  assert.equal(
+    run({ timeframe: "100T", timestamp: "2026-03-10T14:55:00Z" }).reason,
+    "ENTRY_APPROVED",
+  );
+  assert.equal(
+    run({ timeframe: "100T", timestamp: "2026-03-10T14:54:59Z" }).reason,
+    "STALE_SIGNAL",
+  );
   const exit = run({ action: "EXIT", timestamp: "2026-03-10T14:00:00Z" }, {
     book: { open: [position()] },
   });

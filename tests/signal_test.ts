@@ -119,6 +119,8 @@ Deno.test("normalizeSignal() maps every {{interval}} TradingView sends to a cano
     ["1h", "1h"],
     ["90", "90m"],
     ["3M", "3M"],
+    ["1T", "1T"],
+    ["100T", "100T"],
     [5, "5m"],
     [60, "1h"],
   ];
@@ -423,7 +425,19 @@ const plausibleDirection = fc.constantFrom(
   "flat",
   "EXIT",
 );
-const plausibleTimeframe = fc.constantFrom("1", "5", "15", "60", "240", "D", "W", "1D", "M", "30S");
+const plausibleTimeframe = fc.constantFrom(
+  "1",
+  "5",
+  "15",
+  "60",
+  "240",
+  "D",
+  "W",
+  "1D",
+  "M",
+  "30S",
+  "100T",
+);
 const plausibleTime = fc.oneof(
   fc.integer({ min: Date.UTC(2000, 0, 1), max: Date.UTC(2099, 11, 31) }).chain((ms) =>
     fc.constantFrom<unknown>(
