@@ -40,11 +40,19 @@ export class EventHub {
   }
 
   async subscribe(onNotify: () => void): Promise<() => void> {
-    this.#listeners.add(onNotify);
-    this.#listening ??= this.db.listen(EVENTS_CHANNEL, () => {
+    const listening = this.#listening ??= this.db.listen(EVENTS_CHANNEL, () => {
       for (const listener of this.#listeners) listener();
     }).then((unlisten) => (this.#unlisten = unlisten));
-    await this.#listening;
+    try {
+      await listening;
+    } catch (error) {
+      // Not kept: a LISTEN that failed (the database restarting) is tried again by the next
+      // subscriber, instead of failing every stream until the process restarts.
+      if (this.#listening === listening) this.#listening = null;
+      throw error;
+    }
+    // Added only once listening: a failed subscriber leaves nothing behind.
+    this.#listeners.add(onNotify);
     return () => this.#listeners.delete(onNotify);
   }
 

@@ -438,6 +438,35 @@ dbTest("SSE replays the outbox from the start on PGlite too", async ({ db }) => 
   );
 });
 
+/** `db` with its `listen` replaced (a LISTEN that fails or waits, as while the database restarts). */
+function withListen(db: Database, listen: Database["listen"]): Database {
+  return new Proxy(db, {
+    get(target, prop) {
+      if (prop === "listen") return listen;
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+dbTest(
+  "a LISTEN that failed once (the database restarting) is tried again for the next /events client",
+  async ({ db }) => {
+    let failures = 1;
+    const s = await testServices(withListen(db, (channel, onPayload) => {
+      if (failures-- > 0) {
+        return Promise.reject(new DatabaseUnavailableError("the database system is starting up"));
+      }
+      return db.listen(channel, onPayload);
+    }));
+    const refused = await readSse(await s.app.request("/events"), (e) => e.length > 0, 2000);
+    assert.deepEqual(refused, [], "no LISTEN, no stream");
+    const next = await readSse(await s.app.request("/events"), (e) => e.length > 0);
+    assert.deepEqual(next.map((e) => e.event), ["ready"]);
+    await s.close();
+  },
+);
+
 dbTest(
   "with OPERATOR_TOKEN set, data routes need it and health and webhooks do not",
   async ({ db }) => {
