@@ -71,10 +71,18 @@ export async function readEvents(
   }));
 }
 
-/** The cursor just past the newest event, for a client that wants only new ones. */
+/**
+ * Where a client that wants only new events starts: just past the newest event
+ * readEvents could deliver now. Not the newest committed one: a transaction
+ * still running may hold an older txid, and its events would land behind that
+ * cursor when it commits, never delivered. Events committed past this bound
+ * reach the client as new: a few it may have seen in the history, none skipped.
+ */
 export async function latestCursor(db: Queryable): Promise<string> {
   const [row] = await db.query<{ txid: string | null; id: string | null }>(
-    `select txid::text as txid, id::text as id from events order by txid desc, id desc limit 1`,
+    `select txid::text as txid, id::text as id from events
+     where txid < pg_snapshot_xmin(pg_current_snapshot())
+     order by txid desc, id desc limit 1`,
   );
   return row?.txid ? `${row.txid}-${row.id}` : START;
 }

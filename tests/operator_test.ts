@@ -9,6 +9,7 @@ import { type Database, DatabaseUnavailableError } from "../db/port.ts";
 import { countRows, SECRET, signed, testServices, uniqueSignal } from "./_app.ts";
 import { aroundQueries, dbTest } from "./_db.ts";
 import { errorMessage as healthErrorMessage } from "../handlers/health.ts";
+import { insertEvents } from "../db/events.ts";
 import { clock, pipelineServices, pushChain, pushContext, send } from "./_pipeline.ts";
 
 async function json(s: Services, path: string, init?: RequestInit) {
@@ -437,6 +438,34 @@ dbTest("SSE replays the outbox from the start on PGlite too", async ({ db }) => 
     },
   );
 });
+
+dbTest(
+  "a client starting from now still gets the event of a transaction that was open when it connected",
+  async ({ db }) => {
+    const s = await testServices(db);
+    let commit = () => {};
+    let wrote = () => {};
+    const written = new Promise<void>((resolve) => (wrote = resolve));
+    const older = db.transaction(async (tx) => {
+      await insertEvents(tx, [{ kind: "signal", symbol: "SPY", payload: { id: "older" } }]);
+      wrote();
+      await new Promise<void>((resolve) => (commit = resolve));
+    });
+    await written;
+    // A later transaction commits first: its event is the newest committed one.
+    await db.transaction((tx) =>
+      insertEvents(tx, [{ kind: "signal", symbol: "QQQ", payload: { id: "newer" } }])
+    );
+    const stream = await s.app.request("/events"); // the starting cursor is fixed by now
+    commit();
+    await older;
+    const ids = (await readSse(stream, (e) => e.some((x) => x.event === "signal"), 3000))
+      .filter((e) => e.event === "signal").map((e) => (e.data as { id: string }).id);
+    assert.equal(ids[0], "older", JSON.stringify(ids));
+    await s.close();
+  },
+  { drivers: ["postgres"] },
+);
 
 /** `db` with its `listen` replaced (a LISTEN that fails or waits, as while the database restarts). */
 function withListen(db: Database, listen: Database["listen"]): Database {
