@@ -86,18 +86,17 @@ export function eventRoutes(o: EventRoutesOptions): Hono<AppEnv> {
       : await latestCursor(o.db);
 
     return streamSSE(c, async (stream) => {
-      let open = true;
       let wake: (() => void) | null = null;
       const poke = () => wake?.();
+      // Before any await: Hono calls only the abort handlers registered when the client leaves
+      // (one gone during subscribe() kept the loop running forever). It wakes the loop, which
+      // ends on `stream.aborted`.
+      stream.onAbort(poke);
       const unsubscribe = await o.hub.subscribe(poke);
-      stream.onAbort(() => {
-        open = false;
-        poke();
-      });
       await stream.writeSSE({ event: "ready", data: JSON.stringify({ cursor }), retry: 3000 });
       let lastWrite = Date.now();
       try {
-        while (open && !o.hub.ending) {
+        while (!stream.aborted && !o.hub.ending) {
           const events = await readEvents(o.db, cursor, BATCH);
           for (const e of events) {
             await stream.writeSSE({

@@ -497,6 +497,34 @@ dbTest(
 );
 
 dbTest(
+  "an /events client that leaves while its LISTEN is still starting ends its stream",
+  async ({ db }) => {
+    let listening = () => {};
+    const called = new Promise<void>((resolve) => (listening = resolve));
+    let answer = () => {};
+    const answered = new Promise<void>((resolve) => (answer = resolve));
+    let reads = 0;
+    const watched = aroundQueries(db, (text, run) => {
+      if (/from events/.test(text)) reads++;
+      return run();
+    });
+    const s = await testServices(withListen(watched, async (channel, onPayload) => {
+      listening();
+      await answered;
+      return await db.listen(channel, onPayload);
+    }));
+    const res = await s.app.request("/events");
+    await called;
+    await res.body!.cancel(); // the client goes away
+    const before = reads;
+    answer();
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // past the 1 s fallback poll
+    assert.equal(reads, before, "the stream's loop kept reading events for nobody");
+    await s.close();
+  },
+);
+
+dbTest(
   "with OPERATOR_TOKEN set, data routes need it and health and webhooks do not",
   async ({ db }) => {
     const token = "operator-token-0123456789";
