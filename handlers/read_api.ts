@@ -22,6 +22,22 @@ import {
   listSignals,
 } from "../db/read.ts";
 
+const EARLIEST = Date.parse("0001-01-01T00:00:00Z");
+const LATEST = Date.parse("9999-12-31T23:59:59.999Z");
+
+/**
+ * An ISO time, passed on in UTC, as postgres.js would send it anyway: Postgres
+ * has no year 0000 and zod's check allows it, and offsets (to ±23:59) can move
+ * a time out of 0001-9999 (a 500 from the query, before this check).
+ */
+function time() {
+  return z.iso.datetime({ offset: true })
+    .refine((v) => Date.parse(v) >= EARLIEST && Date.parse(v) <= LATEST, {
+      message: "must be a time from 0001-01-01 to 9999-12-31 UTC",
+    })
+    .transform((v) => new Date(v).toISOString());
+}
+
 const PageSchema = z.object({
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z.string().regex(/^\d{1,18}$/, "must be a next_cursor value").transform(Number)
@@ -31,8 +47,8 @@ const PageSchema = z.object({
     "must be a ticker",
   )
     .optional(),
-  since: z.iso.datetime({ offset: true }).optional(),
-  until: z.iso.datetime({ offset: true }).optional(),
+  since: time().optional(),
+  until: time().optional(),
 });
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

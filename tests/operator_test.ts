@@ -340,6 +340,40 @@ dbTest(
   },
 );
 
+dbTest(
+  "a time filter Postgres cannot store answers 400 on every list, never 500",
+  async ({ db }) => {
+    const s = await testServices(db);
+    for (const path of ["/signals", "/decisions", "/positions", "/errors"]) {
+      for (const filter of ["since", "until"]) {
+        for (
+          const time of [
+            "0000-01-01T00:00:00Z",
+            "0001-01-01T00:00:00+14:00", // year 0 in UTC
+            "9999-12-31T23:59:59-14:00", // year 10000 in UTC
+          ]
+        ) {
+          const { status, body } = await json(s, `${path}?${filter}=${encodeURIComponent(time)}`);
+          assert.equal(status, 400, `${path}?${filter}=${time}: ${JSON.stringify(body)}`);
+          assert.equal(body.error.code, "BAD_REQUEST");
+          assert.match(body.error.message, new RegExp(`^Invalid query: ${filter} `));
+        }
+        for (
+          const time of [
+            "0001-01-01T00:00:00Z",
+            "0000-12-31T23:00:00-02:00",
+            "9999-12-31T23:59:59.999Z",
+            "2024-01-01T00:00:00+23:59", // Postgres refuses this offset: it gets UTC
+          ]
+        ) {
+          const { status } = await json(s, `${path}?${filter}=${encodeURIComponent(time)}`);
+          assert.equal(status, 200, `${path}?${filter}=${time}`);
+        }
+      }
+    }
+  },
+);
+
 /** Reads SSE frames from a streaming response until `until` is satisfied or time runs out. */
 async function readSse(
   res: Response,
