@@ -33,9 +33,33 @@ export async function insertEvents(tx: Queryable, events: readonly NewEvent[]): 
 /** A cursor before every event. */
 export const START = "0-0";
 
+/** Largest values of the cursor's columns: txid is xid8 (unsigned 64-bit), id a bigint. */
+const MAX_TXID = 2n ** 64n - 1n;
+const MAX_ID = 2n ** 63n - 1n;
+
+/**
+ * `<txid>-<id>` with both parts in their columns' range, or null. Past it, a
+ * bigint id failed every read and an xid8 txid saturated, following nothing.
+ */
 export function parseCursor(value: string | null | undefined): { txid: string; id: string } | null {
   const m = /^(\d{1,20})-(\d{1,20})$/.exec(value ?? "");
-  return m ? { txid: m[1], id: m[2] } : null;
+  if (!m || BigInt(m[1]) > MAX_TXID || BigInt(m[2]) > MAX_ID) return null;
+  return { txid: m[1], id: m[2] };
+}
+
+/**
+ * Whether `cursor` could have come from this database: its transaction has
+ * begun. One that has not would have readEvents deliver nothing until txids
+ * reach it.
+ */
+export async function cursorIssued(db: Queryable, cursor: string): Promise<boolean> {
+  const c = parseCursor(cursor);
+  if (c === null) return false;
+  const [row] = await db.query<{ issued: boolean }>(
+    `select $1::text::xid8 < pg_snapshot_xmax(pg_current_snapshot()) as issued`,
+    [c.txid],
+  );
+  return row.issued;
 }
 
 /** Events after `cursor` that every running transaction has already passed. */

@@ -11,7 +11,8 @@
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { AppEnv } from "../app_env.ts";
-import { latestCursor, parseCursor, readEvents, START } from "../db/events.ts";
+import { ApiError } from "../core/errors.ts";
+import { cursorIssued, latestCursor, readEvents, START } from "../db/events.ts";
 import type { Database } from "../db/port.ts";
 import { EVENTS_CHANNEL } from "../db/signals.ts";
 
@@ -78,12 +79,23 @@ export function eventRoutes(o: EventRoutesOptions): Hono<AppEnv> {
   const pollMs = o.pollMs ?? 1000;
 
   app.get("/events", async (c) => {
-    const requested = c.req.header("last-event-id") ?? c.req.query("last_event_id");
-    let cursor = parseCursor(requested) !== null
-      ? requested!
-      : c.req.query("from") === "start"
-      ? START
-      : await latestCursor(o.db);
+    const requested = c.req.header("last-event-id") ?? c.req.query("last_event_id") ?? "";
+    // An id in the cursor's form (`<digits>-<digits>`) that this database never issued (a part
+    // past its column's range, or a transaction not yet begun) answers 400 before any stream:
+    // resuming from it would fail or deliver nothing. Anything else not a cursor (another
+    // server's ids, an empty header) starts from now, as without one.
+    let cursor: string;
+    if (/^\d+-\d+$/.test(requested)) {
+      if (!(await cursorIssued(o.db, requested))) {
+        throw new ApiError(
+          "BAD_REQUEST",
+          "Last-Event-ID is not an event id this server sent; reconnect without it",
+        );
+      }
+      cursor = requested;
+    } else {
+      cursor = c.req.query("from") === "start" ? START : await latestCursor(o.db);
+    }
 
     return streamSSE(c, async (stream) => {
       let wake: (() => void) | null = null;

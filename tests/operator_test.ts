@@ -501,6 +501,39 @@ dbTest(
   { drivers: ["postgres"] },
 );
 
+dbTest(
+  "a Last-Event-ID this server never sent answers 400 before any stream; one not in its form starts from now",
+  async ({ db }) => {
+    const s = await testServices(db);
+    for (
+      const id of [
+        "1-99999999999999999999", // id past bigint
+        "99999999999999999999-1", // txid past xid8
+        "18446744073709551615-1", // a transaction that has not begun: nothing would ever follow it
+      ]
+    ) {
+      for (
+        const [path, init] of [
+          ["/events", { headers: { "last-event-id": id } }],
+          [`/events?last_event_id=${id}`, {}],
+        ] as const
+      ) {
+        const res = await s.app.request(path, init);
+        assert.equal(res.status, 400, `${path} ${id}`);
+        const body = await res.json();
+        assert.equal(body.error.code, "BAD_REQUEST", id);
+        assert.match(body.error.message, /Last-Event-ID/);
+      }
+    }
+    const garbage = await s.app.request("/events", {
+      headers: { "last-event-id": "not-a-cursor" },
+    });
+    assert.equal(garbage.status, 200);
+    assert.deepEqual((await readSse(garbage, (e) => e.length > 0)).map((e) => e.event), ["ready"]);
+    await s.close();
+  },
+);
+
 /** `db` with its `listen` replaced (a LISTEN that fails or waits, as while the database restarts). */
 function withListen(db: Database, listen: Database["listen"]): Database {
   return new Proxy(db, {
