@@ -95,7 +95,13 @@ const EnvSchema = z.object({
   LOG_LEVEL: z.enum(["debug", "info", "warning", "error"], {
     error: "must be debug, info, warning or error",
   }).default("info"),
-  OPERATOR_TOKEN: optionalText.default(null),
+  // Hono's bearerAuth takes only RFC 6750's token68 in the header: with any other character
+  // every request would be refused 400 and nobody could sign in.
+  OPERATOR_TOKEN: optionalText.refine(
+    (v) => v === null || /^[A-Za-z0-9._~+/-]+=*$/.test(v),
+    "may contain only A-Z a-z 0-9 . _ ~ + / - (and = at the end): an Authorization: Bearer " +
+      "header carries nothing else (openssl rand -hex 32 makes one)",
+  ).default(null),
   CONTEXT_TTL_SECONDS: int(1, 86_400).default(60),
   DEDUP_TTL_SECONDS: int(1, 7 * 86_400).default(60),
   WEBHOOK_SECRET: optionalText.default(null),

@@ -172,6 +172,28 @@ Deno.test("loadConfig() warns about rules that refuse every entry, and only abou
   assert.deepEqual(warned({ MAX_OPEN_POSITIONS: "1", MAX_EXPOSURE: "10000" }), []);
 });
 
+Deno.test("loadConfig() refuses an OPERATOR_TOKEN no Bearer header can carry, in every environment", () => {
+  const unusable = [
+    "Tr0ub4dor&3!horse#battery",
+    "a passphrase with spaces",
+    "padding=in-the-middle-0123",
+    "smart\u2019quote-token-0123",
+  ];
+  for (const env of [{}, PRODUCTION]) {
+    for (const token of unusable) {
+      const error = configError({ ...env, OPERATOR_TOKEN: token });
+      const problem = error.problems.find((p) => p.startsWith("OPERATOR_TOKEN "));
+      assert.ok(problem, error.message);
+      assert.match(problem, /A-Z a-z 0-9 \. _ ~ \+ \/ -/);
+      assert.ok(!error.message.includes(token));
+    }
+  }
+  // What the README generates, and base64 with its padding, are fine.
+  for (const token of ["0123456789abcdef".repeat(4), "b3BlcmF0b3ItdG9rZW4/+_-.~=="]) {
+    assert.equal(loadConfig({ ...PRODUCTION, OPERATOR_TOKEN: token }).config.operatorToken, token);
+  }
+});
+
 Deno.test("loadConfig() never echoes a secret, a token or a URL in its errors or warnings", () => {
   const secret = fc.stringMatching(/^[A-Za-z0-9]{4,13}$/).map((s) => `Zq${s}`);
   fc.assert(

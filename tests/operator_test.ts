@@ -4,7 +4,9 @@
  * events across instances, and the operator token.
  */
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import type { Services } from "../compose.ts";
+import { ConfigError } from "../core/config.ts";
 import { type Database, DatabaseUnavailableError } from "../db/port.ts";
 import { countRows, SECRET, signed, testServices, uniqueSignal } from "./_app.ts";
 import { aroundQueries, dbTest } from "./_db.ts";
@@ -636,6 +638,30 @@ dbTest(
       200,
     );
   },
+);
+
+dbTest(
+  "every OPERATOR_TOKEN the config takes is one an operator can authenticate with",
+  async ({ db }) => {
+    const token = fc.stringMatching(/^[A-Za-z0-9._~+/=&!# -]{16,40}$/);
+    await fc.assert(
+      fc.asyncProperty(token, async (t) => {
+        let s: Services;
+        try {
+          s = await testServices(db, { env: { OPERATOR_TOKEN: t } });
+        } catch (error) {
+          assert.ok(error instanceof ConfigError, String(error));
+          return;
+        }
+        const res = await s.app.request("/signals", {
+          headers: { authorization: `Bearer ${s.config.operatorToken}` },
+        });
+        assert.equal(res.status, 200, await res.text());
+      }),
+      { numRuns: 40 },
+    );
+  },
+  { drivers: ["pglite"] },
 );
 
 Deno.test("/health's database error names no address: the page is public", () => {
