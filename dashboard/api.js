@@ -34,13 +34,38 @@ export const token = {
   },
 };
 
-/** Headers for an authenticated request (none when no token is known). */
-export function authHeaders() {
-  const t = token.get() || memory;
-  return t ? { authorization: `Bearer ${t}` } : {};
+/** A token as pasted: trimmed, without the "Authorization: Bearer " of a copied header. */
+export function normalizeToken(value) {
+  return String(value ?? "").trim().replace(/^(authorization:\s*)?bearer\s+/i, "").trim();
 }
 
-/** The server answered 401: the token is missing or wrong. */
+/** RFC 6750's token68: all a Bearer header carries, and all the server takes as a token. */
+const TOKEN68 = /^[A-Za-z0-9._~+/-]+=*$/;
+
+/**
+ * Headers for an authenticated request (none when no token is known). Throws
+ * UnauthorizedError for a token that cannot be sent: the server would answer
+ * 400, or fetch would throw building the header (a smart quote is not Latin-1),
+ * and either way the page would retry forever instead of asking again.
+ */
+export function authHeaders() {
+  const t = token.get() || memory;
+  if (!t) return {};
+  if (!TOKEN68.test(t)) throw new UnauthorizedError("That token cannot be an operator token");
+  return { authorization: `Bearer ${t}` };
+}
+
+/**
+ * The server refused the token: 401, or 400 for an Authorization header it
+ * cannot read (its WWW-Authenticate says `invalid_request`; other 400s are
+ * about the request, not the token).
+ */
+export function authRefused(res) {
+  return res.status === 401 ||
+    (res.status === 400 && /invalid_request/.test(res.headers.get("www-authenticate") ?? ""));
+}
+
+/** The token is missing, refused or cannot be sent. */
 export class UnauthorizedError extends Error {
   constructor(message) {
     super(message);
@@ -48,14 +73,14 @@ export class UnauthorizedError extends Error {
   }
 }
 
-/** GET `path` as JSON. Throws UnauthorizedError on 401 and Error on anything else not ok. */
+/** GET `path` as JSON. Throws UnauthorizedError when the token is refused, Error when not ok. */
 export async function getJson(path, { auth = true, signal } = {}) {
   const res = await fetch(path, {
     headers: { accept: "application/json", ...(auth ? authHeaders() : {}) },
     cache: "no-store",
     signal,
   });
-  if (res.status === 401) {
+  if (authRefused(res)) {
     const body = await res.json().catch(() => null);
     throw new UnauthorizedError(body?.error?.message ?? "Operator token required");
   }

@@ -4,15 +4,16 @@
  *
  * Data flow:
  * - `/health` is public and polled from the start;
- * - everything else needs the operator token when the server has one: a 401
- *   anywhere locks the page and asks for it once (kept in sessionStorage);
+ * - everything else needs the operator token when the server has one: a
+ *   refusal anywhere (401, or 400 for a header it cannot read) or a token that
+ *   cannot be sent locks the page and asks for it once (kept in sessionStorage);
  * - the event stream is opened first and history is loaded once it is
  *   `ready`, so nothing committed in between is missed; every record is
  *   keyed by id, so history and live events may overlap freely;
  * - position events and decisions trigger a quick refresh of the open
  *   positions (their marks) and the metrics, coalesced.
  */
-import { authHeaders, getJson, token, UnauthorizedError } from "./api.js";
+import { authHeaders, getJson, normalizeToken, token, UnauthorizedError } from "./api.js";
 import { barChart, stepChart } from "./chart.js";
 import { fill, h } from "./dom.js";
 import { money, ms, nyTime, relativeTime, signClass } from "./format.js";
@@ -315,7 +316,7 @@ async function load(path) {
   return body;
 }
 
-/** Runs authenticated loads; a 401 locks the page and asks for the token. */
+/** Runs authenticated loads; a refused token locks the page and asks for it. */
 async function authed(work) {
   if (state.locked) return;
   try {
@@ -489,7 +490,7 @@ function lock(message) {
   state.locked = true;
   stream.stop();
   clearTimeout(refreshTimer);
-  // A stored token that earned a 401 is wrong (or was rotated): drop it.
+  // A stored token that was refused is wrong (or was rotated): drop it.
   if (token.get()) {
     token.clear();
     message = "That token was not accepted";
@@ -537,7 +538,7 @@ function clearData() {
 function wireToken() {
   document.getElementById("token-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    const value = document.getElementById("token-input").value.trim();
+    const value = normalizeToken(document.getElementById("token-input").value);
     if (!value) return;
     token.set(value);
     document.getElementById("token-input").value = "";

@@ -8,6 +8,7 @@
  *   and jitter, resumes with `Last-Event-ID` (no gap, no repeat), and
  *   reconnects when the server goes quiet past its heartbeat.
  */
+import { authRefused, UnauthorizedError } from "./api.js";
 
 /** Parses text/event-stream incrementally; `push(chunk)` returns the events it completed. */
 export class SseParser {
@@ -70,7 +71,8 @@ export function backoffMs(attempt, base = 1000, cap = 30_000, random = Math.rand
  * A self-reconnecting event stream.
  * `onEvent(type, data, id)` gets every event but `ready`; `onState(state,
  * detail)` gets "connecting", "live" (after `ready`), "reconnecting" (with
- * `{ inMs, error }`) and "stopped"; `onUnauthorized()` is called on a 401,
+ * `{ inMs, error }`) and "stopped"; `onUnauthorized()` is called when the
+ * token is refused (see authRefused) or `headers()` throws UnauthorizedError,
  * after which the stream stays stopped until `start()` is called again.
  */
 export class EventStream {
@@ -121,13 +123,9 @@ export class EventStream {
         const headers = { accept: "text/event-stream", ...o.headers() };
         if (this.lastEventId) headers["last-event-id"] = this.lastEventId;
         const res = await fetch(o.url, { headers, signal: abort.signal, cache: "no-store" });
-        if (res.status === 401) {
-          clearInterval(watchdog);
+        if (authRefused(res)) {
           await res.text().catch(() => {}); // read it out, so stop() has nothing to abort
-          if (!current()) return;
-          this.#running = false;
-          o.onUnauthorized?.();
-          return;
+          throw new UnauthorizedError(`HTTP ${res.status}`);
         }
         if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
         const parser = new SseParser();
@@ -164,6 +162,11 @@ export class EventStream {
         clearInterval(watchdog);
       }
       if (!current()) return;
+      if (error instanceof UnauthorizedError) {
+        this.#running = false;
+        o.onUnauthorized?.();
+        return;
+      }
       attempt++;
       const inMs = backoffMs(attempt, base);
       o.onState?.("reconnecting", { inMs, attempt, error: String(error?.message ?? error) });

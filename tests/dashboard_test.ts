@@ -15,6 +15,7 @@ import { dbTest } from "./_db.ts";
 import { chainBody, contextBody, MARKET_OPEN_INSTANT } from "./_pipeline.ts";
 import { duration, money, ms, nyTime, price, relativeTime } from "../dashboard/format.js";
 import { backoffMs, SseParser } from "../dashboard/sse.js";
+import { authRefused, normalizeToken } from "../dashboard/api.js";
 import { niceTicks } from "../dashboard/chart.js";
 
 const TOKEN = "operator-token-for-dashboard-tests";
@@ -161,6 +162,34 @@ Deno.test("the dashboard reconnects with doubling, capped, jittered delays", () 
   assert.equal(backoffMs(3, 1000, 30_000, () => 0), 2000);
   assert.equal(backoffMs(12, 1000, 30_000, () => 1), 30_000);
 });
+
+dbTest(
+  "the dashboard tells the server's refusals of a token from other bad requests, and cleans a pasted token",
+  async ({ db }) => {
+    const s = await testServices(db, { env: { OPERATOR_TOKEN: TOKEN } });
+    const get = (path: string, authorization?: string) =>
+      s.app.request(path, { headers: authorization ? { authorization } : {} });
+    for (
+      const [path, authorization, refused] of [
+        ["/signals", undefined, true], // 401: no token
+        ["/signals", "Bearer not-the-token", true], // 401: wrong token
+        ["/signals", "Bearer Bearer abc", true], // 400: a header the server cannot read
+        ["/signals", "abc", true], // 400
+        ["/signals?cursor=abc", `Bearer ${TOKEN}`, false], // 400, but the token was fine
+        ["/signals", `Bearer ${TOKEN}`, false],
+      ] as const
+    ) {
+      const res = await get(path, authorization);
+      assert.equal(authRefused(res), refused, `${path} ${authorization}: ${res.status}`);
+      await res.body?.cancel();
+    }
+    assert.equal(normalizeToken(`  Bearer ${TOKEN}\n`), TOKEN);
+    assert.equal(normalizeToken(`bearer   ${TOKEN}`), TOKEN);
+    assert.equal(normalizeToken(`Authorization: Bearer ${TOKEN}`), TOKEN);
+    assert.equal(normalizeToken(TOKEN), TOKEN);
+  },
+  { drivers: ["pglite"] },
+);
 
 // ---- the page in a real browser -----------------------------------------------------------------
 
@@ -488,5 +517,49 @@ if (chromiumInstalled) {
       }
     },
     { drivers: ["pglite", "postgres"] },
+  );
+}
+
+if (chromiumInstalled) {
+  dbTest(
+    "the dashboard takes a token pasted with its Bearer prefix, and asks again for one it cannot send",
+    async ({ db }) => {
+      const s = await testServices(db, { env: { OPERATOR_TOKEN: TOKEN } });
+      const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, s.app.fetch);
+      let browser: Browser | null = null;
+      try {
+        browser = await chromium.launch({
+          executablePath: CHROMIUM,
+          headless: true,
+          args: ["--no-sandbox", "--disable-gpu", "--no-first-run"],
+        });
+        const page = await browser.newPage();
+        await page.goto(`http://127.0.0.1:${server.addr.port}`);
+        const dialog = page.locator("#token-dialog[open]");
+        await dialog.waitFor();
+
+        // Copied from a curl line: "Bearer <token>", with a stray space.
+        await page.locator("#token-input").fill(` Bearer ${TOKEN} `);
+        await page.locator("#token-form button[type=submit]").click();
+        await page.locator("#conn.tone-ok").waitFor({ timeout: 5000 });
+        assert.equal(
+          await page.evaluate(`sessionStorage.getItem("optionstrat.operatorToken")`),
+          TOKEN,
+        );
+
+        // A smart quote cannot go into a header (fetch throws): the page asks again.
+        await page.locator("#forget").click();
+        await dialog.waitFor();
+        await page.locator("#token-input").fill("operator\u2019s-token-0123456789");
+        await page.locator("#token-form button[type=submit]").click();
+        await page.locator("#token-error", { hasText: "not accepted" }).waitFor({ timeout: 5000 });
+        await dialog.waitFor();
+        assert.match(await page.locator("#conn").innerText(), /Locked/);
+      } finally {
+        await browser?.close();
+        await server.shutdown();
+      }
+    },
+    { drivers: ["pglite"] },
   );
 }
