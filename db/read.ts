@@ -198,14 +198,18 @@ export function listPositions(
   );
 }
 
+/**
+ * Errors newest first. An error's symbol is its signal's (duplicates, pipeline
+ * failures): a refused webhook has no signal, so `symbol` never matches it.
+ */
 export function listErrors(db: Queryable, q: PageQuery & { code?: string }): Promise<Page<Row>> {
-  const f = Filter.common(q, { seq: "e.id", time: "e.created_at" });
+  const f = Filter.common(q, { seq: "e.id", symbol: "s.symbol", time: "e.created_at" });
   if (q.code !== undefined) f.add("e.code = ?::text", q.code);
   return page(
     db,
-    `select e.id as seq, e.signal_id, e.correlation_id, e.stage, e.code, e.message, e.http_status,
-       e.client_ip, e.payload, e.details, e.created_at
-     from processing_errors e`,
+    `select e.id as seq, e.signal_id, s.symbol, e.correlation_id, e.stage, e.code, e.message,
+       e.http_status, e.client_ip, e.payload, e.details, e.created_at
+     from processing_errors e left join signals s on s.id = e.signal_id`,
     f,
     "e.id",
     q.limit,

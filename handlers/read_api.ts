@@ -5,7 +5,8 @@
  * `GET /signals`, `GET /signals/:id` (with its job, decision, positions and
  * errors), `GET /decisions` (`&outcome=&reason=`), `GET /positions`
  * (`?status=open|closed`; open ones marked to the latest context spot with
- * their unrealized PnL), `GET /errors` (`&code=`).
+ * their unrealized PnL), `GET /errors` (`&code=`; `symbol` matches the errors
+ * of that symbol's signals, never a refused webhook, which has none).
  */
 import { zValidator } from "@hono/zod-validator";
 import { Hono } from "hono";

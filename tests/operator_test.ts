@@ -342,6 +342,23 @@ dbTest(
   },
 );
 
+dbTest("/errors?symbol= lists the errors of that symbol's signals", async ({ db }) => {
+  const s = await testServices(db);
+  for (const symbol of ["SPY", "QQQ"]) {
+    const body = JSON.stringify(uniqueSignal({ symbol }));
+    for (let i = 0; i < 2; i++) await s.app.request("/webhook", await signed(body)); // a duplicate
+  }
+  const refused = await s.app.request("/webhook", await signed(JSON.stringify({ symbol: "SPY" })));
+  assert.equal(refused.status, 422);
+  assert.equal((await json(s, "/errors")).body.items.length, 3);
+  const { status, body } = await json(s, "/errors?symbol=spy");
+  assert.equal(status, 200);
+  assert.deepEqual(
+    body.items.map((e: { code: string; symbol: string }) => [e.code, e.symbol]),
+    [["DUPLICATE", "SPY"]],
+  );
+});
+
 dbTest(
   "a time filter Postgres cannot store answers 400 on every list, never 500",
   async ({ db }) => {
