@@ -1,6 +1,7 @@
 /**
  * The operator read API's queries: newest first, paged by `seq` (a cursor
- * that never skips or repeats a row), filterable by symbol and time.
+ * that never skips or repeats a row), filterable by symbol and time. Closed
+ * positions are newest closed first; their cursor is a `seq` too.
  */
 import type { Queryable } from "./port.ts";
 
@@ -53,13 +54,13 @@ async function page(
   db: Queryable,
   select: string,
   f: Filter,
-  seqColumn: string,
+  orderBy: string,
   limit: number,
 ): Promise<Page<Row>> {
   const params = [...f.params, limit + 1];
   const rows = await db.query<Row>(
     `${select} ${f.where.length ? `where ${f.where.join(" and ")}` : ""}
-     order by ${seqColumn} desc limit $${params.length}::integer`,
+     order by ${orderBy} limit $${params.length}::integer`,
     params,
   );
   const items = rows.slice(0, limit).map(plain);
@@ -103,7 +104,7 @@ export function listSignals(db: Queryable, q: PageQuery): Promise<Page<Row>> {
      left join pipeline_jobs j on j.signal_id = s.id
      left join decisions d on d.signal_id = s.id`,
     f,
-    "s.seq",
+    "s.seq desc",
     q.limit,
   );
 }
@@ -169,7 +170,7 @@ export function listDecisions(
        d.created_at, s.received_at
      from decisions d join signals s on s.id = d.signal_id`,
     f,
-    "d.seq",
+    "d.seq desc",
     q.limit,
   );
 }
@@ -178,9 +179,23 @@ export function listPositions(
   db: Queryable,
   q: PageQuery & { status?: "open" | "closed" },
 ): Promise<Page<Row>> {
-  const time = q.status === "closed" ? "p.closed_at" : "p.opened_at";
-  const f = Filter.common(q, { seq: "p.seq", symbol: "p.symbol", time });
-  if (q.status !== undefined) f.where.push(q.status === "open" ? "not p.is_closed" : "p.is_closed");
+  const closed = q.status === "closed";
+  const time = closed ? "p.closed_at" : "p.opened_at";
+  const f = Filter.common(closed ? { ...q, cursor: undefined } : q, {
+    seq: "p.seq",
+    symbol: "p.symbol",
+    time,
+  });
+  if (q.status !== undefined) f.where.push(closed ? "p.is_closed" : "not p.is_closed");
+  // Closed ones by when they closed (seq opening order would leave a long-held position that
+  // just closed out of the newest pages); the cursor stays the last row's seq, whose
+  // closed_at, which never changes, places the next page.
+  if (closed && q.cursor !== undefined) {
+    f.add(
+      "(p.closed_at, p.seq) < (select closed_at, seq from positions where seq = ?::bigint)",
+      q.cursor,
+    );
+  }
   return page(
     db,
     `select p.id, p.seq, p.symbol, p.direction, p.quantity, p.entry_price, p.entry_signal_id,
@@ -193,7 +208,7 @@ export function listPositions(
        order by as_of desc, created_at desc limit 1
      ) c on true`,
     f,
-    "p.seq",
+    closed ? "p.closed_at desc, p.seq desc" : "p.seq desc",
     q.limit,
   );
 }
@@ -211,7 +226,7 @@ export function listErrors(db: Queryable, q: PageQuery & { code?: string }): Pro
        e.http_status, e.client_ip, e.payload, e.details, e.created_at
      from processing_errors e left join signals s on s.id = e.signal_id`,
     f,
-    "e.id",
+    "e.id desc",
     q.limit,
   );
 }

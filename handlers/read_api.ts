@@ -5,8 +5,9 @@
  * `GET /signals`, `GET /signals/:id` (with its job, decision, positions and
  * errors), `GET /decisions` (`&outcome=&reason=`), `GET /positions`
  * (`?status=open|closed`; open ones marked to the latest context spot with
- * their unrealized PnL), `GET /errors` (`&code=`; `symbol` matches the errors
- * of that symbol's signals, never a refused webhook, which has none).
+ * their unrealized PnL, closed ones newest closed first), `GET /errors`
+ * (`&code=`; `symbol` matches the errors of that symbol's signals, never a
+ * refused webhook, which has none).
  */
 import { zValidator } from "@hono/zod-validator";
 import { Hono } from "hono";

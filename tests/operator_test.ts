@@ -342,6 +342,42 @@ dbTest(
   },
 );
 
+dbTest(
+  "/positions?status=closed pages newest closed first, ties in a stable order across pages",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c, {
+      MAX_OPEN_POSITIONS: "100",
+      MAX_EXPOSURE: "10000000",
+    });
+    const symbols = ["SPY", "QQQ", "IWM", "DIA", "AAPL", "MSFT"];
+    for (const symbol of symbols) {
+      c.advance(1000);
+      await send(s, c, { symbol, direction: "CALL", price: 100 });
+      await s.worker.runUntilIdle();
+    }
+    // The first opened closes first, the fourth last; MSFT and QQQ close at the same instant.
+    for (const batch of [["SPY"], ["IWM"], ["MSFT", "QQQ"], ["AAPL"], ["DIA"]]) {
+      c.advance(60_000);
+      for (const symbol of batch) {
+        await send(s, c, { symbol, direction: "EXIT", action: "EXIT", price: 101 });
+      }
+      await s.worker.runUntilIdle();
+    }
+    const seen: { symbol: string; closed_at: string }[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: {
+        body: { items: { symbol: string; closed_at: string }[]; next_cursor: string | null };
+      } = await json(s, `/positions?status=closed&limit=3${cursor ? `&cursor=${cursor}` : ""}`);
+      seen.push(...page.body.items);
+      cursor = page.body.next_cursor;
+    } while (cursor !== null);
+    assert.deepEqual(seen.map((p) => p.symbol), ["DIA", "AAPL", "MSFT", "QQQ", "IWM", "SPY"]);
+    assert.equal(seen[2].closed_at, seen[3].closed_at, "a tie across the page boundary");
+  },
+);
+
 dbTest("/errors?symbol= lists the errors of that symbol's signals", async ({ db }) => {
   const s = await testServices(db);
   for (const symbol of ["SPY", "QQQ"]) {
