@@ -30,6 +30,29 @@ export async function insertEvents(tx: Queryable, events: readonly NewEvent[]): 
   );
 }
 
+/**
+ * The txid below which every transaction has ended, for this database:
+ * pg_snapshot_xmin, but passing over transactions of sessions in other
+ * databases of the server, which cannot write these events. xids are
+ * server-wide, so an unrelated application's long write transaction (or an
+ * idle-in-transaction session elsewhere) otherwise held every live event
+ * back for as long as it stayed open. A session's `backend_xid` is the
+ * 32-bit form of the xid8 in the snapshot. One of this database's own
+ * transactions left open still holds events back: see docs/operations.md.
+ */
+const EVENTS_BOUND = `(
+  with snap as (select pg_current_snapshot() as s),
+  elsewhere as (
+    select backend_xid::text::numeric as xid from pg_stat_activity
+    where backend_xid is not null and datname is distinct from current_database()
+  )
+  select coalesce(
+    (select min(x) from snap, pg_snapshot_xip(snap.s) as x
+     where (x::text::numeric % 4294967296) not in (select xid from elsewhere)),
+    (select pg_snapshot_xmax(s) from snap)
+  )
+)`;
+
 /** A cursor before every event. */
 export const START = "0-0";
 
@@ -62,7 +85,7 @@ export async function cursorIssued(db: Queryable, cursor: string): Promise<boole
   return row.issued;
 }
 
-/** Events after `cursor` that every running transaction has already passed. */
+/** Events after `cursor` that every running transaction of this database has already passed. */
 export async function readEvents(
   db: Queryable,
   cursor: string,
@@ -81,7 +104,7 @@ export async function readEvents(
   >(
     `select txid::text as txid, id::text as id, kind, symbol, payload, created_at from events
      where (txid, id) > ($1::text::xid8, $2::bigint)
-       and txid < pg_snapshot_xmin(pg_current_snapshot())
+       and txid < ${EVENTS_BOUND}
      order by txid, id
      limit $3::integer`,
     [c.txid, c.id, limit],
@@ -105,7 +128,7 @@ export async function readEvents(
 export async function latestCursor(db: Queryable): Promise<string> {
   const [row] = await db.query<{ txid: string | null; id: string | null }>(
     `select txid::text as txid, id::text as id from events
-     where txid < pg_snapshot_xmin(pg_current_snapshot())
+     where txid < ${EVENTS_BOUND}
      order by txid desc, id desc limit 1`,
   );
   return row?.txid ? `${row.txid}-${row.id}` : START;

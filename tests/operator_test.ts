@@ -9,9 +9,10 @@ import type { Services } from "../compose.ts";
 import { ConfigError } from "../core/config.ts";
 import { type Database, DatabaseUnavailableError } from "../db/port.ts";
 import { countRows, SECRET, signed, testServices, uniqueSignal } from "./_app.ts";
-import { aroundQueries, dbTest } from "./_db.ts";
+import { aroundQueries, dbTest, TEST_DATABASE_URL } from "./_db.ts";
 import { errorMessage as healthErrorMessage } from "../handlers/health.ts";
-import { insertEvents } from "../db/events.ts";
+import { insertEvents, latestCursor, readEvents, START } from "../db/events.ts";
+import { openPostgres } from "../db/postgres.ts";
 import { clock, pipelineServices, pushChain, pushContext, send } from "./_pipeline.ts";
 
 async function json(s: Services, path: string, init?: RequestInit) {
@@ -552,6 +553,54 @@ dbTest(
       .filter((e) => e.event === "signal").map((e) => (e.data as { id: string }).id);
     assert.equal(ids[0], "older", JSON.stringify(ids));
     await s.close();
+  },
+  { drivers: ["postgres"] },
+);
+
+dbTest(
+  "a write transaction left open in another database of the server holds no event back",
+  async ({ db }) => {
+    // The admin database, not this test's: a session there cannot write these events.
+    const elsewhere = await openPostgres(TEST_DATABASE_URL, { max: 1 });
+    let release = () => {};
+    let began = () => {};
+    const holding = new Promise<void>((resolve) => (began = resolve));
+    const held = elsewhere.transaction(async (tx) => {
+      await tx.query("select pg_current_xact_id()");
+      began();
+      await new Promise<void>((resolve) => (release = resolve));
+    });
+    try {
+      await holding;
+      await db.transaction((tx) =>
+        insertEvents(tx, [{ kind: "signal", symbol: "SPY", payload: { id: "live" } }])
+      );
+      const events = await readEvents(db, START);
+      assert.deepEqual(events.map((e) => e.payload.id), ["live"]);
+      assert.equal(await latestCursor(db), events[0].cursor);
+      // One left open in this database still holds them back, so none is ever skipped.
+      let commit = () => {};
+      let wrote = () => {};
+      const written = new Promise<void>((resolve) => (wrote = resolve));
+      const local = db.transaction(async (tx) => {
+        await tx.query("select pg_current_xact_id()");
+        wrote();
+        await new Promise<void>((resolve) => (commit = resolve));
+      });
+      await written;
+      await db.transaction((tx) =>
+        insertEvents(tx, [{ kind: "signal", symbol: "QQQ", payload: { id: "behind" } }])
+      );
+      assert.deepEqual((await readEvents(db, events[0].cursor)).length, 0);
+      commit();
+      await local;
+      const after = await readEvents(db, events[0].cursor);
+      assert.deepEqual(after.map((e) => e.payload.id), ["behind"]);
+    } finally {
+      release();
+      await held;
+      await elsewhere.close();
+    }
   },
   { drivers: ["postgres"] },
 );
