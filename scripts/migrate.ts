@@ -12,7 +12,7 @@
 import { parseArgs } from "node:util";
 import { openDatabase } from "../compose.ts";
 import { type Config, ConfigError, loadConfig } from "../core/config.ts";
-import { loadMigrations, migrate, type Migration } from "../db/migrate.ts";
+import { loadMigrations, migrate, type Migration, type MigrationRetry } from "../db/migrate.ts";
 import { type Database, isUnavailable } from "../db/port.ts";
 
 export const HELP = `Apply the database migrations (supabase/migrations/*.sql, in order).
@@ -34,13 +34,15 @@ export interface RunMigrateOptions {
   status?: boolean;
   /** The migrations to consider (default: supabase/migrations). */
   migrations?: readonly Migration[];
+  /** Told of each try that timed out waiting for a table lock. */
+  onRetry?: (retry: MigrationRetry) => void;
 }
 
 /** Applies the pending migrations (or, with `status`, lists them) and returns what to print. */
 export async function runMigrate(db: Database, options: RunMigrateOptions = {}): Promise<string[]> {
   const migrations = options.migrations ?? await loadMigrations();
   if (options.status) return await migrationStatus(db, migrations);
-  const { applied, alreadyApplied } = await migrate(db, migrations);
+  const { applied, alreadyApplied } = await migrate(db, migrations, { onRetry: options.onRetry });
   if (applied.length === 0) {
     return [`database is up to date (${plural(alreadyApplied, "migration")} already applied)`];
   }
@@ -171,7 +173,12 @@ async function main(): Promise<number> {
   let db: Database | null = null;
   try {
     db = await openDatabase(config);
-    for (const line of await runMigrate(db, { status })) console.log(line);
+    const onRetry = (r: MigrationRetry) =>
+      console.error(
+        `${label(r.migration)} waited for a table lock (try ${r.attempt} of ${r.attempts}); ` +
+          `trying again in ${r.waitMs} ms`,
+      );
+    for (const line of await runMigrate(db, { status, onRetry })) console.log(line);
     return 0;
   } catch (error) {
     console.error(explainFailure(error, config, { opening: db === null }));

@@ -3,10 +3,10 @@
  * gives the same schema as `psql -f` over the files in order.
  */
 import assert from "node:assert/strict";
-import { loadMigrations, migrate } from "../db/migrate.ts";
+import { loadMigrations, migrate, type Migration, type MigrationRetry } from "../db/migrate.ts";
 import type { Queryable } from "../db/port.ts";
 import { openPostgres } from "../db/postgres.ts";
-import { dbTest, POSTGRES_REACHABLE, TEST_DATABASE_URL } from "./_db.ts";
+import { dbTest, freshPostgres, POSTGRES_REACHABLE, TEST_DATABASE_URL } from "./_db.ts";
 
 const GUIDE_TABLES = [
   "context_snapshots",
@@ -125,6 +125,123 @@ Deno.test({
       await admin.exec(`drop database if exists ${viaMigrator} with (force)`);
       await admin.exec(`drop database if exists ${viaPsql} with (force)`);
       await admin.close();
+    }
+  },
+});
+
+/** A migration after the real ones that changes processing_errors (ALTER: an exclusive lock). */
+function alteringMigration(): Migration {
+  return {
+    version: "29990101000000",
+    name: "lock_test",
+    sql: `alter table processing_errors add column lock_test text;
+      create table lock_test_setting as select current_setting('lock_timeout') as lock_timeout;`,
+    checksum: "f".repeat(64),
+  };
+}
+
+dbTest("each migration runs with a lock_timeout (PGlite too)", async ({ db }) => {
+  const migrations = [...await loadMigrations(), alteringMigration()];
+  const result = await migrate(db, migrations, { lockTimeoutMs: 1234 });
+  assert.deepEqual(result.applied.map((m) => m.name), ["lock_test"]);
+  const [row] = await db.query<{ lock_timeout: string }>("select * from lock_test_setting");
+  assert.equal(row.lock_timeout, "1234ms");
+});
+
+Deno.test({
+  name: "[postgres] a migration behind a reader's lock gives up after lock_timeout, " +
+    "never holds webhooks' inserts longer, retries, and applies once the lock is gone",
+  ignore: !POSTGRES_REACHABLE && Deno.env.get("CI") !== "true",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const t = await freshPostgres();
+    try {
+      const reader = await t.connectAgain({ max: 1 });
+      const writer = await t.connectAgain({ max: 1 });
+      const migrator = await t.connectAgain({ max: 1 });
+      const migrations = [...await loadMigrations(), alteringMigration()];
+      const lockTimeoutMs = 300;
+
+      // A long reader (the read API, a report) holds processing_errors' share lock.
+      const release = Promise.withResolvers<void>();
+      const locked = Promise.withResolvers<void>();
+      const holding = reader.transaction(async (tx) => {
+        await tx.query("lock table processing_errors in access share mode");
+        locked.resolve();
+        await release.promise;
+      });
+      await locked.promise;
+
+      // Webhook-like inserts all along; each one's wait is measured.
+      let inserting = true;
+      const insertMs: number[] = [];
+      const inserts = (async () => {
+        while (inserting) {
+          const started = performance.now();
+          await writer.query(
+            "insert into processing_errors (stage, code, message) values ('ingest', 'X', 'x')",
+          );
+          insertMs.push(performance.now() - started);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      })();
+
+      const retries: MigrationRetry[] = [];
+      const started = performance.now();
+      const failed = await Promise.race([
+        migrate(migrator, migrations, {
+          lockTimeoutMs,
+          attempts: 3,
+          backoffMs: 100,
+          onRetry: (r) => retries.push(r),
+        }).then(() => "applied", (error) => error),
+        new Promise((resolve) => setTimeout(() => resolve("still waiting after 5 s"), 5_000)),
+      ]);
+      const elapsed = performance.now() - started;
+      if (!(failed instanceof Error)) {
+        // Without a lock_timeout the ALTER waits as long as the reader does.
+        release.resolve();
+        inserting = false;
+        await Promise.allSettled([holding, inserts]);
+        assert.fail(
+          `migrate: ${failed}; inserts waited up to ${Math.round(Math.max(...insertMs))} ms`,
+        );
+      }
+      assert.equal(failed.name, "MigrationLockTimeoutError");
+      assert.match(
+        failed.message,
+        /29990101000000_lock_test could not take its table locks: 3 tries/,
+      );
+      assert.deepEqual(retries.map((r) => [r.attempt, r.waitMs]), [[1, 100], [2, 200]]);
+      // Three tries of 300 ms and 300 ms of pauses, with room for a slow machine.
+      assert.ok(elapsed < 3 * lockTimeoutMs + 300 + 1000, `took ${Math.round(elapsed)} ms`);
+      assert.ok(insertMs.length > 5, "the inserts kept going");
+      const worst = Math.max(...insertMs);
+      assert.ok(worst < lockTimeoutMs + 250, `an insert waited ${Math.round(worst)} ms`);
+      const [{ n }] = await migrator.query<{ n: number }>(
+        `select count(*)::integer as n from information_schema.columns
+         where table_name = 'processing_errors' and column_name = 'lock_test'`,
+      );
+      assert.equal(Number(n), 0, "nothing of the failed migration stayed");
+
+      // Released during the retries: a later try applies it.
+      retries.length = 0;
+      const applying = migrate(migrator, migrations, {
+        lockTimeoutMs,
+        attempts: 10,
+        backoffMs: 100,
+        onRetry: (r) => retries.push(r),
+      });
+      setTimeout(() => release.resolve(), 500);
+      const { applied } = await applying;
+      assert.deepEqual(applied.map((m) => m.name), ["lock_test"]);
+      assert.ok(retries.length >= 1, "it waited for the reader at least once");
+      await holding;
+      inserting = false;
+      await inserts;
+    } finally {
+      await t.dispose();
     }
   },
 });
