@@ -162,6 +162,9 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
     async close() {
       accepting = false;
       await ingest.drain();
+      // Before waiting for the worker: a job stuck on a context fetch ends it now
+      // (falling back to the stored snapshot) instead of at the provider timeout.
+      context.stop();
       await worker.stop();
       await gex.stop();
       await events.close();

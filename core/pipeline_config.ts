@@ -68,6 +68,9 @@ export interface ProvidersConfig {
   gexTimeoutMs: number;
 }
 
+/** PROVIDER_TIMEOUT_MS's ceiling; tests/shutdown_test.ts keeps it below the shutdown deadline. */
+export const PROVIDER_TIMEOUT_MAX_MS = 10_000;
+
 export interface PipelineConfig {
   rules: Rules;
   worker: WorkerConfig;
@@ -216,7 +219,9 @@ export function pipelineConfigFromEnv(
       gexSymbols: (env.GEX_SYMBOLS ?? "").split(",").map((s) => s.trim().toUpperCase()).filter((
         s,
       ) => s !== ""),
-      timeoutMs: int("PROVIDER_TIMEOUT_MS", 2000, 100, 60_000),
+      // A decision waits for its context lookup: at most half of main.ts's
+      // SHUTDOWN_DEADLINE_MS (20 s), so one round of them cannot outlast a stop.
+      timeoutMs: int("PROVIDER_TIMEOUT_MS", 2000, 100, PROVIDER_TIMEOUT_MAX_MS),
       gexTimeoutMs: int("GEX_TIMEOUT_MS", 30_000, 100, 300_000),
     },
   };

@@ -25,6 +25,8 @@ export interface ContextProvider {
   /** Forget the cached entry (after a push), so the next decision reads the new one. */
   invalidate(symbol: string): void;
   stats(): { hits: number; misses: number; fetchErrors: number };
+  /** Ends the fetches in flight (and any later one at once): the service is stopping. */
+  stop(): void;
 }
 
 export interface ContextProviderOptions {
@@ -44,11 +46,16 @@ export function createContextProvider(o: ContextProviderOptions): ContextProvide
   const cache = new Map<string, { value: StoredContext | null; until: number }>();
   const counts = { hits: 0, misses: 0, fetchErrors: 0 };
   const doFetch = o.fetch ?? fetch;
+  // Shutdown waits for the jobs being decided, and each waits for its lookup:
+  // without this, a provider that never answers holds the stop for
+  // PROVIDER_TIMEOUT_MS per round of lookups, past the shutdown deadline.
+  const stopping = new AbortController();
 
   async function fetchContext(symbol: string): Promise<MarketContext | null> {
     const url = o.url!.replaceAll("{symbol}", encodeURIComponent(symbol));
     try {
-      const res = await doFetch(url, { signal: AbortSignal.timeout(o.timeoutMs) });
+      const signal = AbortSignal.any([stopping.signal, AbortSignal.timeout(o.timeoutMs)]);
+      const res = await doFetch(url, { signal });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       // The symbol asked for, whatever the response calls itself.
       const parsed = ContextInputSchema.safeParse({ ...await res.json(), symbol });
@@ -94,5 +101,8 @@ export function createContextProvider(o: ContextProviderOptions): ContextProvide
       cache.delete(symbol);
     },
     stats: () => ({ ...counts }),
+    stop() {
+      stopping.abort(new Error("the service is stopping"));
+    },
   };
 }

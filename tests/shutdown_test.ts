@@ -11,11 +11,14 @@
  * also tested in-process.
  */
 import assert from "node:assert/strict";
+import { compose } from "../compose.ts";
+import { loadConfig } from "../core/config.ts";
+import { PROVIDER_TIMEOUT_MAX_MS } from "../core/pipeline_config.ts";
 import { openPglite } from "../db/pglite.ts";
 import type { Database } from "../db/port.ts";
 import { setupLogging } from "../logging.ts";
 import { shutDown, SHUTDOWN_DEADLINE_MS } from "../main.ts";
-import { countRows, signed, testServices, uniqueSignal } from "./_app.ts";
+import { countRows, SECRET, signed, testServices, uniqueSignal } from "./_app.ts";
 import { dbTest, POSTGRES_REACHABLE } from "./_db.ts";
 import { delay, IN_CI, scratchPostgres, seedPglite, startService } from "./_service.ts";
 /** How long the child may take from SIGTERM to exit before the test calls it a hang. */
@@ -396,4 +399,56 @@ Deno.test("shutDown() resolves 1 when a step fails, names it, and still runs the
   const error = lines.map((l) => JSON.parse(l)).find((l) => l.level === "ERROR");
   assert.match(error.message, /failed: finish in-flight requests: Error: listener already closed/);
   assert.ok(!lines.some((l) => JSON.parse(l).message.startsWith("Stopped cleanly")));
+});
+
+dbTest(
+  "close() ends a context fetch that never answers instead of waiting out its timeout",
+  async ({ db }) => {
+    const { config } = loadConfig({
+      NODE_ENV: "test",
+      WEBHOOK_SECRET: SECRET,
+      ENFORCE_MARKET_HOURS: "false",
+      CONTEXT_URL: "http://context.invalid/{symbol}",
+      PROVIDER_TIMEOUT_MS: String(PROVIDER_TIMEOUT_MAX_MS),
+    });
+    // Like fetch to a provider that accepted the connection and never answers.
+    let asked = 0;
+    const fetchStarted = Promise.withResolvers<void>();
+    const neverAnswers = ((_: unknown, init?: RequestInit) => {
+      asked++;
+      fetchStarted.resolve();
+      return new Promise<Response>((_, reject) => {
+        const signal = init?.signal;
+        if (signal?.aborted) reject(signal.reason);
+        signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
+      });
+    }) as typeof fetch;
+    const services = await compose(config, { db, fetch: neverAnswers });
+    // More symbols than one round of lookups, so several rounds would wait.
+    for (const symbol of ["SPY", "QQQ", "IWM", "DIA", "AAPL", "MSFT", "NVDA", "TSLA", "AMD"]) {
+      const res = await services.app.request(
+        "/webhook",
+        await signed(JSON.stringify(uniqueSignal({ symbol }))),
+      );
+      assert.equal(res.status, 200);
+    }
+    await services.worker.start();
+    await fetchStarted.promise;
+    const started = performance.now();
+    await services.close();
+    const ms = performance.now() - started;
+    assert.ok(
+      ms < 2_000,
+      `close() took ${Math.round(ms)} ms (provider timeout ${config.providers.timeoutMs} ms)`,
+    );
+    assert.ok(asked >= 1);
+  },
+);
+
+Deno.test("PROVIDER_TIMEOUT_MS's ceiling leaves a stop time to finish within its deadline", () => {
+  assert.ok(PROVIDER_TIMEOUT_MAX_MS <= SHUTDOWN_DEADLINE_MS / 2);
+  assert.throws(
+    () => loadConfig({ PROVIDER_TIMEOUT_MS: String(PROVIDER_TIMEOUT_MAX_MS + 1) }),
+    /PROVIDER_TIMEOUT_MS must be a whole number from 100 to 10000/,
+  );
 });
