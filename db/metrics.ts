@@ -18,7 +18,10 @@ export interface SignalCounts {
   failed: number;
   decisionsByOutcome: Record<string, number>;
   rejectionsByReason: Record<string, number>;
-  /** Webhook refusals and duplicates, by processing_errors code. */
+  /**
+   * Webhook refusals and duplicates still kept (maintenance deletes them after
+   * REFUSALS_RETENTION_DAYS), by processing_errors code: it falls as they go.
+   */
   refusalsByCode: Record<string, number>;
 }
 
@@ -74,8 +77,10 @@ export function createSignalCounter(db: Queryable): SignalCounter {
       if (BigInt(row.last) > BigInt(decidedAfter)) decidedAfter = row.last;
     }
     const jobs = await queueDepth(db);
+    // Only the webhook's: a pipeline give-up (PIPELINE_FAILED) is a failed signal, counted above.
     const refusals = await db.query<{ code: string; n: number }>(
-      `select code, count(*)::integer as n from processing_errors group by code`,
+      `select code, count(*)::integer as n from processing_errors where stage = 'ingest'
+       group by code`,
     );
     const decisionsByOutcome: Record<string, number> = { ENTER: 0, EXIT: 0, REJECT: 0 };
     const rejectionsByReason: Record<string, number> = {};

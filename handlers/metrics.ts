@@ -166,10 +166,13 @@ async function prometheusRegistry(deps: MetricsDeps, counts: SignalCounter): Pro
   for (const [outcome, n] of Object.entries(s.decisionsByOutcome)) decisions.inc({ outcome }, n);
   const rejections = counter("rejections_total", "REJECT decisions by reason code", ["reason"]);
   for (const [reason, n] of Object.entries(s.rejectionsByReason)) rejections.inc({ reason }, n);
-  const refusals = counter("webhook_refusals_total", "Webhook refusals and duplicates by code", [
-    "code",
-  ]);
-  for (const [code, n] of Object.entries(s.refusalsByCode)) refusals.inc({ code }, n);
+  // A gauge, not a counter: maintenance deletes refusals past their retention, so it falls.
+  const refusals = gauge(
+    "webhook_refusals_retained",
+    "Webhook refusals and duplicates still kept (the last REFUSALS_RETENTION_DAYS), by code",
+    ["code"],
+  );
+  for (const [code, n] of Object.entries(s.refusalsByCode)) refusals.set({ code }, n);
   gauge("acceptance_rate", "Accepted decisions over all decisions (0..1)").set(s.acceptanceRate);
   gauge("signals_pending", "Signals accepted but not decided yet").set(s.pendingSignals);
   gauge("signals_failed", "Signals whose pipeline job gave up").set(s.failedSignals);

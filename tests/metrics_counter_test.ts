@@ -20,7 +20,7 @@ async function signalCounts(db: Queryable): Promise<SignalCounts> {
     `select outcome, reason_code, count(*)::integer as n from decisions group by outcome, reason_code`,
   );
   const refusals = await db.query<{ code: string; n: number }>(
-    `select code, count(*)::integer as n from processing_errors group by code`,
+    `select code, count(*)::integer as n from processing_errors where stage = 'ingest' group by code`,
   );
   const decisionsByOutcome: Record<string, number> = { ENTER: 0, EXIT: 0, REJECT: 0 };
   const rejectionsByReason: Record<string, number> = {};

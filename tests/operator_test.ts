@@ -7,7 +7,9 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { Services } from "../compose.ts";
 import { ConfigError } from "../core/config.ts";
+import { runMaintenance } from "../db/maintenance.ts";
 import { type Database, DatabaseUnavailableError } from "../db/port.ts";
+import { insertProcessingError } from "../db/processing_errors.ts";
 import { countRows, SECRET, signed, testServices, uniqueSignal } from "./_app.ts";
 import { aroundQueries, dbTest, TEST_DATABASE_URL } from "./_db.ts";
 import { errorMessage as healthErrorMessage } from "../handlers/health.ts";
@@ -780,3 +782,55 @@ Deno.test("/health's database error names no address: the page is public", () =>
   ];
   for (const [raw, shown] of cases) assert.equal(healthErrorMessage(new Error(raw)), shown);
 });
+
+/** `/metrics/prometheus` as sample -> value, with each series' TYPE. */
+async function scrape(s: Services) {
+  const text = await (await s.app.request("/metrics/prometheus")).text();
+  const types = new Map<string, string>();
+  const samples = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const type = /^# TYPE (\S+) (\S+)$/.exec(line);
+    if (type) types.set(type[1], type[2]);
+    const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$/.exec(line);
+    if (sample) samples.set(`${sample[1]}${sample[2] ?? ""}`, Number(sample[3]));
+  }
+  return { types, samples };
+}
+
+dbTest(
+  "no Prometheus counter falls when maintenance prunes refusals; refusals leave out pipeline give-ups",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c);
+    await send(s, c, { symbol: "SPY", direction: "CALL", price: 500 });
+    await s.worker.runUntilIdle();
+    const refused = await s.app.request(
+      "/webhook",
+      await signed(JSON.stringify(uniqueSignal()), { secret: "not-the-secret-0123456789" }),
+    );
+    assert.equal(refused.status, 401);
+    // A pipeline stage's give-up is a failed signal, not a webhook refusal.
+    await insertProcessingError(db, { stage: "pipeline", code: "PIPELINE_FAILED", message: "x" });
+
+    const before = await scrape(s);
+    const refusalSeries = [...before.samples.keys()].filter((k) => /refusals/.test(k));
+    assert.deepEqual(refusalSeries, ['optionstrat_webhook_refusals_retained{code="UNAUTHORIZED"}']);
+    assert.equal(before.types.get("optionstrat_webhook_refusals_retained"), "gauge");
+
+    await db.query(
+      "update processing_errors set created_at = now() - interval '40 days' where stage = 'ingest'",
+    );
+    const pruned = await runMaintenance(db, { eventsRetentionDays: 7, refusalsRetentionDays: 30 });
+    assert.equal(pruned.refusalsDeleted, 1);
+    const after = await scrape(s);
+    for (const [series, value] of before.samples) {
+      const name = series.replace(/\{.*$/, "");
+      if (before.types.get(name) !== "counter") continue;
+      assert.ok((after.samples.get(series) ?? 0) >= value, `counter ${series} fell from ${value}`);
+    }
+    assert.equal(
+      after.samples.get('optionstrat_webhook_refusals_retained{code="UNAUTHORIZED"}') ?? 0,
+      0,
+    );
+  },
+);
