@@ -146,6 +146,14 @@ export function metricsRoutes(deps: MetricsDeps): Hono<AppEnv> {
   return app;
 }
 
+/**
+ * Every series carries `scope`: "database" when it is read from the database,
+ * so every instance exports the same value (aggregate with max(), never
+ * sum(): N instances would count it N times), "instance" when it is this
+ * process's own (sum() over instances is the total).
+ */
+export type Scope = "database" | "instance";
+
 /** A registry filled from one snapshot of the metrics, so a scrape is consistent. */
 async function prometheusRegistry(deps: MetricsDeps, counts: SignalCounter): Promise<Registry> {
   const [s, p, l] = await Promise.all([
@@ -155,54 +163,93 @@ async function prometheusRegistry(deps: MetricsDeps, counts: SignalCounter): Pro
   ]);
   const cache = cacheMetrics(deps);
   const registry = new Registry();
-  const gauge = (name: string, help: string, labelNames: string[] = []) =>
-    new Gauge({ name: `optionstrat_${name}`, help, labelNames, registers: [registry] });
+  type Labels = Record<string, string>;
+  const gauge = (scope: Scope, name: string, help: string, labelNames: string[] = []) => {
+    const g = new Gauge({
+      name: `optionstrat_${name}`,
+      help,
+      labelNames: [...labelNames, "scope"],
+      registers: [registry],
+    });
+    return { set: (labels: Labels, n: number) => g.set({ ...labels, scope }, n) };
+  };
   // Cumulative counts are counters; a fresh registry per scrape makes inc(n) report the total n.
-  const counter = (name: string, help: string, labelNames: string[] = []) =>
-    new Counter({ name: `optionstrat_${name}`, help, labelNames, registers: [registry] });
+  const counter = (scope: Scope, name: string, help: string, labelNames: string[] = []) => {
+    const c = new Counter({
+      name: `optionstrat_${name}`,
+      help,
+      labelNames: [...labelNames, "scope"],
+      registers: [registry],
+    });
+    return { inc: (labels: Labels, n: number) => c.inc({ ...labels, scope }, n) };
+  };
 
-  counter("signals_total", "Signals stored (accepted at the webhook)").inc(s.totalSignals);
-  const decisions = counter("decisions_total", "Decisions by outcome", ["outcome"]);
+  counter("database", "signals_total", "Signals stored (accepted at the webhook)").inc(
+    {},
+    s.totalSignals,
+  );
+  const decisions = counter("database", "decisions_total", "Decisions by outcome", ["outcome"]);
   for (const [outcome, n] of Object.entries(s.decisionsByOutcome)) decisions.inc({ outcome }, n);
-  const rejections = counter("rejections_total", "REJECT decisions by reason code", ["reason"]);
+  const rejections = counter("database", "rejections_total", "REJECT decisions by reason code", [
+    "reason",
+  ]);
   for (const [reason, n] of Object.entries(s.rejectionsByReason)) rejections.inc({ reason }, n);
   // A gauge, not a counter: maintenance deletes refusals past their retention, so it falls.
   const refusals = gauge(
+    "database",
     "webhook_refusals_retained",
     "Webhook refusals and duplicates still kept (the last REFUSALS_RETENTION_DAYS), by code",
     ["code"],
   );
   for (const [code, n] of Object.entries(s.refusalsByCode)) refusals.set({ code }, n);
-  gauge("acceptance_rate", "Accepted decisions over all decisions (0..1)").set(s.acceptanceRate);
-  gauge("signals_pending", "Signals accepted but not decided yet").set(s.pendingSignals);
-  gauge("signals_failed", "Signals whose pipeline job gave up").set(s.failedSignals);
+  gauge("database", "acceptance_rate", "Accepted decisions over all decisions (0..1)").set(
+    {},
+    s.acceptanceRate,
+  );
+  gauge("database", "signals_pending", "Signals accepted but not decided yet").set(
+    {},
+    s.pendingSignals,
+  );
+  gauge("database", "signals_failed", "Signals whose pipeline job gave up").set(
+    {},
+    s.failedSignals,
+  );
 
-  gauge("positions_open", "Open positions").set(p.openPositions);
-  counter("positions_closed_total", "Closed positions").inc(p.closedPositions);
-  gauge("exposure_dollars", "Sum of quantity x entry price over open positions").set(
+  gauge("database", "positions_open", "Open positions").set({}, p.openPositions);
+  counter("database", "positions_closed_total", "Closed positions").inc({}, p.closedPositions);
+  gauge("database", "exposure_dollars", "Sum of quantity x entry price over open positions").set(
+    {},
     p.totalExposure,
   );
-  gauge("unrealized_pnl_dollars", "Unrealized PnL marked to the latest context spot").set(
-    p.unrealizedPnL,
+  gauge(
+    "database",
+    "unrealized_pnl_dollars",
+    "Unrealized PnL marked to the latest context spot",
+  ).set({}, p.unrealizedPnL);
+  gauge("database", "realized_pnl_dollars", "Realized PnL of closed positions").set(
+    {},
+    p.realizedPnL,
   );
-  gauge("realized_pnl_dollars", "Realized PnL of closed positions").set(p.realizedPnL);
 
-  const latency = gauge("latency_ms", "Latency percentiles in ms (pipeline: last 1000 decisions)", [
-    "stage",
-    "quantile",
-  ]);
-  const put = (stage: string, summary: LatencySummary) => {
+  // One metric, two scopes: the pipeline's stages come from the database, the ack is this instance's.
+  const latency = new Gauge({
+    name: "optionstrat_latency_ms",
+    help: "Latency percentiles in ms (pipeline: last 1000 decisions; webhook_ack: this instance)",
+    labelNames: ["stage", "quantile", "scope"],
+    registers: [registry],
+  });
+  const put = (scope: Scope, stage: string, summary: LatencySummary) => {
     for (
       const [q, v] of [["0.5", summary.p50], ["0.95", summary.p95], ["0.99", summary.p99]] as const
     ) {
-      if (v !== null) latency.set({ stage, quantile: q }, v);
+      if (v !== null) latency.set({ stage, quantile: q, scope }, v);
     }
   };
-  put("end_to_end", l.endToEnd);
-  for (const [stage, summary] of Object.entries(l.stages)) put(stage, summary);
-  put("webhook_ack", l.webhookAck);
+  put("database", "end_to_end", l.endToEnd);
+  for (const [stage, summary] of Object.entries(l.stages)) put("database", stage, summary);
+  put("instance", "webhook_ack", l.webhookAck);
 
-  const hits = counter("cache_requests_total", "Cache lookups on this instance", [
+  const hits = counter("instance", "cache_requests_total", "Cache lookups on this instance", [
     "cache",
     "result",
   ]);
@@ -213,13 +260,15 @@ async function prometheusRegistry(deps: MetricsDeps, counts: SignalCounter): Pro
   const worker = workerMetrics(deps);
   if (worker !== null) {
     counter(
+      "instance",
       "book_conflicts_total",
       "Decision batches decided again on this instance: another writer changed the positions first",
-    ).inc(worker.bookConflicts);
+    ).inc({}, worker.bookConflicts);
     counter(
+      "instance",
       "book_locked_writes_total",
       "Decision batches on this instance written holding the positions' lock, after losing them three times",
-    ).inc(worker.bookLocks);
+    ).inc({}, worker.bookLocks);
   }
   return registry;
 }

@@ -43,7 +43,9 @@ async function bookCounters(s: Services) {
   const json = await (await s.app.request("/metrics")).json();
   const text = await (await s.app.request("/metrics/prometheus")).text();
   const value = (name: string) =>
-    text.split("\n").find((l) => l.startsWith(`optionstrat_${name} `))?.split(" ")[1];
+    text.split("\n").find((l) => l.startsWith(`optionstrat_${name}{scope="instance"} `))?.split(
+      " ",
+    )[1];
   return {
     json: { conflicts: json.worker.bookConflicts, locks: json.worker.bookLocks },
     prometheus: {

@@ -282,10 +282,12 @@ dbTest("/metrics/prometheus is valid text exposition format, line by line", asyn
     if (types.get(sample[1]) === "counter") assert.match(sample[1], /_total$/, line);
     samples.set(`${sample[1]}${sample[2] ?? ""}`, Number(sample[5]));
   }
-  assert.equal(samples.get("optionstrat_signals_total"), 1);
-  assert.equal(samples.get('optionstrat_decisions_total{outcome="ENTER"}'), 1);
-  assert.equal(samples.get("optionstrat_positions_open"), 1);
-  assert.ok(samples.has('optionstrat_latency_ms{stage="end_to_end",quantile="0.99"}'));
+  assert.equal(samples.get('optionstrat_signals_total{scope="database"}'), 1);
+  assert.equal(samples.get('optionstrat_decisions_total{outcome="ENTER",scope="database"}'), 1);
+  assert.equal(samples.get('optionstrat_positions_open{scope="database"}'), 1);
+  assert.ok(
+    samples.has('optionstrat_latency_ms{stage="end_to_end",quantile="0.99",scope="database"}'),
+  );
 });
 
 dbTest(
@@ -814,7 +816,9 @@ dbTest(
 
     const before = await scrape(s);
     const refusalSeries = [...before.samples.keys()].filter((k) => /refusals/.test(k));
-    assert.deepEqual(refusalSeries, ['optionstrat_webhook_refusals_retained{code="UNAUTHORIZED"}']);
+    assert.deepEqual(refusalSeries, [
+      'optionstrat_webhook_refusals_retained{code="UNAUTHORIZED",scope="database"}',
+    ]);
     assert.equal(before.types.get("optionstrat_webhook_refusals_retained"), "gauge");
 
     await db.query(
@@ -829,8 +833,57 @@ dbTest(
       assert.ok((after.samples.get(series) ?? 0) >= value, `counter ${series} fell from ${value}`);
     }
     assert.equal(
-      after.samples.get('optionstrat_webhook_refusals_retained{code="UNAUTHORIZED"}') ?? 0,
+      after.samples.get(
+        'optionstrat_webhook_refusals_retained{code="UNAUTHORIZED",scope="database"}',
+      ) ?? 0,
       0,
     );
+  },
+);
+
+dbTest(
+  "every Prometheus series says whether it is the database's (max() over instances) or this instance's",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c);
+    await send(s, c, { symbol: "SPY", direction: "CALL", price: 500 });
+    // Nothing to close: a REJECT.
+    await send(s, c, { symbol: "QQQ", direction: "CALL", action: "EXIT", price: 400 });
+    await s.worker.runUntilIdle();
+    await s.app.request("/webhook", await signed("{}", { secret: "not-the-secret-0123456789" }));
+    const { samples } = await scrape(s);
+    const scopes = new Map<string, Set<string>>();
+    for (const series of samples.keys()) {
+      const name = series.replace(/\{.*$/, "");
+      const scope = /[{,]scope="([^"]*)"/.exec(series)?.[1] ?? "none";
+      scopes.set(name, (scopes.get(name) ?? new Set()).add(scope));
+    }
+    const fromDatabase = [
+      "signals_total",
+      "decisions_total",
+      "rejections_total",
+      "webhook_refusals_retained",
+      "acceptance_rate",
+      "signals_pending",
+      "signals_failed",
+      "positions_open",
+      "positions_closed_total",
+      "exposure_dollars",
+      "unrealized_pnl_dollars",
+      "realized_pnl_dollars",
+    ];
+    for (const name of fromDatabase) {
+      assert.deepEqual(scopes.get(`optionstrat_${name}`), new Set(["database"]), name);
+    }
+    for (
+      const name of ["cache_requests_total", "book_conflicts_total", "book_locked_writes_total"]
+    ) {
+      assert.deepEqual(scopes.get(`optionstrat_${name}`), new Set(["instance"]), name);
+    }
+    assert.deepEqual(scopes.get("optionstrat_latency_ms"), new Set(["database", "instance"]));
+    assert.ok(
+      samples.has('optionstrat_latency_ms{stage="webhook_ack",quantile="0.5",scope="instance"}'),
+    );
+    for (const [name, set] of scopes) assert.ok(!set.has("none"), `${name} has no scope`);
   },
 );
