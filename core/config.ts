@@ -89,7 +89,13 @@ const EnvSchema = z.object({
   ).default(null),
   DATA_DIR: z.string().min(1, "must not be empty").default("./data"),
   DATABASE_POOL_SIZE: int(1, 100).default(10),
-  INSTANCE_ID: optionalText.default(null),
+  // It names this instance's database sessions, by which the others tell it is
+  // alive (db/jobs.ts connectionName): Postgres mangles non-ASCII there and keeps
+  // 63 bytes, of which the prefix and the per-process suffix take 29.
+  INSTANCE_ID: optionalText.refine(
+    (v) => v === null || /^[A-Za-z0-9._-]{1,32}$/.test(v),
+    "must be 1 to 32 ASCII letters, digits, dots, dashes or underscores",
+  ).default(null),
   FLY_MACHINE_ID: optionalText.default(null),
   FLY_APP_NAME: optionalText.default(null),
   LOG_LEVEL: z.enum(["debug", "info", "warning", "error"], {

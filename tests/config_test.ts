@@ -5,7 +5,9 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { newWorkerId } from "../compose.ts";
 import { ConfigError, loadConfig, TRADINGVIEW_IPS } from "../core/config.ts";
+import { connectionName } from "../db/jobs.ts";
 
 const PRODUCTION = {
   NODE_ENV: "production",
@@ -328,4 +330,23 @@ Deno.test("WORKER_ENABLED: on by default; off only beside DATABASE_URL, with a w
   );
   const bad = configError({ ...PRODUCTION, WORKER_ENABLED: "sometimes" });
   assert.deepEqual(bad.problems, ['WORKER_ENABLED must be true or false (got "sometimes")']);
+});
+
+Deno.test("INSTANCE_ID: ASCII and short enough that its sessions' name keeps the per-process suffix", () => {
+  for (const bad of ["zürich-1", "a b", "x".repeat(33), "ab/cd", "a:b"]) {
+    const error = configError({ INSTANCE_ID: bad });
+    assert.match(error.message, /INSTANCE_ID must be 1 to 32 ASCII letters/, bad);
+  }
+  const longest = "machine-01.iad_" + "x".repeat(17);
+  assert.equal(longest.length, 32);
+  const { config } = loadConfig({ INSTANCE_ID: longest });
+  assert.equal(config.instanceId, longest);
+  const workerId = newWorkerId(config);
+  // The whole worker id survives: two processes of one instance never share a name.
+  assert.equal(connectionName(workerId), `optionstrat-backend/${workerId}`);
+  assert.ok(new TextEncoder().encode(connectionName(workerId)).length <= 63);
+  assert.equal(
+    loadConfig({ FLY_MACHINE_ID: "e784079b449483" }).config.instanceId,
+    "e784079b449483",
+  );
 });

@@ -7,6 +7,8 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { newWorkerId } from "../compose.ts";
+import { loadConfig } from "../core/config.ts";
 import {
   claimJobs,
   connectionName,
@@ -16,7 +18,7 @@ import {
 } from "../db/jobs.ts";
 import type { Queryable } from "../db/port.ts";
 import { openPostgres } from "../db/postgres.ts";
-import { dbTest, TEST_DATABASE_URL } from "./_db.ts";
+import { dbTest, POSTGRES_REACHABLE, TEST_DATABASE_URL } from "./_db.ts";
 
 type Status = "pending" | "running" | "done" | "failed";
 
@@ -228,3 +230,30 @@ dbTest(
     );
   },
 );
+
+Deno.test({
+  name:
+    "[postgres] the longest valid INSTANCE_ID's session name reaches pg_stat_activity unchanged",
+  ignore: !POSTGRES_REACHABLE && Deno.env.get("CI") !== "true",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const { config } = loadConfig({ INSTANCE_ID: "Zurich-1.iad_" + "x".repeat(19) });
+    const name = connectionName(newWorkerId(config));
+    const sessionName = async (applicationName: string) => {
+      const db = await openPostgres(TEST_DATABASE_URL, { max: 1, applicationName });
+      try {
+        const [row] = await db.query<{ application_name: string }>(
+          "select application_name from pg_stat_activity where pid = pg_backend_pid()",
+        );
+        return row.application_name;
+      } finally {
+        await db.close();
+      }
+    };
+    assert.equal(await sessionName(name), name);
+    // What the check keeps out: a name the reclaim would never find, so its jobs would be taken.
+    const accented = connectionName("zürich-1:0123abcd");
+    assert.notEqual(await sessionName(accented), accented);
+  },
+});
