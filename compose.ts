@@ -71,6 +71,15 @@ export function openDatabase(
     : openPglite(`${config.dataDir.replace(/\/+$/, "")}/pglite`);
 }
 
+/** Where the database is, without credentials (for logs and messages). */
+export function describeDatabase(config: Config): string {
+  if (config.databaseUrl === null) {
+    return `embedded PGlite at ${config.dataDir.replace(/\/+$/, "")}/pglite`;
+  }
+  const url = new URL(config.databaseUrl);
+  return `postgres at ${url.host}${url.pathname}`;
+}
+
 /** The webhook authenticator the config describes (loadConfig has checked the allowlist). */
 export function authenticatorFor(config: Config): Authenticator {
   const { webhook } = config;

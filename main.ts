@@ -1,14 +1,21 @@
 /**
- * The process: reads the config once, opens and migrates the database,
- * composes the services and serves them until SIGTERM or SIGINT, then stops
- * taking webhooks, finishes what is in flight and exits 0, or 1 when that
+ * The process: reads the config once, opens and migrates the database
+ * (waiting for it while it cannot be reached, see openAndMigrate), composes
+ * the services and serves them until SIGTERM or SIGINT, then stops taking
+ * webhooks, finishes what is in flight and exits 0, or 1 when that
  * did not finish within SHUTDOWN_DEADLINE_MS (below fly.toml's kill_timeout,
  * so the process ends on its own before Fly sends SIGKILL).
  */
-import { ConfigError, loadConfig } from "./core/config.ts";
-import { loadMigrations, migrate } from "./db/migrate.ts";
+import { type Config, ConfigError, loadConfig } from "./core/config.ts";
+import {
+  loadMigrations,
+  migrate,
+  type Migration,
+  MigrationLockTimeoutError,
+} from "./db/migrate.ts";
 import { logger, setupLogging } from "./logging.ts";
-import { compose, newWorkerId, openDatabase } from "./compose.ts";
+import { compose, describeDatabase, newWorkerId, openDatabase } from "./compose.ts";
+import { type Database, isUnavailable } from "./db/port.ts";
 import { isClosedSocketWriteRace, isOrphanedConnectFailure } from "./db/postgres.ts";
 
 /**
@@ -113,6 +120,84 @@ export function guardDriverRace(): void {
   globalThis.addEventListener("unhandledrejection", (event) => survive(event, event.reason));
 }
 
+/** Longest pause between two start-up attempts at the database. */
+const STARTUP_MAX_BACKOFF_MS = 15_000;
+
+/**
+ * Opens and migrates the database, trying again with growing pauses while it
+ * cannot be reached (or a migration cannot take its locks) for up to
+ * DATABASE_STARTUP_TIMEOUT_SECONDS: a database that is restarting, or not
+ * up yet when the machine boots, would otherwise end the process at once,
+ * and Fly gives up restarting a machine after a few quick failures. Each
+ * attempt is logged, naming the database without its credentials. Resolves
+ * to null, the failure logged, once the time is up or on an error a retry
+ * cannot mend (a refused password, a failing migration).
+ */
+export async function openAndMigrate(
+  config: Config,
+  options: { workerId: string; migrations: readonly Migration[] },
+): Promise<{ db: Database; applied: Migration[] } | null> {
+  const log = logger("main");
+  const database = describeDatabase(config);
+  const timeoutMs = config.databaseStartupTimeoutSeconds * 1000;
+  const started = performance.now();
+  let db: Database;
+  try {
+    db = await openDatabase(config, { workerId: options.workerId });
+  } catch (error) {
+    // PGlite opens here: a damaged or unwritable data directory, which waiting will not mend.
+    log.error("Cannot open the database: {error} ({database})", {
+      error: withoutCredentials(error, config),
+      database,
+    });
+    return null;
+  }
+  // One pool throughout: while the server is away it probes every 250 ms and
+  // refuses calls at once, so the next attempt works as soon as it is back.
+  // (Closing a pool that never connected would wait 5 s for its probe.)
+  for (let attempt = 1;; attempt++) {
+    try {
+      const { applied } = await migrate(db, options.migrations);
+      return { db, applied };
+    } catch (error) {
+      const message = withoutCredentials(error, config);
+      if (!isUnavailable(error) && !(error instanceof MigrationLockTimeoutError)) {
+        log.error("Cannot start: {error} ({database})", { error: message, database });
+        return null;
+      }
+      const elapsedMs = performance.now() - started;
+      // The last pause ends at the deadline, for one last attempt there.
+      const waitMs = Math.min(
+        1000 * 2 ** (attempt - 1),
+        STARTUP_MAX_BACKOFF_MS,
+        timeoutMs - elapsedMs,
+      );
+      if (waitMs <= 0) {
+        log.error(
+          "Gave up on the database after {attempts} attempts in {seconds} s ({database}): " +
+            "{error}. Check DATABASE_URL and that the server is up; exiting",
+          { attempts: attempt, seconds: Math.round(elapsedMs / 1000), database, error: message },
+        );
+        return null;
+      }
+      log.warn(
+        "Database not ready ({database}): {error}; attempt {attempt}, trying again in " +
+          "{wait_ms} ms (giving up after {timeout_s} s)",
+        { database, error: message, attempt, wait_ms: waitMs, timeout_s: timeoutMs / 1000 },
+      );
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+    }
+  }
+}
+
+/** An error's message with DATABASE_URL's password, should a driver ever quote it, masked. */
+function withoutCredentials(error: unknown, config: Config): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const encoded = config.databaseUrl === null ? "" : new URL(config.databaseUrl).password;
+  if (encoded === "") return message;
+  return message.replaceAll(encoded, "***").replaceAll(decodeURIComponent(encoded), "***");
+}
+
 async function main(): Promise<number> {
   let loaded;
   try {
@@ -131,8 +216,9 @@ async function main(): Promise<number> {
   guardDriverRace();
 
   const workerId = newWorkerId(config);
-  const db = await openDatabase(config, { workerId });
-  const { applied } = await migrate(db, await loadMigrations());
+  const opened = await openAndMigrate(config, { workerId, migrations: await loadMigrations() });
+  if (opened === null) return 1;
+  const { db, applied } = opened;
   log.info("Database ready ({driver}); migrations applied now: {applied}", {
     driver: db.driver,
     applied: applied.map((m) => `${m.version}_${m.name}`),

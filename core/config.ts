@@ -24,6 +24,8 @@ export interface Config {
   databaseUrl: string | null;
   dataDir: string;
   databasePoolSize: number;
+  /** How long start-up keeps trying to reach and migrate the database before it exits 1. */
+  databaseStartupTimeoutSeconds: number;
   /** Name of this instance in job claims and logs (Fly sets FLY_MACHINE_ID). */
   instanceId: string;
   logLevel: LogLevel;
@@ -89,6 +91,7 @@ const EnvSchema = z.object({
   ).default(null),
   DATA_DIR: z.string().min(1, "must not be empty").default("./data"),
   DATABASE_POOL_SIZE: int(1, 100).default(10),
+  DATABASE_STARTUP_TIMEOUT_SECONDS: int(0, 3600).default(300),
   // It names this instance's database sessions, by which the others tell it is
   // alive (db/jobs.ts connectionName): Postgres mangles non-ASCII there and keeps
   // 63 bytes, of which the prefix and the per-process suffix take 29.
@@ -247,6 +250,7 @@ export function loadConfig(raw: Record<string, string | undefined>): LoadedConfi
       databaseUrl: e.DATABASE_URL,
       dataDir: e.DATA_DIR,
       databasePoolSize: e.DATABASE_POOL_SIZE,
+      databaseStartupTimeoutSeconds: e.DATABASE_STARTUP_TIMEOUT_SECONDS,
       instanceId: e.INSTANCE_ID ?? e.FLY_MACHINE_ID ?? "local",
       logLevel: e.LOG_LEVEL,
       operatorToken: e.OPERATOR_TOKEN,

@@ -10,7 +10,7 @@
  * `runMigrate(db, options)` returns the lines, for tests; `main()` does the I/O.
  */
 import { parseArgs } from "node:util";
-import { openDatabase } from "../compose.ts";
+import { describeDatabase, openDatabase } from "../compose.ts";
 import { type Config, ConfigError, loadConfig } from "../core/config.ts";
 import { loadMigrations, migrate, type Migration, type MigrationRetry } from "../db/migrate.ts";
 import { type Database, isUnavailable } from "../db/port.ts";
@@ -106,14 +106,7 @@ function plural(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }
 
-/** Where the migrations go, without credentials. */
-export function describeDatabase(config: Config): string {
-  if (config.databaseUrl === null) {
-    return `embedded PGlite at ${config.dataDir.replace(/\/+$/, "")}/pglite`;
-  }
-  const url = new URL(config.databaseUrl);
-  return `postgres at ${url.host}${url.pathname}`;
-}
+export { describeDatabase };
 
 /** Postgres refused us before any SQL ran: wrong password, no such database or role. */
 function isConnectionRefusal(error: unknown): boolean {

@@ -336,3 +336,11 @@ Deno.test("a TradingView alert never waits for a cold start: at least one machin
   assert.ok(Number(concurrency.soft_limit) <= Number(concurrency.hard_limit));
   assert.ok((fly.vm as TomlTable[])?.[0]?.size, "no [[vm]] size");
 });
+
+Deno.test("Fly restarts the app's machines whatever their exit, without a retry limit", () => {
+  const restart = (fly.restart as TomlTable[] | undefined)?.find((r) =>
+    (r.processes as string[] | undefined)?.includes("app") ?? true
+  );
+  assert.ok(restart, "no [[restart]] for the app's machines: Fly gives up after 10 failed starts");
+  assert.equal(restart.policy, "always");
+});
