@@ -13,13 +13,14 @@
 #   docker buildx imagetools inspect denoland/deno:debian-2.9.6
 FROM denoland/deno:debian-2.9.6
 
-# The image's `deno` user (uid 1993) owns the app directory, so `deno install`
-# can create node_modules/ there, and the data directory for the embedded
-# PGlite fallback. The source files themselves are copied as root: the
-# service can read its code but not change it.
-RUN mkdir -p /app /data && chown deno:deno /app /data
+# The code, node_modules and Deno's cache (DENO_DIR, /deno-dir/) belong to
+# root; the image's `deno` user (uid 1993), which runs the service, can read
+# them and owns only /data, the embedded PGlite fallback's directory. The
+# service runs with --allow-write: owning /app (or the cache, which holds
+# the compiled code) would let a compromised process replace the code the
+# next start runs.
+RUN mkdir -p /app /data && chown deno:deno /data
 WORKDIR /app
-USER deno
 
 ENV DENO_NO_UPDATE_CHECK=1 \
     NODE_ENV=production \
@@ -37,8 +38,15 @@ RUN deno install --frozen
 # .git and local files), then everything the two entry points load is cached
 # (and the embedded database's worker, loaded by URL) so a new machine starts
 # without downloading anything.
+# The base image hands /deno-dir to `deno`: it goes back to root here, with
+# everything installed, readable by all.
 COPY . .
-RUN deno cache --frozen main.ts scripts/migrate.ts db/pglite_worker.ts
+RUN deno cache --frozen main.ts scripts/migrate.ts db/pglite_worker.ts \
+ && chown -R root:root /deno-dir \
+ && chmod -R a+rX /app /deno-dir
+
+# Only now the runtime user: everything above was installed as root.
+USER deno
 
 EXPOSE 8080
 

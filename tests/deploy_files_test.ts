@@ -167,15 +167,28 @@ Deno.test("the image, CI and the README's commands pin one Deno release", () => 
   assert.match(read("docs/operations.md"), new RegExp(`deno@${pinned.replaceAll(".", "\\.")}\\b`));
 });
 
-Deno.test("the image runs as a non-root user, set before anything is installed", () => {
+Deno.test("the image runs as a non-root user who can change nothing but the data directory", () => {
   const users = docker.filter((i) => i.op === "USER");
   assert.ok(users.length > 0, "no USER instruction: the service would run as root");
   const user = users.at(-1)!.args;
   assert.doesNotMatch(user, /^(root|0)(:|$)/, `USER ${user} is root`);
-  const install = indexOf((i) => i.op === "RUN" && /deno (install|cache)/.test(i.args));
+  // Installed and copied as root: the service (run with --allow-write) cannot
+  // replace its code, node_modules or Deno's cache of them for the next start.
+  const lastUser = docker.findLastIndex((i) => i.op === "USER");
+  const lastBuildStep = docker.findLastIndex((i) => ["RUN", "COPY", "ADD"].includes(i.op));
+  assert.ok(lastUser > lastBuildStep, "a RUN, COPY or ADD runs as the runtime user");
+  const name = user.split(":")[0];
+  for (const { op, args } of docker) {
+    assert.doesNotMatch(args, new RegExp(`--chown=${name}\\b`), `${op} ${args}`);
+    for (const [, owner, paths] of args.matchAll(/chown\s+(?:-\S+\s+)*(\S+)\s+([^&;|]+)/g)) {
+      if (owner.split(":")[0] !== name) continue;
+      assert.deepEqual(paths.trim().split(/\s+/), [dockerEnv().DATA_DIR], `${op} ${args}`);
+    }
+  }
+  // The base image gives its DENO_DIR to that user; the cache holds the compiled code.
   assert.ok(
-    indexOf((i) => i.op === "USER") < install,
-    "USER comes after the first deno command: the caches would belong to root",
+    docker.some((i) => i.op === "RUN" && /chown -R root:root \/deno-dir\b/.test(i.args)),
+    "/deno-dir (DENO_DIR) is left to the runtime user",
   );
 });
 
