@@ -3,6 +3,8 @@
  * readers page through them in (txid, id) order, only up to the oldest
  * transaction still running, so a late commit can never land behind a
  * reader's cursor. The cursor is `<txid>-<id>`, used as the SSE event id.
+ * Order and comparisons use `txn`, the txid as a bigint: PGlite sorts xid8
+ * wrongly (supabase/migrations/20261207000000_events_order.sql).
  */
 import type { Queryable } from "./port.ts";
 
@@ -47,17 +49,17 @@ const EVENTS_BOUND = `(
     where backend_xid is not null and datname is distinct from current_database()
   )
   select coalesce(
-    (select min(x) from snap, pg_snapshot_xip(snap.s) as x
+    (select min(x::text::bigint) from snap, pg_snapshot_xip(snap.s) as x
      where (x::text::numeric % 4294967296) not in (select xid from elsewhere)),
-    (select pg_snapshot_xmax(s) from snap)
+    (select pg_snapshot_xmax(s)::text::bigint from snap)
   )
 )`;
 
 /** A cursor before every event. */
 export const START = "0-0";
 
-/** Largest values of the cursor's columns: txid is xid8 (unsigned 64-bit), id a bigint. */
-const MAX_TXID = 2n ** 64n - 1n;
+/** Largest values of the cursor's columns, both compared as bigint (xid8 stays far below). */
+const MAX_TXID = 2n ** 63n - 1n;
 const MAX_ID = 2n ** 63n - 1n;
 
 /**
@@ -103,9 +105,9 @@ export async function readEvents(
     }
   >(
     `select txid::text as txid, id::text as id, kind, symbol, payload, created_at from events
-     where (txid, id) > ($1::text::xid8, $2::bigint)
-       and txid < ${EVENTS_BOUND}
-     order by txid, id
+     where (txn, id) > ($1::text::bigint, $2::bigint)
+       and txn < ${EVENTS_BOUND}
+     order by txn, id
      limit $3::integer`,
     [c.txid, c.id, limit],
   );
@@ -128,8 +130,8 @@ export async function readEvents(
 export async function latestCursor(db: Queryable): Promise<string> {
   const [row] = await db.query<{ txid: string | null; id: string | null }>(
     `select txid::text as txid, id::text as id from events
-     where txid < ${EVENTS_BOUND}
-     order by txid desc, id desc limit 1`,
+     where txn < ${EVENTS_BOUND}
+     order by txn desc, id desc limit 1`,
   );
   return row?.txid ? `${row.txid}-${row.id}` : START;
 }

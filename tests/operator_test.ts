@@ -562,6 +562,30 @@ dbTest(
 );
 
 dbTest(
+  "events come in transaction order, each once, past any transaction id (PGlite sorts xid8 wrongly)",
+  async ({ db }) => {
+    // Enough transactions that their ids cross from three digits to four and beyond.
+    const written: string[] = [];
+    for (let i = 0; i < 400; i++) {
+      await db.transaction((tx) =>
+        insertEvents(tx, [{ kind: "signal", symbol: "SPY", payload: { id: `e${i}` } }])
+      );
+      written.push(`e${i}`);
+    }
+    const seen: string[] = [];
+    let cursor = START;
+    for (let page = 0; page < 100; page++) {
+      const events = await readEvents(db, cursor, 37);
+      if (events.length === 0) break;
+      seen.push(...events.map((e) => String(e.payload.id)));
+      cursor = events.at(-1)!.cursor;
+    }
+    assert.deepEqual(seen, written);
+    assert.equal(await latestCursor(db), cursor);
+  },
+);
+
+dbTest(
   "a write transaction left open in another database of the server holds no event back",
   async ({ db }) => {
     // The admin database, not this test's: a session there cannot write these events.
