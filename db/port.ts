@@ -82,6 +82,9 @@ const UNAVAILABLE_CODES = new Set([
   "53200",
   // A read-only server: after a failover the address reached a standby.
   "25006",
+  // "Database is not currently accepting connections" (allow_connections off
+  // while an operator works on it): new sessions are refused until it is back.
+  "55000",
 ]);
 
 /** Whether `error` means "the database is not there", as opposed to a bad query. */
@@ -95,16 +98,20 @@ export function isUnavailable(error: unknown): boolean {
 
 /**
  * Whether `error` means "not now", a failure a retry may not meet: the
- * database unavailable, or a statement that lost a deadlock or serialization
+ * database unavailable, a statement that lost a deadlock or serialization
  * conflict (class 40), could not take a lock (55P03) or was cancelled, by a
- * timeout or an operator (57014). The statement's transaction rolled back,
- * so nothing was written: a client may be told to retry.
+ * timeout or an operator (57014), or a new session refused its login or
+ * database (classes 28 and 3D: a password rotated, or the database renamed,
+ * under a running service). The statement's transaction rolled back, so
+ * nothing was written: a client may be told to retry. (Not "unavailable": at
+ * start-up those are a wrong DATABASE_URL, to stop on at once.)
  */
 export function isTransient(error: unknown): boolean {
   if (isUnavailable(error)) return true;
   return causes(error).some((e) => {
     const code = codeOf(e);
-    return code.startsWith("40") || code === "55P03" || code === "57014";
+    return code.startsWith("40") || code === "55P03" || code === "57014" ||
+      code.startsWith("28") || code === "3D000";
   });
 }
 

@@ -122,6 +122,9 @@ dbTest(
         sqlError("25006", "cannot execute INSERT in a read-only transaction"),
         sqlError("40001", "could not serialize access due to concurrent update"),
         sqlError("57014", "canceling statement due to statement timeout"),
+        sqlError("55000", 'database "app" is not currently accepting connections'),
+        sqlError("28P01", 'password authentication failed for user "app"'),
+        sqlError("3D000", 'database "app" does not exist'),
       ]
     ) {
       failWith = error;
