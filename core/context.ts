@@ -5,6 +5,19 @@
 import { z } from "zod";
 import type { MarketContext } from "./market_data.ts";
 
+/** The words feeds use for a trend, as the webhook takes bullish and bearish for a direction. */
+const TREND_WORDS: Record<string, string> = {
+  BULLISH: "UP",
+  BULL: "UP",
+  UPTREND: "UP",
+  BEARISH: "DOWN",
+  BEAR: "DOWN",
+  DOWNTREND: "DOWN",
+  FLAT: "NEUTRAL",
+  SIDEWAYS: "NEUTRAL",
+  RANGE: "NEUTRAL",
+};
+
 export const ContextInputSchema = z.object({
   symbol: z.string().trim().toUpperCase().regex(
     /^[A-Z0-9][A-Z0-9._!/^-]{0,31}$/,
@@ -12,8 +25,10 @@ export const ContextInputSchema = z.object({
   ),
   spot: z.number().positive().finite(),
   vix: z.number().positive().finite().nullable().optional(),
-  trend: z.string().trim().toUpperCase().pipe(z.enum(["UP", "DOWN", "NEUTRAL"])).nullable()
-    .optional(),
+  trend: z.string().trim().toUpperCase().transform((t) => TREND_WORDS[t] ?? t)
+    .pipe(z.enum(["UP", "DOWN", "NEUTRAL"], {
+      error: "must be UP, DOWN or NEUTRAL (or bullish, bearish, flat)",
+    })).nullable().optional(),
   asOf: z.iso.datetime({ offset: true }).optional(),
   source: z.string().trim().min(1).max(64).optional(),
 });

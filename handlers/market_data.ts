@@ -34,16 +34,17 @@ export interface MarketDataDeps {
   now: () => number;
 }
 
-const ContextPushSchema = z.union([
-  ContextInputSchema,
-  z.array(ContextInputSchema).min(1).max(1000),
-]);
+const ContextBatchSchema = z.array(ContextInputSchema).min(1).max(1000);
 
 export function marketDataRoutes(deps: MarketDataDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.post("/context", async (c) => {
-    const parsed = ContextPushSchema.safeParse(await jsonBody(c.req.raw));
+    const body = await jsonBody(c.req.raw);
+    // One schema or the other, not a union: a union's error names no field.
+    const parsed = Array.isArray(body)
+      ? ContextBatchSchema.safeParse(body)
+      : ContextInputSchema.safeParse(body);
     if (!parsed.success) throw validationError("Context", parsed.error.issues);
     const inputs = Array.isArray(parsed.data) ? parsed.data : [parsed.data];
     const now = deps.now();

@@ -74,6 +74,40 @@ dbTest(
   },
 );
 
+dbTest(
+  "a pushed context takes the trend words feeds use, and a refusal names the field at fault",
+  async ({ db }) => {
+    const s = await pipelineServices(db, clock());
+    const post = async (body: unknown) => {
+      const res = await s.app.request("/context", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: await res.json() };
+    };
+    for (const [word, trend] of [["bullish", "UP"], ["Bearish", "DOWN"], ["flat", "NEUTRAL"]]) {
+      const stored = await post({ symbol: "SPY", spot: 512.5, vix: 15.2, trend: word });
+      assert.equal(stored.status, 201, JSON.stringify(stored.body));
+      assert.equal(stored.body.snapshots[0].trend, trend);
+    }
+    for (
+      const [body, path] of [
+        [{ symbol: "SPY", spot: 512.5, trend: "sideways-ish" }, "trend"],
+        [{ spot: 512.5 }, "symbol"],
+        [{ symbol: "SPY", spot: "512.5" }, "spot"],
+        [[{ symbol: "SPY", spot: 1 }, { symbol: "QQQ" }], "1.spot"],
+      ] as const
+    ) {
+      const refused = await post(body);
+      assert.equal(refused.status, 422);
+      assert.equal(refused.body.error.issues[0].path, path, JSON.stringify(refused.body));
+    }
+    const trend = await post({ symbol: "SPY", spot: 512.5, trend: "sideways-ish" });
+    assert.match(trend.body.error.issues[0].message, /UP, DOWN or NEUTRAL/);
+  },
+);
+
 dbTest("a stored snapshot timed ahead of the clock is not used", async ({ db }) => {
   const c = clock();
   const s = await pipelineServices(db, c);
