@@ -207,10 +207,19 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       gex: deps.gex,
       ackLatency: deps.ackLatency,
       instanceId: config.instanceId,
+      now: deps.now,
+      contextMaxAgeSeconds: config.providers.contextMaxAgeSeconds,
       worker: deps.worker,
     }),
   );
-  app.route("/", readApiRoutes(deps.db));
+  app.route(
+    "/",
+    readApiRoutes({
+      db: deps.db,
+      now: deps.now,
+      contextMaxAgeSeconds: config.providers.contextMaxAgeSeconds,
+    }),
+  );
   app.route("/", eventRoutes({ db: deps.db, hub: deps.events }));
 
   app.notFound((c) =>

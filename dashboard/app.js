@@ -134,6 +134,7 @@ function positionFrom(p) {
     // Only /positions?status=open marks a position; an event leaves these to the next refresh.
     mark: p.mark ?? null,
     mark_as_of: p.mark_as_of ?? null,
+    mark_stale: p.mark_stale ?? null,
     unrealized_pnl: p.unrealized_pnl ?? null,
   };
 }
@@ -153,7 +154,12 @@ function applyPosition(event) {
 
 function pickMark(known) {
   return known
-    ? { mark: known.mark, mark_as_of: known.mark_as_of, unrealized_pnl: known.unrealized_pnl }
+    ? {
+      mark: known.mark,
+      mark_as_of: known.mark_as_of,
+      mark_stale: known.mark_stale,
+      unrealized_pnl: known.unrealized_pnl,
+    }
     : {};
 }
 

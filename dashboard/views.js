@@ -307,6 +307,8 @@ export function positionRows(positions, now) {
         { class: "num", title: p.mark_as_of ? `spot as of ${nyTime(p.mark_as_of, now)} ET` : "" },
         p.mark === null || p.mark === undefined
           ? h("span", { class: "muted" }, "no spot")
+          : p.mark_stale
+          ? h("span", { class: "muted" }, `${price(p.mark)} stale`)
           : price(p.mark),
       ),
       h(

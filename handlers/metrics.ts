@@ -10,6 +10,7 @@ import { Hono } from "hono";
 import { Counter, Gauge, Registry } from "prom-client";
 import type { AppEnv } from "../app_env.ts";
 import { unrealizedPnl } from "../core/book.ts";
+import { isStale } from "../core/context.ts";
 import { type LatencySummary, LatencyWindow } from "../core/stats.ts";
 import {
   closedPositionTotals,
@@ -30,6 +31,9 @@ export interface MetricsDeps {
   /** Webhook acknowledgement times on this instance. */
   ackLatency: LatencyWindow;
   instanceId: string;
+  now: () => number;
+  /** A context spot older than this does not mark a position: it counts as unmarked. */
+  contextMaxAgeSeconds: number;
   /**
    * This instance's worker, when it runs one (not with WORKER_ENABLED=false,
    * nor in the bench's no-database server).
@@ -68,8 +72,9 @@ async function positionsMetrics(deps: MetricsDeps) {
   ]);
   let unrealized = 0;
   let unmarked = 0;
+  const now = deps.now();
   for (const p of open) {
-    if (p.mark === null) unmarked++;
+    if (p.mark === null || isStale(String(p.markAsOf), now, deps.contextMaxAgeSeconds)) unmarked++;
     else unrealized += unrealizedPnl(p, p.mark);
   }
   return {
@@ -78,7 +83,7 @@ async function positionsMetrics(deps: MetricsDeps) {
     unrealizedPnL: round2(unrealized),
     realizedPnL: round2(closed.realizedPnl),
     closedPositions: closed.closed,
-    /** Open positions with no context spot to mark them (left out of unrealizedPnL). */
+    /** Open positions with no fresh context spot to mark them (left out of unrealizedPnL). */
     unmarkedPositions: unmarked,
   };
 }

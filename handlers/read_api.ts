@@ -14,6 +14,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import type { AppEnv } from "../app_env.ts";
 import { unrealizedPnl } from "../core/book.ts";
+import { isStale } from "../core/context.ts";
 import { ApiError } from "../core/errors.ts";
 import type { Database } from "../db/port.ts";
 import {
@@ -70,7 +71,14 @@ function query<T extends z.ZodType>(schema: T) {
   });
 }
 
-export function readApiRoutes(db: Database): Hono<AppEnv> {
+export interface ReadApiDeps {
+  db: Database;
+  now: () => number;
+  /** A context spot older than this does not mark a position (README: stale counts as missing). */
+  contextMaxAgeSeconds: number;
+}
+
+export function readApiRoutes({ db, now, contextMaxAgeSeconds }: ReadApiDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.get(
@@ -100,14 +108,19 @@ export function readApiRoutes(db: Database): Hono<AppEnv> {
     query(PageSchema.extend({ status: z.enum(["open", "closed"]).optional() })),
     async (c) => {
       const page = await listPositions(db, c.req.valid("query"));
+      const at = now();
       const items = page.items.map((p) => {
-        if (p.is_closed || p.mark === null) return { ...p, unrealized_pnl: null };
+        if (p.is_closed || p.mark === null) return { ...p, mark_stale: null, unrealized_pnl: null };
+        // A stale spot is still shown, flagged, but values nothing.
+        if (isStale(String(p.mark_as_of), at, contextMaxAgeSeconds)) {
+          return { ...p, mark_stale: true, unrealized_pnl: null };
+        }
         const pnl = unrealizedPnl({
           direction: p.direction as "CALL" | "PUT",
           quantity: p.quantity as number,
           entryPrice: p.entry_price as number,
         }, p.mark as number);
-        return { ...p, unrealized_pnl: Math.round(pnl * 100) / 100 };
+        return { ...p, mark_stale: false, unrealized_pnl: Math.round(pnl * 100) / 100 };
       });
       return c.json({ ...page, items });
     },

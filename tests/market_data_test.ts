@@ -11,7 +11,7 @@ import { createContextProvider } from "../providers/context.ts";
 import { chainUrl, createGexProvider } from "../providers/gex.ts";
 import { countRows } from "./_app.ts";
 import { dbTest } from "./_db.ts";
-import { chainBody, clock, contextBody, pipelineServices } from "./_pipeline.ts";
+import { chainBody, clock, contextBody, pipelineServices, pushContext, send } from "./_pipeline.ts";
 
 const HOUR = 3600_000;
 
@@ -105,6 +105,34 @@ dbTest(
     }
     const trend = await post({ symbol: "SPY", spot: 512.5, trend: "sideways-ish" });
     assert.match(trend.body.error.issues[0].message, /UP, DOWN or NEUTRAL/);
+  },
+);
+
+dbTest(
+  "a stale context spot values no open position: flagged in /positions, unmarked in /metrics",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c, { CONTEXT_MAX_AGE_SECONDS: "900" });
+    await pushContext(s, c, "IWM", 220);
+    await send(s, c, { symbol: "IWM", direction: "CALL", price: 220.1 });
+    await s.worker.runUntilIdle();
+    const read = async (path: string) => await (await s.app.request(path)).json();
+
+    const [fresh] = (await read("/positions?status=open")).items;
+    assert.equal(fresh.mark, 220);
+    assert.equal(fresh.mark_stale, false);
+    assert.equal(typeof fresh.unrealized_pnl, "number");
+    assert.equal((await read("/metrics")).positions.unmarkedPositions, 0);
+
+    c.advance(901_000);
+    const [stale] = (await read("/positions?status=open")).items;
+    assert.equal(stale.mark, 220);
+    assert.equal(stale.mark_stale, true);
+    assert.equal(stale.unrealized_pnl, null);
+    const metrics = (await read("/metrics")).positions;
+    assert.equal(metrics.unmarkedPositions, 1);
+    assert.equal(metrics.unrealizedPnL, 0);
+    await s.close();
   },
 );
 
