@@ -26,6 +26,9 @@ import { isClosedSocketWriteRace, isOrphanedConnectFailure } from "./db/postgres
  */
 export const SHUTDOWN_DEADLINE_MS = 20_000;
 
+/** A repeat of the stop signal sooner than this is the same signal delivered twice. */
+const REPEAT_SIGNAL_MS = 1_000;
+
 /** What a graceful stop goes through, in this order. */
 export interface Stoppable {
   /** New webhooks get 503 SHUTTING_DOWN + Retry-After; submitted ingests commit. */
@@ -249,15 +252,18 @@ async function main(): Promise<number> {
   });
 
   const stopped = Promise.withResolvers<number>();
-  let stopping = false;
+  let stoppingSince: number | null = null;
   const stop = async (signal: string) => {
-    if (stopping) {
+    if (stoppingSince !== null) {
+      // The same stop delivered twice: a signal to the process group reaches this process
+      // both directly and through `deno task`, which passes it on.
+      if (performance.now() - stoppingSince < REPEAT_SIGNAL_MS) return;
       // A second signal (Ctrl-C twice) means now; the transactions keep the data whole.
       log.warn("{signal} received again: exiting without waiting", { signal });
       stopped.resolve(1);
       return;
     }
-    stopping = true;
+    stoppingSince = performance.now();
     log.info("{signal} received: draining (deadline {deadline_ms} ms)", {
       signal,
       deadline_ms: SHUTDOWN_DEADLINE_MS,

@@ -323,6 +323,29 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "[pglite] SIGTERM delivered twice at once (a process group's and its forward) still drains",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dataDir = await Deno.makeTempDir({ prefix: "optionstrat-shutdown-" });
+    try {
+      await seedPglite(dataDir);
+      const service = await startService({ DATA_DIR: dataDir });
+      service.child.kill("SIGTERM");
+      await delay(5);
+      service.child.kill("SIGTERM");
+      const { code } = await service.child.status;
+      const logs = service.lines.join("\n");
+      assert.equal(code, 0, logs);
+      assert.match(logs, /Stopped cleanly/);
+      assert.doesNotMatch(logs, /received again/);
+    } finally {
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
 // --- in-process ----------------------------------------------------------------
 
 dbTest(
