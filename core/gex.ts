@@ -25,7 +25,8 @@
  * - Regime POSITIVE when net GEX >= 0 (dealers damp moves), else NEGATIVE.
  * - Zero gamma: total GEX re-priced at levels (1 - range)S..(1 + range)S,
  *   every contract's gamma recomputed from its own iv and T (provider gamma is
- *   not used: it belongs to the quoted spot); the sign change (between
+ *   not used: it belongs to the quoted spot; only a contract without iv keeps
+ *   its quoted gamma, having nothing to re-price from); the sign change (between
  *   consecutive nonzero totals) nearest spot, interpolated linearly; null when
  *   there is none in range.
  */
@@ -115,7 +116,8 @@ export function computeGex(chain: OptionChain, options: ComputeGexOptions = {}):
 
 /**
  * Total signed GEX if the underlying were at `spot`: every contract's gamma
- * recomputed from its own iv and T (r = q = 0), the provider's gamma ignored.
+ * recomputed from its own iv and T (r = q = 0), the provider's gamma ignored
+ * except for a contract without iv, whose quoted gamma stands.
  */
 export function gexAtSpot(chain: OptionChain, spot: number): number {
   return totalAt(liveContracts(chain), spot);
@@ -159,7 +161,9 @@ function liveContracts(chain: OptionChain): LiveContract[] {
 function totalAt(live: LiveContract[], spot: number): number {
   let total = 0;
   for (const c of live) {
-    const gamma = blackScholesGamma(spot, c.strike, c.iv, c.years);
+    // Without an iv there is nothing to re-price from: the quoted gamma stands at every
+    // level, so such a contract counts in zero gamma as it does in net GEX.
+    const gamma = c.iv > 0 ? blackScholesGamma(spot, c.strike, c.iv, c.years) : c.gamma ?? 0;
     total += c.sign * contractGex(gamma, c.openInterest, spot);
   }
   return total;

@@ -425,6 +425,47 @@ Deno.test("gexAtSpot() at the chain's spot equals net GEX when no provider gamma
   );
 });
 
+Deno.test("gexAtSpot() at the chain's spot equals net GEX when no contract has both a gamma and an iv", () => {
+  fc.assert(
+    fc.property(
+      chainArb,
+      fc.array(fc.boolean(), { minLength: 30, maxLength: 30 }),
+      (chain, quoted) => {
+        // Each contract priced one way only: by its quoted gamma, or by its iv.
+        const oneWay = {
+          ...chain,
+          contracts: chain.contracts.map((c, i) =>
+            quoted[i] && typeof c.gamma === "number" ? { ...c, iv: null } : { ...c, gamma: null }
+          ),
+        };
+        const profile = computeGex(oneWay);
+        near(gexAtSpot(oneWay, chain.spot), profile.levels.netGex, 1e-9 * gross(profile), "net");
+      },
+    ),
+    { numRuns: 200 },
+  );
+  // A quoted-gamma call with no iv and an iv-priced put: regime and zero gamma agree.
+  const chain: OptionChain = {
+    symbol: "TEST",
+    spot: 600,
+    asOf: ONE_YEAR_BEFORE,
+    contracts: [
+      {
+        type: "CALL",
+        strike: 610,
+        expiry: EXPIRY_IN_ONE_YEAR,
+        gamma: 0.02,
+        iv: null,
+        openInterest: 1000,
+      },
+      { type: "PUT", strike: 590, expiry: EXPIRY_IN_ONE_YEAR, iv: 0.2, openInterest: 1000 },
+    ],
+  };
+  const profile = computeGex(chain);
+  assert.equal(profile.levels.regime, "POSITIVE");
+  assert.ok(gexAtSpot(chain, 600) > 0);
+});
+
 Deno.test("computeGex() puts zero gamma between grid levels where gexAtSpot changes sign", () => {
   fc.assert(
     fc.property(chainArb, (chain) => {
