@@ -38,6 +38,7 @@
 import { money, num, nyTime } from "./_format.ts";
 import { type Book, type OpenPosition, type PositionDirection, realizedPnl } from "./book.ts";
 import {
+  inExitGrace,
   noPriceMessage,
   parseInstant,
   statusAt,
@@ -47,7 +48,6 @@ import {
 import { checkEntry } from "./entry_checks.ts";
 import { checkFreshness } from "./freshness.ts";
 import type { GexLevels, MarketContext } from "./market_data.ts";
-import type { MarketStatus } from "./market_hours.ts";
 import type { Rules } from "./rules.ts";
 import type { ReceivedSignal } from "./signal.ts";
 import type { Decision, Outcome, PositionClose, ReasonCode, Rejection } from "./decision.ts";
@@ -190,13 +190,6 @@ export function decide(
       notional: entry.quantity * entryPrice,
     },
   };
-}
-
-/** Whether `receivedMs` falls within `exitMinutesAfterClose` after the regular close of its day. */
-function inExitGrace(status: MarketStatus, receivedMs: number, rules: Rules): boolean {
-  const close = status.regularClose?.getTime();
-  return close !== undefined && receivedMs >= close &&
-    receivedMs < close + rules.marketHours.exitMinutesAfterClose * 60_000;
 }
 
 function closesAt(positions: OpenPosition[], price: number): PositionClose[] {

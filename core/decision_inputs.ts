@@ -103,6 +103,17 @@ export function noPriceMessage(symbol: string): string {
   return `No price for ${symbol}: the signal has none and there is no usable market context`;
 }
 
+/**
+ * Whether `receivedMs` falls within `exitMinutesAfterClose` after the regular
+ * close of its day: a signal then still closes positions (see `decide()`), so
+ * it needs its market data as in the session.
+ */
+export function inExitGrace(status: MarketStatus, receivedMs: number, rules: Rules): boolean {
+  const close = status.regularClose?.getTime();
+  return close !== undefined && receivedMs >= close &&
+    receivedMs < close + rules.marketHours.exitMinutesAfterClose * 60_000;
+}
+
 /** The market status at `at`, or CLOSED when it cannot be computed: refusing is the safe answer. */
 export function statusAt(at: Date, rules: Rules): MarketStatus {
   try {

@@ -9,6 +9,7 @@
  * are given back as soon as it answers again.
  */
 import { decide } from "../core/decide.ts";
+import { inExitGrace } from "../core/decision_inputs.ts";
 import { marketStatus } from "../core/market_hours.ts";
 import type { WorkerConfig } from "../core/pipeline_config.ts";
 import type { Rules } from "../core/rules.ts";
@@ -442,8 +443,10 @@ export function createWorker(deps: WorkerDeps): Worker {
       "market_hours",
       () => marketStatus(new Date(signal.receivedAt), rules.marketHours),
     );
-    // Outside market hours the decision is MARKET_CLOSED whatever the data says: skip the lookups.
-    const needData = !rules.marketHours.enforce || status.open;
+    // Outside market hours the decision is MARKET_CLOSED whatever the data says: skip the
+    // lookups. Not just after the close, when a signal still closes positions at a price.
+    const needData = !rules.marketHours.enforce || status.open ||
+      inExitGrace(status, Date.parse(signal.receivedAt), rules);
     const context = needData ? await timed("context", () => deps.context.get(signal.symbol)) : null;
     const gex = needData ? await timed("gex", () => deps.gex.get(signal.symbol)) : null;
     return {

@@ -81,6 +81,36 @@ dbTest(
   },
 );
 
+dbTest(
+  "an exit just after the close is decided with the market context: no price needed, a wrong one not believed",
+  async ({ db }) => {
+    const c = clock("2026-03-10T19:00:00Z"); // 15:00 New York
+    const s = await pipelineServices(db, c);
+    await pushContext(s, c, "SPY", 500);
+    await pushContext(s, c, "QQQ", 400);
+    await send(s, c, { symbol: "SPY", direction: "CALL", price: 500 });
+    await send(s, c, { symbol: "QQQ", direction: "CALL", price: 400 });
+    await s.worker.runUntilIdle();
+    assert.equal((await positions(db)).filter((p) => !p.is_closed).length, 2);
+
+    c.set("2026-03-10T20:01:00Z"); // 16:01, within EXIT_MINUTES_AFTER_CLOSE
+    await pushContext(s, c, "SPY", 505);
+    await pushContext(s, c, "QQQ", 404);
+    const noPrice = await send(s, c, { symbol: "SPY", direction: "EXIT", action: "EXIT" });
+    const plotValue = await send(s, c, { symbol: "QQQ", action: "EXIT", price: 4.04 });
+    await s.worker.runUntilIdle();
+    const spy = await decisionFor(db, noPrice.signal_id);
+    assert.equal(spy.reason_code, "EXIT_APPROVED", spy.message);
+    assert.match(spy.message, /at 505: realized PnL/);
+    assert.notEqual(spy.context_snapshot_id, null);
+    const qqq = await decisionFor(db, plotValue.signal_id);
+    assert.equal(qqq.reason_code, "EXIT_APPROVED", qqq.message);
+    assert.match(qqq.message, /at 404: realized PnL/);
+    assert.equal((await positions(db)).filter((p) => !p.is_closed).length, 0);
+    await s.close();
+  },
+);
+
 dbTest("jobs numbered past 2^31 (a bigint column) are decided", async ({ db }) => {
   await db.exec("alter table pipeline_jobs alter column id restart with 3000000000");
   const c = clock();
