@@ -3,8 +3,10 @@
  * readers page through them in (txid, id) order, only up to the oldest
  * transaction still running, so a late commit can never land behind a
  * reader's cursor. The cursor is `<txid>-<id>`, used as the SSE event id.
- * Order and comparisons use `txn`, the txid as a bigint: PGlite sorts xid8
- * wrongly (supabase/migrations/20261207000000_events_order.sql).
+ * The queries order by `events.txid, events.id`, qualified: they select both
+ * as text under the same names, and a bare `order by txid, id` sorted those
+ * texts ("1000" before "998", event 10 before event 9), which skipped and
+ * repeated events once the numbers grew a digit.
  */
 import type { Queryable } from "./port.ts";
 
@@ -49,17 +51,30 @@ const EVENTS_BOUND = `(
     where backend_xid is not null and datname is distinct from current_database()
   )
   select coalesce(
-    (select min(x::text::bigint) from snap, pg_snapshot_xip(snap.s) as x
+    (select min(x) from snap, pg_snapshot_xip(snap.s) as x
      where (x::text::numeric % 4294967296) not in (select xid from elsewhere)),
-    (select pg_snapshot_xmax(s)::text::bigint from snap)
+    (select pg_snapshot_xmax(s) from snap)
   )
 )`;
+
+/** Events after the cursor ($1 txid, $2 id) that every running transaction has passed, $3 at most. */
+export const READ_EVENTS_SQL =
+  `select txid::text as txid, id::text as id, kind, symbol, payload, created_at from events
+   where (events.txid, events.id) > ($1::text::xid8, $2::bigint)
+     and events.txid < ${EVENTS_BOUND}
+   order by events.txid, events.id
+   limit $3::integer`;
+
+/** The newest event readEvents could deliver now. */
+export const LATEST_CURSOR_SQL = `select txid::text as txid, id::text as id from events
+   where events.txid < ${EVENTS_BOUND}
+   order by events.txid desc, events.id desc limit 1`;
 
 /** A cursor before every event. */
 export const START = "0-0";
 
-/** Largest values of the cursor's columns, both compared as bigint (xid8 stays far below). */
-const MAX_TXID = 2n ** 63n - 1n;
+/** Largest values of the cursor's columns: txid is xid8 (unsigned 64-bit), id a bigint. */
+const MAX_TXID = 2n ** 64n - 1n;
 const MAX_ID = 2n ** 63n - 1n;
 
 /**
@@ -104,11 +119,7 @@ export async function readEvents(
       created_at: Date;
     }
   >(
-    `select txid::text as txid, id::text as id, kind, symbol, payload, created_at from events
-     where (txn, id) > ($1::text::bigint, $2::bigint)
-       and txn < ${EVENTS_BOUND}
-     order by txn, id
-     limit $3::integer`,
+    READ_EVENTS_SQL,
     [c.txid, c.id, limit],
   );
   return rows.map((r) => ({
@@ -129,9 +140,7 @@ export async function readEvents(
  */
 export async function latestCursor(db: Queryable): Promise<string> {
   const [row] = await db.query<{ txid: string | null; id: string | null }>(
-    `select txid::text as txid, id::text as id from events
-     where txn < ${EVENTS_BOUND}
-     order by txn desc, id desc limit 1`,
+    LATEST_CURSOR_SQL,
   );
   return row?.txid ? `${row.txid}-${row.id}` : START;
 }

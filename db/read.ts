@@ -144,7 +144,7 @@ export async function getSignalDetail(db: Queryable, id: string): Promise<Signal
   );
   const errors = await db.query<Row>(
     `select id::text as id, stage, code, message, http_status, correlation_id, created_at
-     from processing_errors where signal_id = $1::uuid order by id`,
+     from processing_errors where signal_id = $1::uuid order by processing_errors.id`,
     [id],
   );
   return {

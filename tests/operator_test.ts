@@ -565,10 +565,20 @@ dbTest(
 );
 
 dbTest(
-  "events come in transaction order, each once, past any transaction id (PGlite sorts xid8 wrongly)",
+  "events come in transaction and id order, each once, as their numbers gain digits",
   async ({ db }) => {
-    // Enough transactions that their ids cross from three digits to four and beyond.
+    // The ids of one transaction cross from two digits to three, and the transaction ids of
+    // the single-event ones after it from three or four digits to more: sorted as the text
+    // the query returns, "100" came before "99" and "1000" before "998".
     const written: string[] = [];
+    await db.transaction((tx) => {
+      const many = Array.from({ length: 150 }, (_, i) => `batch${i}`);
+      written.push(...many);
+      return insertEvents(
+        tx,
+        many.map((id) => ({ kind: "signal", symbol: "SPY", payload: { id } })),
+      );
+    });
     for (let i = 0; i < 400; i++) {
       await db.transaction((tx) =>
         insertEvents(tx, [{ kind: "signal", symbol: "SPY", payload: { id: `e${i}` } }])

@@ -14,6 +14,7 @@ import type { Queryable } from "../db/port.ts";
 import { CLAIM_JOBS_SQL, QUEUE_DEPTH_SQL } from "../db/jobs.ts";
 import { DECISIONS_SINCE_SQL, SIGNALS_SINCE_SQL } from "../db/metrics.ts";
 import { RECORD_DUPLICATES_SQL } from "../db/signals.ts";
+import { LATEST_CURSOR_SQL, READ_EVENTS_SQL } from "../db/events.ts";
 import { dbTest } from "./_db.ts";
 
 const ROWS = 5_000;
@@ -267,3 +268,23 @@ dbTest(
     assert.equal(Number(row.n), 10);
   },
 );
+
+dbTest("/events pages and finds its starting cursor through the events index", async ({ db }) => {
+  await db.exec(`insert into events (kind, symbol, payload)
+      select 'signal', 'S' || (g % 200), '{}' from generate_series(1, ${ROWS}) g;
+    analyze events;`);
+  const [{ txid }] = await db.query<{ txid: string }>(
+    "select min(txid::text) as txid from events",
+  );
+  const events = (scanned: string[]) => scanned.filter((table) => table === "events");
+  // A fresh client pages from the start; a live one from just behind the newest event.
+  for (const params of [["0", "0", 500], [txid, String(ROWS - 10), 500]]) {
+    assert.deepEqual(events(await seqScanned(db, READ_EVENTS_SQL, params)), [], String(params));
+    assert.ok((await indexesUsed(db, READ_EVENTS_SQL, params)).includes("events_txid_id"));
+    // Ordered by the index itself: a sort would mean the order is not (txid, id).
+    const nodes = await planNodes(db, READ_EVENTS_SQL, params);
+    assert.ok(!nodes.some((n) => String(n["Node Type"]).includes("Sort")), String(params));
+  }
+  assert.deepEqual(events(await seqScanned(db, LATEST_CURSOR_SQL, [])), []);
+  assert.ok((await indexesUsed(db, LATEST_CURSOR_SQL, [])).includes("events_txid_id"));
+});

@@ -72,7 +72,7 @@ export async function groupCommitStats(db: Queryable, prefix: string): Promise<G
             min(extract(epoch from s.created_at) * 1000)::float8 as started
      from events e join signals s on s.id = (e.payload->>'id')::uuid
      where e.kind = 'signal' and s.alert_id like $1::text
-     group by e.txn
+     group by e.txid
      order by started`,
     [like(prefix)],
   );
