@@ -82,17 +82,24 @@ const UNAVAILABLE_CODES = new Set([
   "53200",
   // A read-only server: after a failover the address reached a standby.
   "25006",
-  // "Database is not currently accepting connections" (allow_connections off
-  // while an operator works on it): new sessions are refused until it is back.
-  "55000",
 ]);
+
+/**
+ * 55000 (object not in prerequisite state) covers many things; only "database
+ * ... is not currently accepting connections" (allow_connections off while an
+ * operator works on it) means new sessions are refused until it is back.
+ */
+function refusesConnections(code: string, e: object): boolean {
+  return code === "55000" &&
+    /not currently accepting connections/.test(String((e as { message?: unknown }).message));
+}
 
 /** Whether `error` means "the database is not there", as opposed to a bad query. */
 export function isUnavailable(error: unknown): boolean {
   return causes(error).some((e) => {
     if (e instanceof DatabaseUnavailableError) return true;
     const code = codeOf(e);
-    return UNAVAILABLE_CODES.has(code) || code.startsWith("08");
+    return UNAVAILABLE_CODES.has(code) || code.startsWith("08") || refusesConnections(code, e);
   });
 }
 

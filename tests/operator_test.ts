@@ -8,7 +8,7 @@ import fc from "fast-check";
 import type { Services } from "../compose.ts";
 import { ConfigError } from "../core/config.ts";
 import { runMaintenance } from "../db/maintenance.ts";
-import { type Database, DatabaseUnavailableError } from "../db/port.ts";
+import { type Database, DatabaseUnavailableError, isTransient, isUnavailable } from "../db/port.ts";
 import { insertProcessingError } from "../db/processing_errors.ts";
 import { countRows, SECRET, signed, testServices, uniqueSignal } from "./_app.ts";
 import { aroundQueries, dbTest, TEST_DATABASE_URL } from "./_db.ts";
@@ -148,6 +148,15 @@ dbTest(
     assert.equal(await countRows(db, "context_snapshots"), 0);
   },
 );
+
+Deno.test("of SQLSTATE 55000 only a database refusing new sessions counts as unavailable", () => {
+  const sqlError = (code: string, message: string) => Object.assign(new Error(message), { code });
+  const refusing = sqlError("55000", 'database "app" is not currently accepting connections');
+  assert.ok(isUnavailable(refusing) && isTransient(refusing));
+  // A query's own mistake under the same code is a fault to report, not to retry.
+  const own = sqlError("55000", "lastval is not yet defined in this session");
+  assert.ok(!isUnavailable(own) && !isTransient(own));
+});
 
 for (const then of ["fail", "hang"] as const) {
   dbTest(
