@@ -463,6 +463,12 @@ const stream = new EventStream({
       scheduleRefresh();
     }
   },
+  onCursorLost() {
+    // The server never sent the id the stream resumed from (a replaced database): what is on
+    // screen may be from another database. Drop it; the stream starts from now and loads
+    // history again once it is ready.
+    clearData();
+  },
   onReady() {
     // History once, after the stream has fixed its starting point; later "ready"s are reconnects
     // that resume from Last-Event-ID, so only the marks and metrics need a refresh.

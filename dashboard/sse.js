@@ -127,6 +127,14 @@ export class EventStream {
           await res.text().catch(() => {}); // read it out, so stop() has nothing to abort
           throw new UnauthorizedError(`HTTP ${res.status}`);
         }
+        if (res.status === 400 && this.lastEventId) {
+          // The server never sent this id (its database was replaced, say): resuming from it
+          // can never work. Start from now, and let the page reload what it shows.
+          await res.text().catch(() => {});
+          this.lastEventId = "";
+          o.onCursorLost?.();
+          continue;
+        }
         if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
         const parser = new SseParser();
         parser.lastEventId = this.lastEventId;

@@ -14,7 +14,7 @@ import { signed, testServices } from "./_app.ts";
 import { dbTest } from "./_db.ts";
 import { chainBody, contextBody, MARKET_OPEN_INSTANT } from "./_pipeline.ts";
 import { duration, money, ms, nyTime, price, relativeTime } from "../dashboard/format.js";
-import { backoffMs, SseParser } from "../dashboard/sse.js";
+import { backoffMs, EventStream, SseParser } from "../dashboard/sse.js";
 import { authRefused, normalizeToken } from "../dashboard/api.js";
 import { niceTicks } from "../dashboard/chart.js";
 
@@ -162,6 +162,45 @@ Deno.test("the dashboard reconnects with doubling, capped, jittered delays", () 
   assert.equal(backoffMs(3, 1000, 30_000, () => 0), 2000);
   assert.equal(backoffMs(12, 1000, 30_000, () => 1), 30_000);
 });
+
+dbTest(
+  "the dashboard's stream given an id the server never sent starts from now and says so",
+  async ({ db }) => {
+    const s = await testServices(db, { env: { OPERATOR_TOKEN: TOKEN } });
+    const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, s.app.fetch);
+    const lost: string[] = [];
+    const states: string[] = [];
+    const ready = Promise.withResolvers<void>();
+    const stream = new EventStream({
+      url: `http://127.0.0.1:${server.addr.port}/events`,
+      headers: () => ({ authorization: `Bearer ${TOKEN}` }),
+      onEvent() {},
+      onState: (state: string) => states.push(state),
+      onCursorLost: () => lost.push("lost"),
+      onReady: () => ready.resolve(),
+    });
+    // A cursor from a database this server does not have: a transaction it has not begun.
+    stream.lastEventId = "18446744073709551615-1";
+    stream.start();
+    try {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        ready.promise,
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`not live: ${states.join(", ")}`)), 5000);
+        }),
+      ]);
+      clearTimeout(timer);
+      assert.deepEqual(lost, ["lost"]);
+      assert.ok(!states.includes("reconnecting"), states.join(", "));
+      assert.notEqual(stream.lastEventId, "18446744073709551615-1");
+    } finally {
+      stream.stop();
+      await server.shutdown();
+      await s.close();
+    }
+  },
+);
 
 dbTest(
   "the dashboard tells the server's refusals of a token from other bad requests, and cleans a pasted token",
