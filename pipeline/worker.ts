@@ -37,7 +37,7 @@ import { type Database, isUnavailable, type Queryable } from "../db/port.ts";
 import { insertProcessingError } from "../db/processing_errors.ts";
 import { EVENTS_CHANNEL, JOBS_CHANNEL } from "../db/signals.ts";
 import { logger, withContext } from "../logging.ts";
-import type { ContextProvider } from "../providers/context.ts";
+import { type ContextProvider, ProviderStoppedError } from "../providers/context.ts";
 import type { GexProvider } from "../providers/gex.ts";
 
 export interface WorkerDeps {
@@ -404,14 +404,15 @@ export function createWorker(deps: WorkerDeps): Worker {
     await giveBack(heldBack);
   }
 
-  /** Jobs held back behind a failed one of their symbol: back to the queue, uncounted. */
-  async function giveBack(jobs: ClaimedJob[]): Promise<void> {
+  /** Jobs not to decide now (held back behind a failed one of their symbol): back to the queue, uncounted. */
+  async function giveBack(
+    jobs: ClaimedJob[],
+    why = "queued behind a failed one of their symbol",
+  ): Promise<void> {
     if (jobs.length === 0) return;
     try {
       await releaseClaims(db, workerId, jobs.map((j) => j.id));
-      log.warn("Gave back {count} jobs queued behind a failed one of their symbol", {
-        count: jobs.length,
-      });
+      log.warn("Gave back {count} jobs {why}", { count: jobs.length, why });
     } catch (error) {
       // No longer being decided: releaseOrphanedClaims gives them back once the database answers.
       for (const job of jobs) activeIds.delete(job.id);
@@ -512,6 +513,11 @@ export function createWorker(deps: WorkerDeps): Worker {
   async function handleFailure(job: ClaimedJob, error: unknown) {
     if (error instanceof JobLostError) {
       log.warn("{error}", { error: error.message });
+      return;
+    }
+    if (error instanceof ProviderStoppedError) {
+      // Stopping: decided without its market data the job would stand so for good.
+      await giveBack([job], "whose market data lookup was stopped");
       return;
     }
     const message = error instanceof Error ? error.message : String(error);

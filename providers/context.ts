@@ -25,7 +25,10 @@ export interface ContextProvider {
   /** Forget the cached entry (after a push), so the next decision reads the new one. */
   invalidate(symbol: string): void;
   stats(): { hits: number; misses: number; fetchErrors: number };
-  /** Ends the fetches in flight (and any later one at once): the service is stopping. */
+  /**
+   * Ends the fetches in flight (and any later one at once): the service is
+   * stopping. Their `get()` throws ProviderStoppedError.
+   */
   stop(): void;
 }
 
@@ -41,6 +44,18 @@ export interface ContextProviderOptions {
 }
 
 const log = logger("context");
+
+/**
+ * A lookup cut short because the service is stopping. Not "no context": a
+ * decision made without the data would stand for good, so the worker gives
+ * the job back for another instance (or the next start) to decide.
+ */
+export class ProviderStoppedError extends Error {
+  constructor(symbol: string) {
+    super(`Context lookup for ${symbol} stopped: the service is stopping`);
+    this.name = "ProviderStoppedError";
+  }
+}
 
 export function createContextProvider(o: ContextProviderOptions): ContextProvider {
   const cache = new Map<string, { value: StoredContext | null; until: number }>();
@@ -65,6 +80,7 @@ export function createContextProvider(o: ContextProviderOptions): ContextProvide
       if (problem !== null) throw new Error(problem);
       return context;
     } catch (error) {
+      if (stopping.signal.aborted) throw new ProviderStoppedError(symbol);
       counts.fetchErrors++;
       log.warn("Context fetch for {symbol} failed: {error}", { symbol, error: String(error) });
       return null;

@@ -446,7 +446,15 @@ dbTest(
         signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
       });
     }) as typeof fetch;
-    const services = await compose(config, { db, fetch: neverAnswers });
+    // The services' close() leaves this database open, to be read afterwards.
+    const kept = new Proxy(db, {
+      get(target, prop) {
+        if (prop === "close") return () => Promise.resolve();
+        const value = Reflect.get(target, prop, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const services = await compose(config, { db: kept, fetch: neverAnswers });
     // More symbols than one round of lookups, so several rounds would wait.
     for (const symbol of ["SPY", "QQQ", "IWM", "DIA", "AAPL", "MSFT", "NVDA", "TSLA", "AMD"]) {
       const res = await services.app.request(
@@ -465,6 +473,16 @@ dbTest(
       `close() took ${Math.round(ms)} ms (provider timeout ${config.providers.timeoutMs} ms)`,
     );
     assert.ok(asked >= 1);
+    // Cut short, the lookups decide nothing: the jobs wait, uncounted, for a worker that can
+    // get their market data (no decision made without it, to stand for good).
+    assert.equal(await countRows(db, "decisions"), 0);
+    const jobs = await db.query<{ status: string; attempts: number }>(
+      "select status, attempts from pipeline_jobs",
+    );
+    assert.deepEqual(
+      jobs.map((j) => `${j.status}/${j.attempts}`),
+      Array(9).fill("pending/0"),
+    );
   },
 );
 
