@@ -4,6 +4,7 @@
  * and as the newest row it would hide every correct snapshot after it.
  */
 import assert from "node:assert/strict";
+import type { Services } from "../compose.ts";
 import fc from "fast-check";
 import { isStale, MARKET_DATA_FUTURE_SKEW_SECONDS } from "../core/context.ts";
 import { insertContextSnapshot } from "../db/market_data.ts";
@@ -14,6 +15,16 @@ import { dbTest } from "./_db.ts";
 import { chainBody, clock, contextBody, pipelineServices, pushContext, send } from "./_pipeline.ts";
 
 const HOUR = 3600_000;
+
+/** POSTs `body` as JSON to the app; the status and the parsed answer. */
+async function postJson(s: Services, path: string, body: unknown) {
+  const res = await s.app.request(path, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
 
 Deno.test("property: data is usable only from maxAge before now to the skew after it", () => {
   fc.assert(
@@ -43,14 +54,7 @@ dbTest(
   async ({ db }) => {
     const c = clock();
     const s = await pipelineServices(db, c);
-    const post = async (path: string, body: unknown) => {
-      const res = await s.app.request(path, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(body),
-      });
-      return { status: res.status, body: await res.json() };
-    };
+    const post = (path: string, body: unknown) => postJson(s, path, body);
     const ahead = c.now() + 4 * HOUR;
 
     const batch = await post("/context", [
@@ -78,14 +82,7 @@ dbTest(
   "a pushed context takes the trend words feeds use, and a refusal names the field at fault",
   async ({ db }) => {
     const s = await pipelineServices(db, clock());
-    const post = async (body: unknown) => {
-      const res = await s.app.request("/context", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(body),
-      });
-      return { status: res.status, body: await res.json() };
-    };
+    const post = (body: unknown) => postJson(s, "/context", body);
     for (const [word, trend] of [["bullish", "UP"], ["Bearish", "DOWN"], ["flat", "NEUTRAL"]]) {
       const stored = await post({ symbol: "SPY", spot: 512.5, vix: 15.2, trend: word });
       assert.equal(stored.status, 201, JSON.stringify(stored.body));
