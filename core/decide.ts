@@ -16,9 +16,10 @@
  *    (see `checkFreshness`). Applies to exits too.
  * Then an exit (action EXIT; direction EXIT flattens every position of the
  * symbol, CALL or PUT closes that one):
- * 4. NO_POSITION: nothing to close. 5. NO_PRICE. Else EXIT_APPROVED, at the
+ * 4. NO_POSITION: nothing to close. 5. NO_PRICE: no price from the signal,
+ *    a usable context, or even `lastKnown`. Else EXIT_APPROVED, at the
  *    signal's price, or at the context spot when the two are further apart
- *    than `maxPriceDeviationPct`.
+ *    than `maxPriceDeviationPct`, or at last at `lastKnown`'s spot.
  * An entry with no opposite position open runs the entry checks of
  * `checkEntry` (time of day, quality, missing data, price and PRICE_MISMATCH, VIX, GEX, book,
  * size, exposure) and gives ENTRY_APPROVED or the first failure.
@@ -63,24 +64,32 @@ export type {
 } from "./decision.ts";
 export { REASON_CODES } from "./decision.ts";
 
-/** The decision for `signal` (see the module doc for the order of checks). */
+/**
+ * The decision for `signal` (see the module doc for the order of checks).
+ * `lastKnown`, the newest context of the symbol however old, is only the last
+ * resort price of a close: a position the strategy has left must not stay
+ * open (NO_PRICE is final) because the context went stale.
+ */
 export function decide(
   signal: ReceivedSignal,
   context: MarketContext | null,
   gex: GexLevels | null,
   book: Book,
   rules: Rules,
+  lastKnown: MarketContext | null = null,
 ): Decision {
   const notes: string[] = [];
   const data = usableData(signal, context, gex, notes);
   const { price, mismatch } = usablePrice(signal, data.context, rules.maxPriceDeviationPct, notes);
   const degraded = (data.context === null || data.gex === null || data.vix === null) &&
     rules.degraded.policy === "REDUCE";
+  // The price a decision shows: a close's last resort price once it is known.
+  let shownPrice = price;
   const decision = (outcome: Outcome, reason: ReasonCode, message: string): Decision => ({
     outcome,
     reason,
     message,
-    price,
+    price: shownPrice,
     size: null,
     close: [],
     open: null,
@@ -135,10 +144,12 @@ export function decide(
       message: `No open ${side ? `${side} ` : ""}position in ${symbol} to close`,
     });
   }
-  if (targets.length > 0 && price === null) {
+  const closePrice = price ?? (targets.length > 0 ? lastKnownSpot(signal, lastKnown, notes) : null);
+  if (targets.length > 0 && closePrice === null) {
     return reject({ reason: "NO_PRICE", message: noPriceMessage(symbol) });
   }
-  const close = price === null ? [] : closesAt(targets, price);
+  const close = closePrice === null ? [] : closesAt(targets, closePrice);
+  shownPrice = closePrice ?? price;
   const closing = close.length > 0 ? closeMessage(targets, close) : "";
   if (isExit) return { ...decision("EXIT", "EXIT_APPROVED", closing), close };
 
@@ -190,6 +201,26 @@ export function decide(
       notional: entry.quantity * entryPrice,
     },
   };
+}
+
+/** `lastKnown`'s spot when it is this symbol's and a price, with a note saying so; else null. */
+function lastKnownSpot(
+  signal: ReceivedSignal,
+  lastKnown: MarketContext | null,
+  notes: string[],
+): number | null {
+  if (lastKnown === null || lastKnown.symbol !== signal.symbol) return null;
+  if (
+    !(typeof lastKnown.spot === "number" && Number.isFinite(lastKnown.spot) && lastKnown.spot > 0)
+  ) {
+    return null;
+  }
+  notes.push(
+    `No current price: closing at the last known spot ${
+      num(lastKnown.spot)
+    } as of ${lastKnown.asOf}`,
+  );
+  return lastKnown.spot;
 }
 
 function closesAt(positions: OpenPosition[], price: number): PositionClose[] {

@@ -449,12 +449,20 @@ export function createWorker(deps: WorkerDeps): Worker {
     const needData = !rules.marketHours.enforce || status.open ||
       inExitGrace(status, Date.parse(signal.receivedAt), rules);
     const context = needData ? await timed("context", () => deps.context.get(signal.symbol)) : null;
+    const lastKnown = needData && context === null ? deps.context.lastKnown(signal.symbol) : null;
     const gex = needData ? await timed("gex", () => deps.gex.get(signal.symbol)) : null;
     return {
       jobId: job.id,
       signal,
       decideWith: (book) =>
-        decide(signal, context?.context ?? null, gex?.levels ?? null, book, rules),
+        decide(
+          signal,
+          context?.context ?? null,
+          gex?.levels ?? null,
+          book,
+          rules,
+          lastKnown?.context ?? null,
+        ),
       contextSnapshotId: context?.id ?? null,
       gexSignalId: gex?.id ?? null,
       timings,

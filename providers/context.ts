@@ -21,7 +21,13 @@ import type { Database } from "../db/port.ts";
 import { logger } from "../logging.ts";
 
 export interface ContextProvider {
+  /** The context to decide with: null when there is none or it is stale. */
   get(symbol: string): Promise<StoredContext | null>;
+  /**
+   * The newest context `get()` found for `symbol`, however old (no lookup of
+   * its own): its spot is the last resort price of a close.
+   */
+  lastKnown(symbol: string): StoredContext | null;
   /** Forget the cached entry (after a push), so the next decision reads the new one. */
   invalidate(symbol: string): void;
   stats(): { hits: number; misses: number; fetchErrors: number };
@@ -112,6 +118,9 @@ export function createContextProvider(o: ContextProviderOptions): ContextProvide
       }
       if (stored === null || isStale(stored.context.asOf, now, o.maxAgeSeconds)) return null;
       return stored;
+    },
+    lastKnown(symbol) {
+      return cache.get(symbol)?.value ?? null;
     },
     invalidate(symbol) {
       cache.delete(symbol);

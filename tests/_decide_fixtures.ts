@@ -71,6 +71,8 @@ export interface Inputs {
   gex?: GexLevels | null;
   book?: Book;
   rules?: Partial<Rules>;
+  /** The newest context however old: a close's last resort price. */
+  lastKnown?: MarketContext | null;
 }
 
 /** decide() on the fixtures: SPY at 500, VIX 15, positive gamma, empty book, default rules. */
@@ -81,6 +83,7 @@ export function run(over: Partial<ReceivedSignal> = {}, inputs: Inputs = {}) {
     inputs.gex === undefined ? gex() : inputs.gex,
     inputs.book ?? { open: [] },
     rules(inputs.rules),
+    inputs.lastKnown ?? null,
   );
 }
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { DEFAULT_RULES } from "../core/rules.ts";
-import { position, run } from "./_decide_fixtures.ts";
+import { context, position, run } from "./_decide_fixtures.ts";
 
 Deno.test("decide() closes a CALL at the signal price on an EXIT, with its realized PnL", () => {
   const d = run({ action: "EXIT", price: 487.5 }, { book: { open: [position()] } });
@@ -77,6 +77,41 @@ Deno.test("decide() rejects an opposite entry with no price, closing nothing", (
   const d = run({ price: null }, { context: null, book: PUT_HELD, rules: { flip: true } });
   assert.equal(d.reason, "NO_PRICE");
   assert.deepEqual(d.close, []);
+});
+
+Deno.test("decide() closes at the last known spot when nothing newer has a price, and opens nothing at it", () => {
+  const stale = context({ spot: 505, asOf: "2026-03-10T13:00:00.000Z" });
+  const exit = run({ action: "EXIT", price: null }, {
+    context: null,
+    book: { open: [position()] },
+    lastKnown: stale,
+  });
+  assert.equal(exit.reason, "EXIT_APPROVED");
+  assert.equal(exit.price, 505);
+  assert.deepEqual(exit.close, [{ positionId: "pos-a", exitPrice: 505, realizedPnl: 150 }]);
+  assert.ok(exit.notes.includes(
+    "No current price: closing at the last known spot 505 as of 2026-03-10T13:00:00.000Z",
+  ));
+  // An opposite entry closes at it too; its own entry has no price.
+  const flip = run({ price: null }, {
+    context: null,
+    book: PUT_HELD,
+    rules: { flip: true },
+    lastKnown: stale,
+  });
+  assert.equal(flip.reason, "CLOSED_BY_OPPOSITE");
+  assert.equal(flip.open, null);
+  assert.equal(flip.close[0].exitPrice, 505);
+  assert.match(flip.message, /the CALL entry is refused \(NO_PRICE\)$/);
+  // Never to open: an entry with nothing to close stays NO_PRICE.
+  assert.equal(run({ price: null }, { context: null, lastKnown: stale }).reason, "NO_PRICE");
+  // Another symbol's is no price for this one.
+  const qqq = run({ action: "EXIT", price: null }, {
+    context: null,
+    book: { open: [position()] },
+    lastKnown: { ...stale, symbol: "QQQ" },
+  });
+  assert.equal(qqq.reason, "NO_PRICE");
 });
 
 // 2026-03-10 is EDT: the 16:00 close is 20:00 UTC.

@@ -71,6 +71,29 @@ Deno.test("decide() never throws and always returns a valid decision, whatever t
   );
 });
 
+Deno.test("the last known context is only ever a close's price, never an entry's", () => {
+  fc.assert(
+    fc.property(
+      anySignalArb,
+      contextArb,
+      gexArb,
+      bookArb,
+      rulesArb,
+      (s, lastKnown, g, book, rules) => {
+        const noPrice = { ...s, price: null };
+        const d = decide(noPrice, null, g, book, rules, lastKnown);
+        assertValid(d, book);
+        assert.equal(d.open, null);
+        // Whatever it closes, it closes at that spot.
+        if (d.close.length > 0) {
+          assert.ok(lastKnown !== null && d.close.every((c) => c.exitPrice === lastKnown.spot));
+        }
+      },
+    ),
+    RUNS,
+  );
+});
+
 Deno.test("a REJECT changes no position", () => {
   fc.assert(
     fc.property(anySignalArb, contextArb, gexArb, bookArb, rulesArb, (s, c, g, book, rules) => {

@@ -111,6 +111,25 @@ dbTest(
   },
 );
 
+dbTest(
+  "an exit with no price still closes, at the last known spot, once the market context is stale",
+  async ({ db }) => {
+    const c = clock("2026-03-10T18:00:00Z"); // 14:00 New York
+    const s = await pipelineServices(db, c, { CONTEXT_MAX_AGE_SECONDS: "900" });
+    await pushContext(s, c, "SPY", 500);
+    await send(s, c, { symbol: "SPY", direction: "CALL", price: 500 });
+    await s.worker.runUntilIdle();
+    c.advance(901_000); // the context is now stale: missing for every decision
+    const exit = await send(s, c, { symbol: "SPY", direction: "EXIT", action: "EXIT" });
+    await s.worker.runUntilIdle();
+    const d = await decisionFor(db, exit.signal_id);
+    assert.equal(d.reason_code, "EXIT_APPROVED", d.message);
+    assert.match(d.message, /at 500: realized PnL/);
+    assert.equal((await positions(db)).filter((p) => !p.is_closed).length, 0);
+    await s.close();
+  },
+);
+
 dbTest("jobs numbered past 2^31 (a bigint column) are decided", async ({ db }) => {
   await db.exec("alter table pipeline_jobs alter column id restart with 3000000000");
   const c = clock();
