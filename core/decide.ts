@@ -40,6 +40,7 @@ import { money, num, nyTime } from "./_format.ts";
 import { type Book, type OpenPosition, type PositionDirection, realizedPnl } from "./book.ts";
 import {
   inExitGrace,
+  lastKnownPrice,
   noPriceMessage,
   parseInstant,
   statusAt,
@@ -144,12 +145,13 @@ export function decide(
       message: `No open ${side ? `${side} ` : ""}position in ${symbol} to close`,
     });
   }
-  const closePrice = price ?? (targets.length > 0 ? lastKnownSpot(signal, lastKnown, notes) : null);
+  const closePrice = price ??
+    (targets.length > 0 ? lastKnownPrice(signal, lastKnown, notes) : null);
   if (targets.length > 0 && closePrice === null) {
     return reject({ reason: "NO_PRICE", message: noPriceMessage(symbol) });
   }
   const close = closePrice === null ? [] : closesAt(targets, closePrice);
-  shownPrice = closePrice ?? price;
+  shownPrice = closePrice;
   const closing = close.length > 0 ? closeMessage(targets, close) : "";
   if (isExit) return { ...decision("EXIT", "EXIT_APPROVED", closing), close };
 
@@ -201,26 +203,6 @@ export function decide(
       notional: entry.quantity * entryPrice,
     },
   };
-}
-
-/** `lastKnown`'s spot when it is this symbol's and a price, with a note saying so; else null. */
-function lastKnownSpot(
-  signal: ReceivedSignal,
-  lastKnown: MarketContext | null,
-  notes: string[],
-): number | null {
-  if (lastKnown === null || lastKnown.symbol !== signal.symbol) return null;
-  if (
-    !(typeof lastKnown.spot === "number" && Number.isFinite(lastKnown.spot) && lastKnown.spot > 0)
-  ) {
-    return null;
-  }
-  notes.push(
-    `No current price: closing at the last known spot ${
-      num(lastKnown.spot)
-    } as of ${lastKnown.asOf}`,
-  );
-  return lastKnown.spot;
 }
 
 function closesAt(positions: OpenPosition[], price: number): PositionClose[] {

@@ -89,6 +89,27 @@ export function usablePrice(
   return { price: context.spot, mismatch: null };
 }
 
+/**
+ * `lastKnown`'s spot (the newest context however old) when it is this
+ * symbol's and a price, with a note saying so; else null. Only a close's last
+ * resort: see `decide()`.
+ */
+export function lastKnownPrice(
+  signal: ReceivedSignal,
+  lastKnown: MarketContext | null,
+  notes: string[],
+): number | null {
+  if (lastKnown === null || lastKnown.symbol !== signal.symbol || !isPrice(lastKnown.spot)) {
+    return null;
+  }
+  notes.push(
+    `No current price: closing at the last known spot ${
+      num(lastKnown.spot)
+    } as of ${lastKnown.asOf}`,
+  );
+  return lastKnown.spot;
+}
+
 const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i;
 
 /**

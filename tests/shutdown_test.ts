@@ -283,21 +283,25 @@ async function shutdownMidStream(
   }
 }
 
+/** Runs `fn` on a seeded PGlite data directory of its own, removed afterwards. */
+async function withSeededPglite(fn: (dataDir: string) => Promise<void>): Promise<void> {
+  const dataDir = await Deno.makeTempDir({ prefix: "optionstrat-shutdown-" });
+  try {
+    await seedPglite(dataDir);
+    await fn(dataDir);
+  } finally {
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+  }
+}
+
 Deno.test({
   name: "[pglite] SIGTERM mid-stream: exit 0, every answer 200 or 503, exactly the ACCEPTED stored",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const dataDir = await Deno.makeTempDir({ prefix: "optionstrat-shutdown-" });
-    try {
-      await seedPglite(dataDir);
-      await shutdownMidStream(
-        { DATA_DIR: dataDir },
-        () => openPglite(`${dataDir}/pglite`),
-      );
-    } finally {
-      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
-    }
+    await withSeededPglite((dataDir) =>
+      shutdownMidStream({ DATA_DIR: dataDir }, () => openPglite(`${dataDir}/pglite`))
+    );
   },
 });
 
@@ -328,9 +332,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const dataDir = await Deno.makeTempDir({ prefix: "optionstrat-shutdown-" });
-    try {
-      await seedPglite(dataDir);
+    await withSeededPglite(async (dataDir) => {
       const service = await startService({ DATA_DIR: dataDir });
       service.child.kill("SIGTERM");
       await delay(5);
@@ -340,9 +342,7 @@ Deno.test({
       assert.equal(code, 0, logs);
       assert.match(logs, /Stopped cleanly/);
       assert.doesNotMatch(logs, /received again/);
-    } finally {
-      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
-    }
+    });
   },
 });
 
