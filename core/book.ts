@@ -22,6 +22,11 @@ export interface OpenPosition {
   /** When the entry signal was received (ISO 8601, UTC). */
   openedAt: string;
   entrySignalId: string;
+  /**
+   * The entry signal's own time, the open of the bar it fired on (ISO 8601):
+   * a late exit closes only positions entered on an earlier bar (`decide()`).
+   */
+  entrySignalTime: string;
 }
 
 export interface ClosedPosition extends OpenPosition {
@@ -112,6 +117,7 @@ export function applyDecision(
       entryPrice: decision.open.entryPrice,
       openedAt: signal.receivedAt,
       entrySignalId: signal.id,
+      entrySignalTime: signal.timestamp,
     };
     open.push(opened);
   }

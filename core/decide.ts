@@ -13,7 +13,10 @@
  *    position (an exit, or an entry opposite one) still closes it; it opens
  *    nothing.
  * 3. FUTURE_SIGNAL, STALE_SIGNAL: the timestamp against `receivedAt`
- *    (see `checkFreshness`). Applies to exits too.
+ *    (see `checkFreshness`). A stale signal that closes positions (an exit,
+ *    or an entry opposite them) still closes those entered on an earlier bar
+ *    than its own, at the context spot when there is one, and opens nothing;
+ *    with none such it is refused.
  * Then an exit (action EXIT; direction EXIT flattens every position of the
  * symbol, CALL or PUT closes that one):
  * 4. NO_POSITION: nothing to close. 5. NO_PRICE: no price from the signal,
@@ -116,7 +119,7 @@ export function decide(
   const isExit = signal.action === "EXIT" || signal.direction === "EXIT";
   const side = signal.direction === "EXIT" ? null : signal.direction;
   // An exit closes its targets; an entry closes the opposite side's positions.
-  const targets = book.open.filter((p) =>
+  let targets = book.open.filter((p) =>
     p.symbol === symbol && (isExit ? side === null || p.direction === side : p.direction !== side)
   );
 
@@ -137,7 +140,25 @@ export function decide(
     );
   }
   const freshness = checkFreshness(claimedMs, receivedMs, signal.timeframe, rules);
-  if (!freshness.fresh) return reject(freshness);
+  let late: string | null = null;
+  if (!freshness.fresh) {
+    // A late close still closes what the strategy had entered before it: left
+    // open, such a position would stay in the book (and count against the
+    // limits) until the next exit. One entered on the signal's bar or later
+    // may postdate the exit, so it stays.
+    const earlier = freshness.reason === "STALE_SIGNAL"
+      ? targets.filter((p) => parseInstant(p.entrySignalTime) < claimedMs)
+      : [];
+    if (earlier.length === 0) return reject(freshness);
+    late = `${freshness.reason}: ${freshness.message}`;
+    notes.push(`${late}; closing only positions entered on an earlier bar`);
+    for (const kept of targets.filter((p) => !earlier.includes(p))) {
+      notes.push(
+        `Left open: ${kept.direction} ${symbol} entered on the bar of ${kept.entrySignalTime}`,
+      );
+    }
+    targets = earlier;
+  }
 
   if (isExit && targets.length === 0) {
     return reject({
@@ -145,7 +166,7 @@ export function decide(
       message: `No open ${side ? `${side} ` : ""}position in ${symbol} to close`,
     });
   }
-  const closePrice = price ??
+  const closePrice = (late !== null ? lateClosePrice(data.context, price, notes) : null) ?? price ??
     (targets.length > 0 ? lastKnownPrice(signal, lastKnown, notes) : null);
   if (targets.length > 0 && closePrice === null) {
     return reject({ reason: "NO_PRICE", message: noPriceMessage(symbol) });
@@ -156,6 +177,10 @@ export function decide(
   if (isExit) return { ...decision("EXIT", "EXIT_APPROVED", closing), close };
 
   const direction: PositionDirection = side === "PUT" ? "PUT" : "CALL";
+  if (late !== null) {
+    const message = `${closing}; the ${direction} entry is refused (STALE_SIGNAL)`;
+    return { ...decision("EXIT", "CLOSED_BY_OPPOSITE", message), close };
+  }
   if (closedMessage !== null) {
     notes.push(`MARKET_CLOSED: ${closedMessage}`);
     const message = `${closing}; the ${direction} entry is refused (MARKET_CLOSED)`;
@@ -203,6 +228,22 @@ export function decide(
       notional: entry.quantity * entryPrice,
     },
   };
+}
+
+/**
+ * The spot of a usable context, for a late close: the signal's own price is
+ * as old as the signal, and the position closes now.
+ */
+function lateClosePrice(
+  context: MarketContext | null,
+  price: number | null,
+  notes: string[],
+): number | null {
+  if (context === null) return null;
+  if (price !== context.spot) {
+    notes.push(`Closing at the context spot ${num(context.spot)} as of ${context.asOf}`);
+  }
+  return context.spot;
 }
 
 function closesAt(positions: OpenPosition[], price: number): PositionClose[] {

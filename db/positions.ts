@@ -9,6 +9,8 @@ interface PositionRow {
   quantity: string | number;
   entry_price: string | number;
   entry_signal_id: string;
+  /** The entry signal's `signal_time`. */
+  entry_signal_time: Date;
   opened_at: Date;
   is_closed: boolean;
   exit_price: string | number | null;
@@ -17,9 +19,9 @@ interface PositionRow {
   realized_pnl: string | number | null;
 }
 
-const COLUMNS =
-  `id, symbol, direction, quantity, entry_price, entry_signal_id, opened_at, is_closed,
-  exit_price, exit_signal_id, closed_at, realized_pnl`;
+const COLUMNS = `o.id, o.symbol, o.direction, o.quantity, o.entry_price, o.entry_signal_id,
+  o.opened_at, o.is_closed, o.exit_price, o.exit_signal_id, o.closed_at, o.realized_pnl,
+  s.signal_time as entry_signal_time`;
 
 export function openFromRow(row: PositionRow): OpenPosition {
   return {
@@ -30,6 +32,7 @@ export function openFromRow(row: PositionRow): OpenPosition {
     entryPrice: Number(row.entry_price),
     openedAt: row.opened_at.toISOString(),
     entrySignalId: row.entry_signal_id,
+    entrySignalTime: row.entry_signal_time.toISOString(),
   };
 }
 
@@ -43,7 +46,11 @@ export async function readOpenBook(
   const rows = await db.query<PositionRow & { book_writer: string }>(
     `select v.writer::text as book_writer, p.*
      from book_version v
-     left join (select ${COLUMNS} from positions where not is_closed) p on true
+     left join (
+       select ${COLUMNS}
+       from positions o join signals s on s.id = o.entry_signal_id
+       where not o.is_closed
+     ) p on true
      where v.id = 1
      order by p.opened_at, p.id`,
   );

@@ -58,6 +58,7 @@ export function position(over: Partial<OpenPosition> = {}): OpenPosition {
     entryPrice: 490,
     openedAt: "2026-03-10T14:00:00.000Z",
     entrySignalId: "sig-a",
+    entrySignalTime: "2026-03-10T13:55:00.000Z",
     ...over,
   };
 }
@@ -175,6 +176,9 @@ export const bookArb = fc.uniqueArray(
     direction: fc.constantFrom("CALL", "PUT" as const),
     quantity: fc.integer({ min: 1, max: 500 }),
     entryPrice: priceArb,
+    // Around the signals' own bar times (signalAt), so a late signal meets both older and newer.
+    entrySignalTime: fc.integer({ min: SESSION_START - 3_600_000, max: SESSION_END })
+      .map((ms) => new Date(ms).toISOString()),
   }),
   { selector: (p) => `${p.symbol}:${p.direction}`, maxLength: 6 },
 ).map((ps) => ({

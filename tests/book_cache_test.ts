@@ -334,6 +334,7 @@ Deno.test("insertByOpening places new positions exactly where sorting the whole 
     quantity: 1,
     entryPrice: 100,
     entrySignalId: p.id,
+    entrySignalTime: p.openedAt,
   }));
   fc.assert(
     fc.property(

@@ -49,6 +49,7 @@ Deno.test("applyDecision() opens the approved entry as pos-<signal id>, dated wh
     entryPrice: 500,
     openedAt: s.receivedAt,
     entrySignalId: "abc",
+    entrySignalTime: s.timestamp,
   });
   assert.deepEqual(applied.book, { open: [applied.opened] });
   assert.deepEqual(applied.closed, []);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { DEFAULT_RULES } from "../core/rules.ts";
-import { context, position, run } from "./_decide_fixtures.ts";
+import { AT, context, position, run } from "./_decide_fixtures.ts";
 
 Deno.test("decide() closes a CALL at the signal price on an EXIT, with its realized PnL", () => {
   const d = run({ action: "EXIT", price: 487.5 }, { book: { open: [position()] } });
@@ -151,4 +151,75 @@ Deno.test("decide() after the close closes an opposite position but opens nothin
     run({ action: "EXIT", ...early }, { book: { open: [position()] } }).reason,
     "EXIT_APPROVED",
   );
+});
+
+// 5m bars: a signal over 600 s old is stale. This exit's bar opened at 14:40, received at 15:00.
+const LATE = { action: "EXIT" as const, timestamp: "2026-03-10T14:40:00.000Z", price: 480 };
+
+Deno.test("decide() still closes, at the context spot, what a stale exit's strategy entered on an earlier bar", () => {
+  const older = position({ id: "older", entrySignalTime: "2026-03-10T14:20:00.000Z" });
+  const d = run(LATE, { book: { open: [older] } });
+  assert.equal(d.outcome, "EXIT");
+  assert.equal(d.reason, "EXIT_APPROVED");
+  // The signal's 480 is twenty minutes old; the position closes now, at the spot.
+  assert.deepEqual(d.close, [{ positionId: "older", exitPrice: 500, realizedPnl: 100 }]);
+  assert.equal(d.price, 500);
+  assert.match(
+    d.notes[0],
+    /^STALE_SIGNAL: Signal is 1200 s old.*closing only positions entered on an earlier bar$/,
+  );
+  assert.ok(d.notes.includes(`Closing at the context spot 500 as of ${AT}`));
+});
+
+Deno.test("decide() leaves open what was entered on a stale exit's own bar or later, and refuses it when that is all", () => {
+  const older = position({ id: "older", entrySignalTime: "2026-03-10T14:35:00.000Z" });
+  const same = position({
+    id: "same",
+    symbol: "SPY",
+    direction: "PUT",
+    entrySignalTime: "2026-03-10T14:40:00.000Z",
+  });
+  const both = run({ ...LATE, direction: "EXIT" }, { book: { open: [older, same] } });
+  assert.equal(both.reason, "EXIT_APPROVED");
+  assert.deepEqual(both.close.map((c) => c.positionId), ["older"]);
+  assert.ok(
+    both.notes.includes("Left open: PUT SPY entered on the bar of 2026-03-10T14:40:00.000Z"),
+  );
+
+  const newer = position({ id: "newer", entrySignalTime: "2026-03-10T14:50:00.000Z" });
+  const d = run(LATE, { book: { open: [newer] } });
+  assert.equal(d.outcome, "REJECT");
+  assert.equal(d.reason, "STALE_SIGNAL");
+  assert.deepEqual(d.close, []);
+});
+
+Deno.test("decide() closes at a stale exit's own price without context, and never for a signal from the future", () => {
+  const older = position({ entrySignalTime: "2026-03-10T14:20:00.000Z" });
+  const d = run(LATE, { context: null, book: { open: [older] } });
+  assert.equal(d.reason, "EXIT_APPROVED");
+  assert.deepEqual(d.close, [{ positionId: "pos-a", exitPrice: 480, realizedPnl: -100 }]);
+  const future = run({ ...LATE, timestamp: "2026-03-10T15:05:00.000Z" }, {
+    book: { open: [older] },
+  });
+  assert.equal(future.reason, "FUTURE_SIGNAL");
+  assert.deepEqual(future.close, []);
+});
+
+Deno.test("decide() lets a stale opposite entry close the older position but never open, even with flip on", () => {
+  const put = position({
+    id: "put",
+    direction: "PUT",
+    quantity: 90,
+    entryPrice: 510,
+    entrySignalTime: "2026-03-10T14:20:00.000Z",
+  });
+  const d = run({ timestamp: "2026-03-10T14:40:00.000Z" }, {
+    book: { open: [put] },
+    rules: { flip: true },
+  });
+  assert.equal(d.outcome, "EXIT");
+  assert.equal(d.reason, "CLOSED_BY_OPPOSITE");
+  assert.deepEqual(d.close, [{ positionId: "put", exitPrice: 500, realizedPnl: 900 }]);
+  assert.equal(d.open, null);
+  assert.match(d.message, /; the CALL entry is refused \(STALE_SIGNAL\)$/);
 });

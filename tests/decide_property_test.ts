@@ -12,11 +12,14 @@ import {
   gex,
   gexArb,
   priceArb,
+  receivedAtArb,
   rulesArb,
   sessionStepsArb,
   signal,
+  signalAt,
   SYMBOLS,
 } from "./_decide_fixtures.ts";
+import { barSeconds } from "../core/freshness.ts";
 
 const RUNS = { numRuns: 200 };
 
@@ -104,6 +107,45 @@ Deno.test("a REJECT changes no position", () => {
       assert.equal(applied.opened, null);
       assert.deepEqual(applied.closed, []);
     }),
+    RUNS,
+  );
+});
+
+Deno.test("a stale signal opens nothing and closes only positions entered on a bar before its own", () => {
+  const late = fc.tuple(receivedAtArb, fc.integer({ min: 1, max: 7_200 }))
+    .chain(([ms, overSeconds]) => signalAt(ms, "sig-late").map((s) => ({ s, overSeconds })));
+  fc.assert(
+    fc.property(
+      late,
+      contextArb,
+      gexArb,
+      bookArb,
+      rulesArb,
+      ({ s, overSeconds }, c, g, book, rules) => {
+        const receivedMs = Date.parse(s.receivedAt);
+        const limitSeconds = rules.maxSignalAgeSeconds + barSeconds(s.timeframe);
+        const claimedMs = receivedMs - (limitSeconds + overSeconds) * 1000;
+        const stale = { ...s, timestamp: new Date(claimedMs).toISOString() };
+        const d = decide(stale, c, g, book, rules);
+        assertValid(d, book);
+        assert.equal(d.open, null);
+        const closed = new Set(d.close.map((x) => x.positionId));
+        for (const p of book.open.filter((p) => closed.has(p.id))) {
+          assert.equal(p.symbol, s.symbol);
+          assert.ok(Date.parse(p.entrySignalTime) < claimedMs);
+        }
+        if (d.outcome === "REJECT") return;
+        // It closed: every position it could close from an earlier bar is closed.
+        const isExit = s.action === "EXIT" || s.direction === "EXIT";
+        const eligible = book.open.filter((p) =>
+          p.symbol === s.symbol && Date.parse(p.entrySignalTime) < claimedMs &&
+          (isExit
+            ? s.direction === "EXIT" || p.direction === s.direction
+            : p.direction !== s.direction)
+        );
+        assert.deepEqual([...closed].sort(), eligible.map((p) => p.id).sort());
+      },
+    ),
     RUNS,
   );
 });

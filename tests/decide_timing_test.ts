@@ -86,8 +86,9 @@ Deno.test("decide() allows one bar of the timeframe on top of maxSignalAgeSecond
     run({ timeframe: "100T", timestamp: "2026-03-10T14:54:59Z" }).reason,
     "STALE_SIGNAL",
   );
+  // A stale exit is refused when nothing it could close was entered on an earlier bar.
   const exit = run({ action: "EXIT", timestamp: "2026-03-10T14:00:00Z" }, {
-    book: { open: [position()] },
+    book: { open: [position({ entrySignalTime: "2026-03-10T14:00:00.000Z" })] },
   });
   assert.equal(exit.reason, "STALE_SIGNAL");
 });

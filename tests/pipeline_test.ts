@@ -130,6 +130,37 @@ dbTest(
   },
 );
 
+dbTest(
+  "a stale exit still closes, at the current spot, a position its strategy entered on an earlier bar",
+  async ({ db }) => {
+    const c = clock("2026-03-10T18:00:00Z"); // 14:00 New York
+    const s = await pipelineServices(db, c);
+    await pushContext(s, c, "SPY", 500);
+    const entry = await send(s, c, { symbol: "SPY", direction: "CALL", price: 500 });
+    await s.worker.runUntilIdle();
+    assert.equal((await decisionFor(db, entry.signal_id)).outcome, "ENTER");
+    // The exit fired on the next 5m bar and arrived 20 minutes late; a fresh
+    // worker decides it from the stored book.
+    const exitBar = new Date(c.now() + 300_000).toISOString();
+    c.advance(1_500_000);
+    await pushContext(s, c, "SPY", 505);
+    const exit = await send(s, c, {
+      symbol: "SPY",
+      direction: "EXIT",
+      action: "EXIT",
+      price: 501,
+      timestamp: exitBar,
+    });
+    assert.equal(await workerOn(s, c).runUntilIdle(), 1);
+    const d = await decisionFor(db, exit.signal_id);
+    assert.equal(d.reason_code, "EXIT_APPROVED", d.message);
+    assert.match(d.message, /at 505: realized PnL/);
+    const [closed] = await positions(db);
+    assert.equal(closed.is_closed, true);
+    await s.close();
+  },
+);
+
 dbTest("jobs numbered past 2^31 (a bigint column) are decided", async ({ db }) => {
   await db.exec("alter table pipeline_jobs alter column id restart with 3000000000");
   const c = clock();
