@@ -5,11 +5,12 @@
  * - Otherwise it is a hash of what makes the alert itself: source, symbol,
  *   direction, action, timeframe and signal time, all canonical, so field
  *   order, whitespace and alias spelling do not matter.
- * - An id in the payload (`id`/`alert_id`) takes the place of the signal
- *   time only: alert templates reuse ids (`{{strategy.order.id}}` is "Long"
- *   on every ticker and every trade), and an id alone made a QQQ entry a
- *   duplicate of a SPY entry fired with it. A re-send is the same alert, so
- *   it still has the same key, whatever time it carries.
+ * - An id in the payload (`id`/`alert_id`) is added to that, so it can only
+ *   tell alerts apart, never merge them: templates reuse ids
+ *   (`{{strategy.order.id}}` is "Long" on every ticker and every trade), and
+ *   an id in place of the time made a re-entry after an exit, within the
+ *   dedup window, a DUPLICATE of the first entry (an id alone, a QQQ entry of
+ *   a SPY one). TradingView re-sends the message as it was, time included.
  * - The Standard Webhooks `webhook-id` names one message (the relay makes a
  *   new one per message and keeps it on its retries): the key is that id
  *   within its source.
@@ -30,6 +31,7 @@ export function dedupKey(signal: Signal, options: { deliveryId?: string | null }
         signal.direction,
         signal.action,
         signal.timeframe,
+        signal.timestamp,
       ]))
     }`;
   }

@@ -61,12 +61,20 @@ Deno.test("dedupKey() ignores what a re-send may change: price, metadata, exchan
   assert.equal(keyOf({ ...ALERT, symbol: "AMEX:SPY" }), base);
 });
 
-Deno.test("dedupKey() keys an alert id in place of the time, a delivery id by the id alone", () => {
+Deno.test("dedupKey() keys an alert id beside the time, a delivery id by the id alone", () => {
   const byId = keyOf({ ...ALERT, id: "SPY-2024-01-29T12:00" });
   assert.match(byId, /^aid:[0-9a-f]{64}$/);
-  // A re-send with another time (a relay that stamps its own): the same alert.
-  assert.equal(keyOf({ ...ALERT, id: "SPY-2024-01-29T12:00", timestamp: 1706529700 }), byId);
   assert.equal(keyOf({ ...ALERT, alertId: " SPY-2024-01-29T12:00 " }), byId);
+  assert.equal(keyOf({ ...ALERT, id: "SPY-2024-01-29T12:00", timestamp: 1706529600000 }), byId);
+  // {{strategy.order.id}} is "Long" on every entry: a re-entry after an exit is a new alert.
+  assert.notEqual(
+    keyOf({ ...ALERT, id: "Long", timestamp: "2024-01-29T12:10:00Z" }),
+    keyOf({
+      ...ALERT,
+      id: "Long",
+    }),
+  );
+  assert.notEqual(keyOf({ ...ALERT, id: "SPY-2024-01-29T12:00", timestamp: 1706529700 }), byId);
   // A reused id ({{strategy.order.id}} is "Long" on every ticker): other alerts stay apart.
   const long = keyOf({ ...ALERT, id: "Long" });
   for (

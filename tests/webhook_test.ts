@@ -83,20 +83,24 @@ dbTest("after the dedup window the same alert is a new signal", async ({ db }) =
   assert.equal(await countRows(db, "pipeline_jobs"), 2);
 });
 
-dbTest("an explicit alert id deduplicates even when the rest differs", async ({ db }) => {
-  const s = await testServices(db);
-  const a = await (await s.app.request(
-    "/webhook",
-    await signed(JSON.stringify(uniqueSignal({ id: "SPY-2024-01-29T12:00" }))),
-  )).json();
-  const b = await (await s.app.request(
-    "/webhook",
-    await signed(JSON.stringify(uniqueSignal({ id: "SPY-2024-01-29T12:00", price: 480 }))),
-  )).json();
-  assert.equal(a.status, "ACCEPTED");
-  assert.equal(b.status, "DUPLICATE");
-  assert.equal(b.signal_id, a.signal_id);
-});
+dbTest(
+  "an alert id tells apart alerts that are otherwise the same, and a re-send is still one",
+  async ({ db }) => {
+    const s = await testServices(db);
+    const alert = uniqueSignal();
+    const post = async (fields: Record<string, unknown>) =>
+      await (await s.app.request(
+        "/webhook",
+        await signed(JSON.stringify({ ...alert, ...fields })),
+      )).json();
+    const a = await post({ id: "strategy-a" });
+    const again = await post({ id: "strategy-a", price: 480 });
+    const b = await post({ id: "strategy-b" });
+    assert.deepEqual([a.status, again.status, b.status], ["ACCEPTED", "DUPLICATE", "ACCEPTED"]);
+    assert.equal(again.signal_id, a.signal_id);
+    assert.notEqual(b.signal_id, a.signal_id);
+  },
+);
 
 dbTest("text/plain alert messages are parsed like JSON ones", async ({ db }) => {
   const s = await testServices(db);
@@ -161,7 +165,7 @@ dbTest("a duplicate whose stored payload is cut mid-emoji is still recorded", as
 });
 
 dbTest(
-  "alerts that reuse an id ({{strategy.order.id}}) on other tickers are all taken; a re-send is not",
+  "alerts that reuse an id ({{strategy.order.id}}) on other tickers or later trades are all taken; a re-send is not",
   async ({ db }) => {
     const s = await testServices(db);
     const post = async (fields: Record<string, unknown>) => {
@@ -176,11 +180,14 @@ dbTest(
       "ACCEPTED",
       "ACCEPTED",
     ]);
-    // TradingView's re-send, or a relay's with its own time: the same alert.
-    const again = await post({ symbol: "SPY", timestamp: "2024-01-29T12:00:05Z" });
+    // TradingView's re-send is the same message: the same alert.
+    const again = await post({ symbol: "SPY" });
     assert.equal(again.status, "DUPLICATE");
     assert.equal(again.signal_id, spy.signal_id);
-    assert.equal(await countRows(db, "signals"), 3);
+    // The strategy's next "Long" entry, ten minutes later (after an exit): a new alert.
+    const reentry = await post({ symbol: "SPY", timestamp: "2024-01-29T12:10:00Z" });
+    assert.equal(reentry.status, "ACCEPTED");
+    assert.equal(await countRows(db, "signals"), 4);
   },
 );
 
