@@ -102,9 +102,9 @@ export interface Rules {
    * so an alert on a 5m bar's close legitimately arrives about 5 minutes after
    * its timestamp: the allowed age is this plus one bar ("30s" adds 30 s, "5m"
    * 300 s, "1h" 3600 s, "1D" a day, "1W" a week, "1M" 31 days). With
-   * `{{timenow}}` the bar allowance is merely lenient. Applies to exits too:
-   * a replayed or delayed exit must not close a position opened since.
-   * Default 300.
+   * `{{timenow}}` the bar allowance is merely lenient. A stale exit closes
+   * only positions entered on an earlier bar than its own (`decide()`), never
+   * one opened since. Default 300.
    */
   maxSignalAgeSeconds: number;
   /**
