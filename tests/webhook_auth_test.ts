@@ -459,3 +459,37 @@ dbTest(
     assert.ok(stored.every((r) => !r.raw.includes(OLD)), "the previous secret was stored");
   },
 );
+
+dbTest(
+  "Standard Webhooks: a header full of forged signatures costs one HMAC of the body, not one each",
+  async ({ db }) => {
+    const s = await testServices(db, { env: { WEBHOOK_SECRET_PREVIOUS: OTHER_SECRET } });
+    // The largest body and about the largest header a real socket takes (64 KiB each): the
+    // timestamp is public, so anyone can send this, and TradingView waits 3 s for its answer.
+    const body = JSON.stringify(uniqueSignal({ note: "x".repeat(60_000) }));
+    const forged = `v1,${btoa(String.fromCharCode(...new Uint8Array(32).fill(7)))}`;
+    const post = async (count: number) => {
+      const started = performance.now();
+      const res = await s.app.request("/webhook", {
+        method: "POST",
+        body,
+        headers: {
+          "content-type": "application/json",
+          "webhook-id": "msg_forged",
+          "webhook-timestamp": String(Math.floor(Date.now() / 1000)),
+          "webhook-signature": Array(count).fill(forged).join(" "),
+        },
+      });
+      assert.equal(res.status, 401);
+      await res.body?.cancel();
+      return performance.now() - started;
+    };
+    await post(1); // warm up
+    const one = Math.min(await post(1), await post(1), await post(1));
+    const many = Math.min(await post(1300), await post(1300));
+    assert.ok(
+      many < 3 * one + 50,
+      `1300 forged signatures took ${many.toFixed(0)} ms, one took ${one.toFixed(0)} ms`,
+    );
+  },
+);
