@@ -131,12 +131,25 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     readBody(bodyLimit({
       maxSize: config.webhook.maxBodyBytes,
       onError: async (c) => {
+        const ctx = c as Context<AppEnv>;
+        // A refusal before any authentication, counted as one: the sender needs only a
+        // Content-Length to send it, and a record for each would write without limit.
+        const over = limitRefusal(ctx.get("clientIp"));
+        if (over !== null) {
+          const error = new ApiError(
+            "RATE_LIMITED",
+            "Too many refused requests from this address; slow down",
+            { retryAfterSeconds: over.retryAfterSeconds },
+          );
+          if (over.first) await recordRejection(ctx, error, null);
+          return errorResponse(ctx, error);
+        }
         const error = new ApiError(
           "PAYLOAD_TOO_LARGE",
           `Body is larger than ${config.webhook.maxBodyBytes} bytes`,
         );
-        await recordRejection(c as Context<AppEnv>, error, null);
-        return errorResponse(c as Context<AppEnv>, error);
+        await recordRejection(ctx, error, null);
+        return errorResponse(ctx, error);
       },
     })),
   ] as const;

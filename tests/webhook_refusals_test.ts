@@ -72,6 +72,51 @@ dbTest("a body over the limit is 413 REJECTED, recorded without its body", async
   assert.deepEqual(row, { code: "PAYLOAD_TOO_LARGE", payload: null });
 });
 
+dbTest(
+  "oversized bodies count as refusals: past the limit an address gets 429 and is recorded once",
+  async ({ db }) => {
+    const s = await testServices(db, {
+      env: {
+        WEBHOOK_MAX_BODY_BYTES: "1024",
+        RATE_LIMIT_PER_MINUTE: "3",
+        CLIENT_IP_HEADER: "fly-client-ip",
+      },
+    });
+    // Only the Content-Length is read: each costs the sender nothing but a header.
+    const oversized = (ip: string) =>
+      s.app.request("/webhook", {
+        method: "POST",
+        body: "x".repeat(2000),
+        headers: { "content-type": "application/json", "fly-client-ip": ip },
+      });
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const res = await oversized("203.0.113.7");
+      statuses.push(res.status);
+      await res.body?.cancel();
+    }
+    assert.deepEqual(statuses, [413, 413, 413, 429, 429, 429, 429, 429, 429, 429]);
+    const limited = await oversized("203.0.113.7");
+    assert.ok(Number(limited.headers.get("retry-after")) > 0);
+    assert.equal((await limited.json()).error.code, "RATE_LIMITED");
+    assert.equal((await oversized("203.0.113.8")).status, 413, "another address was limited");
+    const init = await signed(JSON.stringify(uniqueSignal()));
+    (init.headers as Record<string, string>)["fly-client-ip"] = "203.0.113.7";
+    const genuine = await s.app.request("/webhook", init);
+    assert.equal(genuine.status, 200, "a genuine alert was limited");
+    await genuine.body?.cancel();
+    const rows = await db.query<{ code: string; client_ip: string; n: number }>(
+      `select code, client_ip, count(*)::integer as n from processing_errors
+       group by code, client_ip order by client_ip, code`,
+    );
+    assert.deepEqual(rows, [
+      { code: "PAYLOAD_TOO_LARGE", client_ip: "203.0.113.7", n: 3 },
+      { code: "RATE_LIMITED", client_ip: "203.0.113.7", n: 1 },
+      { code: "PAYLOAD_TOO_LARGE", client_ip: "203.0.113.8", n: 1 },
+    ]);
+  },
+);
+
 dbTest("the 64 KiB default limit lets a 60 KiB alert through", async ({ db }) => {
   const s = await testServices(db);
   const body = JSON.stringify(uniqueSignal({ comment: "x".repeat(60 * 1024) }));
