@@ -16,6 +16,7 @@ import type { Authenticator } from "./core/auth.ts";
 import type { Config } from "./core/config.ts";
 import { ApiError, codeToStatus, errorBody } from "./core/errors.ts";
 import { freshUntilMs } from "./core/freshness.ts";
+import { rateLimitKey } from "./core/net.ts";
 import type { LatencyWindow } from "./core/stats.ts";
 import type { GroupCommit } from "./db/group_commit.ts";
 import { type Database, isTransient } from "./db/port.ts";
@@ -101,7 +102,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const refusals = new MemoryStore<AppEnv>();
   refusals.init({ windowMs: 60_000 } as Parameters<typeof refusals.init>[0]);
   const limitRefusal = (clientIp: string | null) => {
-    const { totalHits, resetTime } = refusals.increment(clientIp ?? "unknown");
+    const { totalHits, resetTime } = refusals.increment(rateLimitKey(clientIp));
     if (totalHits <= config.webhook.rateLimitPerMinute) return null;
     const left = (resetTime?.getTime() ?? Date.now() + 60_000) - Date.now();
     return {

@@ -46,3 +46,18 @@ function parseAddress(text: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
   if (ipaddr.IPv6.isValid(text)) return ipaddr.IPv6.parse(text);
   return null;
 }
+
+/**
+ * Whom the refusal limit counts `ip` against: an IPv4 address (also written
+ * IPv4-mapped) as itself, an IPv6 one by its /64, the least a subscriber or
+ * server gets (2^64 addresses, one per request, would never reach the limit),
+ * and anything that is not an address as one shared sender.
+ */
+export function rateLimitKey(ip: string | null | undefined): string {
+  const address = ip ? parseAddress(ip) : null;
+  if (address === null) return "unknown";
+  if (address.kind() === "ipv4") return address.toString();
+  const v6 = address as ipaddr.IPv6;
+  if (v6.isIPv4MappedAddress()) return v6.toIPv4Address().toString();
+  return `${v6.parts.slice(0, 4).map((p) => p.toString(16)).join(":")}::/64`;
+}

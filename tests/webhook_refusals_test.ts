@@ -161,6 +161,32 @@ dbTest(
   },
 );
 
+dbTest(
+  "an IPv6 sender is limited by its /64: rotating addresses inside it does not escape the limit",
+  async ({ db }) => {
+    const s = await testServices(db, {
+      env: { RATE_LIMIT_PER_MINUTE: "3", CLIENT_IP_HEADER: "fly-client-ip" },
+    });
+    const forged = async (ip: string) => {
+      const init = await signed(JSON.stringify(uniqueSignal()), {
+        secret: "not-the-webhook-secret-0123456789",
+      });
+      (init.headers as Record<string, string>)["fly-client-ip"] = ip;
+      const res = await s.app.request("/webhook", init);
+      await res.body?.cancel();
+      return res.status;
+    };
+    // One subscriber's /64 holds 2^64 addresses: one each would never reach the limit.
+    const statuses = [];
+    for (let i = 1; i <= 6; i++) statuses.push(await forged(`2001:db8:0:7::${i.toString(16)}`));
+    assert.deepEqual(statuses, [401, 401, 401, 429, 429, 429]);
+    // The same /64 written another way is the same sender.
+    assert.equal(await forged("2001:0db8:0000:0007:abcd::1"), 429);
+    assert.equal(await forged("2001:db8:0:8::1"), 401, "the next /64 was limited");
+    assert.equal(await forged("203.0.113.7"), 401, "an IPv4 address was limited");
+  },
+);
+
 dbTest("with the database unreachable the webhook answers 503 with Retry-After", async ({ db }) => {
   const s = await testServices(db);
   const init = await signed(JSON.stringify(uniqueSignal()));
