@@ -40,7 +40,9 @@ const PUT_WORDS = new Set(["PUT", "PUTS", "SELL", "SHORT", "BEAR", "BEARISH", "D
 const EXIT_WORDS = new Set(["EXIT", "FLAT", "CLOSE", "CLOSE_ALL", "FLATTEN"]);
 const ENTRY_ACTIONS = new Set(["ENTRY", "ENTER", "OPEN"]);
 const EXIT_ACTIONS = new Set(["EXIT", "CLOSE"]);
-const PLACEHOLDER = /\{\{[^}]*\}\}/;
+// No brace inside: with [^}] every "{{" of a field of braces scanned to its end, quadratic
+// (a 60 KB field held the event loop for seconds).
+const PLACEHOLDER = /\{\{[^{}]*\}\}/;
 // Epoch values below this are seconds, above it milliseconds. 1e11 s is the
 // year 5138 and 1e11 ms is 1973, so every time from 2000 to 2100 reads right
 // either way (1e12, year 2001 in ms, misread Jan-Sep 2001 in ms as seconds).
@@ -355,7 +357,9 @@ function toNumber(value: unknown): number | undefined {
   if (typeof value === "number") return Number.isFinite(value) ? value : undefined;
   if (typeof value !== "string") return undefined;
   const trimmed = value.trim();
-  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(trimmed)) return undefined;
+  // One way to match any digits (not \d+\.?\d*, which tried every split of a long run of
+  // digits before failing: quadratic, seconds for a 60 KB field).
+  if (!/^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(trimmed)) return undefined;
   const n = Number(trimmed);
   return Number.isFinite(n) ? n : undefined;
 }

@@ -187,6 +187,29 @@ dbTest(
   },
 );
 
+dbTest(
+  "a long field is refused 422 at once: no normalization pattern is quadratic in its length",
+  async ({ db }) => {
+    const s = await testServices(db);
+    // Each in the 64 KiB limit; each held the event loop for seconds, every alert waiting.
+    const fields: Record<string, unknown>[] = [
+      { price: `${"1".repeat(60_000)}x` },
+      { metadata: { score: `${"1".repeat(60_000)}x` } },
+      { metadata: { confidence: `${"1".repeat(60_000)}x` } },
+      { symbol: "{".repeat(60_000) },
+      { source: "{{".repeat(30_000) },
+    ];
+    for (const f of fields) {
+      const started = performance.now();
+      const res = await s.app.request("/webhook", await signed(JSON.stringify(uniqueSignal(f))));
+      const ms = performance.now() - started;
+      assert.equal(res.status, 422, Object.keys(f)[0]);
+      await res.body?.cancel();
+      assert.ok(ms < 500, `${Object.keys(f)[0]}: answered after ${ms.toFixed(0)} ms`);
+    }
+  },
+);
+
 dbTest("with the database unreachable the webhook answers 503 with Retry-After", async ({ db }) => {
   const s = await testServices(db);
   const init = await signed(JSON.stringify(uniqueSignal()));
