@@ -461,35 +461,26 @@ dbTest(
 );
 
 dbTest(
-  "Standard Webhooks: a header full of forged signatures costs one HMAC of the body, not one each",
+  "Standard Webhooks: every candidate of a long webhook-signature is compared with the one MAC of the body",
   async ({ db }) => {
+    // The MAC is computed once per request (core/auth.ts): a MAC of the body per candidate,
+    // about 1,300 in a 64 KiB header, held the event loop for seconds per forged request. That
+    // cost is not asserted here (no timed assertions in the suite); what is: any candidate,
+    // the last of many, still authenticates, and forged ones alone do not.
     const s = await testServices(db, { env: { WEBHOOK_SECRET_PREVIOUS: OTHER_SECRET } });
-    // The largest body and about the largest header a real socket takes (64 KiB each): the
-    // timestamp is public, so anyone can send this, and TradingView waits 3 s for its answer.
-    const body = JSON.stringify(uniqueSignal({ note: "x".repeat(60_000) }));
     const forged = `v1,${btoa(String.fromCharCode(...new Uint8Array(32).fill(7)))}`;
-    const post = async (count: number) => {
-      const started = performance.now();
-      const res = await s.app.request("/webhook", {
-        method: "POST",
-        body,
-        headers: {
-          "content-type": "application/json",
-          "webhook-id": "msg_forged",
-          "webhook-timestamp": String(Math.floor(Date.now() / 1000)),
-          "webhook-signature": Array(count).fill(forged).join(" "),
-        },
-      });
-      assert.equal(res.status, 401);
+    const post = async (genuine: boolean) => {
+      const body = JSON.stringify(uniqueSignal({ note: "x".repeat(60_000) }));
+      const init = await standardWebhooks(body);
+      const headers = init.headers as Record<string, string>;
+      const candidates = Array(1299).fill(forged);
+      if (genuine) candidates.push(headers["webhook-signature"]);
+      headers["webhook-signature"] = candidates.join(" ");
+      const res = await s.app.request("/webhook", init);
       await res.body?.cancel();
-      return performance.now() - started;
+      return res.status;
     };
-    await post(1); // warm up
-    const one = Math.min(await post(1), await post(1), await post(1));
-    const many = Math.min(await post(1300), await post(1300));
-    assert.ok(
-      many < 3 * one + 50,
-      `1300 forged signatures took ${many.toFixed(0)} ms, one took ${one.toFixed(0)} ms`,
-    );
+    assert.equal(await post(false), 401);
+    assert.equal(await post(true), 200);
   },
 );
