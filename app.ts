@@ -78,7 +78,13 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   });
   app.use(secureHeaders());
 
+  // Refusal records across all senders: the per-address limit bounds one sender, not many
+  // (a botnet, or anyone's misconfigured alerts through TradingView's four addresses), and
+  // each record is a write on the pool the ingest commits through.
+  // An authenticated sender's refusal (400, 422) is always recorded: it is the trader's own.
+  const recording = new RefusalRecordBudget(deps.now);
   const recordRejection = async (c: Context<AppEnv>, error: ApiError, payload: string | null) => {
+    if (UNAUTHENTICATED_CODES.has(error.code) && !recording.take()) return;
     try {
       await insertProcessingError(deps.db, {
         correlationId: c.get("requestId"),
@@ -224,6 +230,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       now: deps.now,
       contextMaxAgeSeconds: config.providers.contextMaxAgeSeconds,
       worker: deps.worker,
+      refusalsUnrecorded: () => recording.skipped,
     }),
   );
   app.route(
@@ -317,3 +324,48 @@ function clientAddress(c: Context<AppEnv>, header: string | null): string | null
     return null;
   }
 }
+
+/**
+ * At most `REFUSALS_RECORDED_PER_SECOND` records a second on this instance of
+ * refusals anyone can send (bursts up to twice that): past it one is still answered,
+ * counted in `skipped` (`/metrics`) and logged once in ten seconds, not
+ * stored.
+ */
+export class RefusalRecordBudget {
+  #tokens = REFUSAL_RECORD_BURST;
+  #refilledAt: number;
+  #warnedAt = -Infinity;
+  skipped = 0;
+
+  constructor(private readonly now: () => number) {
+    this.#refilledAt = now();
+  }
+
+  take(): boolean {
+    const now = this.now();
+    const elapsed = Math.max(0, now - this.#refilledAt);
+    this.#tokens = Math.min(
+      REFUSAL_RECORD_BURST,
+      this.#tokens + (elapsed / 1000) * REFUSALS_RECORDED_PER_SECOND,
+    );
+    this.#refilledAt = now;
+    if (this.#tokens >= 1) {
+      this.#tokens -= 1;
+      return true;
+    }
+    this.skipped++;
+    if (now - this.#warnedAt >= 10_000) {
+      this.#warnedAt = now;
+      log.warn(
+        "Over {limit} refused webhooks a second: not recording them ({skipped} so far)",
+        { limit: REFUSALS_RECORDED_PER_SECOND, skipped: this.skipped },
+      );
+    }
+    return false;
+  }
+}
+
+export const REFUSALS_RECORDED_PER_SECOND = 50;
+/** Refusals answered before a request is known to be authentic: anyone can send them. */
+const UNAUTHENTICATED_CODES = new Set(["UNAUTHORIZED", "RATE_LIMITED", "PAYLOAD_TOO_LARGE"]);
+const REFUSAL_RECORD_BURST = 2 * REFUSALS_RECORDED_PER_SECOND;

@@ -39,6 +39,8 @@ export interface MetricsDeps {
    * nor in the bench's no-database server).
    */
   worker?: Pick<Worker, "bookConflicts" | "bookLocks">;
+  /** Refused webhooks answered but not recorded on this instance (over the recording budget). */
+  refusalsUnrecorded?: () => number;
 }
 
 const round2 = (n: number) => Math.round(n * 100) / 100;
@@ -110,6 +112,14 @@ function workerMetrics(deps: MetricsDeps) {
   };
 }
 
+/** This instance's webhook: refusals answered but, over the recording budget, not stored. */
+function webhookMetrics(deps: MetricsDeps) {
+  return {
+    scope: `instance ${deps.instanceId}`,
+    refusalsUnrecorded: deps.refusalsUnrecorded?.() ?? 0,
+  };
+}
+
 function cacheMetrics(deps: MetricsDeps) {
   const rate = (hits: number, misses: number) =>
     hits + misses === 0 ? null : Math.round((hits / (hits + misses)) * 10_000) / 10_000;
@@ -138,6 +148,7 @@ export function metricsRoutes(deps: MetricsDeps): Hono<AppEnv> {
       latency,
       cache: cacheMetrics(deps),
       worker: workerMetrics(deps),
+      webhook: webhookMetrics(deps),
       timestamp: new Date().toISOString(),
     });
   });
@@ -262,6 +273,11 @@ async function prometheusRegistry(deps: MetricsDeps, counts: SignalCounter): Pro
   hits.inc({ cache: "context", result: "miss" }, cache.context.misses);
   hits.inc({ cache: "gex", result: "hit" }, cache.gex.hits);
   hits.inc({ cache: "gex", result: "miss" }, cache.gex.misses);
+  counter(
+    "instance",
+    "webhook_refusals_unrecorded_total",
+    "Refused webhooks answered on this instance but not recorded: over the recording budget",
+  ).inc({}, webhookMetrics(deps).refusalsUnrecorded);
   const worker = workerMetrics(deps);
   if (worker !== null) {
     counter(

@@ -864,7 +864,9 @@ dbTest(
     const refusalSeries = [...before.samples.keys()].filter((k) => /refusals/.test(k));
     assert.deepEqual(refusalSeries, [
       'optionstrat_webhook_refusals_retained{code="UNAUTHORIZED",scope="database"}',
+      'optionstrat_webhook_refusals_unrecorded_total{scope="instance"}',
     ]);
+    assert.equal(before.samples.get(refusalSeries[1]), 0);
     assert.equal(before.types.get("optionstrat_webhook_refusals_retained"), "gauge");
 
     await db.query(

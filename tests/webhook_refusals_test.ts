@@ -351,3 +351,51 @@ dbTest("the secret pasted anywhere else in an alert is scrubbed before storing",
   const dump = JSON.stringify(await db.query("select * from signals"));
   assert.ok(!dump.includes(SECRET), "secret stored");
 });
+
+dbTest(
+  "refusals anyone can send are recorded at most 50 a second over all addresses, the rest counted",
+  async ({ db }) => {
+    let now = Date.now();
+    const s = await testServices(db, {
+      now: () => now,
+      env: { RATE_LIMIT_PER_MINUTE: "1000", CLIENT_IP_HEADER: "fly-client-ip" },
+    });
+    // Each from an address of its own: the per-address limit never bites.
+    let address = 0;
+    const forged = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        address++;
+        const init = await signed(JSON.stringify(uniqueSignal()), {
+          secret: "not-the-webhook-secret-0123456789",
+        });
+        (init.headers as Record<string, string>)["fly-client-ip"] = `198.18.${address >> 8}.${
+          address & 255
+        }`;
+        const res = await s.app.request("/webhook", init);
+        assert.equal(res.status, 401);
+        await res.body?.cancel();
+      }
+    };
+    const unrecorded = async () =>
+      (await (await s.app.request("/metrics")).json()).webhook.refusalsUnrecorded;
+
+    await forged(130); // a burst of 100, then none until the clock moves
+    assert.equal(await countRows(db, "processing_errors"), 100);
+    assert.equal(await unrecorded(), 30);
+    // A secret holder's own refusal is always recorded: it is how a trader finds a broken template.
+    const broken = await s.app.request("/webhook", await signed('{"symbol": "SPY", '));
+    assert.equal(broken.status, 400);
+    await broken.body?.cancel();
+    assert.equal(await countRows(db, "processing_errors"), 101);
+
+    now += 1000; // 50 more
+    await forged(60);
+    assert.equal(await countRows(db, "processing_errors"), 151);
+    assert.equal(await unrecorded(), 40);
+    const prometheus = await (await s.app.request("/metrics/prometheus")).text();
+    assert.match(
+      prometheus,
+      /^optionstrat_webhook_refusals_unrecorded_total\{scope="instance"\} 40$/m,
+    );
+  },
+);
