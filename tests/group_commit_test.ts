@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { createGroupCommit } from "../db/group_commit.ts";
+import { DatabaseUnavailableError } from "../db/port.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -316,4 +317,51 @@ Deno.test("property: with orderKey, a key's items are written in order, each aft
     ),
     { numRuns: 200 },
   );
+});
+
+Deno.test("a batch that fails is retried item by item: one bad item fails alone", async () => {
+  const batches: number[][] = [];
+  const gc = createGroupCommit((items: number[]) => {
+    batches.push(items);
+    if (items.includes(13)) return Promise.reject(new Error("invalid input for item 13"));
+    return Promise.resolve(items.map((i) => i * 10));
+  });
+  const answers = await Promise.allSettled([1, 13, 2].map((i) => gc.submit(i)));
+  assert.deepEqual(batches, [[1, 13, 2], [1], [13], [2]]);
+  assert.deepEqual(answers.map((a) => a.status === "fulfilled" ? a.value : "rejected"), [
+    10,
+    "rejected",
+    20,
+  ]);
+});
+
+Deno.test("an unreachable database fails the whole batch at once, without a retry", async () => {
+  const batches: number[][] = [];
+  const gc = createGroupCommit((items: number[]) => {
+    batches.push(items);
+    return Promise.reject(new DatabaseUnavailableError("connection refused"));
+  });
+  const answers = await Promise.allSettled([1, 2, 3].map((i) => gc.submit(i)));
+  assert.deepEqual(batches, [[1, 2, 3]]);
+  assert.ok(answers.every((a) => a.status === "rejected"));
+});
+
+Deno.test("a deadlock or serialization failure retries the whole batch, at most three times", async () => {
+  for (const code of ["40P01", "40001"]) {
+    let calls = 0;
+    const gc = createGroupCommit((items: number[]) => {
+      calls++;
+      if (calls < 3) return Promise.reject(Object.assign(new Error(code), { code }));
+      return Promise.resolve(items.map((i) => i * 10));
+    });
+    assert.deepEqual(await Promise.all([1, 2].map((i) => gc.submit(i))), [10, 20]);
+    assert.equal(calls, 3, code);
+  }
+  let calls = 0;
+  const always = createGroupCommit((_items: number[]) => {
+    calls++;
+    return Promise.reject(Object.assign(new Error("deadlock detected"), { code: "40P01" }));
+  });
+  await assert.rejects(always.submit(1), /deadlock detected/);
+  assert.equal(calls, 3);
 });
