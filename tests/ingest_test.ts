@@ -114,12 +114,20 @@ dbTest(
     assert.ok(bodies.every((b) => b.status === "ACCEPTED"));
     assert.equal(await countRows(db, "signals"), 120);
     // Signal seq and job id agree: a job's place in its symbol's queue is its signal's.
-    const rows = await db.query<{ seq: string; job_id: string }>(
-      `select s.seq::text as seq, j.id::text as job_id from signals s
-     join pipeline_jobs j on j.signal_id = s.id order by s.seq`,
+    const rows = await db.query<{ seq: string; job_id: string; symbol: string; ts: Date }>(
+      `select s.seq::text as seq, j.id::text as job_id, s.symbol, s.signal_time as ts
+     from signals s join pipeline_jobs j on j.signal_id = s.id order by s.seq`,
     );
     const jobIds = rows.map((r) => Number(r.job_id));
     assert.deepEqual(jobIds, [...jobIds].sort((x, y) => x - y));
+    // Per symbol, the signals took their sequence numbers in the order they were sent
+    // (several share a flush: that flush writes them in arrival order too).
+    for (const symbol of ["SPY", "QQQ", "IWM"]) {
+      const stored = rows.filter((r) => r.symbol === symbol).map((r) => r.ts.toISOString());
+      const expected = sent.filter((x) => x.symbol === symbol).map((x) => x.timestamp);
+      assert.equal(expected.length, 40);
+      assert.deepEqual(stored, expected, symbol);
+    }
   },
 );
 
