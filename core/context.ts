@@ -18,6 +18,21 @@ const TREND_WORDS: Record<string, string> = {
   RANGE: "NEUTRAL",
 };
 
+const EARLIEST = Date.parse("0001-01-01T00:00:00Z");
+const LATEST = Date.parse("9999-12-31T23:59:59.999Z");
+
+/**
+ * A market data time: ISO 8601 with an offset, within the years a timestamptz
+ * holds. zod's check takes year 0000, and an offset can move 0001 or 9999 out
+ * of range: stored, either failed the insert (a 500, and a batch half stored).
+ */
+export function marketTime() {
+  return z.iso.datetime({ offset: true }).refine(
+    (v) => Date.parse(v) >= EARLIEST && Date.parse(v) <= LATEST,
+    "must be a time from 0001-01-01 to 9999-12-31 UTC",
+  );
+}
+
 export const ContextInputSchema = z.object({
   symbol: z.string().trim().toUpperCase().regex(
     /^[A-Z0-9][A-Z0-9._!/^-]{0,31}$/,
@@ -29,8 +44,10 @@ export const ContextInputSchema = z.object({
     .pipe(z.enum(["UP", "DOWN", "NEUTRAL"], {
       error: "must be UP, DOWN or NEUTRAL (or bullish, bearish, flat)",
     })).nullable().optional(),
-  asOf: z.iso.datetime({ offset: true }).optional(),
-  source: z.string().trim().min(1).max(64).optional(),
+  asOf: marketTime().optional(),
+  // A text column stores no NUL.
+  source: z.string().trim().min(1).max(64).refine((v) => !v.includes("\0"), "must not contain NUL")
+    .optional(),
 });
 export type ContextInput = z.infer<typeof ContextInputSchema>;
 

@@ -8,6 +8,7 @@
  * so that every GEX sum over a valid chain stays a finite number.
  */
 import { z } from "zod";
+import { marketTime } from "./context.ts";
 import { zonedTimeToUtc } from "./time_zone.ts";
 
 /** Largest spot or strike accepted (BRK.A trades near 10^6). */
@@ -45,7 +46,7 @@ export const OptionChainSchema = z.object({
   symbol: z.string().regex(TICKER),
   spot: z.number().positive().max(MAX_PRICE),
   /** When the quotes were taken; any ISO 8601 offset, stored as UTC. */
-  asOf: z.iso.datetime({ offset: true }).transform((s) => new Date(s).toISOString()),
+  asOf: marketTime().transform((s) => new Date(s).toISOString()),
   contracts: z.array(OptionContractSchema).max(MAX_CONTRACTS),
 });
 export type OptionChain = z.infer<typeof OptionChainSchema>;

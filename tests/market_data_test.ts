@@ -79,6 +79,38 @@ dbTest(
 );
 
 dbTest(
+  "pushed market data the database cannot hold is refused 422, never a 500, none of the push stored",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c);
+    const post = (path: string, body: unknown) => postJson(s, path, body);
+    // Times zod takes as ISO 8601 but Postgres has no year for (0000, or 0001 moved back
+    // by its offset), and a NUL, which no text column stores.
+    const unstorable: [Record<string, unknown>, string][] = [
+      [{ asOf: "0000-06-01T00:00:00Z" }, "asOf"],
+      [{ asOf: "0001-01-01T00:00:00+01:00" }, "asOf"],
+      [{ source: "feed\u0000" }, "source"],
+    ];
+    for (const [fields, field] of unstorable) {
+      const batch = await post("/context", [
+        contextBody("SPY", 500, c.now()),
+        { ...contextBody("QQQ", 400, c.now()), ...fields },
+      ]);
+      assert.equal(batch.status, 422, `${JSON.stringify(fields)}: ${JSON.stringify(batch.body)}`);
+      assert.equal(batch.body.error.code, "VALIDATION_FAILED");
+      assert.equal(batch.body.error.issues[0].path, `1.${field}`);
+      assert.equal(await countRows(db, "context_snapshots"), 0, "SPY's snapshot was stored");
+    }
+    for (const asOf of ["0000-06-01T00:00:00Z", "0001-01-01T00:00:00+01:00"]) {
+      const chain = await post("/gex/chain", { ...chainBody("SPY", 500, c.now()), asOf });
+      assert.equal(chain.status, 422, `${asOf}: ${JSON.stringify(chain.body)}`);
+      assert.equal(chain.body.error.issues[0].path, "asOf");
+      assert.equal(await countRows(db, "gex_signals"), 0);
+    }
+  },
+);
+
+dbTest(
   "a pushed context takes the trend words feeds use, and a refusal names the field at fault",
   async ({ db }) => {
     const s = await pipelineServices(db, clock());
