@@ -55,13 +55,17 @@ export function marketDataRoutes(deps: MarketDataDeps): Hono<AppEnv> {
       return [{ path: Array.isArray(parsed.data) ? [i, "asOf"] : ["asOf"], message: problem }];
     });
     if (timeIssues.length > 0) throw validationError("Context", timeIssues);
-    const stored = [];
-    for (const input of inputs) {
-      const context = toMarketContext(input, { now, source: "push" });
-      const id = await insertContextSnapshot(deps.db, context);
-      deps.context.invalidate(context.symbol);
-      stored.push({ id, ...context });
-    }
+    // One transaction: a write that fails part way stores none of the batch, so the
+    // sender's re-send stores each snapshot once.
+    const stored = await deps.db.transaction(async (tx) => {
+      const rows = [];
+      for (const input of inputs) {
+        const context = toMarketContext(input, { now, source: "push" });
+        rows.push({ id: await insertContextSnapshot(tx, context), ...context });
+      }
+      return rows;
+    });
+    for (const { symbol } of stored) deps.context.invalidate(symbol);
     return c.json({ status: "STORED", snapshots: stored, correlation_id: c.get("requestId") }, 201);
   });
 

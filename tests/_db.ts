@@ -14,7 +14,7 @@ import { PGlite } from "@electric-sql/pglite";
 import { cpSync } from "node:fs";
 import { loadMigrations, migrate } from "../db/migrate.ts";
 import { openPglite } from "../db/pglite.ts";
-import type { Database, DriverName, QueryOptions } from "../db/port.ts";
+import type { Database, DriverName, Queryable, QueryOptions } from "../db/port.ts";
 import { openPostgres } from "../db/postgres.ts";
 
 export const TEST_DATABASE_URL = Deno.env.get("TEST_DATABASE_URL") ??
@@ -209,18 +209,26 @@ export function dbTest(
 /**
  * `db` with each query made outside a transaction passed to `around`, which
  * runs it with `run()` and may act before or after: commit another writer's
- * change, hold back a statement or its answer.
+ * change, hold back a statement or its answer. With `inTransactions`, the
+ * queries inside a transaction too (its BEGIN and COMMIT are the driver's).
  */
 export function aroundQueries(
   db: Database,
   around: (text: string, run: () => Promise<unknown[]>) => Promise<unknown[]>,
+  options: { inTransactions?: boolean } = {},
 ): Database {
+  const wrap = (q: Queryable): Queryable => ({
+    query: <T>(text: string, params?: readonly unknown[], options?: QueryOptions) =>
+      around(text, () => q.query(text, params, options)) as Promise<T[]>,
+    exec: (script) => q.exec(script),
+  });
   return {
     driver: db.driver,
     query: <T>(text: string, params?: readonly unknown[], options?: QueryOptions) =>
       around(text, () => db.query(text, params, options)) as Promise<T[]>,
     exec: (script) => db.exec(script),
-    transaction: (fn) => db.transaction(fn),
+    transaction: (fn) =>
+      options.inTransactions ? db.transaction((tx) => fn(wrap(tx))) : db.transaction(fn),
     listen: (channel, onPayload) => db.listen(channel, onPayload),
     close: () => db.close(),
     unavailable: () => db.unavailable?.() ?? null,

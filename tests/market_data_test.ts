@@ -8,10 +8,11 @@ import type { Services } from "../compose.ts";
 import fc from "fast-check";
 import { isStale, MARKET_DATA_FUTURE_SKEW_SECONDS } from "../core/context.ts";
 import { insertContextSnapshot } from "../db/market_data.ts";
+import { DatabaseUnavailableError } from "../db/port.ts";
 import { createContextProvider } from "../providers/context.ts";
 import { chainUrl, createGexProvider } from "../providers/gex.ts";
 import { countRows } from "./_app.ts";
-import { dbTest } from "./_db.ts";
+import { aroundQueries, dbTest } from "./_db.ts";
 import { chainBody, clock, contextBody, pipelineServices, pushContext, send } from "./_pipeline.ts";
 
 const HOUR = 3600_000;
@@ -107,6 +108,28 @@ dbTest(
       assert.equal(chain.body.error.issues[0].path, "asOf");
       assert.equal(await countRows(db, "gex_signals"), 0);
     }
+  },
+);
+
+dbTest(
+  "a context batch whose write fails part way is stored not at all: the re-send stores it once",
+  async ({ db }) => {
+    // The database goes away after the batch's first snapshot was written.
+    let inserts = 0;
+    const flaky = aroundQueries(db, (text, run) => {
+      if (text.includes("insert into context_snapshots") && ++inserts === 2) {
+        return Promise.reject(new DatabaseUnavailableError("connection lost"));
+      }
+      return run();
+    }, { inTransactions: true });
+    const c = clock();
+    const s = await pipelineServices(flaky, c);
+    const batch = [contextBody("SPY", 500, c.now()), contextBody("QQQ", 400, c.now())];
+    const failed = await postJson(s, "/context", batch);
+    assert.equal(failed.status, 503, JSON.stringify(failed.body));
+    assert.equal(await countRows(db, "context_snapshots"), 0, "half the batch was stored");
+    assert.equal((await postJson(s, "/context", batch)).status, 201);
+    assert.equal(await countRows(db, "context_snapshots"), 2);
   },
 );
 

@@ -113,7 +113,7 @@ dbTest(
     const failing = aroundQueries(db, (text, run) => {
       if (failWith === null || text === "select 1") return run();
       return Promise.reject(failWith);
-    });
+    }, { inTransactions: true });
     const s = await testServices(failing);
     const sqlError = (code: string, message: string) => Object.assign(new Error(message), { code });
     for (
