@@ -9,7 +9,7 @@ import { WRITE_BATCH_SQL } from "../db/decisions.ts";
 import { CLAIM_JOBS_SQL } from "../db/jobs.ts";
 import type { IngestActivity } from "../pipeline/worker.ts";
 import { countRows } from "./_app.ts";
-import { delay } from "./_service.ts";
+import { delay, waitFor } from "./_service.ts";
 import { aroundQueries, dbTest } from "./_db.ts";
 import {
   type Clock,
@@ -623,7 +623,8 @@ dbTest(
     const { signal_id } = await send(s, c, { symbol: "SPY", direction: "CALL", price: 500 });
     const ingest = busyIngest();
     const decided = workerWith(s, c, 60_000, ingest).runUntilIdle();
-    await delay(50);
+    // Until the worker reaches its wait (a fixed pause could end first on a slow machine).
+    await waitFor("the worker to wait for quiet", () => ingest.waits.length || undefined, 10_000);
     assert.equal(ingest.waits.length, 1);
     assert.ok(ingest.waits[0] > 59_000, `waited at most ${ingest.waits[0]} ms`);
     const [job] = await db.query<{ status: string }>("select status from pipeline_jobs");
