@@ -23,8 +23,9 @@ export interface OpenPosition {
   openedAt: string;
   entrySignalId: string;
   /**
-   * The entry signal's own time, the open of the bar it fired on (ISO 8601):
-   * a late exit closes only positions entered on an earlier bar (`decide()`).
+   * The entry signal's own `timestamp` (ISO 8601): its bar's open with
+   * `{{time}}`, its firing time with `{{timenow}}`. A late close closes only
+   * positions whose entry signal is older than its own (`decide()`).
    */
   entrySignalTime: string;
 }

@@ -15,7 +15,8 @@
  * 3. FUTURE_SIGNAL, STALE_SIGNAL: the timestamp against `receivedAt`
  *    (see `checkFreshness`). A stale signal that closes positions (an exit,
  *    or an entry opposite them) still closes those entered on an earlier bar
- *    than its own, at the context spot when there is one, and opens nothing;
+ *    than its own, at the context spot when that is newer than the signal,
+ *    and opens nothing;
  *    with none such it is refused.
  * Then an exit (action EXIT; direction EXIT flattens every position of the
  * symbol, CALL or PUT closes that one):
@@ -166,8 +167,9 @@ export function decide(
       message: `No open ${side ? `${side} ` : ""}position in ${symbol} to close`,
     });
   }
-  const closePrice = (late !== null ? lateClosePrice(data.context, price, notes) : null) ?? price ??
-    (targets.length > 0 ? lastKnownPrice(signal, lastKnown, notes) : null);
+  const closePrice =
+    (late !== null ? lateClosePrice(data.context, claimedMs, price, notes) : null) ?? price ??
+      (targets.length > 0 ? lastKnownPrice(signal, lastKnown, notes) : null);
   if (targets.length > 0 && closePrice === null) {
     return reject({ reason: "NO_PRICE", message: noPriceMessage(symbol) });
   }
@@ -231,15 +233,17 @@ export function decide(
 }
 
 /**
- * The spot of a usable context, for a late close: the signal's own price is
- * as old as the signal, and the position closes now.
+ * The spot of a usable context newer than a late close's signal: the
+ * signal's own price is as old as the signal, and the position closes now.
+ * An older spot (a context may be up to its maximum age) is no better.
  */
 function lateClosePrice(
   context: MarketContext | null,
+  claimedMs: number,
   price: number | null,
   notes: string[],
 ): number | null {
-  if (context === null) return null;
+  if (context === null || !(parseInstant(context.asOf) > claimedMs)) return null;
   if (price !== context.spot) {
     notes.push(`Closing at the context spot ${num(context.spot)} as of ${context.asOf}`);
   }

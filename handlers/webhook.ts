@@ -170,9 +170,9 @@ export function webhookHandler(deps: WebhookDeps) {
       dedupKey: dedupKey(signal, {
         deliveryId: auth.method === "standard_webhooks" ? c.req.header("webhook-id") ?? null : null,
       }),
-      // The key lives while a re-delivery could still be decided (a relay retries for
-      // minutes; a stale one is refused STALE_SIGNAL), and while a signed timestamp
-      // still verifies.
+      // The key lives while a re-delivery could still open a position (a relay retries
+      // for minutes; a stale one only closes what was entered before its time, which
+      // the first delivery closed already), and while a signed timestamp still verifies.
       dedupUntil: new Date(Math.max(
         deps.freshUntilMs(signal),
         auth.signedAtMs === undefined ? 0 : auth.signedAtMs + deps.signatureToleranceSeconds * 1000,

@@ -193,11 +193,17 @@ Deno.test("decide() leaves open what was entered on a stale exit's own bar or la
   assert.deepEqual(d.close, []);
 });
 
-Deno.test("decide() closes at a stale exit's own price without context, and never for a signal from the future", () => {
+Deno.test("decide() closes at a stale exit's own price without a context newer than it, and never for a signal from the future", () => {
   const older = position({ entrySignalTime: "2026-03-10T14:20:00.000Z" });
   const d = run(LATE, { context: null, book: { open: [older] } });
   assert.equal(d.reason, "EXIT_APPROVED");
   assert.deepEqual(d.close, [{ positionId: "pos-a", exitPrice: 480, realizedPnl: -100 }]);
+  // A context from before the exit's own time (it may be up to its maximum age) is no newer price.
+  const oldSpot = run(LATE, {
+    context: context({ asOf: "2026-03-10T14:36:00.000Z" }),
+    book: { open: [older] },
+  });
+  assert.deepEqual(oldSpot.close, [{ positionId: "pos-a", exitPrice: 480, realizedPnl: -100 }]);
   const future = run({ ...LATE, timestamp: "2026-03-10T15:05:00.000Z" }, {
     book: { open: [older] },
   });

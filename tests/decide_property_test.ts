@@ -134,8 +134,6 @@ Deno.test("a stale signal opens nothing and closes only positions entered on a b
           assert.equal(p.symbol, s.symbol);
           assert.ok(Date.parse(p.entrySignalTime) < claimedMs);
         }
-        if (d.outcome === "REJECT") return;
-        // It closed: every position it could close from an earlier bar is closed.
         const isExit = s.action === "EXIT" || s.direction === "EXIT";
         const eligible = book.open.filter((p) =>
           p.symbol === s.symbol && Date.parse(p.entrySignalTime) < claimedMs &&
@@ -143,6 +141,11 @@ Deno.test("a stale signal opens nothing and closes only positions entered on a b
             ? s.direction === "EXIT" || p.direction === s.direction
             : p.direction !== s.direction)
         );
+        // Refused as stale only when nothing was entered before it (else it closes, or is
+        // refused for another reason: the market, no price).
+        if (d.reason === "STALE_SIGNAL") assert.deepEqual(eligible, []);
+        if (d.outcome === "REJECT") return;
+        // It closed: every position it could close from an earlier bar is closed.
         assert.deepEqual([...closed].sort(), eligible.map((p) => p.id).sort());
       },
     ),
