@@ -13,15 +13,31 @@
  *   a SPY one). TradingView re-sends the message as it was, time included.
  * - The Standard Webhooks `webhook-id` names one message (the relay makes a
  *   new one per message and keeps it on its retries): the key is that id
- *   within its source.
+ *   within its source, whatever the body says (a relay may re-stamp it).
+ * - Else an `idempotency_key` in the body is the sender's promise that the
+ *   same key is the same request (a script that rebuilds its retries): the
+ *   key is that within its source.
  */
 import { createHash } from "node:crypto";
 import type { Signal } from "./signal.ts";
 
-export function dedupKey(signal: Signal, options: { deliveryId?: string | null } = {}): string {
-  // An empty delivery id (a bare `webhook-id:` header) is no id: as one, it
-  // would make every alert in the window a duplicate of the first.
-  const deliveryId = options.deliveryId?.trim() ? options.deliveryId : null;
+export interface DedupOptions {
+  /** The Standard Webhooks `webhook-id`, when that scheme signed the request. */
+  deliveryId?: string | null;
+  /** The body's `idempotency_key`. */
+  idempotencyKey?: string | null;
+}
+
+export function dedupKey(signal: Signal, options: DedupOptions = {}): string {
+  // An empty id (a bare `webhook-id:` header) is no id: as one, it would make
+  // every alert in the window a duplicate of the first.
+  const given = (id: string | null | undefined) => id?.trim() ? id.trim() : null;
+  const deliveryId = given(options.deliveryId);
+  if (deliveryId !== null) return `id:${sha256Hex(JSON.stringify([signal.source, deliveryId]))}`;
+  const idempotencyKey = given(options.idempotencyKey);
+  if (idempotencyKey !== null) {
+    return `idem:${sha256Hex(JSON.stringify([signal.source, idempotencyKey]))}`;
+  }
   if (signal.alertId !== null) {
     return `aid:${
       sha256Hex(JSON.stringify([
@@ -35,7 +51,6 @@ export function dedupKey(signal: Signal, options: { deliveryId?: string | null }
       ]))
     }`;
   }
-  if (deliveryId !== null) return `id:${sha256Hex(JSON.stringify([signal.source, deliveryId]))}`;
   return `sig:${
     sha256Hex(JSON.stringify([
       signal.source,

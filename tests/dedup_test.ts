@@ -103,10 +103,31 @@ Deno.test("dedupKey() keys an alert id beside the time, a delivery id by the id 
     assert.equal(keyOf(ALERT, empty), keyOf(ALERT), JSON.stringify(empty));
     assert.notEqual(keyOf({ ...ALERT, symbol: "QQQ" }, empty), keyOf(ALERT, empty));
   }
-  // An id in the body wins over the delivery id.
-  assert.equal(keyOf({ ...ALERT, id: "SPY-2024-01-29T12:00" }, "msg_2Lh9"), byId);
-  // `aid:`, `id:` and `sig:` keys never collide: each kind has its prefix.
-  assert.equal(new Set([keyOf(ALERT), byId, byDelivery].map((k) => k.split(":")[0])).size, 3);
+  // The delivery id wins over an id in the body: a relay may re-stamp the body's time.
+  assert.equal(keyOf({ ...ALERT, id: "SPY-2024-01-29T12:00" }, "msg_2Lh9"), byDelivery);
+  assert.equal(
+    keyOf({ ...ALERT, id: "SPY-2024-01-29T12:00", timestamp: 1706529700 }, "msg_2Lh9"),
+    byDelivery,
+  );
+
+  // An idempotency key: the same key is the same request, whatever else its retry carries.
+  const idem = (input: Record<string, unknown>, key: string | null) =>
+    dedupKey(signal(input), { idempotencyKey: key });
+  const byKey = idem(ALERT, "order-7");
+  assert.match(byKey, /^idem:[0-9a-f]{64}$/);
+  assert.equal(idem({ ...ALERT, timestamp: 1706529700, price: 480 }, " order-7 "), byKey);
+  assert.notEqual(idem(ALERT, "order-8"), byKey);
+  assert.notEqual(idem({ ...ALERT, source: "relay" }, "order-7"), byKey);
+  assert.equal(idem(ALERT, " "), keyOf(ALERT));
+  assert.equal(
+    dedupKey(signal(ALERT), { deliveryId: "msg_2Lh9", idempotencyKey: "x" }),
+    byDelivery,
+  );
+  // `aid:`, `id:`, `idem:` and `sig:` keys never collide: each kind has its prefix.
+  assert.equal(
+    new Set([keyOf(ALERT), byId, byDelivery, byKey].map((k) => k.split(":")[0])).size,
+    4,
+  );
 });
 
 // Property ---------------------------------------------------------------------

@@ -102,6 +102,27 @@ dbTest(
   },
 );
 
+dbTest(
+  "an idempotency_key makes a rebuilt retry a duplicate, whatever time it carries",
+  async ({ db }) => {
+    const s = await testServices(db);
+    const post = async (fields: Record<string, unknown>) =>
+      await (await s.app.request(
+        "/webhook",
+        await signed(JSON.stringify(uniqueSignal(fields))),
+      )).json();
+    const first = await post({ idempotency_key: "order-7" });
+    const retry = await post({ idempotency_key: "order-7", price: 480 }); // a new timestamp
+    const next = await post({ idempotency_key: "order-8" });
+    assert.deepEqual([first.status, retry.status, next.status], [
+      "ACCEPTED",
+      "DUPLICATE",
+      "ACCEPTED",
+    ]);
+    assert.equal(retry.signal_id, first.signal_id);
+  },
+);
+
 dbTest("text/plain alert messages are parsed like JSON ones", async ({ db }) => {
   const s = await testServices(db);
   const init = await signed(JSON.stringify(uniqueSignal()));
