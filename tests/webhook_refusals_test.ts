@@ -8,6 +8,16 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { countRows, SECRET, signed, testServices, uniqueSignal } from "./_app.ts";
 import { dbTest } from "./_db.ts";
+import type { Services } from "../compose.ts";
+
+const FORGED_SECRET = "not-the-webhook-secret-0123456789";
+
+/** A signed alert from `ip` (as Fly-Client-IP), with the webhook secret or another. */
+async function alertFrom(s: Services, ip: string, secret?: string): Promise<Response> {
+  const init = await signed(JSON.stringify(uniqueSignal()), { secret });
+  (init.headers as Record<string, string>)["fly-client-ip"] = ip;
+  return await s.app.request("/webhook", init);
+}
 
 dbTest(
   "malformed JSON from an authenticated sender is 400 INVALID_JSON and recorded",
@@ -130,12 +140,8 @@ dbTest(
     const s = await testServices(db, {
       env: { RATE_LIMIT_PER_MINUTE: "3", CLIENT_IP_HEADER: "fly-client-ip" },
     });
-    const from = async (ip: string, secret?: string) => {
-      const init = await signed(JSON.stringify(uniqueSignal()), { secret });
-      (init.headers as Record<string, string>)["fly-client-ip"] = ip;
-      return await s.app.request("/webhook", init);
-    };
-    const forged = "not-the-webhook-secret-0123456789";
+    const from = (ip: string, secret?: string) => alertFrom(s, ip, secret);
+    const forged = FORGED_SECRET;
     // TradingView's senders are shared: a genuine alert goes through whatever else they carry.
     for (let i = 0; i < 5; i++) assert.equal((await from("203.0.113.7")).status, 200);
     for (let i = 0; i < 3; i++) assert.equal((await from("203.0.113.7", forged)).status, 401);
@@ -168,11 +174,7 @@ dbTest(
       env: { RATE_LIMIT_PER_MINUTE: "3", CLIENT_IP_HEADER: "fly-client-ip" },
     });
     const forged = async (ip: string) => {
-      const init = await signed(JSON.stringify(uniqueSignal()), {
-        secret: "not-the-webhook-secret-0123456789",
-      });
-      (init.headers as Record<string, string>)["fly-client-ip"] = ip;
-      const res = await s.app.request("/webhook", init);
+      const res = await alertFrom(s, ip, FORGED_SECRET);
       await res.body?.cancel();
       return res.status;
     };
@@ -365,13 +367,7 @@ dbTest(
     const forged = async (n: number) => {
       for (let i = 0; i < n; i++) {
         address++;
-        const init = await signed(JSON.stringify(uniqueSignal()), {
-          secret: "not-the-webhook-secret-0123456789",
-        });
-        (init.headers as Record<string, string>)["fly-client-ip"] = `198.18.${address >> 8}.${
-          address & 255
-        }`;
-        const res = await s.app.request("/webhook", init);
+        const res = await alertFrom(s, `198.18.${address >> 8}.${address & 255}`, FORGED_SECRET);
         assert.equal(res.status, 401);
         await res.body?.cancel();
       }
