@@ -14,10 +14,9 @@
  *    nothing.
  * 3. FUTURE_SIGNAL, STALE_SIGNAL: the timestamp against `receivedAt`
  *    (see `checkFreshness`). A stale signal that closes positions (an exit,
- *    or an entry opposite them) still closes those entered on an earlier bar
- *    than its own, at the context spot when that is newer than the signal,
- *    and opens nothing;
- *    with none such it is refused.
+ *    or an entry opposite them) still closes those whose entry alert is
+ *    dated before it, at the context spot when that is newer than the
+ *    signal, and opens nothing; with none such it is refused.
  * Then an exit (action EXIT; direction EXIT flattens every position of the
  * symbol, CALL or PUT closes that one):
  * 4. NO_POSITION: nothing to close. 5. NO_PRICE: no price from the signal,
@@ -145,17 +144,17 @@ export function decide(
   if (!freshness.fresh) {
     // A late close still closes what the strategy had entered before it: left
     // open, such a position would stay in the book (and count against the
-    // limits) until the next exit. One entered on the signal's bar or later
-    // may postdate the exit, so it stays.
+    // limits) until the next exit. One whose entry alert is dated at the
+    // signal's time or later may postdate the exit, so it stays.
     const earlier = freshness.reason === "STALE_SIGNAL"
       ? targets.filter((p) => parseInstant(p.entrySignalTime) < claimedMs)
       : [];
     if (earlier.length === 0) return reject(freshness);
     late = `${freshness.reason}: ${freshness.message}`;
-    notes.push(`${late}; closing only positions entered on an earlier bar`);
+    notes.push(`${late}; closing only positions whose entry alert is dated before it`);
     for (const kept of targets.filter((p) => !earlier.includes(p))) {
       notes.push(
-        `Left open: ${kept.direction} ${symbol} entered on the bar of ${kept.entrySignalTime}`,
+        `Left open: ${kept.direction} ${symbol}, its entry alert dated ${kept.entrySignalTime}`,
       );
     }
     targets = earlier;

@@ -166,7 +166,7 @@ Deno.test("decide() still closes, at the context spot, what a stale exit's strat
   assert.equal(d.price, 500);
   assert.match(
     d.notes[0],
-    /^STALE_SIGNAL: Signal is 1200 s old.*closing only positions entered on an earlier bar$/,
+    /^STALE_SIGNAL: Signal is 1200 s old.*closing only positions whose entry alert is dated before it$/,
   );
   assert.ok(d.notes.includes(`Closing at the context spot 500 as of ${AT}`));
 });
@@ -183,7 +183,7 @@ Deno.test("decide() leaves open what was entered on a stale exit's own bar or la
   assert.equal(both.reason, "EXIT_APPROVED");
   assert.deepEqual(both.close.map((c) => c.positionId), ["older"]);
   assert.ok(
-    both.notes.includes("Left open: PUT SPY entered on the bar of 2026-03-10T14:40:00.000Z"),
+    both.notes.includes("Left open: PUT SPY, its entry alert dated 2026-03-10T14:40:00.000Z"),
   );
 
   const newer = position({ id: "newer", entrySignalTime: "2026-03-10T14:50:00.000Z" });
