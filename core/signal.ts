@@ -204,7 +204,10 @@ function normalizeTicker(
 /**
  * Direction and action from the fields TradingView alerts carry. A strategy's
  * market position wins over its order action: "sell" while going flat closes
- * a long, it does not open a PUT.
+ * a long, it does not open a PUT. Going flat with a previous market position
+ * (`{{strategy.prev_market_position}}`) closes that side only: a close and a
+ * reversal's new entry fired on one bar may arrive swapped, and a flat that
+ * closed every side would then close the new position too.
  */
 function normalizeIntent(body: Fields): { direction: Direction; action: Action } | Invalid {
   let action: Action | undefined;
@@ -234,6 +237,19 @@ function normalizeIntent(body: Fields): { direction: Direction; action: Action }
         `market_position "${preview(p)}" must be long, short or flat`,
         "market_position",
       );
+    }
+    const prevField = pick(body, ["prev_market_position", "prevMarketPosition"]);
+    if (prevField !== undefined) {
+      const prev = text(prevField, "prev_market_position");
+      if (isIssue(prev)) return prev.at("prev_market_position");
+      const left = directionFromWord(prev.toUpperCase());
+      if (left === undefined) {
+        return issue(
+          `prev_market_position "${preview(prev)}" must be long, short or flat`,
+          "prev_market_position",
+        );
+      }
+      if (direction === "EXIT" && left !== "EXIT") return { direction: left, action: "EXIT" };
     }
   } else if (explicit !== undefined) {
     const d = text(explicit, "direction");

@@ -236,6 +236,13 @@ Deno.test("normalizeSignal() lets {{strategy.market_position}} win over {{strate
     [{ action: "sell" }, "PUT", "ENTRY"],
     // A market position also wins over an explicit direction.
     [{ direction: "CALL", market_position: "flat" }, "EXIT", "EXIT"],
+    // Going flat from a known side closes that side only ({{strategy.prev_market_position}}).
+    [{ action: "sell", market_position: "flat", prev_market_position: "long" }, "CALL", "EXIT"],
+    [{ action: "buy", market_position: "flat", prevMarketPosition: "Short" }, "PUT", "EXIT"],
+    [{ action: "sell", market_position: "flat", prev_market_position: "flat" }, "EXIT", "EXIT"],
+    // Not going flat, the previous position changes nothing: a reversal is still an entry.
+    [{ action: "sell", market_position: "short", prev_market_position: "long" }, "PUT", "ENTRY"],
+    [{ action: "buy", market_position: "long", prev_market_position: "long" }, "CALL", "ENTRY"],
   ];
   for (const [fields, direction, action] of cases) {
     const s = ok({ ...rest, ...fields });
@@ -302,6 +309,10 @@ Deno.test("normalizeSignal() says when a TradingView placeholder was not substit
     [{ direction: "{{strategy.order.action}}" }, "direction"],
     [{ action: "{{strategy.order.action}}" }, "action"],
     [{ market_position: "{{strategy.market_position}}" }, "market_position"],
+    [
+      { prev_market_position: "{{strategy.prev_market_position}}", market_position: "flat" },
+      "prev_market_position",
+    ],
     [{ price: "{{close}}" }, "price"],
   ];
   for (const [fields, path] of cases) {
@@ -473,6 +484,7 @@ const noisyAlert = fc.record({
   side: noisy(plausibleDirection),
   action: noisy(fc.constantFrom("ENTRY", "exit", "buy", "sell", "close")),
   market_position: noisy(fc.constantFrom("long", "short", "flat")),
+  prev_market_position: noisy(fc.constantFrom("long", "short", "flat")),
   timeframe: noisy(plausibleTimeframe),
   interval: noisy(plausibleTimeframe),
   timestamp: noisy(plausibleTime),

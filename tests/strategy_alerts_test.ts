@@ -39,11 +39,18 @@ function substitute(template: string, values: Record<string, string>): string {
   return template.replace(/\{\{([^}]+)\}\}/g, (whole, name: string) => values[name] ?? whole);
 }
 
+type MarketPosition = "long" | "short" | "flat";
+
 interface Fill {
   action: "buy" | "sell";
-  position: "long" | "short" | "flat";
+  position: MarketPosition;
   close: string;
+  /** {{strategy.prev_market_position}}; by default the position the last fill left. */
+  prev?: MarketPosition;
 }
+
+/** The strategy's position per symbol after its last fill, as TradingView keeps it. */
+const strategyPositions = new WeakMap<Services, Map<string, MarketPosition>>();
 
 async function post(s: Services, body: string): Promise<Response> {
   return await s.app.request("/webhook", {
@@ -69,10 +76,15 @@ async function fill(
   interval: string,
   f: Fill,
 ): Promise<[string, string]> {
+  const positions = strategyPositions.get(s) ?? new Map<string, MarketPosition>();
+  strategyPositions.set(s, positions);
+  const prev = f.prev ?? positions.get(symbol) ?? "flat";
+  positions.set(symbol, f.position);
   const body = substitute(TEMPLATE, {
     ticker: symbol,
     "strategy.order.action": f.action,
     "strategy.market_position": f.position,
+    "strategy.prev_market_position": prev,
     interval,
     timenow: timenow(c),
     close: f.close,
@@ -126,6 +138,39 @@ dbTest("strategy long reversed to short (one sell of 2x), with FLIP on", async (
   );
   assert.deepEqual(await open(s), []);
 });
+
+dbTest(
+  "strategy.close and a short entry on one bar arriving swapped: the late close leaves the new short",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c, { FLIP: "true" });
+    await market(s, c, "SPY", 500);
+    await fill(s, c, "SPY", "5", { action: "buy", position: "long", close: "500" });
+    c.advance(10 * 60_000);
+    await market(s, c, "SPY", 498);
+    // The strategy closed the long (long -> flat), then sold short (flat -> short); the entry
+    // arrives first and flips, the close after it.
+    assert.deepEqual(
+      await fill(s, c, "SPY", "5", {
+        action: "sell",
+        position: "short",
+        prev: "flat",
+        close: "498",
+      }),
+      ["ENTER", "FLIPPED"],
+    );
+    assert.deepEqual(
+      await fill(s, c, "SPY", "5", {
+        action: "sell",
+        position: "flat",
+        prev: "long",
+        close: "498",
+      }),
+      ["REJECT", "NO_POSITION"],
+    );
+    assert.deepEqual(await open(s), [["SPY", "PUT"]]);
+  },
+);
 
 dbTest("strategy partial exit and pyramiding while long keep the one long", async ({ db }) => {
   const c = clock();
@@ -189,6 +234,7 @@ dbTest("real chart values: tickers, intervals and prices TradingView prints", as
       ticker,
       "strategy.order.action": "buy",
       "strategy.market_position": "long",
+      "strategy.prev_market_position": "flat",
       interval,
       timenow: timenow(c),
       close,
@@ -218,14 +264,15 @@ dbTest(
       await market(s, c, "SPY", 500);
       const ticker = "SPY";
       const fills: Fill[] = [
-        { action: "buy", position: "long", close: "500" },
-        { action: "sell", position: "flat", close: "500.5" },
+        { action: "buy", position: "long", prev: "flat", close: "500" },
+        { action: "sell", position: "flat", prev: "long", close: "500.5" },
       ];
       for (const f of fills) {
         const body = substitute(template, {
           ticker,
           "strategy.order.action": f.action,
           "strategy.market_position": f.position,
+          "strategy.prev_market_position": f.prev!,
           interval,
           time,
           close: f.close,
