@@ -180,23 +180,20 @@ async function prometheusRegistry(deps: MetricsDeps, counts: SignalCounter): Pro
   const cache = cacheMetrics(deps);
   const registry = new Registry();
   type Labels = Record<string, string>;
+  /** A series' options: its prefixed name, the `scope` label beside its own, this registry. */
+  const series = (name: string, help: string, labelNames: string[]) => ({
+    name: `optionstrat_${name}`,
+    help,
+    labelNames: [...labelNames, "scope"],
+    registers: [registry],
+  });
   const gauge = (scope: Scope, name: string, help: string, labelNames: string[] = []) => {
-    const g = new Gauge({
-      name: `optionstrat_${name}`,
-      help,
-      labelNames: [...labelNames, "scope"],
-      registers: [registry],
-    });
+    const g = new Gauge(series(name, help, labelNames));
     return { set: (labels: Labels, n: number) => g.set({ ...labels, scope }, n) };
   };
   // Cumulative counts are counters; a fresh registry per scrape makes inc(n) report the total n.
   const counter = (scope: Scope, name: string, help: string, labelNames: string[] = []) => {
-    const c = new Counter({
-      name: `optionstrat_${name}`,
-      help,
-      labelNames: [...labelNames, "scope"],
-      registers: [registry],
-    });
+    const c = new Counter(series(name, help, labelNames));
     return { inc: (labels: Labels, n: number) => c.inc({ ...labels, scope }, n) };
   };
 

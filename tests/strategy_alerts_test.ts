@@ -11,6 +11,7 @@ import {
   type Clock,
   clock,
   decisionFor,
+  type DecisionRow,
   pipelineServices,
   positions,
   pushChain,
@@ -68,6 +69,38 @@ async function market(s: Services, c: Clock, symbol: string, spot: number) {
 /** {{timenow}} as TradingView prints it: whole seconds, Z. */
 const timenow = (c: Clock) => new Date(c.now()).toISOString().replace(/\.\d{3}Z$/, "Z");
 
+/**
+ * One order fill's alert message: `template` with TradingView's placeholders
+ * for `symbol`, `interval` and `f`, and the times in `times` ({{timenow}} or {{time}}).
+ */
+function fillMessage(
+  template: string,
+  symbol: string,
+  interval: string,
+  f: Required<Fill>,
+  times: Record<string, string>,
+): string {
+  return substitute(template, {
+    ticker: symbol,
+    "strategy.order.action": f.action,
+    "strategy.market_position": f.position,
+    "strategy.prev_market_position": f.prev,
+    interval,
+    close: f.close,
+    ...times,
+  });
+}
+
+/** Posts an alert message, which must be ACCEPTED, runs the pipeline, and returns its decision. */
+async function decided(s: Services, body: string): Promise<DecisionRow> {
+  const res = await post(s, body);
+  const json = await res.json();
+  assert.equal(res.status, 200, `${body}\n${JSON.stringify(json)}`);
+  assert.equal(json.status, "ACCEPTED", `${body}\n${JSON.stringify(json)}`);
+  await s.worker.runUntilIdle();
+  return await decisionFor(s.db, json.signal_id);
+}
+
 /** Sends one order-fill alert, runs the pipeline, and returns [outcome, reason]. */
 async function fill(
   s: Services,
@@ -80,21 +113,8 @@ async function fill(
   strategyPositions.set(s, positions);
   const prev = f.prev ?? positions.get(symbol) ?? "flat";
   positions.set(symbol, f.position);
-  const body = substitute(TEMPLATE, {
-    ticker: symbol,
-    "strategy.order.action": f.action,
-    "strategy.market_position": f.position,
-    "strategy.prev_market_position": prev,
-    interval,
-    timenow: timenow(c),
-    close: f.close,
-  });
-  const res = await post(s, body);
-  const json = await res.json();
-  assert.equal(res.status, 200, `${body}\n${JSON.stringify(json)}`);
-  assert.equal(json.status, "ACCEPTED", JSON.stringify(json));
-  await s.worker.runUntilIdle();
-  const d = await decisionFor(s.db, json.signal_id);
+  const body = fillMessage(TEMPLATE, symbol, interval, { ...f, prev }, { timenow: timenow(c) });
+  const d = await decided(s, body);
   return [d.outcome, d.reason_code];
 }
 
@@ -205,11 +225,7 @@ dbTest("the README's indicator variant is accepted and decided", async ({ db }) 
       timenow: timenow(c),
       close: "500.25",
     });
-    const res = await post(s, body);
-    const json = await res.json();
-    assert.equal(res.status, 200, `${body}\n${JSON.stringify(json)}`);
-    await s.worker.runUntilIdle();
-    assert.equal((await decisionFor(db, json.signal_id)).outcome, outcome);
+    assert.equal((await decided(s, body)).outcome, outcome);
     c.advance(60_000);
   }
 });
@@ -230,15 +246,12 @@ dbTest("real chart values: tickers, intervals and prices TradingView prints", as
   ];
   for (const [ticker, interval, close] of cases) {
     c.advance(1000);
-    const body = substitute(TEMPLATE, {
-      ticker,
-      "strategy.order.action": "buy",
-      "strategy.market_position": "long",
-      "strategy.prev_market_position": "flat",
-      interval,
-      timenow: timenow(c),
+    const body = fillMessage(TEMPLATE, ticker, interval, {
+      action: "buy",
+      position: "long",
+      prev: "flat",
       close,
-    });
+    }, { timenow: timenow(c) });
     const res = await post(s, body);
     assert.equal(res.status, 200, `${ticker} ${interval} ${close}: ${await res.text()}`);
   }
@@ -263,25 +276,12 @@ dbTest(
       c.set(received);
       await market(s, c, "SPY", 500);
       const ticker = "SPY";
-      const fills: Fill[] = [
+      const fills: Required<Fill>[] = [
         { action: "buy", position: "long", prev: "flat", close: "500" },
         { action: "sell", position: "flat", prev: "long", close: "500.5" },
       ];
       for (const f of fills) {
-        const body = substitute(template, {
-          ticker,
-          "strategy.order.action": f.action,
-          "strategy.market_position": f.position,
-          "strategy.prev_market_position": f.prev!,
-          interval,
-          time,
-          close: f.close,
-        });
-        const res = await post(s, body);
-        const json = await res.json();
-        assert.equal(json.status, "ACCEPTED", `${interval}: ${JSON.stringify(json)}`);
-        await s.worker.runUntilIdle();
-        const d = await decisionFor(db, json.signal_id);
+        const d = await decided(s, fillMessage(template, ticker, interval, f, { time }));
         assert.notEqual(d.outcome, "REJECT", `${interval} ${f.position}: ${d.message}`);
         c.advance(1000);
       }
