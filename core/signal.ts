@@ -33,7 +33,17 @@ export interface Issue {
   path: string;
   message: string;
 }
-export type NormalizeResult = { ok: true; signal: Signal } | { ok: false; issues: Issue[] };
+export type NormalizeResult =
+  | {
+    ok: true;
+    signal: Signal;
+    /**
+     * The body's `idempotency_key`, checked as an id is: the sender's promise
+     * that the same key is the same request (dedup, not stored on its own).
+     */
+    idempotencyKey: string | null;
+  }
+  | { ok: false; issues: Issue[] };
 
 const CALL_WORDS = new Set(["CALL", "CALLS", "BUY", "LONG", "BULL", "BULLISH", "UP"]);
 const PUT_WORDS = new Set(["PUT", "PUTS", "SELL", "SHORT", "BEAR", "BEARISH", "DOWN"]);
@@ -84,6 +94,10 @@ export function normalizeSignal(input: unknown): NormalizeResult {
     "id",
     normalizeAlertId(pick(body, ["id", "alert_id", "alertId", "signal_id", "idempotency_key"])),
   );
+  const idempotencyKey = need(
+    "idempotency_key",
+    normalizeAlertId(pick(body, ["idempotency_key"]), "idempotency_key"),
+  );
   if (issues.length > 0) return { ok: false, issues };
 
   const candidate = {
@@ -108,7 +122,7 @@ export function normalizeSignal(input: unknown): NormalizeResult {
       })),
     };
   }
-  return { ok: true, signal: checked.data };
+  return { ok: true, signal: checked.data, idempotencyKey: idempotencyKey ?? null };
 }
 
 function fail(path: string, message: string): NormalizeResult {
@@ -420,10 +434,10 @@ function normalizeMetadata(body: Fields): Record<string, unknown> | Invalid {
   return storable(metadata) as Record<string, unknown>;
 }
 
-function normalizeAlertId(value: unknown): string | null | Invalid {
+function normalizeAlertId(value: unknown, what = "id"): string | null | Invalid {
   if (value === undefined) return null;
-  const id = text(value, "id");
+  const id = text(value, what);
   if (isIssue(id)) return id;
-  if (id.length === 0 || id.length > 200) return issue("id must be 1 to 200 characters");
+  if (id.length === 0 || id.length > 200) return issue(`${what} must be 1 to 200 characters`);
   return id;
 }

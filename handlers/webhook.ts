@@ -169,7 +169,7 @@ export function webhookHandler(deps: WebhookDeps) {
       // webhook-id is signed only under Standard Webhooks; elsewhere anyone could vary it.
       dedupKey: dedupKey(signal, {
         deliveryId: auth.method === "standard_webhooks" ? c.req.header("webhook-id") ?? null : null,
-        idempotencyKey: idempotencyKeyOf(payload),
+        idempotencyKey: normalized.idempotencyKey,
       }),
       // The key lives while a re-delivery could still open a position (a relay retries
       // for minutes; a stale one only closes what was entered before its time, which
@@ -248,13 +248,4 @@ export function webhookHandler(deps: WebhookDeps) {
       signal_id: outcome.signalId,
     });
   };
-}
-
-/** The body's `idempotency_key` as text (a number too), or null. */
-function idempotencyKeyOf(payload: unknown): string | null {
-  if (typeof payload !== "object" || payload === null || Array.isArray(payload)) return null;
-  const key = (payload as Record<string, unknown>).idempotency_key;
-  return typeof key === "string" || (typeof key === "number" && Number.isFinite(key))
-    ? String(key)
-    : null;
 }

@@ -314,6 +314,8 @@ Deno.test("normalizeSignal() says when a TradingView placeholder was not substit
       "prev_market_position",
     ],
     [{ price: "{{close}}" }, "price"],
+    // Checked even beside an id: unsubstituted, it would merge every alert into one.
+    [{ idempotency_key: "{{strategy.order.id}}", id: "a-1" }, "idempotency_key"],
   ];
   for (const [fields, path] of cases) {
     const found = issues({ ...BASE, ...fields });
