@@ -211,8 +211,10 @@ dbTest(
     const later = await decisionFor(db, second);
     assert.equal(later.reason_code, "MAX_POSITIONS");
     assert.deepEqual({ retries: book.retries, locked: book.locked }, { retries: 0, locked: 0 });
-    // Its wait for the first batch's write is its book stage.
-    assert.ok((later.timings as { book_ms: number }).book_ms >= 250, JSON.stringify(later.timings));
+    // Its wait for the first batch's write is its book stage: most of the 300 ms hold (going
+    // ahead it would be about 0), less whatever a slow machine spent before it began waiting
+    // (a run saw 249.2 ms against a bound of 250).
+    assert.ok((later.timings as { book_ms: number }).book_ms >= 150, JSON.stringify(later.timings));
   },
 );
 
