@@ -28,16 +28,24 @@ import { accepted, assertClean, audit, deliver, drained, type Sent, stream } fro
 const KILLS = 3;
 const CLIENTS = 8;
 
-/** Waits until /health shows a claimed job (then a kill strands it), up to `ms`; true if seen. */
+/**
+ * Waits until /health shows claimed jobs twice in a row (a claim held across
+ * two answers, waiting on the slow provider: a kill right after strands it),
+ * up to `ms`; true if seen. Once was not enough: on a fast database a claim
+ * seen once could be written before the kill, and a run stranded none.
+ */
 async function untilJobsRunning(service: Service, ms: number): Promise<boolean> {
   const until = Date.now() + ms;
+  let seen = 0;
   while (Date.now() < until) {
     try {
       const res = await fetch(`${service.base}/health`);
       const running = (await res.json()).components?.pipeline?.running;
-      if (running > 0) return true;
+      seen = running > 0 ? seen + 1 : 0;
+      if (seen === 2) return true;
     } catch {
       // Starting or busy: ask again.
+      seen = 0;
     }
   }
   return false;
@@ -48,9 +56,9 @@ async function crashLoop(
   env: Record<string, string>,
   openAfterwards: () => Promise<Database>,
 ): Promise<void> {
-  // A context provider that takes 40 ms, so decisions take long enough that
-  // a kill lands while jobs are claimed.
-  const provider = fakeProvider(() => "ok", { okDelayMs: 40 });
+  // A context provider that takes 200 ms, so a batch that fetches holds its
+  // claim long enough for a kill to land while it is claimed.
+  const provider = fakeProvider(() => "ok", { okDelayMs: 200 });
   const serviceEnv = {
     ...env,
     ENFORCE_MARKET_HOURS: "false",
