@@ -50,7 +50,7 @@ function redact(url: string): string {
 /** A migrated PGlite data directory to copy, built once per migration set. */
 export async function pgliteTemplate(): Promise<string> {
   const migrations = await loadMigrations();
-  const tag = migrations.map((m) => m.checksum.slice(0, 8)).join("-");
+  const tag = ["lean", ...migrations.map((m) => m.checksum.slice(0, 8))].join("-");
   const dir = `${ARTIFACTS}pglite-template-${tag}`;
   try {
     await Deno.stat(`${dir}/PG_VERSION`);
@@ -62,6 +62,15 @@ export async function pgliteTemplate(): Promise<string> {
   const building = `${dir}.building-${crypto.randomUUID()}`;
   const db = await openPglite(building);
   await migrate(db, migrations);
+  // Nothing here creates databases, and template0 and template1 were 15 of its 40 MB: every
+  // fresh copy loads the whole directory, and on a 2-core VM a third less took each open from
+  // about 0.9 s to 0.6 s.
+  await db.exec(
+    `update pg_database set datistemplate = false where datname in ('template0', 'template1')`,
+  );
+  await db.exec("drop database template0");
+  await db.exec("drop database template1");
+  await db.exec("checkpoint");
   await db.close();
   try {
     await Deno.rename(building, dir);
