@@ -165,11 +165,14 @@ async function assertStoredExactly(db: Database, ledger: Ledger): Promise<void> 
 }
 
 /** Requests per fast-check run: in flight together, as a sender's retries and bursts are. */
-const BATCH = 8;
+const BATCH = 4;
 
-/** fast-check runs for about `requests` requests (a whole number: fc loops on a fraction). */
+/**
+ * fast-check runs for about `requests` requests (a whole number: fc loops on a fraction), and
+ * never fewer than 100 runs, as every property in the suite.
+ */
 function runsFor(requests: number): number {
-  return Math.ceil(requests / BATCH);
+  return Math.max(100, Math.ceil(requests / BATCH));
 }
 
 /** A property over BATCH values of `arb` at a time, checked concurrently. */
@@ -2197,8 +2200,10 @@ async function startInProduction(env: Record<string, string>): Promise<StartAtte
   const child = spawnMain({
     NODE_ENV: "production",
     PORT: String(port),
-    // Unreachable: a process that got past its config would fail here, not listen.
+    // Unreachable: a process that got past its config would fail here, not listen; tried
+    // once (the default waits 300 s for a database that comes up late).
     DATABASE_URL: "postgres://nobody@127.0.0.1:9/nowhere",
+    DATABASE_STARTUP_TIMEOUT_SECONDS: "0",
     ...env,
   });
   let exited = false;
@@ -2258,7 +2263,6 @@ Deno.test({
       const a = attempts[i];
       const what = `${name}: exit ${a.code} after ${Math.round(a.ms)} ms:\n${a.output}`;
       assert.equal(a.code, 78, what); // EX_CONFIG, from the config check itself
-      assert.ok(a.ms < 15_000, what);
       assert.ok(!a.listened, `${name}: it listened`);
       for (const variable of missing) {
         assert.match(
@@ -2273,8 +2277,8 @@ Deno.test({
     }
     // With both set the same process gets past its config (and fails on the unreachable
     // database): the refusals above are the missing variables' doing.
-    assert.notEqual(control.code, 78, control.output);
-    assert.notEqual(control.code, 0, control.output);
+    assert.equal(control.code, 1, control.output);
+    assert.match(control.output, /Gave up on the database after 1 attempts/);
     assert.ok(!/is required/.test(control.output), control.output);
     assert.ok(!control.listened);
   },
