@@ -41,6 +41,19 @@ export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/**
+ * `promise`, or a failure naming `what` if it has not settled in 30 s: a guard against a hung
+ * suite where the code under test would otherwise wait forever, not a measure of its speed
+ * (the deadlines such tests exercise are the service's own, hundreds of ms).
+ */
+export function unlessHung<T>(promise: T | Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hung = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`hung: ${what}, 30 s on`)), 30_000);
+  });
+  return Promise.race([promise, hung]).finally(() => clearTimeout(timer));
+}
+
 /** Polls `check` every 50 ms until it returns a value other than undefined, or throws after `timeoutMs`. */
 export async function waitFor<T>(
   what: string,

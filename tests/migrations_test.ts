@@ -188,7 +188,6 @@ Deno.test({
       })();
 
       const retries: MigrationRetry[] = [];
-      const started = performance.now();
       const failed = await Promise.race([
         migrate(migrator, migrations, {
           lockTimeoutMs,
@@ -198,7 +197,6 @@ Deno.test({
         }).then(() => "applied", (error) => error),
         new Promise((resolve) => setTimeout(() => resolve("still waiting after 5 s"), 5_000)),
       ]);
-      const elapsed = performance.now() - started;
       if (!(failed instanceof Error)) {
         // Without a lock_timeout the ALTER waits as long as the reader does.
         release.resolve();
@@ -214,11 +212,11 @@ Deno.test({
         /29990101000000_lock_test could not take its table locks: 3 tries/,
       );
       assert.deepEqual(retries.map((r) => [r.attempt, r.waitMs]), [[1, 100], [2, 200]]);
-      // Three tries of 300 ms and 300 ms of pauses, with room for a slow machine.
-      assert.ok(elapsed < 3 * lockTimeoutMs + 300 + 1000, `took ${Math.round(elapsed)} ms`);
       assert.ok(insertMs.length > 5, "the inserts kept going");
+      // Behind a migration without lock_timeout an insert waits as long as the reader holds
+      // its lock (5 s here); with it, one try at most. The margin is for a loaded machine.
       const worst = Math.max(...insertMs);
-      assert.ok(worst < lockTimeoutMs + 250, `an insert waited ${Math.round(worst)} ms`);
+      assert.ok(worst < lockTimeoutMs + 1_000, `an insert waited ${Math.round(worst)} ms`);
       const [{ n }] = await migrator.query<{ n: number }>(
         `select count(*)::integer as n from information_schema.columns
          where table_name = 'processing_errors' and column_name = 'lock_test'`,

@@ -195,7 +195,6 @@ async function shutdownMidStream(
       await delay(10);
     }
 
-    const sigtermAt = Date.now();
     child.kill("SIGTERM");
     await service.waitForLine(/SIGTERM received/, 5_000);
     await delay(100);
@@ -205,7 +204,6 @@ async function shutdownMidStream(
       child.status,
       delay(EXIT_LIMIT_MS).then(() => null),
     ]);
-    const exitMs = Date.now() - sigtermAt;
     // Checked before waiting for the requests: on a hang, `finally` kills the child, which ends them.
     assert.ok(
       exit !== null,
@@ -213,8 +211,9 @@ async function shutdownMidStream(
     );
     await Promise.all([...clients, slow.done, chunked.done]);
     await eventReader.cancel().catch(() => {});
+    // 0 is shutDown()'s answer when every step finished within SHUTDOWN_DEADLINE_MS (past it,
+    // or on a failed step, it is 1): the deadline is the service's own, not timed here.
     assert.equal(exit.code, 0, service.lines.slice(-15).join("\n"));
-    assert.ok(exitMs < SHUTDOWN_DEADLINE_MS, `exit took ${exitMs} ms`);
 
     // The process said what it did, in JSON lines, and logged no error.
     const logged = service.lines.map((l) => JSON.parse(l) as { level: string; message: string });
@@ -390,16 +389,15 @@ Deno.test("shutDown() runs its steps in order and resolves 0", async () => {
 Deno.test("shutDown() past its deadline resolves 1 and logs what it abandoned", async () => {
   const lines = await captureLogs();
   const hang = Promise.withResolvers<void>();
-  const started = Date.now();
   const code = await shutDown({
     stopAccepting: () => Promise.resolve(),
     shutdownServer: () => Promise.resolve(),
     close: () => hang.promise,
     activeJobs: () => 3,
   }, { deadlineMs: 100 });
+  // Answered while close() still hangs: only the deadline could have ended it.
   hang.resolve();
   assert.equal(code, 1);
-  assert.ok(Date.now() - started < 1_000);
   const error = lines.map((l) => JSON.parse(l)).find((l) => l.level === "ERROR");
   assert.ok(error, "no ERROR line");
   assert.match(error.message, /deadline of 100 ms passed/);
@@ -435,15 +433,22 @@ dbTest(
       PROVIDER_TIMEOUT_MS: String(PROVIDER_TIMEOUT_MAX_MS),
     });
     // Like fetch to a provider that accepted the connection and never answers.
+    // Each fetch ends only by its signal: the reasons say whether close() ended it or its
+    // PROVIDER_TIMEOUT_MS did (a TimeoutError), without timing anything.
     let asked = 0;
+    const reasons: string[] = [];
     const fetchStarted = Promise.withResolvers<void>();
     const neverAnswers = ((_: unknown, init?: RequestInit) => {
       asked++;
       fetchStarted.resolve();
       return new Promise<Response>((_, reject) => {
         const signal = init?.signal;
-        if (signal?.aborted) reject(signal.reason);
-        signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
+        const end = () => {
+          reasons.push(String(signal?.reason));
+          reject(signal?.reason);
+        };
+        if (signal?.aborted) end();
+        signal?.addEventListener("abort", end, { once: true });
       });
     }) as typeof fetch;
     // The services' close() leaves this database open, to be read afterwards.
@@ -465,14 +470,9 @@ dbTest(
     }
     await services.worker.start();
     await fetchStarted.promise;
-    const started = performance.now();
     await services.close();
-    const ms = performance.now() - started;
-    assert.ok(
-      ms < 2_000,
-      `close() took ${Math.round(ms)} ms (provider timeout ${config.providers.timeoutMs} ms)`,
-    );
     assert.ok(asked >= 1);
+    assert.deepEqual(reasons, Array(asked).fill("Error: the service is stopping"));
     // Cut short, the lookups decide nothing: the jobs wait, uncounted, for a worker that can
     // get their market data (no decision made without it, to stand for good).
     assert.equal(await countRows(db, "decisions"), 0);
