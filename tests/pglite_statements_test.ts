@@ -11,7 +11,24 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { messages, PGlite } from "@electric-sql/pglite";
 import { openPglite } from "../db/pglite.ts";
+import { SMALL_SHARED_BUFFERS, WITHOUT_TEMPLATE_DATABASES } from "./_db.ts";
 import { MAX_NAMED_STATEMENTS, statementRunner } from "../db/pglite_statements.ts";
+
+let emptyCluster: Promise<Blob> | undefined;
+
+/** A fresh, empty PGlite: initdb once per file (seconds), then loaded from its dump each time. */
+async function emptyPglite(): Promise<PGlite> {
+  emptyCluster ??= (async () => {
+    const pg = await PGlite.create();
+    for (const statement of [SMALL_SHARED_BUFFERS, ...WITHOUT_TEMPLATE_DATABASES]) {
+      await pg.exec(statement);
+    }
+    const tarball = await pg.dumpDataDir("none");
+    await pg.close();
+    return tarball;
+  })();
+  return await PGlite.create({ loadDataDir: await emptyCluster });
+}
 
 function pgliteTest(name: string, fn: (pg: PGlite) => Promise<void>): void {
   Deno.test({
@@ -20,7 +37,7 @@ function pgliteTest(name: string, fn: (pg: PGlite) => Promise<void>): void {
     sanitizeOps: false,
     sanitizeResources: false,
     async fn() {
-      const pg = await PGlite.create();
+      const pg = await emptyPglite();
       try {
         await fn(pg);
       } finally {

@@ -12,7 +12,7 @@ import { messages, TransactionAbortedError } from "@electric-sql/pglite";
 import { loadMigrations } from "../db/migrate.ts";
 import { openPglite } from "../db/pglite.ts";
 import { type Database, DatabaseUnavailableError, isUnavailable } from "../db/port.ts";
-import { freshPglite } from "./_db.ts";
+import { freshPglite, SMALL_SHARED_BUFFERS, WITHOUT_TEMPLATE_DATABASES } from "./_db.ts";
 import { SECRET } from "./_app.ts";
 
 const ROOT = new URL("../", import.meta.url);
@@ -26,7 +26,9 @@ let emptyCluster: Promise<string> | undefined;
 
 /**
  * A throw-away database of the given kind: a copy of an empty cluster made
- * once per run (an in-memory PGlite runs initdb every time, ~1.5 s).
+ * once per run (an in-memory PGlite runs initdb every time, ~1.5 s), slimmed
+ * as tests/_db.ts's databases are (each of the 26 opens here took about twice
+ * as long without).
  */
 async function openEmpty(
   thread: "main" | "worker",
@@ -34,7 +36,11 @@ async function openEmpty(
   emptyCluster ??= (async () => {
     const dir = await Deno.makeTempDir({ prefix: "pglite-worker-empty-" });
     globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-    await (await openPglite(dir, { thread: "main" })).close();
+    const cluster = await openPglite(dir, { thread: "main" });
+    for (const statement of [SMALL_SHARED_BUFFERS, ...WITHOUT_TEMPLATE_DATABASES]) {
+      await cluster.exec(statement);
+    }
+    await cluster.close();
     return dir;
   })();
   const dir = await Deno.makeTempDir({ prefix: "pglite-worker-test-" });
