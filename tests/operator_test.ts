@@ -16,6 +16,7 @@ import { errorMessage as healthErrorMessage } from "../handlers/health.ts";
 import { insertEvents, latestCursor, readEvents, START } from "../db/events.ts";
 import { openPostgres } from "../db/postgres.ts";
 import { clock, pipelineServices, pushChain, pushContext, send } from "./_pipeline.ts";
+import { unlessHung } from "./_service.ts";
 
 async function json(s: Services, path: string, init?: RequestInit) {
   const res = await s.app.request(path, init);
@@ -168,20 +169,8 @@ for (const then of ["fail", "hang"] as const) {
       const s = await testServices(gone.db);
       assert.equal((await s.app.request("/health")).status, 200);
       gone.cut();
-      // Well past the 2 s deadline, so a /health that hangs fails here instead of hanging the suite.
-      const inTime = async (path: string) => {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        try {
-          return await Promise.race([
-            json(s, path),
-            new Promise<never>((_, reject) => {
-              timer = setTimeout(() => reject(new Error(`${path}: no answer in 10 s`)), 10_000);
-            }),
-          ]);
-        } finally {
-          clearTimeout(timer);
-        }
-      };
+      // A /health that hangs fails here instead of hanging the suite.
+      const inTime = (path: string) => unlessHung(json(s, path), `${path}'s answer`);
       const health = await inTime("/health");
       assert.equal(health.status, 503, JSON.stringify(health.body));
       assert.equal(health.body.status, "unhealthy");
