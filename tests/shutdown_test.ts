@@ -20,7 +20,7 @@ import { setupLogging } from "../logging.ts";
 import { shutDown, SHUTDOWN_DEADLINE_MS } from "../main.ts";
 import { countRows, SECRET, signed, testServices, uniqueSignal } from "./_app.ts";
 import { dbTest, POSTGRES_REACHABLE } from "./_db.ts";
-import { delay, IN_CI, scratchPostgres, seedPglite, startService } from "./_service.ts";
+import { delay, IN_CI, scratchPostgres, seedPglite, startService, unlessHung } from "./_service.ts";
 /** How long the child may take from SIGTERM to exit before the test calls it a hang. */
 const EXIT_LIMIT_MS = 10_000;
 
@@ -389,12 +389,15 @@ Deno.test("shutDown() runs its steps in order and resolves 0", async () => {
 Deno.test("shutDown() past its deadline resolves 1 and logs what it abandoned", async () => {
   const lines = await captureLogs();
   const hang = Promise.withResolvers<void>();
-  const code = await shutDown({
-    stopAccepting: () => Promise.resolve(),
-    shutdownServer: () => Promise.resolve(),
-    close: () => hang.promise,
-    activeJobs: () => 3,
-  }, { deadlineMs: 100 });
+  const code = await unlessHung(
+    shutDown({
+      stopAccepting: () => Promise.resolve(),
+      shutdownServer: () => Promise.resolve(),
+      close: () => hang.promise,
+      activeJobs: () => 3,
+    }, { deadlineMs: 100 }),
+    "shutDown() with close() hanging",
+  );
   // Answered while close() still hangs: only the deadline could have ended it.
   hang.resolve();
   assert.equal(code, 1);
