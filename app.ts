@@ -107,15 +107,18 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   // alerts aimed at this URL crowd out the genuine ones, which TradingView never re-sends.
   const refusals = new MemoryStore<AppEnv>();
   refusals.init({ windowMs: 60_000 } as Parameters<typeof refusals.init>[0]);
-  const limitRefusal = (clientIp: string | null) => {
-    const { totalHits, resetTime } = refusals.increment(rateLimitKey(clientIp));
+  const limitRefusal = async (c: Context<AppEnv>): Promise<ApiError | null> => {
+    const { totalHits, resetTime } = refusals.increment(rateLimitKey(c.get("clientIp")));
     if (totalHits <= config.webhook.rateLimitPerMinute) return null;
     const left = (resetTime?.getTime() ?? Date.now() + 60_000) - Date.now();
-    return {
-      retryAfterSeconds: Math.max(1, Math.ceil(left / 1000)),
-      // One record per client per window, not one per refused request.
-      first: totalHits === config.webhook.rateLimitPerMinute + 1,
-    };
+    const error = new ApiError(
+      "RATE_LIMITED",
+      "Too many refused requests from this address; slow down",
+      { retryAfterSeconds: Math.max(1, Math.ceil(left / 1000)) },
+    );
+    // One record per client per window, not one per refused request.
+    if (totalHits === config.webhook.rateLimitPerMinute + 1) await recordRejection(c, error, null);
+    return error;
   };
 
   const webhook = webhookHandler({
@@ -141,16 +144,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         const ctx = c as Context<AppEnv>;
         // A refusal before any authentication, counted as one: the sender needs only a
         // Content-Length to send it, and a record for each would write without limit.
-        const over = limitRefusal(ctx.get("clientIp"));
-        if (over !== null) {
-          const error = new ApiError(
-            "RATE_LIMITED",
-            "Too many refused requests from this address; slow down",
-            { retryAfterSeconds: over.retryAfterSeconds },
-          );
-          if (over.first) await recordRejection(ctx, error, null);
-          return errorResponse(ctx, error);
-        }
+        const limited = await limitRefusal(ctx);
+        if (limited !== null) return errorResponse(ctx, limited);
         const error = new ApiError(
           "PAYLOAD_TOO_LARGE",
           `Body is larger than ${config.webhook.maxBodyBytes} bytes`,

@@ -45,10 +45,10 @@ export interface WebhookDeps {
   authenticator: Authenticator;
   ingest: GroupCommit<SignalRecord, IngestOutcome>;
   /**
-   * Counts a refused request from `clientIp`; past the limit, when to come back
-   * and whether this is the first refusal over it.
+   * Counts a refused request from the client's address; past the limit, the
+   * RATE_LIMITED error to answer instead (the first one over it recorded).
    */
-  limitRefusal: (clientIp: string | null) => { retryAfterSeconds: number; first: boolean } | null;
+  limitRefusal: (c: Context<AppEnv>) => Promise<ApiError | null>;
   /** Records a refused request; must not throw. */
   recordRejection: (c: Context<AppEnv>, error: ApiError, payload: string | null) => Promise<void>;
   isAccepting: () => boolean;
@@ -120,16 +120,8 @@ export function webhookHandler(deps: WebhookDeps) {
       nowMs: deps.now(),
     });
     if (!auth.ok) {
-      const over = deps.limitRefusal(clientIp);
-      if (over !== null) {
-        const error = new ApiError(
-          "RATE_LIMITED",
-          "Too many refused requests from this address; slow down",
-          { retryAfterSeconds: over.retryAfterSeconds },
-        );
-        if (over.first) await deps.recordRejection(c, error, null);
-        throw error;
-      }
+      const limited = await deps.limitRefusal(c);
+      if (limited !== null) throw limited;
       log.warn("Webhook refused: {reason}", { reason: auth.reason, client_ip: clientIp });
       const error = new ApiError("UNAUTHORIZED", "Authentication failed");
       await deps.recordRejection(c, error, shown(UNAUTHENTICATED_PAYLOAD_LIMIT));
