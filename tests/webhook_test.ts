@@ -241,6 +241,25 @@ dbTest(
 );
 
 dbTest(
+  "a timeframe whose freshness runs past year 9999 (100000M) is ACCEPTED, its key kept to 9999",
+  async ({ db }) => {
+    const s = await testServices(db);
+    const body = JSON.stringify(uniqueSignal({ timeframe: "100000M" }));
+    const res = await s.app.request("/webhook", await signed(body));
+    assert.equal(res.status, 200, await res.clone().text());
+    const { status, signal_id } = await res.json();
+    assert.equal(status, "ACCEPTED");
+    const [row] = await db.query<{ expires_at: Date }>(
+      "select expires_at from signal_dedup where signal_id = $1",
+      [signal_id],
+    );
+    assert.equal(new Date(row.expires_at).toISOString(), "9999-12-31T23:59:59.999Z");
+    const again = await s.app.request("/webhook", await signed(body));
+    assert.equal((await again.json()).status, "DUPLICATE");
+  },
+);
+
+dbTest(
   "an alert whose unquoted plot printed NaN is taken, the value absent",
   async ({ db }) => {
     const s = await testServices(db);
