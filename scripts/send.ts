@@ -35,7 +35,7 @@ new signal rather than a DUPLICATE.
 Body:
   --symbol S --direction D --action A --timeframe T --price P
   --score N --confidence N --id ID    set these fields
-  --timestamp TIME                    ISO 8601 or epoch s/ms (sent as ISO); default now
+  --timestamp TIME                    ISO 8601 with a zone or epoch s/ms (sent as ISO); default now
   --body JSON | --file PATH           send this body instead (verbatim unless the
                                       flags above are given, which then override its fields)
   -n, --count N                       send N signals, timestamps 1 s apart (ending now,
@@ -198,13 +198,20 @@ function webhookUrl(text: string): string {
   return url.toString();
 }
 
+// With its zone, as the webhook takes it: Date.parse reads "2026-03-09T09:30:00" (or
+// "Mar 9 2026 09:30") in this machine's zone, so the same command sent another time elsewhere.
+const ZONED_ISO = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/i;
+
 function parseTime(text: string): number {
   const ms = /^\d+$/.test(text)
     ? (Number(text) < 1e12 ? Number(text) * 1000 : Number(text))
-    : Date.parse(text);
+    : ZONED_ISO.test(text)
+    ? Date.parse(text.replace(" ", "T"))
+    : NaN;
   if (!Number.isFinite(ms) || Number.isNaN(new Date(ms).getTime())) {
     throw new UsageError(
-      `--timestamp must be an ISO 8601 time or epoch seconds/milliseconds, got "${text}"`,
+      `--timestamp must be an ISO 8601 time with a zone (Z or -05:00) or epoch ` +
+        `seconds/milliseconds, got "${text}"`,
     );
   }
   return ms;
