@@ -39,6 +39,8 @@ export const SYSTEM = "REFACTORED";
 /** Body kept for an unauthenticated refusal: enough to recognise it, little to abuse. */
 const UNAUTHENTICATED_PAYLOAD_LIMIT = 1024;
 const decoder = new TextDecoder();
+/** The latest dedup expiry kept: the last millisecond of year 9999, which Postgres stores. */
+const LATEST_DEDUP_MS = Date.parse("9999-12-31T23:59:59.999Z");
 const log = logger("webhook");
 
 export interface WebhookDeps {
@@ -166,9 +168,16 @@ export function webhookHandler(deps: WebhookDeps) {
       // The key lives while a re-delivery could still open a position (a relay retries
       // for minutes; a stale one only closes what was entered before its time, which
       // the first delivery closed already), and while a signed timestamp still verifies.
-      dedupUntil: new Date(Math.max(
-        deps.freshUntilMs(signal),
-        auth.signedAtMs === undefined ? 0 : auth.signedAtMs + deps.signatureToleranceSeconds * 1000,
+      // Held to 9999: a MAX_SIGNAL_AGE_SECONDS meant as "no limit" (1e14) runs past the
+      // last time a Date holds, and an Invalid Date failed every webhook with a 500.
+      dedupUntil: new Date(Math.min(
+        Math.max(
+          deps.freshUntilMs(signal),
+          auth.signedAtMs === undefined
+            ? 0
+            : auth.signedAtMs + deps.signatureToleranceSeconds * 1000,
+        ),
+        LATEST_DEDUP_MS,
       )),
       rawPayload: storable(payload),
       authMethod: auth.method,

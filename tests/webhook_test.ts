@@ -260,6 +260,21 @@ dbTest(
 );
 
 dbTest(
+  "a MAX_SIGNAL_AGE_SECONDS past the last time a Date holds (1e14) still takes alerts",
+  async ({ db }) => {
+    const s = await testServices(db, { env: { MAX_SIGNAL_AGE_SECONDS: "100000000000000" } });
+    const res = await s.app.request("/webhook", await signed(JSON.stringify(uniqueSignal())));
+    assert.equal(res.status, 200, await res.clone().text());
+    const { signal_id } = await res.json();
+    const [row] = await db.query<{ expires_at: Date }>(
+      "select expires_at from signal_dedup where signal_id = $1",
+      [signal_id],
+    );
+    assert.equal(new Date(row.expires_at).toISOString(), "9999-12-31T23:59:59.999Z");
+  },
+);
+
+dbTest(
   "an alert whose unquoted plot printed NaN is taken, the value absent",
   async ({ db }) => {
     const s = await testServices(db);
