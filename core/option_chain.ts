@@ -59,7 +59,7 @@ const OCC_SYMBOL = /^([A-Z]+)(\d{6})([CP])(\d{8})$/;
  * day is the one before). The same chain lists the PM-settled weeklies under
  * their own roots (SPXW, NDXP, RUTW), which stay PM.
  */
-const AM_SETTLED_ROOTS = new Set(["SPX", "NDX", "RUT", "DJX", "VIX"]);
+export const AM_SETTLED_ROOTS: ReadonlySet<string> = new Set(["SPX", "NDX", "RUT", "DJX", "VIX"]);
 const CBOE_TIMESTAMP = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}):(\d{2}):(\d{2})$/;
 
 type Fields = Record<string, unknown>;
