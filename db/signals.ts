@@ -30,18 +30,6 @@ export const JOBS_CHANNEL = "optionstrat_jobs";
 const INGEST_ORDER_LOCK = 727_003;
 export const EVENTS_CHANNEL = "optionstrat_events";
 const MAX_DUPLICATE_PAYLOAD = 8 * 1024;
-const LATEST_STORABLE = Date.parse("9999-12-31T23:59:59.999Z");
-
-/**
- * `at` as ISO text Postgres reads, held to 9999 at the latest: past it
- * toISOString() writes "+010513-..." (a "100000M" timeframe's freshness runs
- * that far), which Postgres refuses, failing the insert. A key kept to 9999
- * is kept as long.
- */
-function storableTime(at: Date): string {
-  return new Date(Math.min(at.getTime(), LATEST_STORABLE)).toISOString();
-}
-
 /**
  * Stores a batch of signals and says, per record, whether it was accepted or
  * duplicates one already inside the dedup window (the database's clock
@@ -132,7 +120,7 @@ export async function insertSignals(
         metadata: r.signal.metadata,
         alert_id: r.signal.alertId,
         dedup_key: r.dedupKey,
-        dedup_until: r.dedupUntil === null ? null : storableTime(r.dedupUntil),
+        dedup_until: r.dedupUntil?.toISOString() ?? null,
         raw_payload: r.rawPayload,
         auth_method: r.authMethod,
         client_ip: r.clientIp,

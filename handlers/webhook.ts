@@ -168,8 +168,9 @@ export function webhookHandler(deps: WebhookDeps) {
       // The key lives while a re-delivery could still open a position (a relay retries
       // for minutes; a stale one only closes what was entered before its time, which
       // the first delivery closed already), and while a signed timestamp still verifies.
-      // Held to 9999: a MAX_SIGNAL_AGE_SECONDS meant as "no limit" (1e14) runs past the
-      // last time a Date holds, and an Invalid Date failed every webhook with a 500.
+      // Held to 9999, which Postgres stores: a "100000M" timeframe's freshness runs past it
+      // (written "+010513-...", refused by the insert), and a MAX_SIGNAL_AGE_SECONDS meant as
+      // "no limit" (1e14) past the last time a Date holds; either way a 500 for every alert.
       dedupUntil: new Date(Math.min(
         Math.max(
           deps.freshUntilMs(signal),
