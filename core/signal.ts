@@ -331,30 +331,40 @@ function normalizeTimeframe(value: unknown): string | Invalid {
 /** ISO 8601 (`{{time}}`, `{{timenow}}`) or epoch milliseconds or seconds, as number or string. */
 function normalizeTime(value: unknown): string | Invalid {
   if (value === undefined) return issue("timestamp is required (e.g. {{timenow}})");
+  const raw = typeof value === "number" ? value : text(value, "timestamp");
+  if (isIssue(raw)) return raw;
+  const read = readTimestamp(raw);
+  if (typeof read === "string") return issue(read);
+  // Whole milliseconds, so the canonical form parses back to itself.
+  return new Date(Math.trunc(read)).toISOString();
+}
+
+/**
+ * A timestamp as the webhook reads it: epoch milliseconds, or why it is not
+ * one. Only with a zone: without one, `Date.parse` would read it in the
+ * reading machine's zone. Also for `deno task send --timestamp`.
+ */
+export function readTimestamp(value: number | string): number | string {
   let ms: number;
   if (typeof value === "number") {
     ms = epochToMs(value);
+  } else if (/^\d+(\.\d+)?$/.test(value)) {
+    ms = epochToMs(Number(value));
+  } else if (
+    /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/i.test(value)
+  ) {
+    // Date.parse rolls "2024-02-30" over to March 1; a day the month lacks is an error.
+    if (!isCalendarDate(value)) return `timestamp "${preview(value)}" is not a calendar date`;
+    ms = Date.parse(value.replace(" ", "T"));
   } else {
-    const raw = text(value, "timestamp");
-    if (isIssue(raw)) return raw;
-    if (/^\d+(\.\d+)?$/.test(raw)) ms = epochToMs(Number(raw));
-    else if (/^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/i.test(raw)) {
-      // Date.parse rolls "2024-02-30" over to March 1; a day the month lacks is an error.
-      if (!isCalendarDate(raw)) return issue(`timestamp "${preview(raw)}" is not a calendar date`);
-      ms = Date.parse(raw.replace(" ", "T"));
-    } else {
-      return issue(
-        `timestamp "${
-          preview(raw)
-        }" must be ISO 8601 with a zone (e.g. 2024-01-29T12:00:00Z) or epoch milliseconds`,
-      );
-    }
+    return `timestamp "${
+      preview(value)
+    }" must be ISO 8601 with a zone (e.g. 2024-01-29T12:00:00Z) or epoch milliseconds`;
   }
   if (!Number.isFinite(ms) || ms < MIN_TIME || ms >= MAX_TIME) {
-    return issue("timestamp must be a real time between 2000 and 2100");
+    return "timestamp must be a real time between 2000 and 2100";
   }
-  // Whole milliseconds, so the canonical form parses back to itself.
-  return new Date(Math.trunc(ms)).toISOString();
+  return ms;
 }
 
 function isCalendarDate(iso: string): boolean {

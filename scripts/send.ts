@@ -11,6 +11,7 @@
  */
 import { parseArgs } from "node:util";
 import { signHex } from "../core/auth.ts";
+import { readTimestamp } from "../core/signal.ts";
 
 export const DEFAULT_URL = "http://127.0.0.1:8080/webhook";
 export const AUTH_MODES = ["signature", "timestamp", "standard", "body", "token", "none"] as const;
@@ -198,23 +199,13 @@ function webhookUrl(text: string): string {
   return url.toString();
 }
 
-// With its zone, as the webhook takes it: Date.parse reads "2026-03-09T09:30:00" (or
-// "Mar 9 2026 09:30") in this machine's zone, so the same command sent another time elsewhere.
-const ZONED_ISO = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/i;
-
+/** As the webhook reads it (core/signal.ts): with a zone, or epoch seconds/milliseconds. */
 function parseTime(text: string): number {
-  const ms = /^\d+$/.test(text)
-    ? (Number(text) < 1e12 ? Number(text) * 1000 : Number(text))
-    : ZONED_ISO.test(text)
-    ? Date.parse(text.replace(" ", "T"))
-    : NaN;
-  if (!Number.isFinite(ms) || Number.isNaN(new Date(ms).getTime())) {
-    throw new UsageError(
-      `--timestamp must be an ISO 8601 time with a zone (Z or -05:00) or epoch ` +
-        `seconds/milliseconds, got "${text}"`,
-    );
+  const read = readTimestamp(text);
+  if (typeof read === "string") {
+    throw new UsageError(`--timestamp: ${read}`);
   }
-  return ms;
+  return read;
 }
 
 /** The guide's sample signal, before the timestamp is set. */

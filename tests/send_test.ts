@@ -167,7 +167,11 @@ Deno.test("usage errors exit 2 with a clear message and send nothing", async () 
     [[], {}, /No secret: set WEBHOOK_SECRET or pass --secret/],
     [["--count", "0"], { WEBHOOK_SECRET: SECRET }, /--count must be a whole number/],
     [["--price", "cheap"], { WEBHOOK_SECRET: SECRET }, /--price must be a number/],
-    [["--timestamp", "soon"], { WEBHOOK_SECRET: SECRET }, /--timestamp must be an ISO 8601/],
+    [
+      ["--timestamp", "soon"],
+      { WEBHOOK_SECRET: SECRET },
+      /--timestamp: timestamp "soon" must be ISO 8601/,
+    ],
     // Without a zone Date.parse would read it in this machine's zone.
     [["--timestamp", "2026-03-09T09:30:00"], { WEBHOOK_SECRET: SECRET }, /with a zone/],
     [["--timestamp", "Mar 9 2026 09:30"], { WEBHOOK_SECRET: SECRET }, /with a zone/],
