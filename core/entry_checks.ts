@@ -114,7 +114,9 @@ export function checkEntry(input: EntryInput, rules: Rules): Rejection | Approve
   const sized = unitsFor(rules.baseNotional * multiplier.factor, price);
   if (!sized.ok) return reject("SIZE_TOO_SMALL", sized.message);
   const after = exposure(book) + sized.quantity * price;
-  if (!(after <= rules.maxExposure)) {
+  // In whole cents, as the message shows it: summed in binary, $42,000.00 of positions plus
+  // a $8,000.00 entry came to 50000.00000000001 and was refused at a $50,000 limit.
+  if (!(Math.round(after * 100) <= Math.round(rules.maxExposure * 100))) {
     return reject(
       "MAX_EXPOSURE",
       `Exposure would be ${money(after)} with ${sized.quantity} units at ${num(price)}; ` +

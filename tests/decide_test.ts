@@ -181,6 +181,20 @@ Deno.test("decide() rejects an entry that would take exposure past maxExposure, 
   assert.equal(run({}, { book: held(42_000) }).reason, "ENTRY_APPROVED");
 });
 
+Deno.test("decide() allows an entry that takes exposure to exactly maxExposure in cents, whatever the binary noise", () => {
+  // 10 x 100.38 + 42 x 976.10 is $42,000.00; summed in binary, plus the entry's 16 x 500,
+  // it came to 50000.00000000001 and was refused as over $50,000.00.
+  const book = {
+    open: [
+      position({ id: "pos-q", symbol: "QQQ", quantity: 10, entryPrice: 100.38 }),
+      position({ id: "pos-i", symbol: "IWM", quantity: 42, entryPrice: 976.1 }),
+    ],
+  };
+  const d = run({}, { book });
+  assert.equal(d.reason, "ENTRY_APPROVED", d.message);
+  assert.equal(run({}, { book, rules: { maxExposure: 49_999.99 } }).reason, "MAX_EXPOSURE");
+});
+
 Deno.test("decide() rejects a size that buys less than one unit as SIZE_TOO_SMALL", () => {
   const dear = { context: context({ spot: 8000 }) };
   const d = run({ price: 8000.01 }, dear);
