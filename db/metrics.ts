@@ -121,10 +121,23 @@ export interface MarkedPosition {
   markAsOf: string | null;
 }
 
-/** Open positions with the latest context spot of their symbol as the mark. */
-export async function markedOpenPositions(db: Queryable): Promise<MarkedPosition[]> {
+export interface PositionsSnapshot {
+  open: MarkedPosition[];
+  closed: number;
+  realizedPnl: number;
+}
+
+/**
+ * Open positions, with the latest context spot of their symbol as the mark,
+ * and the count and realized PnL of closed ones, in one statement: read
+ * apart, a close committed between the reads counted its position open
+ * (exposure, unrealized PnL) and closed (realized PnL) at once.
+ */
+export async function positionsSnapshot(db: Queryable): Promise<PositionsSnapshot> {
   const rows = await db.query<{
-    id: string;
+    closed: number;
+    realized: string | number;
+    id: string | null;
     symbol: string;
     direction: "CALL" | "PUT";
     quantity: string | number;
@@ -133,35 +146,37 @@ export async function markedOpenPositions(db: Queryable): Promise<MarkedPosition
     spot: string | number | null;
     as_of: Date | null;
   }>(
-    `select p.id, p.symbol, p.direction, p.quantity, p.entry_price, p.opened_at, c.spot, c.as_of
-     from positions p
+    `with closed as (
+       select count(*)::integer as closed, coalesce(sum(realized_pnl), 0) as realized
+       from positions where is_closed
+     )
+     select closed.closed, closed.realized, o.*
+     from closed
      left join lateral (
-       select spot, as_of from context_snapshots cs
-       where cs.symbol = p.symbol order by as_of desc, created_at desc limit 1
-     ) c on true
-     where not p.is_closed
-     order by p.opened_at, p.id`,
+       select p.id, p.symbol, p.direction, p.quantity, p.entry_price, p.opened_at, c.spot, c.as_of
+       from positions p
+       left join lateral (
+         select spot, as_of from context_snapshots cs
+         where cs.symbol = p.symbol order by as_of desc, created_at desc limit 1
+       ) c on true
+       where not p.is_closed
+     ) o on true
+     order by o.opened_at, o.id`,
   );
-  return rows.map((r) => ({
-    id: r.id,
-    symbol: r.symbol,
-    direction: r.direction,
-    quantity: Number(r.quantity),
-    entryPrice: Number(r.entry_price),
-    openedAt: r.opened_at.toISOString(),
-    mark: r.spot === null ? null : Number(r.spot),
-    markAsOf: r.as_of?.toISOString() ?? null,
-  }));
-}
-
-export async function closedPositionTotals(
-  db: Queryable,
-): Promise<{ closed: number; realizedPnl: number }> {
-  const [row] = await db.query<{ closed: number; realized: string | number }>(
-    `select count(*)::integer as closed, coalesce(sum(realized_pnl), 0) as realized
-     from positions where is_closed`,
-  );
-  return { closed: Number(row.closed), realizedPnl: Number(row.realized) };
+  return {
+    open: rows.filter((r) => r.id !== null).map((r) => ({
+      id: r.id!,
+      symbol: r.symbol,
+      direction: r.direction,
+      quantity: Number(r.quantity),
+      entryPrice: Number(r.entry_price),
+      openedAt: r.opened_at.toISOString(),
+      mark: r.spot === null ? null : Number(r.spot),
+      markAsOf: r.as_of?.toISOString() ?? null,
+    })),
+    closed: Number(rows[0].closed),
+    realizedPnl: Number(rows[0].realized),
+  };
 }
 
 /** p50/p95/p99 per pipeline stage over the most recent `window` decisions. */

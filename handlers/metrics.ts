@@ -13,9 +13,8 @@ import { unrealizedPnl } from "../core/book.ts";
 import { isStale } from "../core/context.ts";
 import { type LatencySummary, LatencyWindow } from "../core/stats.ts";
 import {
-  closedPositionTotals,
   createSignalCounter,
-  markedOpenPositions,
+  positionsSnapshot,
   type SignalCounter,
   stageLatencies,
 } from "../db/metrics.ts";
@@ -68,10 +67,7 @@ async function signalsMetrics(counts: SignalCounter) {
 }
 
 async function positionsMetrics(deps: MetricsDeps) {
-  const [open, closed] = await Promise.all([
-    markedOpenPositions(deps.db),
-    closedPositionTotals(deps.db),
-  ]);
+  const { open, ...closed } = await positionsSnapshot(deps.db);
   let unrealized = 0;
   let unmarked = 0;
   const now = deps.now();

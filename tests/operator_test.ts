@@ -248,6 +248,46 @@ dbTest(
   },
 );
 
+dbTest(
+  "/metrics/positions reads its open and closed positions at one instant, so a close between them counts once",
+  async ({ db }) => {
+    const c = clock();
+    const deciding = await pipelineServices(db, c);
+    await pushContext(deciding, c, "SPY", 500);
+    await pushChain(deciding, c, "SPY", 500);
+    await send(deciding, c, { symbol: "SPY", direction: "CALL", price: 500 }); // 17 @ 500
+    await deciding.worker.runUntilIdle();
+    await send(deciding, c, { symbol: "SPY", direction: "EXIT", price: 510 });
+    // Another instance's worker commits the close just after this one's first read of positions.
+    let armed = false;
+    let turn: Promise<unknown> = Promise.resolve();
+    const watched = aroundQueries(db, (text, run) => {
+      if (!armed) return run();
+      const rows = turn.then(async () => {
+        const result = await run();
+        if (armed && /from positions/.test(text)) {
+          armed = false;
+          assert.equal(await deciding.worker.runUntilIdle(), 1);
+        }
+        return result;
+      });
+      turn = rows.catch(() => {});
+      return rows;
+    });
+    const s = await pipelineServices(watched, c);
+    armed = true;
+    const { body } = await json(s, "/metrics/positions");
+    assert.equal(armed, false);
+    assert.equal(
+      body.openPositions + body.closedPositions,
+      1,
+      `one position, counted open or closed: ${JSON.stringify(body)}`,
+    );
+    const after = (await json(s, "/metrics/positions")).body;
+    assert.deepEqual([after.openPositions, after.closedPositions, after.realizedPnL], [0, 1, 170]);
+  },
+);
+
 const GUIDE_SIGNAL_KEYS = ["totalSignals", "acceptedSignals", "rejectedSignals", "acceptanceRate"];
 const GUIDE_POSITION_KEYS = ["openPositions", "totalExposure", "unrealizedPnL", "realizedPnL"];
 function pick(o: Record<string, unknown>, keys: string[]) {
