@@ -239,6 +239,11 @@ async function prometheusRegistry(deps: MetricsDeps, counts: SignalCounter): Pro
     {},
     p.realizedPnL,
   );
+  gauge(
+    "database",
+    "positions_unmarked",
+    "Open positions with no fresh context spot, left out of unrealized_pnl_dollars",
+  ).set({}, p.unmarkedPositions);
 
   // One metric, two scopes: the pipeline's stages come from the database, the ack is this instance's.
   const latency = new Gauge({

@@ -326,6 +326,9 @@ dbTest("/metrics/prometheus is valid text exposition format, line by line", asyn
   assert.equal(samples.get('optionstrat_signals_total{scope="database"}'), 1);
   assert.equal(samples.get('optionstrat_decisions_total{outcome="ENTER",scope="database"}'), 1);
   assert.equal(samples.get('optionstrat_positions_open{scope="database"}'), 1);
+  // No context was pushed: the position has no mark, so the 0 unrealized PnL leaves it out.
+  assert.equal(samples.get('optionstrat_unrealized_pnl_dollars{scope="database"}'), 0);
+  assert.equal(samples.get('optionstrat_positions_unmarked{scope="database"}'), 1);
   assert.ok(
     samples.has('optionstrat_latency_ms{stage="end_to_end",quantile="0.99",scope="database"}'),
   );
