@@ -1,10 +1,10 @@
 /**
  * The README stays true where it is easy to let it drift: its Configuration
- * table names exactly the variables the service reads, and every route the
- * real app serves is named somewhere in it.
+ * table names exactly the variables the service reads, with the defaults the
+ * code applies; and every route the real app serves is named somewhere in it.
  */
 import assert from "node:assert/strict";
-import { configVariables } from "../core/config.ts";
+import { configVariables, loadConfig } from "../core/config.ts";
 import { testServices } from "./_app.ts";
 import { freshPglite } from "./_db.ts";
 
@@ -27,6 +27,38 @@ Deno.test("the Configuration table lists every variable loadConfig() reads, and 
   assert.deepEqual(read.filter((n) => !setByFly.has(n) && !listed.has(n)), [], "read, not listed");
   assert.deepEqual([...setByFly].filter((n) => !mentioned.has(n)), [], "set by Fly, not mentioned");
   assert.deepEqual([...listed].filter((n) => !read.includes(n)), [], "listed, never read");
+});
+
+Deno.test("each default in the Configuration table is the one loadConfig() applies", () => {
+  const section = README.split(/^## Configuration$/m)[1]?.split(/^## /m)[0] ?? "";
+  const unset = loadConfig({}).config;
+  const checked: string[] = [];
+  for (const line of section.split("\n").filter((l) => l.startsWith("| `"))) {
+    const [variables, defaults] = line.split("|").slice(1, 3).map((cell) => cell.trim());
+    // "`fly-client-ip` on Fly (...), else none" and the like: checked below.
+    if (defaults.includes("on Fly")) continue;
+    const vars = names(variables);
+    // One default per variable, or one for all of them ("none (push only)").
+    const cells = defaults.split(" / ");
+    assert.ok(cells.length === 1 || cells.length === vars.length, `${vars}: ${defaults}`);
+    vars.forEach((name, i) => {
+      // none, off: unset is the default, nothing to set.
+      const value = /^`([^`]+)`/.exec(cells[cells.length === 1 ? 0 : i])?.[1];
+      if (value === undefined) return;
+      // Setting a variable to its documented default changes nothing.
+      assert.deepEqual(loadConfig({ [name]: value }).config, unset, `${name} = ${value}`);
+      checked.push(name);
+    });
+  }
+  assert.ok(checked.length > 40, `only ${checked.length} defaults checked`);
+  const onFly = { FLY_APP_NAME: "optionstrat-backend", FLY_MACHINE_ID: "e2865013b13986" };
+  assert.deepEqual(
+    loadConfig({ ...onFly, CLIENT_IP_HEADER: "fly-client-ip", INSTANCE_ID: "e2865013b13986" })
+      .config,
+    loadConfig(onFly).config,
+  );
+  assert.deepEqual(loadConfig({ INSTANCE_ID: "local" }).config, unset);
+  assert.equal(unset.webhook.clientIpHeader, null);
 });
 
 Deno.test("every route the app serves is named in the README", async () => {
