@@ -1,12 +1,14 @@
 /**
  * The README stays true where it is easy to let it drift: its Configuration
  * table names exactly the variables the service reads, with the defaults the
- * code applies; and every route the real app serves is named somewhere in it.
+ * code applies; every route the real app serves is named somewhere in it;
+ * and its /health and /metrics examples have the fields a real answer has.
  */
 import assert from "node:assert/strict";
 import { configVariables, loadConfig } from "../core/config.ts";
 import { testServices } from "./_app.ts";
 import { freshPglite } from "./_db.ts";
+import { clock, pushChain, pushContext, send } from "./_pipeline.ts";
 
 const README = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
 
@@ -85,6 +87,48 @@ Deno.test("every route the app serves is named in the README", async () => {
     assert.deepEqual(missing, []);
   } finally {
     await services.close();
+    await dispose();
+  }
+});
+
+/** Every key path of a JSON value (`a.b.c`), objects only. */
+function keyPaths(value: unknown, prefix = ""): string[] {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return [];
+  return Object.entries(value).flatMap((
+    [k, v],
+  ) => [`${prefix}${k}`, ...keyPaths(v, `${prefix}${k}.`)]);
+}
+
+/** The README's example answer whose first key is `first`. */
+function example(first: string): unknown {
+  const block = [...README.matchAll(/```json\n(\{[\s\S]*?)\n```/g)].map((m) => m[1])
+    .find((b) => b.startsWith(`{\n  "${first}"`));
+  assert.ok(block, `no README example starting with "${first}"`);
+  return JSON.parse(block);
+}
+
+Deno.test("the README's /health and /metrics examples have the fields of a real answer", async () => {
+  const { db, dispose } = await freshPglite();
+  // As in the README's run: data pushed, then one signal on a Saturday evening in New York.
+  const c = clock("2026-11-21T22:26:00Z");
+  const s = await testServices(db, { now: c.now });
+  try {
+    await pushContext(s, c, "SPY", 500);
+    await pushChain(s, c, "SPY", 500);
+    assert.equal((await send(s, c, { symbol: "SPY", direction: "CALL" })).status, "ACCEPTED");
+    await s.worker.runUntilIdle();
+    const get = async (path: string) => {
+      const res = await s.app.request(path);
+      assert.equal(res.status, 200, path);
+      return await res.json();
+    };
+    const health = await get("/health");
+    assert.deepEqual(keyPaths(example("healthy")).sort(), keyPaths(health).sort(), "/health");
+    const metrics = await get("/metrics");
+    assert.deepEqual(metrics.signals.rejectionsByReason, { MARKET_CLOSED: 1 });
+    assert.deepEqual(keyPaths(example("signals")).sort(), keyPaths(metrics).sort(), "/metrics");
+  } finally {
+    await s.close();
     await dispose();
   }
 });
