@@ -3,6 +3,7 @@
  * table names exactly the variables the service reads, with the defaults the
  * code applies; every route the real app serves is named somewhere in it;
  * and its /health and /metrics examples have the fields a real answer has.
+ * docs/operations.md names the Postgres releases the service was tested on.
  */
 import assert from "node:assert/strict";
 import { configVariables, loadConfig } from "../core/config.ts";
@@ -11,6 +12,7 @@ import { freshPglite } from "./_db.ts";
 import { clock, pushChain, pushContext, send } from "./_pipeline.ts";
 
 const README = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
+const OPERATIONS = Deno.readTextFileSync(new URL("../docs/operations.md", import.meta.url));
 
 /** The backticked ALL_CAPS names in `text`. */
 const names = (text: string) => [...text.matchAll(/`([A-Z][A-Z0-9_]+)`/g)].map((m) => m[1]);
@@ -129,6 +131,18 @@ Deno.test("the README's /health and /metrics examples have the fields of a real 
     assert.deepEqual(keyPaths(example("signals")).sort(), keyPaths(metrics).sort(), "/metrics");
   } finally {
     await s.close();
+    await dispose();
+  }
+});
+
+Deno.test("docs/operations.md names the Postgres release the embedded PGlite runs", async () => {
+  const named = /embedded PGlite\s+\(Postgres (\d+)\)/.exec(OPERATIONS)?.[1];
+  assert.ok(named, "docs/operations.md no longer says which Postgres PGlite is");
+  const { db, dispose } = await freshPglite();
+  try {
+    const [{ version }] = await db.query<{ version: string }>("select version()");
+    assert.equal(named, /^PostgreSQL (\d+)/.exec(version)?.[1], version);
+  } finally {
     await dispose();
   }
 });
