@@ -12,6 +12,15 @@ Deno.test("decide() closes a CALL at the signal price on an EXIT, with its reali
   assert.equal(d.message, "Close CALL SPY (10 at 490) at 487.5: realized PnL -$25.00");
 });
 
+Deno.test("decide() closes on an exit without confidence or score: those gate entries only", () => {
+  // The README's alert template for an indicator's exit may leave metadata out.
+  const rules = { minScore: 50, confidenceWhenMissing: null };
+  const book = { open: [position()] };
+  const d = run({ action: "EXIT", price: 487.5, metadata: {} }, { book, rules });
+  assert.deepEqual([d.outcome, d.reason], ["EXIT", "EXIT_APPROVED"]);
+  assert.equal(run({ metadata: {} }, { rules }).reason, "LOW_CONFIDENCE");
+});
+
 Deno.test("decide() flattens every position of the symbol on direction EXIT, and only that symbol", () => {
   const open = [
     position({ id: "c", direction: "CALL", quantity: 10, entryPrice: 490 }),
