@@ -243,8 +243,12 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   );
   app.onError((error, c) => {
     if (error instanceof ApiError) return errorResponse(c, error);
-    // Hono middleware (bearerAuth) prepares its own response, already in our shape.
-    if (error instanceof HTTPException && error.res) return error.getResponse();
+    // Hono middleware (bearerAuth) prepares its own response, already in our shape; rebuilt on
+    // the context so it keeps the headers set before it (X-Request-Id) beside its own.
+    if (error instanceof HTTPException && error.res) {
+      const res = error.getResponse();
+      return c.newResponse(res.body, res);
+    }
     if (error instanceof HTTPException && error.status < 500) {
       const code = error.status === 413
         ? "PAYLOAD_TOO_LARGE"

@@ -797,11 +797,21 @@ dbTest(
       assert.equal(res.status, 401, path);
       const body = await res.json();
       assert.equal(body.error.code, "UNAUTHORIZED", path);
+      // Like every other answer, the refusal names its correlation id in the header too.
+      assert.equal(res.headers.get("x-request-id"), body.correlation_id, path);
+      assert.match(res.headers.get("www-authenticate") ?? "", /^Bearer /, path);
       const wrong = await s.app.request(path, {
         headers: { authorization: "Bearer not-the-token" },
       });
       assert.equal(wrong.status, 401, path);
-      await wrong.body?.cancel();
+      assert.equal(wrong.headers.get("x-request-id"), (await wrong.json()).correlation_id, path);
+      const malformed = await s.app.request(path, { headers: { authorization: "Basic abc" } });
+      assert.equal(malformed.status, 400, path);
+      assert.equal(
+        malformed.headers.get("x-request-id"),
+        (await malformed.json()).correlation_id,
+        path,
+      );
     }
     const ok = await s.app.request("/metrics", { headers: { authorization: `Bearer ${token}` } });
     assert.equal(ok.status, 200);
