@@ -19,7 +19,8 @@ const TREND_WORDS: Record<string, string> = {
 };
 
 const EARLIEST = Date.parse("0001-01-01T00:00:00Z");
-const LATEST = Date.parse("9999-12-31T23:59:59.999Z");
+/** The last instant a timestamptz takes as ISO text (year 9999; the next is "+010000-..."). */
+export const LATEST_STORABLE_MS = Date.parse("9999-12-31T23:59:59.999Z");
 
 /**
  * A market data time: ISO 8601 with an offset, within the years a timestamptz
@@ -28,7 +29,7 @@ const LATEST = Date.parse("9999-12-31T23:59:59.999Z");
  */
 export function marketTime() {
   return z.iso.datetime({ offset: true }).refine(
-    (v) => Date.parse(v) >= EARLIEST && Date.parse(v) <= LATEST,
+    (v) => Date.parse(v) >= EARLIEST && Date.parse(v) <= LATEST_STORABLE_MS,
     "must be a time from 0001-01-01 to 9999-12-31 UTC",
   );
 }

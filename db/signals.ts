@@ -30,6 +30,7 @@ export const JOBS_CHANNEL = "optionstrat_jobs";
 const INGEST_ORDER_LOCK = 727_003;
 export const EVENTS_CHANNEL = "optionstrat_events";
 const MAX_DUPLICATE_PAYLOAD = 8 * 1024;
+
 /**
  * Stores a batch of signals and says, per record, whether it was accepted or
  * duplicates one already inside the dedup window (the database's clock

@@ -14,7 +14,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import type { AppEnv } from "../app_env.ts";
 import { unrealizedPnl } from "../core/book.ts";
-import { isStale } from "../core/context.ts";
+import { isStale, marketTime } from "../core/context.ts";
 import { ApiError } from "../core/errors.ts";
 import type { Database } from "../db/port.ts";
 import {
@@ -25,20 +25,13 @@ import {
   listSignals,
 } from "../db/read.ts";
 
-const EARLIEST = Date.parse("0001-01-01T00:00:00Z");
-const LATEST = Date.parse("9999-12-31T23:59:59.999Z");
-
 /**
  * An ISO time, passed on in UTC, as postgres.js would send it anyway: Postgres
  * has no year 0000 and zod's check allows it, and offsets (to ±23:59) can move
  * a time out of 0001-9999 (a 500 from the query, before this check).
  */
 function time() {
-  return z.iso.datetime({ offset: true })
-    .refine((v) => Date.parse(v) >= EARLIEST && Date.parse(v) <= LATEST, {
-      message: "must be a time from 0001-01-01 to 9999-12-31 UTC",
-    })
-    .transform((v) => new Date(v).toISOString());
+  return marketTime().transform((v) => new Date(v).toISOString());
 }
 
 const PageSchema = z.object({

@@ -16,6 +16,7 @@
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { Authenticator } from "../core/auth.ts";
+import { LATEST_STORABLE_MS } from "../core/context.ts";
 import { dedupKey } from "../core/dedup.ts";
 import { ApiError } from "../core/errors.ts";
 import {
@@ -39,8 +40,6 @@ export const SYSTEM = "REFACTORED";
 /** Body kept for an unauthenticated refusal: enough to recognise it, little to abuse. */
 const UNAUTHENTICATED_PAYLOAD_LIMIT = 1024;
 const decoder = new TextDecoder();
-/** The latest dedup expiry kept: the last millisecond of year 9999, which Postgres stores. */
-const LATEST_DEDUP_MS = Date.parse("9999-12-31T23:59:59.999Z");
 const log = logger("webhook");
 
 export interface WebhookDeps {
@@ -178,7 +177,7 @@ export function webhookHandler(deps: WebhookDeps) {
             ? 0
             : auth.signedAtMs + deps.signatureToleranceSeconds * 1000,
         ),
-        LATEST_DEDUP_MS,
+        LATEST_STORABLE_MS,
       )),
       rawPayload: storable(payload),
       authMethod: auth.method,
