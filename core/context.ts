@@ -68,6 +68,20 @@ export function toMarketContext(
 }
 
 /**
+ * Why a provider's answer for `asked` is refused because it names another
+ * symbol, or null. It may write the same ticker in its own way (`spy`,
+ * `NASDAQ:AAPL`, Cboe's `_SPX`); an answer that names none is taken as the
+ * one asked for. Another ticker's spot and levels, stored as this one's,
+ * would price and size its trades.
+ */
+export function otherSymbolProblem(asked: string, named: unknown): string | null {
+  if (typeof named !== "string" || named.trim() === "") return null;
+  const ticker = named.trim().toUpperCase().replace(/^[A-Z0-9_]*:/, "").replace(/^_/, "");
+  if (ticker === asked.toUpperCase()) return null;
+  return `the answer is for ${JSON.stringify(named.slice(0, 40))}, not ${asked}`;
+}
+
+/**
  * How far ahead of this server's clock market data may be timed. Beyond it
  * the time is wrong (a wall time in the wrong zone, say): such data would
  * never go stale and, as the newest row, would hide every correct one after it.

@@ -13,6 +13,7 @@ import {
   ContextInputSchema,
   futureAsOfProblem,
   isStale,
+  otherSymbolProblem,
   toMarketContext,
 } from "../core/context.ts";
 import type { MarketContext } from "../core/market_data.ts";
@@ -78,8 +79,12 @@ export function createContextProvider(o: ContextProviderOptions): ContextProvide
       const signal = AbortSignal.any([stopping.signal, AbortSignal.timeout(o.timeoutMs)]);
       const res = await doFetch(url, { signal });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      // The symbol asked for, whatever the response calls itself.
-      const parsed = ContextInputSchema.safeParse({ ...await res.json(), symbol });
+      const body = await res.json();
+      const named = typeof body === "object" && body !== null ? body.symbol : undefined;
+      const other = otherSymbolProblem(symbol, named);
+      if (other !== null) throw new Error(other);
+      // Stored under the symbol asked for, however the response writes it.
+      const parsed = ContextInputSchema.safeParse({ ...body, symbol });
       if (!parsed.success) throw new Error(`unexpected shape: ${parsed.error.issues[0].message}`);
       const context = toMarketContext(parsed.data, { now: o.now(), source: new URL(url).host });
       const problem = futureAsOfProblem(context.asOf, o.now());

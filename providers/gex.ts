@@ -7,7 +7,7 @@
  * (a full chain takes seconds): a decision uses what is stored, and stale
  * data (older than `maxAgeSeconds`) counts as missing.
  */
-import { futureAsOfProblem, isStale } from "../core/context.ts";
+import { futureAsOfProblem, isStale, otherSymbolProblem } from "../core/context.ts";
 import { computeGex, type GexProfile } from "../core/gex.ts";
 import { type OptionChain, parseCboeChain } from "../core/option_chain.ts";
 import { insertGexSignal, latestGex, type StoredGex } from "../db/market_data.ts";
@@ -85,6 +85,8 @@ export function createGexProvider(o: GexProviderOptions): GexProvider {
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       const parsed = parseCboeChain(await res.json());
       if (!parsed.ok) throw new Error(parsed.error);
+      const other = otherSymbolProblem(symbol, parsed.chain.symbol);
+      if (other !== null) throw new Error(other);
       const problem = futureAsOfProblem(parsed.chain.asOf, o.now());
       if (problem !== null) throw new Error(problem);
       const { id, profile } = await storeChain({ ...parsed.chain, symbol }, new URL(url).host);

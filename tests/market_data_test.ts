@@ -211,8 +211,8 @@ dbTest("fetched context timed ahead of the clock counts as a failed fetch", asyn
   let asOf = new Date(now + 4 * HOUR).toISOString();
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-    // The response also names another symbol: the one asked for is kept.
-    () => Response.json({ symbol: "QQQ", spot: 500, vix: 15, asOf }),
+    // The response writes the symbol its own way: stored as the one asked for.
+    () => Response.json({ symbol: "NYSEARCA:spy", spot: 500, vix: 15, asOf }),
   );
   try {
     const { port } = server.addr as Deno.NetAddr;

@@ -1,0 +1,118 @@
+/**
+ * What the context and GEX providers take from a feed they fetch from: only
+ * the symbol asked for (however the feed writes it), and one fetch per symbol
+ * at a time however many decisions ask for it.
+ */
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { otherSymbolProblem } from "../core/context.ts";
+import { createContextProvider } from "../providers/context.ts";
+import { createGexProvider } from "../providers/gex.ts";
+import { countRows } from "./_app.ts";
+import { dbTest } from "./_db.ts";
+
+const NOW = Date.parse("2026-03-10T14:30:00Z");
+const ticker = fc.stringMatching(/^[A-Z][A-Z0-9.]{0,5}$/);
+
+Deno.test("property: otherSymbolProblem() takes the ticker in any case and with an exchange, never another", () => {
+  fc.assert(
+    fc.property(
+      ticker,
+      ticker,
+      fc.stringMatching(/^[A-Z]{1,8}$/),
+      fc.boolean(),
+      (asked, other, exchange, lower) => {
+        const write = (t: string) => lower ? t.toLowerCase() : t;
+        assert.equal(otherSymbolProblem(asked, write(asked)), null);
+        assert.equal(otherSymbolProblem(asked, `${exchange}:${write(asked)}`), null);
+        assert.equal(otherSymbolProblem(asked, `_${asked}`), null);
+        if (other !== asked) {
+          assert.match(otherSymbolProblem(asked, write(other)) ?? "", /not /);
+          assert.match(otherSymbolProblem(asked, `${exchange}:${other}`) ?? "", /not /);
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
+  // An answer that names no symbol is the one asked for.
+  for (const named of [undefined, null, "", "  ", 42]) {
+    assert.equal(otherSymbolProblem("SPY", named), null);
+  }
+});
+
+/** Serves `answer(kind)` at /context/* and /gex/*, counting requests. */
+function feed(answer: (kind: string) => Promise<Response> | Response) {
+  const requests = { context: 0, gex: 0 };
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
+    const kind = new URL(req.url).pathname.split("/")[1];
+    requests[kind as "context" | "gex"]++;
+    return answer(kind);
+  });
+  const { port } = server.addr as Deno.NetAddr;
+  return { base: `http://127.0.0.1:${port}`, requests, close: () => server.shutdown() };
+}
+
+/** A Cboe delayed-quotes body for `symbol` with one call and one put. */
+function cboeChain(symbol: string, spot: number) {
+  const occ = (type: string, strike: number) =>
+    `${symbol}260417${type}${String(strike * 1000).padStart(8, "0")}`;
+  return {
+    timestamp: "2026-03-10 10:29:00",
+    data: {
+      symbol,
+      current_price: spot,
+      options: [
+        { option: occ("C", spot + 10), open_interest: 1000, iv: 0.2, gamma: 0.01 },
+        { option: occ("P", spot - 10), open_interest: 1000, iv: 0.2, gamma: 0.01 },
+      ],
+    },
+  };
+}
+
+dbTest(
+  "a fetched context or chain that names another symbol is a failed fetch, not stored as the one asked for",
+  async ({ db }) => {
+    let named = "QQQ";
+    const f = feed((kind) =>
+      Response.json(
+        kind === "context"
+          ? { symbol: named, spot: 400, vix: 15, asOf: new Date(NOW - 1_000).toISOString() }
+          : cboeChain(named, 400),
+      )
+    );
+    try {
+      const context = createContextProvider({
+        db,
+        ttlSeconds: 0,
+        maxAgeSeconds: 900,
+        url: `${f.base}/context/{symbol}`,
+        timeoutMs: 5_000,
+        now: () => NOW,
+      });
+      const gex = createGexProvider({
+        db,
+        ttlSeconds: 0,
+        maxAgeSeconds: 3600,
+        url: `${f.base}/gex/{symbol}`,
+        refreshSeconds: 300,
+        symbols: [],
+        timeoutMs: 5_000,
+        now: () => NOW,
+      });
+      assert.equal(await context.get("SPY"), null, "QQQ's context decided SPY's trade");
+      assert.equal(context.stats().fetchErrors, 1);
+      assert.equal(await gex.refresh("SPY"), null, "QQQ's chain stored as SPY's levels");
+      assert.equal(gex.stats().fetchErrors, 1);
+      assert.equal(await countRows(db, "context_snapshots"), 0);
+      assert.equal(await countRows(db, "gex_signals"), 0);
+
+      // The same ticker written the feed's way is the one asked for.
+      named = "NYSEARCA:spy";
+      assert.equal((await context.get("SPY"))?.context.symbol, "SPY");
+      named = "SPY";
+      assert.equal((await gex.refresh("SPY"))?.levels.symbol, "SPY");
+    } finally {
+      await f.close();
+    }
+  },
+);
