@@ -67,6 +67,7 @@ export class ProviderStoppedError extends Error {
 export function createContextProvider(o: ContextProviderOptions): ContextProvider {
   const cache = new Map<string, { value: StoredContext | null; until: number }>();
   const counts = { hits: 0, misses: 0, fetchErrors: 0 };
+  const inFlight = new Map<string, Promise<StoredContext | null>>();
   const doFetch = o.fetch ?? fetch;
   // Shutdown waits for the jobs being decided, and each waits for its lookup:
   // without this, a provider that never answers holds the stop for
@@ -108,6 +109,27 @@ export function createContextProvider(o: ContextProviderOptions): ContextProvide
     return await latestContext(o.db, symbol);
   }
 
+  /**
+   * One load per symbol at a time: the decisions that miss the cache together
+   * (batches claimed side by side) share it, rather than each fetch and store
+   * a snapshot of its own, and each wait out a hanging provider's timeout.
+   * A load an invalidate() overtook is not cached: it may predate the push.
+   */
+  function loadOnce(symbol: string, now: number): Promise<StoredContext | null> {
+    const running = inFlight.get(symbol);
+    if (running) return running;
+    const loading: Promise<StoredContext | null> = load(symbol).then((value) => {
+      if (inFlight.get(symbol) === loading) {
+        cache.set(symbol, { value, until: now + o.ttlSeconds * 1000 });
+      }
+      return value;
+    }).finally(() => {
+      if (inFlight.get(symbol) === loading) inFlight.delete(symbol);
+    });
+    inFlight.set(symbol, loading);
+    return loading;
+  }
+
   return {
     async get(symbol) {
       const now = o.now();
@@ -118,8 +140,7 @@ export function createContextProvider(o: ContextProviderOptions): ContextProvide
         stored = cached.value;
       } else {
         counts.misses++;
-        stored = await load(symbol);
-        cache.set(symbol, { value: stored, until: now + o.ttlSeconds * 1000 });
+        stored = await loadOnce(symbol, now);
       }
       if (stored === null || isStale(stored.context.asOf, now, o.maxAgeSeconds)) return null;
       return stored;
@@ -129,6 +150,7 @@ export function createContextProvider(o: ContextProviderOptions): ContextProvide
     },
     invalidate(symbol) {
       cache.delete(symbol);
+      inFlight.delete(symbol);
     },
     stats: () => ({ ...counts }),
     stop() {

@@ -8,8 +8,9 @@ import fc from "fast-check";
 import { otherSymbolProblem } from "../core/context.ts";
 import { createContextProvider } from "../providers/context.ts";
 import { createGexProvider } from "../providers/gex.ts";
+import { insertContextSnapshot } from "../db/market_data.ts";
 import { countRows } from "./_app.ts";
-import { dbTest } from "./_db.ts";
+import { aroundQueries, dbTest } from "./_db.ts";
 
 const NOW = Date.parse("2026-03-10T14:30:00Z");
 const ticker = fc.stringMatching(/^[A-Z][A-Z0-9.]{0,5}$/);
@@ -114,5 +115,73 @@ dbTest(
     } finally {
       await f.close();
     }
+  },
+);
+
+dbTest(
+  "decisions that miss the context cache together share one fetch and one snapshot",
+  async ({ db }) => {
+    const { promise: answered, resolve: answer } = Promise.withResolvers<void>();
+    const f = feed(async () => {
+      await answered; // every lookup below asks before the feed answers
+      return Response.json({ spot: 500, vix: 15, asOf: new Date(NOW - 1_000).toISOString() });
+    });
+    try {
+      const context = createContextProvider({
+        db,
+        ttlSeconds: 60,
+        maxAgeSeconds: 900,
+        url: `${f.base}/context/{symbol}`,
+        timeoutMs: 5_000,
+        now: () => NOW,
+      });
+      const lookups = Array.from({ length: 5 }, () => context.get("SPY"));
+      while (f.requests.context === 0) await new Promise((r) => setTimeout(r, 10));
+      answer();
+      const found = await Promise.all(lookups);
+      assert.deepEqual(new Set(found.map((x) => x?.id)).size, 1);
+      assert.ok(found[0]?.context.spot === 500);
+      assert.equal(f.requests.context, 1, "each lookup fetched for itself");
+      assert.equal(await countRows(db, "context_snapshots"), 1);
+    } finally {
+      await f.close();
+    }
+  },
+);
+
+dbTest(
+  "a context pushed while a lookup of the symbol is reading is used by the next decision",
+  async ({ db }) => {
+    const { promise: pushed, resolve: pushDone } = Promise.withResolvers<void>();
+    let reads = 0;
+    // The first read of the newest snapshot answers only after the push.
+    const slow = aroundQueries(db, async (text, run) => {
+      if (!/from context_snapshots/i.test(text) || reads++ > 0) return await run();
+      const rows = await run();
+      await pushed;
+      return rows;
+    });
+    const context = createContextProvider({
+      db: slow,
+      ttlSeconds: 60,
+      maxAgeSeconds: 900,
+      url: null,
+      timeoutMs: 5_000,
+      now: () => NOW,
+    });
+    const before = context.get("SPY");
+    while (reads === 0) await new Promise((r) => setTimeout(r, 10));
+    await insertContextSnapshot(db, {
+      symbol: "SPY",
+      spot: 501,
+      vix: 15,
+      trend: "UP",
+      asOf: new Date(NOW).toISOString(),
+      source: "push",
+    });
+    context.invalidate("SPY");
+    pushDone();
+    assert.equal(await before, null, "the read began before the push");
+    assert.equal((await context.get("SPY"))?.context.spot, 501, "the push was hidden for the TTL");
   },
 );
