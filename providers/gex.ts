@@ -53,6 +53,8 @@ export function createGexProvider(o: GexProviderOptions): GexProvider {
   const counts = { hits: 0, misses: 0, fetches: 0, fetchErrors: 0 };
   const wanted = new Set(o.symbols);
   const inFlight = new Map<string, Promise<StoredGex | null>>();
+  /** Chains stored per symbol by this instance: a read that one overtook is not cached. */
+  const stores = new Map<string, number>();
   const doFetch = o.fetch ?? fetch;
   let timer: ReturnType<typeof setInterval> | undefined;
   // Ends the fetches in flight at stop(): the chain timeout is longer than a shutdown may wait.
@@ -69,6 +71,7 @@ export function createGexProvider(o: GexProviderOptions): GexProvider {
       );
     }
     const id = await insertGexSignal(o.db, profile, { source, contracts: chain.contracts.length });
+    stores.set(chain.symbol, (stores.get(chain.symbol) ?? 0) + 1);
     cache.set(chain.symbol, {
       value: { id, levels: profile.levels },
       until: o.now() + o.ttlSeconds * 1000,
@@ -123,8 +126,12 @@ export function createGexProvider(o: GexProviderOptions): GexProvider {
         stored = cached.value;
       } else {
         counts.misses++;
+        const storesBefore = stores.get(symbol);
         stored = await latestGex(o.db, symbol);
-        cache.set(symbol, { value: stored, until: now + o.ttlSeconds * 1000 });
+        // A chain stored meanwhile is newer than this read: keep it, not the read.
+        if (stores.get(symbol) === storesBefore) {
+          cache.set(symbol, { value: stored, until: now + o.ttlSeconds * 1000 });
+        } else stored = cache.get(symbol)?.value ?? stored;
       }
       const usable = stored !== null && !isStale(stored.levels.asOf, now, o.maxAgeSeconds);
       if (o.url !== null && !wanted.has(symbol)) {

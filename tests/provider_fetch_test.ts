@@ -6,11 +6,13 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { otherSymbolProblem } from "../core/context.ts";
+import { OptionChainSchema } from "../core/option_chain.ts";
 import { createContextProvider } from "../providers/context.ts";
 import { createGexProvider } from "../providers/gex.ts";
 import { insertContextSnapshot } from "../db/market_data.ts";
 import { countRows } from "./_app.ts";
 import { aroundQueries, dbTest } from "./_db.ts";
+import { chainBody } from "./_pipeline.ts";
 
 const NOW = Date.parse("2026-03-10T14:30:00Z");
 const ticker = fc.stringMatching(/^[A-Z][A-Z0-9.]{0,5}$/);
@@ -183,5 +185,39 @@ dbTest(
     pushDone();
     assert.equal(await before, null, "the read began before the push");
     assert.equal((await context.get("SPY"))?.context.spot, 501, "the push was hidden for the TTL");
+  },
+);
+
+dbTest(
+  "a chain pushed while a GEX lookup of the symbol is reading is used by the next decision",
+  async ({ db }) => {
+    const { promise: pushed, resolve: pushDone } = Promise.withResolvers<void>();
+    let reads = 0;
+    // The first read of the newest levels answers only after the push.
+    const slow = aroundQueries(db, async (text, run) => {
+      if (!/from gex_signals/i.test(text) || reads++ > 0) return await run();
+      const rows = await run();
+      await pushed;
+      return rows;
+    });
+    const gex = createGexProvider({
+      db: slow,
+      ttlSeconds: 60,
+      maxAgeSeconds: 3600,
+      url: null,
+      refreshSeconds: 300,
+      symbols: [],
+      timeoutMs: 5_000,
+      now: () => NOW,
+    });
+    const before = gex.get("SPY");
+    while (reads === 0) await new Promise((r) => setTimeout(r, 10));
+    const { id } = await gex.storeChain(
+      OptionChainSchema.parse(chainBody("SPY", 500, NOW)),
+      "push",
+    );
+    pushDone();
+    await before;
+    assert.equal((await gex.get("SPY"))?.id, id, "the push was hidden for the TTL");
   },
 );
