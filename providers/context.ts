@@ -113,14 +113,16 @@ export function createContextProvider(o: ContextProviderOptions): ContextProvide
    * One load per symbol at a time: the decisions that miss the cache together
    * (batches claimed side by side) share it, rather than each fetch and store
    * a snapshot of its own, and each wait out a hanging provider's timeout.
-   * A load an invalidate() overtook is not cached: it may predate the push.
+   * A load an invalidate() overtook is kept expired: it may predate the push,
+   * so the next lookup loads again, but it is still the last known one.
    */
   function loadOnce(symbol: string, now: number): Promise<StoredContext | null> {
     const running = inFlight.get(symbol);
     if (running) return running;
     const loading: Promise<StoredContext | null> = load(symbol).then((value) => {
-      if (inFlight.get(symbol) === loading) {
-        cache.set(symbol, { value, until: now + o.ttlSeconds * 1000 });
+      const current = inFlight.get(symbol) === loading;
+      if (current || !cache.has(symbol)) {
+        cache.set(symbol, { value, until: current ? now + o.ttlSeconds * 1000 : 0 });
       }
       return value;
     }).finally(() => {

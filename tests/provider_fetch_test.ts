@@ -171,6 +171,15 @@ dbTest(
       timeoutMs: 5_000,
       now: () => NOW,
     });
+    // Stale: no context to decide with, but a close's last resort price.
+    await insertContextSnapshot(db, {
+      symbol: "SPY",
+      spot: 499,
+      vix: 15,
+      trend: "UP",
+      asOf: new Date(NOW - 3_600_000).toISOString(),
+      source: "push",
+    });
     const before = context.get("SPY");
     while (reads === 0) await new Promise((r) => setTimeout(r, 10));
     await insertContextSnapshot(db, {
@@ -184,6 +193,7 @@ dbTest(
     context.invalidate("SPY");
     pushDone();
     assert.equal(await before, null, "the read began before the push");
+    assert.equal(context.lastKnown("SPY")?.context.spot, 499, "the last known price was lost");
     assert.equal((await context.get("SPY"))?.context.spot, 501, "the push was hidden for the TTL");
   },
 );
