@@ -71,11 +71,10 @@ export function createGexProvider(o: GexProviderOptions): GexProvider {
       );
     }
     const id = await insertGexSignal(o.db, profile, { source, contracts: chain.contracts.length });
+    // Read back on the next get(), not cached as is: the chain may be older than the newest
+    // stored (a late or backfilled push), and the pipeline must use what GET /gex shows.
     stores.set(chain.symbol, (stores.get(chain.symbol) ?? 0) + 1);
-    cache.set(chain.symbol, {
-      value: { id, levels: profile.levels },
-      until: o.now() + o.ttlSeconds * 1000,
-    });
+    cache.delete(chain.symbol);
     return { id, profile };
   }
 
@@ -128,7 +127,8 @@ export function createGexProvider(o: GexProviderOptions): GexProvider {
         counts.misses++;
         const storesBefore = stores.get(symbol);
         stored = await latestGex(o.db, symbol);
-        // A chain stored meanwhile is newer than this read: keep it, not the read.
+        // A chain stored meanwhile may be newer than this read: not cached, and a newer
+        // read cached since (by another lookup) is used instead.
         if (stores.get(symbol) === storesBefore) {
           cache.set(symbol, { value: stored, until: now + o.ttlSeconds * 1000 });
         } else stored = cache.get(symbol)?.value ?? stored;

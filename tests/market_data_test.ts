@@ -322,3 +322,20 @@ Deno.test("chainUrl() asks Cboe for an index as _SPX, anything else as it is", (
   assert.equal(chainUrl("https://notcboe.com/{symbol}", "SPX"), "https://notcboe.com/SPX");
   assert.equal(chainUrl("https://x.test/{symbol}", "BRK/B"), "https://x.test/BRK%2FB");
 });
+
+dbTest(
+  "a chain pushed older than the stored one does not replace it for the pipeline",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c);
+    const newer = chainBody("SPY", 500, c.now());
+    // A late or backfilled chain: two hours old, beyond the one-hour GEX max age.
+    const older = chainBody("SPY", 480, c.now() - 2 * HOUR);
+    assert.equal((await postJson(s, "/gex/chain", newer)).status, 201);
+    assert.equal((await postJson(s, "/gex/chain", older)).status, 201);
+    const shown = await (await s.app.request("/gex/SPY")).json();
+    assert.equal(shown.spot, 500, "the read API shows the newest chain");
+    const used = await s.gex.get("SPY");
+    assert.equal(used?.levels.spot, 500, "the pipeline uses the newest chain too");
+  },
+);
