@@ -169,9 +169,12 @@ function totalAt(live: LiveContract[], spot: number): number {
   return total;
 }
 
-/** gamma * OI * 100 shares * S * (1% of S): dollars of delta per 1% move. */
+/**
+ * gamma * OI * 100 shares * S * (1% of S): dollars of delta per 1% move. gamma * S first:
+ * gamma grows as 1/S, and times OI before S it overflowed on a tiny spot.
+ */
 function contractGex(gamma: number, openInterest: number, spot: number): number {
-  return gamma * openInterest * 100 * spot * spot * 0.01;
+  return gamma * spot * openInterest * 100 * spot * 0.01;
 }
 
 function zeroGamma(

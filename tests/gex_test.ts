@@ -530,3 +530,23 @@ Deno.test("computeGex() never throws and returns finite numbers for any valid ch
     { numRuns: 300 },
   );
 });
+
+Deno.test("computeGex() stays finite at the money on a tiny spot, where gamma per share is huge", () => {
+  // gamma ~ 1/S: multiplied by OI before S^2 it overflowed to Infinity, and calls plus puts
+  // made NaN, stored and shown as a null net GEX with a NEGATIVE regime.
+  const expiry = "2024-06-21";
+  const chain = OptionChainSchema.parse({
+    symbol: "X",
+    spot: 1e-300,
+    asOf: AS_OF,
+    contracts: [
+      { type: "CALL", strike: 1e-300, expiry, iv: 0.2, openInterest: MAX_OPEN_INTEREST },
+      { type: "PUT", strike: 1e-300, expiry, iv: 0.2, openInterest: MAX_OPEN_INTEREST },
+    ],
+  });
+  const { levels, strikes } = computeGex(chain);
+  assert.equal(levels.netGex, 0);
+  assert.equal(levels.regime, "POSITIVE");
+  assert.ok(strikes[0].callGex > 0 && Number.isFinite(strikes[0].callGex), `${strikes[0].callGex}`);
+  assert.equal(strikes[0].putGex, -strikes[0].callGex);
+});
