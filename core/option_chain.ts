@@ -57,9 +57,17 @@ const OCC_SYMBOL = /^([A-Z]+)(\d{6})([CP])(\d{8})$/;
 /**
  * Option roots settled at the open of their expiry date (their last trading
  * day is the one before). The same chain lists the PM-settled weeklies under
- * their own roots (SPXW, NDXP, RUTW), which stay PM.
+ * their own roots (SPXW, NDXP, RUTW), which stay PM; VIX weeklies (VIXW)
+ * settle on Wednesday's opening quotation like the monthlies.
  */
-export const AM_SETTLED_ROOTS: ReadonlySet<string> = new Set(["SPX", "NDX", "RUT", "DJX", "VIX"]);
+export const AM_SETTLED_ROOTS: ReadonlySet<string> = new Set([
+  "SPX",
+  "NDX",
+  "RUT",
+  "DJX",
+  "VIX",
+  "VIXW",
+]);
 const CBOE_TIMESTAMP = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}):(\d{2}):(\d{2})$/;
 
 type Fields = Record<string, unknown>;

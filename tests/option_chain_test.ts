@@ -407,3 +407,16 @@ Deno.test("OptionChainSchema rejects lowercase symbols, bad numbers and impossib
   rejects({ ...base, spot: MAX_PRICE * 2 });
   rejects({ ...base, contracts: Array(MAX_CONTRACTS + 1).fill(contract) });
 });
+
+Deno.test("parseCboeChain() marks VIX weeklies AM-settled, like the monthlies", () => {
+  // Every VIX option, weekly (root VIXW) or monthly, settles on Wednesday's opening quotation.
+  const options = ["VIX260318C00020000", "VIXW260325C00020000"]
+    .map((option) => ({ option, iv: 0.9, open_interest: 10 }));
+  const result = parseCboeChain({
+    ...SPY_FIXTURE,
+    symbol: "_VIX",
+    data: { ...SPY_FIXTURE.data, current_price: 18, options },
+  });
+  assert.ok(result.ok);
+  assert.deepEqual(result.chain.contracts.map((c) => c.settlement), ["AM", "AM"]);
+});
