@@ -3,9 +3,9 @@
  * cached briefly. Chains come in two ways, both computed with `computeGex`
  * and stored: pushed (POST /gex/chain, any time) or fetched in the Cboe
  * delayed-quotes format from GEX_URL, on a schedule for GEX_SYMBOLS and for
- * every symbol a signal asked about. A fetch never runs on a decision's path
- * (a full chain takes seconds): a decision uses what is stored, and stale
- * data (older than `maxAgeSeconds`) counts as missing.
+ * every symbol a signal asked about, two at a time. A fetch never runs on a
+ * decision's path (a full chain takes seconds): a decision uses what is
+ * stored, and stale data (older than `maxAgeSeconds`) counts as missing.
  */
 import { futureAsOfProblem, isStale, otherSymbolProblem } from "../core/context.ts";
 import { computeGex, type GexProfile } from "../core/gex.ts";
@@ -39,6 +39,14 @@ export interface GexProviderOptions {
 }
 
 const log = logger("gex");
+
+/**
+ * Chains fetched at once. A chain is megabytes of JSON, parsed and its gamma
+ * computed on the event loop the webhooks share; each tick refreshes every
+ * wanted symbol, and every symbol a signal asks about joins them, so all at
+ * once would hold the loop, and the memory, for all of them together.
+ */
+const CHAIN_FETCHES_AT_ONCE = 2;
 
 /** A chain with nothing to measure; not stored. */
 export class EmptyChainError extends Error {
@@ -79,6 +87,8 @@ export function createGexProvider(o: GexProviderOptions): GexProvider {
   }
 
   async function fetchAndStore(symbol: string): Promise<StoredGex | null> {
+    // Still queued at stop(): not a fetch that failed.
+    if (stopping.signal.aborted) return null;
     counts.fetches++;
     const url = chainUrl(o.url!, symbol);
     try {
@@ -105,11 +115,26 @@ export function createGexProvider(o: GexProviderOptions): GexProvider {
     }
   }
 
+  // Fetches waiting for a slot; one that ends hands its slot to the next.
+  const waiting: (() => void)[] = [];
+  let fetching = 0;
+  async function inTurn<T>(f: () => Promise<T>): Promise<T> {
+    if (fetching < CHAIN_FETCHES_AT_ONCE) fetching++;
+    else await new Promise<void>((resolve) => waiting.push(resolve));
+    try {
+      return await f();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else fetching--;
+    }
+  }
+
   function refresh(symbol: string): Promise<StoredGex | null> {
     if (o.url === null) return Promise.resolve(null);
     let running = inFlight.get(symbol);
     if (!running) {
-      running = fetchAndStore(symbol).finally(() => inFlight.delete(symbol));
+      running = inTurn(() => fetchAndStore(symbol)).finally(() => inFlight.delete(symbol));
       inFlight.set(symbol, running);
     }
     return running;

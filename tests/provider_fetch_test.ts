@@ -1,7 +1,7 @@
 /**
  * What the context and GEX providers take from a feed they fetch from: only
- * the symbol asked for (however the feed writes it), and one fetch per symbol
- * at a time however many decisions ask for it.
+ * the symbol asked for (however the feed writes it), one fetch per symbol at
+ * a time however many decisions ask for it, and two chains at a time.
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
@@ -231,3 +231,79 @@ dbTest(
     assert.equal((await gex.get("SPY"))?.id, id, "the push was hidden for the TTL");
   },
 );
+
+dbTest(
+  "the GEX schedule fetches two chains at a time, however many symbols it refreshes",
+  async ({ db }) => {
+    const symbols = ["SPY", "QQQ", "IWM", "AAPL", "MSFT", "NVDA"];
+    let fetching = 0;
+    let most = 0;
+    let asked = 0;
+    const held: (() => void)[] = [];
+    const gex = createGexProvider({
+      db,
+      ttlSeconds: 60,
+      maxAgeSeconds: 3600,
+      url: "https://feed.example/gex/{symbol}",
+      refreshSeconds: 300,
+      symbols,
+      timeoutMs: 5_000,
+      now: () => NOW,
+      // Each chain answers when the test lets it, so the fetches in flight can be counted.
+      fetch: async (input) => {
+        asked++;
+        most = Math.max(most, ++fetching);
+        await new Promise<void>((resolve) => held.push(resolve));
+        fetching--;
+        const symbol = String(input).split("/").pop()!;
+        return Response.json(cboeChain(symbol, 400));
+      },
+    });
+    gex.start();
+    try {
+      while (asked < symbols.length) {
+        while (held.length === 0) await new Promise((r) => setTimeout(r, 5));
+        held.shift()!();
+      }
+      while (held.length > 0 || fetching > 0) {
+        held.shift()?.();
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      for (const symbol of symbols) {
+        assert.equal((await gex.get(symbol))?.levels.symbol, symbol, `${symbol} not stored`);
+      }
+      assert.equal(most, 2, "chains fetched at once");
+      assert.equal(gex.stats().fetchErrors, 0);
+    } finally {
+      await gex.stop();
+    }
+  },
+);
+
+dbTest("chains still waiting for their turn at stop() are not fetched", async ({ db }) => {
+  let asked = 0;
+  const gex = createGexProvider({
+    db,
+    ttlSeconds: 60,
+    maxAgeSeconds: 3600,
+    url: "https://feed.example/gex/{symbol}",
+    refreshSeconds: 300,
+    symbols: ["SPY", "QQQ", "IWM", "AAPL"],
+    timeoutMs: 5_000,
+    now: () => NOW,
+    // A feed that never answers: only stop() ends a fetch (at once if already stopped, as fetch does).
+    fetch: (_input, init) => {
+      asked++;
+      const signal = init!.signal!;
+      if (signal.aborted) return Promise.reject(signal.reason);
+      return new Promise((_, reject) =>
+        signal.addEventListener("abort", () => reject(signal.reason))
+      );
+    },
+  });
+  gex.start();
+  while (asked < 2) await new Promise((r) => setTimeout(r, 5));
+  await gex.stop();
+  assert.equal(asked, 2, "a chain queued behind the hanging ones was fetched after stop()");
+  assert.equal(gex.stats().fetches, 2);
+});
