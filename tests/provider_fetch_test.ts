@@ -8,7 +8,8 @@ import fc from "fast-check";
 import { otherSymbolProblem } from "../core/context.ts";
 import { OptionChainSchema } from "../core/option_chain.ts";
 import { createContextProvider } from "../providers/context.ts";
-import { createGexProvider } from "../providers/gex.ts";
+import { createGexProvider, type GexProviderOptions } from "../providers/gex.ts";
+import type { Database } from "../db/port.ts";
 import { insertContextSnapshot } from "../db/market_data.ts";
 import { countRows } from "./_app.ts";
 import { aroundQueries, dbTest } from "./_db.ts";
@@ -72,6 +73,33 @@ function cboeChain(symbol: string, spot: number) {
   };
 }
 
+/** A GEX provider at NOW with a 60 s cache and no feed, unless `o` says otherwise. */
+function gexProvider(db: Database, o: Partial<GexProviderOptions> = {}) {
+  return createGexProvider({
+    db,
+    ttlSeconds: 60,
+    maxAgeSeconds: 3600,
+    url: null,
+    refreshSeconds: 300,
+    symbols: [],
+    timeoutMs: 5_000,
+    now: () => NOW,
+    ...o,
+  });
+}
+
+/** `db` whose first read from `table` answers only once `until` settles; `reads()` counts them. */
+function holdFirstRead(db: Database, table: string, until: Promise<void>) {
+  let reads = 0;
+  const held = aroundQueries(db, async (text, run) => {
+    if (!new RegExp(`from ${table}`, "i").test(text) || reads++ > 0) return await run();
+    const rows = await run();
+    await until;
+    return rows;
+  });
+  return { db: held, reads: () => reads };
+}
+
 dbTest(
   "a fetched context or chain that names another symbol is a failed fetch, not stored as the one asked for",
   async ({ db }) => {
@@ -92,16 +120,7 @@ dbTest(
         timeoutMs: 5_000,
         now: () => NOW,
       });
-      const gex = createGexProvider({
-        db,
-        ttlSeconds: 0,
-        maxAgeSeconds: 3600,
-        url: `${f.base}/gex/{symbol}`,
-        refreshSeconds: 300,
-        symbols: [],
-        timeoutMs: 5_000,
-        now: () => NOW,
-      });
+      const gex = gexProvider(db, { ttlSeconds: 0, url: `${f.base}/gex/{symbol}` });
       assert.equal(await context.get("SPY"), null, "QQQ's context decided SPY's trade");
       assert.equal(context.stats().fetchErrors, 1);
       assert.equal(await gex.refresh("SPY"), null, "QQQ's chain stored as SPY's levels");
@@ -155,16 +174,10 @@ dbTest(
   "a context pushed while a lookup of the symbol is reading is used by the next decision",
   async ({ db }) => {
     const { promise: pushed, resolve: pushDone } = Promise.withResolvers<void>();
-    let reads = 0;
     // The first read of the newest snapshot answers only after the push.
-    const slow = aroundQueries(db, async (text, run) => {
-      if (!/from context_snapshots/i.test(text) || reads++ > 0) return await run();
-      const rows = await run();
-      await pushed;
-      return rows;
-    });
+    const slow = holdFirstRead(db, "context_snapshots", pushed);
     const context = createContextProvider({
-      db: slow,
+      db: slow.db,
       ttlSeconds: 60,
       maxAgeSeconds: 900,
       url: null,
@@ -181,7 +194,7 @@ dbTest(
       source: "push",
     });
     const before = context.get("SPY");
-    while (reads === 0) await new Promise((r) => setTimeout(r, 10));
+    while (slow.reads() === 0) await new Promise((r) => setTimeout(r, 10));
     await insertContextSnapshot(db, {
       symbol: "SPY",
       spot: 501,
@@ -202,26 +215,11 @@ dbTest(
   "a chain pushed while a GEX lookup of the symbol is reading is used by the next decision",
   async ({ db }) => {
     const { promise: pushed, resolve: pushDone } = Promise.withResolvers<void>();
-    let reads = 0;
     // The first read of the newest levels answers only after the push.
-    const slow = aroundQueries(db, async (text, run) => {
-      if (!/from gex_signals/i.test(text) || reads++ > 0) return await run();
-      const rows = await run();
-      await pushed;
-      return rows;
-    });
-    const gex = createGexProvider({
-      db: slow,
-      ttlSeconds: 60,
-      maxAgeSeconds: 3600,
-      url: null,
-      refreshSeconds: 300,
-      symbols: [],
-      timeoutMs: 5_000,
-      now: () => NOW,
-    });
+    const slow = holdFirstRead(db, "gex_signals", pushed);
+    const gex = gexProvider(slow.db);
     const before = gex.get("SPY");
-    while (reads === 0) await new Promise((r) => setTimeout(r, 10));
+    while (slow.reads() === 0) await new Promise((r) => setTimeout(r, 10));
     const { id } = await gex.storeChain(
       OptionChainSchema.parse(chainBody("SPY", 500, NOW)),
       "push",
@@ -240,15 +238,9 @@ dbTest(
     let most = 0;
     let asked = 0;
     const held: (() => void)[] = [];
-    const gex = createGexProvider({
-      db,
-      ttlSeconds: 60,
-      maxAgeSeconds: 3600,
+    const gex = gexProvider(db, {
       url: "https://feed.example/gex/{symbol}",
-      refreshSeconds: 300,
       symbols,
-      timeoutMs: 5_000,
-      now: () => NOW,
       // Each chain answers when the test lets it, so the fetches in flight can be counted.
       fetch: async (input) => {
         asked++;
@@ -282,15 +274,9 @@ dbTest(
 
 dbTest("chains still waiting for their turn at stop() are not fetched", async ({ db }) => {
   let asked = 0;
-  const gex = createGexProvider({
-    db,
-    ttlSeconds: 60,
-    maxAgeSeconds: 3600,
+  const gex = gexProvider(db, {
     url: "https://feed.example/gex/{symbol}",
-    refreshSeconds: 300,
     symbols: ["SPY", "QQQ", "IWM", "AAPL"],
-    timeoutMs: 5_000,
-    now: () => NOW,
     // A feed that never answers: only stop() ends a fetch (at once if already stopped, as fetch does).
     fetch: (_input, init) => {
       asked++;
