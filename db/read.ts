@@ -175,11 +175,22 @@ export function listDecisions(
   );
 }
 
-export function listPositions(
+/**
+ * Null when a closed list's cursor names no closed position (one from another list, or
+ * forged): its place in closing order is unknown, and paging on would answer an empty last page.
+ */
+export async function listPositions(
   db: Queryable,
   q: PageQuery & { status?: "open" | "closed" },
-): Promise<Page<Row>> {
+): Promise<Page<Row> | null> {
   const closed = q.status === "closed";
+  if (closed && q.cursor !== undefined) {
+    const [known] = await db.query(
+      "select 1 as known from positions where seq = $1::bigint and is_closed",
+      [q.cursor],
+    );
+    if (!known) return null;
+  }
   const time = closed ? "p.closed_at" : "p.opened_at";
   const f = Filter.common(closed ? { ...q, cursor: undefined } : q, {
     seq: "p.seq",
@@ -196,7 +207,7 @@ export function listPositions(
       q.cursor,
     );
   }
-  return page(
+  return await page(
     db,
     `select p.id, p.seq, p.symbol, p.direction, p.quantity, p.entry_price, p.entry_signal_id,
        p.opened_at, p.is_closed, p.exit_price, p.exit_signal_id, p.closed_at, p.realized_pnl,

@@ -100,7 +100,14 @@ export function readApiRoutes({ db, now, contextMaxAgeSeconds }: ReadApiDeps): H
     "/positions",
     query(PageSchema.extend({ status: z.enum(["open", "closed"]).optional() })),
     async (c) => {
-      const page = await listPositions(db, c.req.valid("query"));
+      const q = c.req.valid("query");
+      const page = await listPositions(db, q);
+      if (page === null) {
+        throw new ApiError(
+          "BAD_REQUEST",
+          `Invalid query: cursor ${q.cursor} is no next_cursor of /positions?status=closed`,
+        );
+      }
       const at = now();
       const items = page.items.map((p) => {
         if (p.is_closed || p.mark === null) return { ...p, mark_stale: null, unrealized_pnl: null };

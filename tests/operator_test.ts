@@ -427,6 +427,34 @@ dbTest(
   },
 );
 
+dbTest(
+  "/positions?status=closed refuses a cursor that names no closed position: 400, not an empty last page",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c);
+    await send(s, c, { symbol: "SPY", direction: "CALL", price: 100 });
+    await send(s, c, { symbol: "QQQ", direction: "CALL", price: 100 });
+    await s.worker.runUntilIdle();
+    c.advance(60_000);
+    await send(s, c, { symbol: "QQQ", direction: "EXIT", action: "EXIT", price: 101 });
+    await s.worker.runUntilIdle();
+    const open = (await json(s, "/positions?status=open")).body.items[0].seq;
+    const closed = (await json(s, "/positions?status=closed")).body.items[0].seq;
+    // A closed position's seq pages on (nothing older here); the open one's, from /positions or
+    // /positions?status=open, and a seq no position has, used to answer an empty last page.
+    assert.deepEqual((await json(s, `/positions?status=closed&cursor=${closed}`)).body, {
+      items: [],
+      next_cursor: null,
+    });
+    for (const cursor of [open, closed + open + 1000]) {
+      const { status, body } = await json(s, `/positions?status=closed&cursor=${cursor}`);
+      assert.equal(status, 400, JSON.stringify(body));
+      assert.equal(body.error.code, "BAD_REQUEST");
+      assert.match(body.error.message, /status=closed/);
+    }
+  },
+);
+
 dbTest("/errors?symbol= lists the errors of that symbol's signals", async ({ db }) => {
   const s = await testServices(db);
   for (const symbol of ["SPY", "QQQ"]) {
