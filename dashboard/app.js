@@ -31,6 +31,8 @@ import {
 
 const FEED_LIMIT = 200;
 const LATENCY_SAMPLES = 100;
+/** Closed positions kept for the PnL chart: the newest, as many as the history loads. */
+const CLOSED_LIMIT = 500;
 const REFRESH_MS = 10_000;
 
 const state = {
@@ -40,7 +42,7 @@ const state = {
   decisions: new Map(),
   /** Open positions by id. */
   open: new Map(),
-  /** Closed positions by id, for the realized PnL chart. */
+  /** The newest closed positions by id (CLOSED_LIMIT), for the realized PnL chart. */
   closed: new Map(),
   /** End-to-end latency of recent decisions, by decision id. */
   latency: new Map(),
@@ -144,12 +146,24 @@ function applyPosition(event) {
   if (event.change === "closed" || p.closed_at) {
     state.open.delete(p.id);
     state.closed.set(p.id, p);
+    trimClosed();
     drawPnlChart();
   } else {
     // Keep a known mark until the refresh brings a new one.
     state.open.set(p.id, { ...p, ...pickMark(state.open.get(p.id)) });
   }
   drawPositions();
+}
+
+/**
+ * Keeps the newest CLOSED_LIMIT closes: a day of closes would otherwise grow the map and the
+ * chart's dots without end. The chart starts from what the older ones made (see drawPnlChart).
+ */
+function trimClosed() {
+  if (state.closed.size <= CLOSED_LIMIT) return;
+  const oldest = [...state.closed.values()]
+    .sort((a, b) => (Date.parse(a.closed_at) || 0) - (Date.parse(b.closed_at) || 0));
+  for (const p of oldest.slice(0, state.closed.size - CLOSED_LIMIT)) state.closed.delete(p.id);
 }
 
 function pickMark(known) {
@@ -347,8 +361,9 @@ async function loadOpenPositions() {
 }
 
 async function loadClosedPositions() {
-  const page = await load("/positions?status=closed&limit=500");
+  const page = await load(`/positions?status=closed&limit=${CLOSED_LIMIT}`);
   for (const p of page.items) state.closed.set(p.id, positionFrom(p));
+  trimClosed();
   drawPnlChart();
 }
 

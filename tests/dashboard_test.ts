@@ -602,3 +602,46 @@ if (chromiumInstalled) {
     { drivers: ["pglite"] },
   );
 }
+
+if (chromiumInstalled) {
+  dbTest(
+    "the dashboard's PnL chart keeps the newest closes, not every close of the day",
+    async ({ db }) => {
+      const s = await testServices(db, { env: { OPERATOR_TOKEN: TOKEN } });
+      const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, s.app.fetch);
+      let browser: Browser | null = null;
+      try {
+        browser = await chromium.launch({
+          executablePath: CHROMIUM,
+          headless: true,
+          args: ["--no-sandbox", "--disable-gpu", "--no-first-run"],
+        });
+        const page = await browser.newPage();
+        await page.addInitScript(
+          `sessionStorage.setItem("optionstrat.operatorToken", ${JSON.stringify(TOKEN)})`,
+        );
+        await page.goto(`http://127.0.0.1:${server.addr.port}`);
+        await page.locator("#conn.tone-ok").waitFor();
+        // A long day's closes, as the outbox sends them: 600 closed positions, the last on ZZZ.
+        await s.db.query(
+          `insert into events (kind, symbol, payload)
+           select 'position', sym, jsonb_build_object('change', 'closed', 'id', gen_random_uuid(),
+             'symbol', sym, 'direction', 'CALL', 'quantity', 1, 'entry_price', 100,
+             'opened_at', at - interval '1 minute', 'is_closed', true, 'exit_price', 101,
+             'closed_at', at, 'realized_pnl', 1)
+           from (select g, case when g = 600 then 'ZZZ' else 'SPY' end as sym,
+                   timestamptz '2026-03-10 14:00:00Z' + g * interval '20 seconds' as at
+                 from generate_series(1, 600) g) x
+           order by g`,
+        );
+        await s.db.query("select pg_notify('optionstrat_events', '')");
+        await page.locator("#pnl-chart title", { hasText: "ZZZ" }).waitFor({ state: "attached" });
+        assert.equal(await page.locator("#pnl-chart circle").count(), 500);
+      } finally {
+        await browser?.close();
+        await server.shutdown();
+      }
+    },
+    { drivers: ["pglite"] },
+  );
+}
