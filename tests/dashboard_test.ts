@@ -559,21 +559,30 @@ if (chromiumInstalled) {
   );
 }
 
+/** A fresh page in headless Chromium on a server for `s.app`; both closed afterwards. */
+async function onPage(s: Services, use: (page: Page, base: string) => Promise<void>) {
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, s.app.fetch);
+  let browser: Browser | null = null;
+  try {
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ["--no-sandbox", "--disable-gpu", "--no-first-run"],
+    });
+    await use(await browser.newPage(), `http://127.0.0.1:${server.addr.port}`);
+  } finally {
+    await browser?.close();
+    await server.shutdown();
+  }
+}
+
 if (chromiumInstalled) {
   dbTest(
     "the dashboard takes a token pasted with its Bearer prefix, and asks again for one it cannot send",
     async ({ db }) => {
       const s = await testServices(db, { env: { OPERATOR_TOKEN: TOKEN } });
-      const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, s.app.fetch);
-      let browser: Browser | null = null;
-      try {
-        browser = await chromium.launch({
-          executablePath: CHROMIUM,
-          headless: true,
-          args: ["--no-sandbox", "--disable-gpu", "--no-first-run"],
-        });
-        const page = await browser.newPage();
-        await page.goto(`http://127.0.0.1:${server.addr.port}`);
+      await onPage(s, async (page, base) => {
+        await page.goto(base);
         const dialog = page.locator("#token-dialog[open]");
         await dialog.waitFor();
 
@@ -594,10 +603,7 @@ if (chromiumInstalled) {
         await page.locator("#token-error", { hasText: "not accepted" }).waitFor({ timeout: 5000 });
         await dialog.waitFor();
         assert.match(await page.locator("#conn").innerText(), /Locked/);
-      } finally {
-        await browser?.close();
-        await server.shutdown();
-      }
+      });
     },
     { drivers: ["pglite"] },
   );
@@ -608,19 +614,11 @@ if (chromiumInstalled) {
     "the dashboard's PnL chart keeps the newest closes, not every close of the day",
     async ({ db }) => {
       const s = await testServices(db, { env: { OPERATOR_TOKEN: TOKEN } });
-      const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, s.app.fetch);
-      let browser: Browser | null = null;
-      try {
-        browser = await chromium.launch({
-          executablePath: CHROMIUM,
-          headless: true,
-          args: ["--no-sandbox", "--disable-gpu", "--no-first-run"],
-        });
-        const page = await browser.newPage();
+      await onPage(s, async (page, base) => {
         await page.addInitScript(
           `sessionStorage.setItem("optionstrat.operatorToken", ${JSON.stringify(TOKEN)})`,
         );
-        await page.goto(`http://127.0.0.1:${server.addr.port}`);
+        await page.goto(base);
         await page.locator("#conn.tone-ok").waitFor();
         // A long day's closes, as the outbox sends them: 600 closed positions, the last on ZZZ.
         await s.db.query(
@@ -637,10 +635,7 @@ if (chromiumInstalled) {
         await s.db.query("select pg_notify('optionstrat_events', '')");
         await page.locator("#pnl-chart title", { hasText: "ZZZ" }).waitFor({ state: "attached" });
         assert.equal(await page.locator("#pnl-chart circle").count(), 500);
-      } finally {
-        await browser?.close();
-        await server.shutdown();
-      }
+      });
     },
     { drivers: ["pglite"] },
   );
