@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { otherSymbolProblem } from "../core/context.ts";
 import { OptionChainSchema } from "../core/option_chain.ts";
-import { createContextProvider } from "../providers/context.ts";
+import { type ContextProviderOptions, createContextProvider } from "../providers/context.ts";
 import { createGexProvider, type GexProviderOptions } from "../providers/gex.ts";
 import type { Database } from "../db/port.ts";
 import { insertContextSnapshot } from "../db/market_data.ts";
@@ -73,6 +73,19 @@ function cboeChain(symbol: string, spot: number) {
   };
 }
 
+/** A context provider at NOW with a 60 s cache and no feed, unless `o` says otherwise. */
+function contextProvider(db: Database, o: Partial<ContextProviderOptions> = {}) {
+  return createContextProvider({
+    db,
+    ttlSeconds: 60,
+    maxAgeSeconds: 900,
+    url: null,
+    timeoutMs: 5_000,
+    now: () => NOW,
+    ...o,
+  });
+}
+
 /** A GEX provider at NOW with a 60 s cache and no feed, unless `o` says otherwise. */
 function gexProvider(db: Database, o: Partial<GexProviderOptions> = {}) {
   return createGexProvider({
@@ -112,14 +125,7 @@ dbTest(
       )
     );
     try {
-      const context = createContextProvider({
-        db,
-        ttlSeconds: 0,
-        maxAgeSeconds: 900,
-        url: `${f.base}/context/{symbol}`,
-        timeoutMs: 5_000,
-        now: () => NOW,
-      });
+      const context = contextProvider(db, { ttlSeconds: 0, url: `${f.base}/context/{symbol}` });
       const gex = gexProvider(db, { ttlSeconds: 0, url: `${f.base}/gex/{symbol}` });
       assert.equal(await context.get("SPY"), null, "QQQ's context decided SPY's trade");
       assert.equal(context.stats().fetchErrors, 1);
@@ -148,14 +154,7 @@ dbTest(
       return Response.json({ spot: 500, vix: 15, asOf: new Date(NOW - 1_000).toISOString() });
     });
     try {
-      const context = createContextProvider({
-        db,
-        ttlSeconds: 60,
-        maxAgeSeconds: 900,
-        url: `${f.base}/context/{symbol}`,
-        timeoutMs: 5_000,
-        now: () => NOW,
-      });
+      const context = contextProvider(db, { url: `${f.base}/context/{symbol}` });
       const lookups = Array.from({ length: 5 }, () => context.get("SPY"));
       while (f.requests.context === 0) await new Promise((r) => setTimeout(r, 10));
       answer();
@@ -176,14 +175,7 @@ dbTest(
     const { promise: pushed, resolve: pushDone } = Promise.withResolvers<void>();
     // The first read of the newest snapshot answers only after the push.
     const slow = holdFirstRead(db, "context_snapshots", pushed);
-    const context = createContextProvider({
-      db: slow.db,
-      ttlSeconds: 60,
-      maxAgeSeconds: 900,
-      url: null,
-      timeoutMs: 5_000,
-      now: () => NOW,
-    });
+    const context = contextProvider(slow.db);
     // Stale: no context to decide with, but a close's last resort price.
     await insertContextSnapshot(db, {
       symbol: "SPY",
