@@ -224,26 +224,31 @@ Deno.test("parseCboeChain() drops expired contracts before the farthest expiries
   assert.equal(contracts.filter((c) => c.expiry === "2025-06-20").length, 5);
 });
 
-Deno.test("parseCboeChain() marks the AM-settled index roots and leaves their weeklies PM", () => {
-  const options = [
-    "SPX260320C06000000",
-    "SPXW260320C06000000",
-    "NDX260320P20000000",
-    "SPY260320C00600000",
-  ]
-    .map((option) => ({ option, iv: 0.2, open_interest: 10 }));
+/** The settlement parseCboeChain() gives each of `options` (OCC symbols) in `symbol`'s chain. */
+function settlements(symbol: string, spot: number, options: string[]) {
   const result = parseCboeChain({
     ...SPY_FIXTURE,
-    symbol: "_SPX",
-    data: { ...SPY_FIXTURE.data, current_price: 6000, options },
+    symbol,
+    data: {
+      ...SPY_FIXTURE.data,
+      current_price: spot,
+      options: options.map((option) => ({ option, iv: 0.2, open_interest: 10 })),
+    },
   });
   assert.ok(result.ok);
-  assert.deepEqual(result.chain.contracts.map((c) => c.settlement), [
-    "AM",
-    undefined,
-    "AM",
-    undefined,
-  ]);
+  return result.chain.contracts.map((c) => c.settlement);
+}
+
+Deno.test("parseCboeChain() marks the AM-settled index roots and leaves their weeklies PM", () => {
+  assert.deepEqual(
+    settlements("_SPX", 6000, [
+      "SPX260320C06000000",
+      "SPXW260320C06000000",
+      "NDX260320P20000000",
+      "SPY260320C00600000",
+    ]),
+    ["AM", undefined, "AM", undefined],
+  );
 });
 
 Deno.test("parseCboeChain() returns an error rather than throwing on a hostile object", () => {
@@ -410,13 +415,8 @@ Deno.test("OptionChainSchema rejects lowercase symbols, bad numbers and impossib
 
 Deno.test("parseCboeChain() marks VIX weeklies AM-settled, like the monthlies", () => {
   // Every VIX option, weekly (root VIXW) or monthly, settles on Wednesday's opening quotation.
-  const options = ["VIX260318C00020000", "VIXW260325C00020000"]
-    .map((option) => ({ option, iv: 0.9, open_interest: 10 }));
-  const result = parseCboeChain({
-    ...SPY_FIXTURE,
-    symbol: "_VIX",
-    data: { ...SPY_FIXTURE.data, current_price: 18, options },
-  });
-  assert.ok(result.ok);
-  assert.deepEqual(result.chain.contracts.map((c) => c.settlement), ["AM", "AM"]);
+  assert.deepEqual(
+    settlements("_VIX", 18, ["VIX260318C00020000", "VIXW260325C00020000"]),
+    ["AM", "AM"],
+  );
 });
