@@ -20,6 +20,7 @@ import type { MarketContext } from "../core/market_data.ts";
 import { insertContextSnapshot, latestContext, type StoredContext } from "../db/market_data.ts";
 import type { Database } from "../db/port.ts";
 import { logger } from "../logging.ts";
+import { CONTEXT_MAX_BODY_BYTES, readJsonWithin } from "./read_body.ts";
 
 export interface ContextProvider {
   /** The context to decide with: null when there is none or it is stale. */
@@ -80,12 +81,14 @@ export function createContextProvider(o: ContextProviderOptions): ContextProvide
       const signal = AbortSignal.any([stopping.signal, AbortSignal.timeout(o.timeoutMs)]);
       const res = await doFetch(url, { signal });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      const body = await res.json();
-      const named = typeof body === "object" && body !== null ? body.symbol : undefined;
+      const body = await readJsonWithin(res, CONTEXT_MAX_BODY_BYTES);
+      const named = typeof body === "object" && body !== null
+        ? (body as { symbol?: unknown }).symbol
+        : undefined;
       const other = otherSymbolProblem(symbol, named);
       if (other !== null) throw new Error(other);
       // Stored under the symbol asked for, however the response writes it.
-      const parsed = ContextInputSchema.safeParse({ ...body, symbol });
+      const parsed = ContextInputSchema.safeParse({ ...(body as object), symbol });
       if (!parsed.success) throw new Error(`unexpected shape: ${parsed.error.issues[0].message}`);
       const context = toMarketContext(parsed.data, { now: o.now(), source: new URL(url).host });
       const problem = futureAsOfProblem(context.asOf, o.now());

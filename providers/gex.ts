@@ -13,6 +13,7 @@ import { type OptionChain, parseCboeChain } from "../core/option_chain.ts";
 import { insertGexSignal, latestGex, type StoredGex } from "../db/market_data.ts";
 import type { Database } from "../db/port.ts";
 import { logger } from "../logging.ts";
+import { CHAIN_MAX_BODY_BYTES, readJsonWithin } from "./read_body.ts";
 
 export interface GexProvider {
   get(symbol: string): Promise<StoredGex | null>;
@@ -95,7 +96,7 @@ export function createGexProvider(o: GexProviderOptions): GexProvider {
       const signal = AbortSignal.any([stopping.signal, AbortSignal.timeout(o.timeoutMs)]);
       const res = await doFetch(url, { signal });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      const parsed = parseCboeChain(await res.json());
+      const parsed = parseCboeChain(await readJsonWithin(res, CHAIN_MAX_BODY_BYTES));
       if (!parsed.ok) throw new Error(parsed.error);
       const other = otherSymbolProblem(symbol, parsed.chain.symbol);
       if (other !== null) throw new Error(other);

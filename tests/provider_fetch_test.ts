@@ -1,7 +1,8 @@
 /**
  * What the context and GEX providers take from a feed they fetch from: only
- * the symbol asked for (however the feed writes it), one fetch per symbol at
- * a time however many decisions ask for it, and two chains at a time.
+ * the symbol asked for (however the feed writes it) and no more than a size
+ * cap, one fetch per symbol at a time however many decisions ask for it, and
+ * two chains at a time.
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
@@ -9,6 +10,7 @@ import { otherSymbolProblem } from "../core/context.ts";
 import { OptionChainSchema } from "../core/option_chain.ts";
 import { type ContextProviderOptions, createContextProvider } from "../providers/context.ts";
 import { createGexProvider, type GexProviderOptions } from "../providers/gex.ts";
+import { CHAIN_MAX_BODY_BYTES, CONTEXT_MAX_BODY_BYTES } from "../providers/read_body.ts";
 import type { Database } from "../db/port.ts";
 import { insertContextSnapshot } from "../db/market_data.ts";
 import { countRows } from "./_app.ts";
@@ -138,6 +140,70 @@ dbTest(
       named = "NYSEARCA:spy";
       assert.equal((await context.get("SPY"))?.context.symbol, "SPY");
       named = "SPY";
+      assert.equal((await gex.refresh("SPY"))?.levels.symbol, "SPY");
+    } finally {
+      await f.close();
+    }
+  },
+);
+
+/**
+ * `json` after spaces that make the body `size` bytes in all, streamed in
+ * 64 KiB chunks, so no Content-Length says how large it is.
+ */
+function streamedJson(json: unknown, size: number): Response {
+  const tail = new TextEncoder().encode(JSON.stringify(json));
+  const spaces = new Uint8Array(64 * 1024).fill(0x20);
+  let left = size - tail.byteLength;
+  return new Response(
+    new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (left <= 0) {
+          controller.enqueue(tail);
+          controller.close();
+          return;
+        }
+        const n = Math.min(left, spaces.byteLength);
+        controller.enqueue(spaces.subarray(0, n));
+        left -= n;
+      },
+    }),
+    { headers: { "content-type": "application/json" } },
+  );
+}
+
+dbTest(
+  "a fetched context or chain past its size cap is a failed fetch, whether or not its length is declared",
+  async ({ db }) => {
+    const context = { spot: 500, vix: 15, asOf: new Date(NOW - 1_000).toISOString() };
+    let size = CONTEXT_MAX_BODY_BYTES + 1;
+    let declared = false;
+    const f = feed((kind) => {
+      if (kind === "gex") return streamedJson(cboeChain("SPY", 400), size);
+      if (!declared) return streamedJson(context, size);
+      return new Response(JSON.stringify(context).padEnd(size), {
+        headers: { "content-type": "application/json" },
+      });
+    });
+    try {
+      const contexts = contextProvider(db, { ttlSeconds: 0, url: `${f.base}/context/{symbol}` });
+      assert.equal(await contexts.get("SPY"), null, "a context one byte past 1 MiB was taken");
+      declared = true;
+      assert.equal(await contexts.get("SPY"), null, "a declared Content-Length past 1 MiB");
+      assert.equal(contexts.stats().fetchErrors, 2);
+      assert.equal(await countRows(db, "context_snapshots"), 0);
+
+      size = CONTEXT_MAX_BODY_BYTES; // exactly the cap is read
+      assert.equal((await contexts.get("SPY"))?.context.spot, 500);
+      declared = false;
+      assert.equal((await contexts.get("SPY"))?.context.spot, 500);
+
+      const gex = gexProvider(db, { ttlSeconds: 0, url: `${f.base}/gex/{symbol}` });
+      size = CHAIN_MAX_BODY_BYTES + 1;
+      assert.equal(await gex.refresh("SPY"), null, "a chain one byte past 64 MiB was taken");
+      assert.equal(gex.stats().fetchErrors, 1);
+      assert.equal(await countRows(db, "gex_signals"), 0);
+      size = CHAIN_MAX_BODY_BYTES;
       assert.equal((await gex.refresh("SPY"))?.levels.symbol, "SPY");
     } finally {
       await f.close();
