@@ -24,6 +24,12 @@ import { insertContextSnapshot, latestContext, latestGex } from "../db/market_da
 import type { Database } from "../db/port.ts";
 import type { ContextProvider } from "../providers/context.ts";
 import { EmptyChainError, type GexProvider } from "../providers/gex.ts";
+import {
+  BodyTooLargeError,
+  CHAIN_MAX_BODY_BYTES,
+  CONTEXT_MAX_BODY_BYTES,
+  readJsonWithin,
+} from "../read_body.ts";
 
 export interface MarketDataDeps {
   db: Database;
@@ -40,7 +46,7 @@ export function marketDataRoutes(deps: MarketDataDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.post("/context", async (c) => {
-    const body = await jsonBody(c.req.raw);
+    const body = await jsonBody(c.req.raw, CONTEXT_MAX_BODY_BYTES);
     // One schema or the other, not a union: a union's error names no field.
     const parsed = Array.isArray(body)
       ? ContextBatchSchema.safeParse(body)
@@ -70,7 +76,7 @@ export function marketDataRoutes(deps: MarketDataDeps): Hono<AppEnv> {
   });
 
   app.post("/gex/chain", async (c) => {
-    const body = await jsonBody(c.req.raw);
+    const body = await jsonBody(c.req.raw, CHAIN_MAX_BODY_BYTES);
     const isCboe = typeof body === "object" && body !== null && "data" in body;
     let chain;
     if (isCboe) {
@@ -127,10 +133,13 @@ export function marketDataRoutes(deps: MarketDataDeps): Hono<AppEnv> {
   return app;
 }
 
-async function jsonBody(request: Request): Promise<unknown> {
+async function jsonBody(request: Request, maxBytes: number): Promise<unknown> {
   try {
-    return await request.json();
-  } catch {
+    return await readJsonWithin(request, maxBytes);
+  } catch (error) {
+    if (error instanceof BodyTooLargeError) {
+      throw new ApiError("PAYLOAD_TOO_LARGE", `Body is larger than ${maxBytes} bytes`);
+    }
     throw new ApiError("INVALID_JSON", "Body is not valid JSON");
   }
 }

@@ -20,7 +20,7 @@ import type { MarketContext } from "../core/market_data.ts";
 import { insertContextSnapshot, latestContext, type StoredContext } from "../db/market_data.ts";
 import type { Database } from "../db/port.ts";
 import { logger } from "../logging.ts";
-import { CONTEXT_MAX_BODY_BYTES, readJsonWithin } from "./read_body.ts";
+import { CONTEXT_MAX_BODY_BYTES, readJsonWithin } from "../read_body.ts";
 
 export interface ContextProvider {
   /** The context to decide with: null when there is none or it is stale. */

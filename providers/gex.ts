@@ -13,7 +13,7 @@ import { type OptionChain, parseCboeChain } from "../core/option_chain.ts";
 import { insertGexSignal, latestGex, type StoredGex } from "../db/market_data.ts";
 import type { Database } from "../db/port.ts";
 import { logger } from "../logging.ts";
-import { CHAIN_MAX_BODY_BYTES, readJsonWithin } from "./read_body.ts";
+import { CHAIN_MAX_BODY_BYTES, readJsonWithin } from "../read_body.ts";
 
 export interface GexProvider {
   get(symbol: string): Promise<StoredGex | null>;

@@ -11,6 +11,7 @@ import { insertContextSnapshot } from "../db/market_data.ts";
 import { DatabaseUnavailableError } from "../db/port.ts";
 import { createContextProvider } from "../providers/context.ts";
 import { chainUrl, createGexProvider } from "../providers/gex.ts";
+import { CHAIN_MAX_BODY_BYTES, CONTEXT_MAX_BODY_BYTES } from "../read_body.ts";
 import { countRows } from "./_app.ts";
 import { aroundQueries, dbTest } from "./_db.ts";
 import { chainBody, clock, contextBody, pipelineServices, pushContext, send } from "./_pipeline.ts";
@@ -108,6 +109,33 @@ dbTest(
       assert.equal(chain.body.error.issues[0].path, "asOf");
       assert.equal(await countRows(db, "gex_signals"), 0);
     }
+  },
+);
+
+dbTest(
+  "a pushed context over 1 MiB or chain over 64 MiB is 413 PAYLOAD_TOO_LARGE, nothing stored",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c);
+    const post = async (path: string, json: unknown, size: number) => {
+      const res = await s.app.request(path, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(json).padEnd(size),
+      });
+      return { status: res.status, body: await res.json() };
+    };
+    const context = contextBody("SPY", 500, c.now());
+    const tooLarge = await post("/context", context, CONTEXT_MAX_BODY_BYTES + 1);
+    assert.equal(tooLarge.status, 413, JSON.stringify(tooLarge.body));
+    assert.equal(tooLarge.body.error.code, "PAYLOAD_TOO_LARGE");
+    const chain = chainBody("SPY", 500, c.now());
+    assert.equal((await post("/gex/chain", chain, CHAIN_MAX_BODY_BYTES + 1)).status, 413);
+    assert.equal(await countRows(db, "context_snapshots"), 0);
+    assert.equal(await countRows(db, "gex_signals"), 0);
+
+    assert.equal((await post("/context", context, CONTEXT_MAX_BODY_BYTES)).status, 201);
+    assert.equal((await post("/gex/chain", chain, CHAIN_MAX_BODY_BYTES)).status, 201);
   },
 );
 

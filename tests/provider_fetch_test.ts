@@ -10,7 +10,7 @@ import { otherSymbolProblem } from "../core/context.ts";
 import { OptionChainSchema } from "../core/option_chain.ts";
 import { type ContextProviderOptions, createContextProvider } from "../providers/context.ts";
 import { createGexProvider, type GexProviderOptions } from "../providers/gex.ts";
-import { CHAIN_MAX_BODY_BYTES, CONTEXT_MAX_BODY_BYTES } from "../providers/read_body.ts";
+import { CHAIN_MAX_BODY_BYTES, CONTEXT_MAX_BODY_BYTES } from "../read_body.ts";
 import type { Database } from "../db/port.ts";
 import { insertContextSnapshot } from "../db/market_data.ts";
 import { countRows } from "./_app.ts";

@@ -1,9 +1,10 @@
 /**
- * A fetched market-data answer read as JSON, refused past a size. The feeds
- * are the operator's choice, but a broken one can answer with anything: the
- * fetch timeout bounds how long a read takes, not how much it holds, and an
- * oversized body, buffered and parsed on the event loop the webhooks share,
- * could take a 512 MB machine down with every webhook in flight.
+ * Market data read as JSON, refused past a size: a fetched answer (the feeds
+ * are the operator's choice, but a broken one can answer with anything, and
+ * the fetch timeout bounds how long a read takes, not how much it holds) or
+ * a pushed body. An oversized one, buffered and parsed on the event loop the
+ * webhooks share, could take a 512 MB machine down with every webhook in
+ * flight. (The webhook has its own limit, WEBHOOK_MAX_BODY_BYTES.)
  */
 
 /** A context snapshot is a few hundred bytes. */
@@ -23,7 +24,10 @@ export class BodyTooLargeError extends Error {
 }
 
 /** The body as JSON; BodyTooLargeError, with the rest unread, once it passes `maxBytes`. */
-export async function readJsonWithin(res: Response, maxBytes: number): Promise<unknown> {
+export async function readJsonWithin(
+  res: Request | Response,
+  maxBytes: number,
+): Promise<unknown> {
   // Content-Length counts encoded bytes (gzip): it can refuse early, never let through.
   if (Number(res.headers.get("content-length") ?? 0) > maxBytes) {
     await res.body?.cancel();
