@@ -3,9 +3,10 @@
  * cached briefly. Chains come in two ways, both computed with `computeGex`
  * and stored: pushed (POST /gex/chain, any time) or fetched in the Cboe
  * delayed-quotes format from GEX_URL, on a schedule for GEX_SYMBOLS and for
- * every symbol a signal asked about, two at a time. A fetch never runs on a
- * decision's path (a full chain takes seconds): a decision uses what is
- * stored, and stale data (older than `maxAgeSeconds`) counts as missing.
+ * every symbol a signal asked about (less often while its fetches fail), two
+ * at a time. A fetch never runs on a decision's path (a full chain takes
+ * seconds): a decision uses what is stored, and stale data (older than
+ * `maxAgeSeconds`) counts as missing.
  */
 import { futureAsOfProblem, isStale, otherSymbolProblem } from "../core/context.ts";
 import { computeGex, type GexProfile } from "../core/gex.ts";
@@ -37,6 +38,8 @@ export interface GexProviderOptions {
   timeoutMs: number;
   now: () => number;
   fetch?: typeof fetch;
+  /** Runs `tick` now and every `ms`; returns what stops it. A timer unless a test drives ticks. */
+  schedule?: (tick: () => Promise<void>, ms: number) => () => void;
 }
 
 const log = logger("gex");
@@ -48,6 +51,22 @@ const log = logger("gex");
  * once would hold the loop, and the memory, for all of them together.
  */
 const CHAIN_FETCHES_AT_ONCE = 2;
+
+/** The longest a failing symbol that a signal asked about waits between fetches. */
+export const FAILING_REFRESH_MAX_SECONDS = 3600;
+
+/**
+ * Refresh ticks a symbol a signal asked about sits out after its last
+ * `failures` fetches in a row failed: none after one failure, then twice the
+ * wait for each one more, up to an hour. A symbol the feed does not have (a
+ * future such as ES1!, a crypto pair) would otherwise be fetched, and logged
+ * as failed, every tick for good. GEX_SYMBOLS, the operator's own list, are
+ * fetched every tick whatever happens.
+ */
+export function ticksToSkip(failures: number, refreshSeconds: number): number {
+  const maxTicks = Math.max(1, Math.floor(FAILING_REFRESH_MAX_SECONDS / refreshSeconds));
+  return Math.min(2 ** Math.max(0, failures - 1), maxTicks) - 1;
+}
 
 /** A chain with nothing to measure; not stored. */
 export class EmptyChainError extends Error {
@@ -61,11 +80,14 @@ export function createGexProvider(o: GexProviderOptions): GexProvider {
   const cache = new Map<string, { value: StoredGex | null; until: number }>();
   const counts = { hits: 0, misses: 0, fetches: 0, fetchErrors: 0 };
   const wanted = new Set(o.symbols);
+  const configured = new Set(o.symbols);
+  /** Symbols a signal asked about whose fetches keep failing: failures in a row, ticks to sit out. */
+  const failing = new Map<string, { failures: number; skip: number }>();
   const inFlight = new Map<string, Promise<StoredGex | null>>();
   /** Chains stored per symbol by this instance: a read that one overtook is not cached. */
   const stores = new Map<string, number>();
   const doFetch = o.fetch ?? fetch;
-  let timer: ReturnType<typeof setInterval> | undefined;
+  let stopTicks: (() => void) | undefined;
   // Ends the fetches in flight at stop(): the chain timeout is longer than a shutdown may wait.
   const stopping = new AbortController();
 
@@ -103,6 +125,7 @@ export function createGexProvider(o: GexProviderOptions): GexProvider {
       const problem = futureAsOfProblem(parsed.chain.asOf, o.now());
       if (problem !== null) throw new Error(problem);
       const { id, profile } = await storeChain({ ...parsed.chain, symbol }, new URL(url).host);
+      failing.delete(symbol);
       log.info("GEX for {symbol} refreshed: net {net}, regime {regime}", {
         symbol,
         net: Math.round(profile.levels.netGex),
@@ -112,6 +135,10 @@ export function createGexProvider(o: GexProviderOptions): GexProvider {
     } catch (error) {
       counts.fetchErrors++;
       log.warn("GEX fetch for {symbol} failed: {error}", { symbol, error: String(error) });
+      if (!configured.has(symbol)) {
+        const failures = (failing.get(symbol)?.failures ?? 0) + 1;
+        failing.set(symbol, { failures, skip: ticksToSkip(failures, o.refreshSeconds) });
+      }
       return null;
     }
   }
@@ -170,16 +197,26 @@ export function createGexProvider(o: GexProviderOptions): GexProvider {
     storeChain,
     refresh,
     start() {
-      if (o.url === null || timer !== undefined) return;
-      const tick = () => {
-        for (const symbol of wanted) void refresh(symbol);
+      if (o.url === null || stopTicks !== undefined) return;
+      const tick = async () => {
+        const due = [...wanted].filter((symbol) => {
+          const state = failing.get(symbol);
+          if (state === undefined || state.skip === 0) return true;
+          state.skip--;
+          return false;
+        });
+        await Promise.allSettled(due.map(refresh));
       };
-      tick();
-      timer = setInterval(tick, o.refreshSeconds * 1000);
+      const schedule = o.schedule ?? ((f, ms) => {
+        void f();
+        const timer = setInterval(() => void f(), ms);
+        return () => clearInterval(timer);
+      });
+      stopTicks = schedule(tick, o.refreshSeconds * 1000);
     },
     async stop() {
-      if (timer !== undefined) clearInterval(timer);
-      timer = undefined;
+      stopTicks?.();
+      stopTicks = undefined;
       stopping.abort(new Error("the service is stopping"));
       await Promise.allSettled([...inFlight.values()]);
     },

@@ -9,7 +9,12 @@ import fc from "fast-check";
 import { otherSymbolProblem } from "../core/context.ts";
 import { OptionChainSchema } from "../core/option_chain.ts";
 import { type ContextProviderOptions, createContextProvider } from "../providers/context.ts";
-import { createGexProvider, type GexProviderOptions } from "../providers/gex.ts";
+import {
+  createGexProvider,
+  FAILING_REFRESH_MAX_SECONDS,
+  type GexProviderOptions,
+  ticksToSkip,
+} from "../providers/gex.ts";
 import { CHAIN_MAX_BODY_BYTES, CONTEXT_MAX_BODY_BYTES } from "../read_body.ts";
 import type { Database } from "../db/port.ts";
 import { insertContextSnapshot } from "../db/market_data.ts";
@@ -351,3 +356,87 @@ dbTest("chains still waiting for their turn at stop() are not fetched", async ({
   assert.equal(asked, 2, "a chain queued behind the hanging ones was fetched after stop()");
   assert.equal(gex.stats().fetches, 2);
 });
+
+Deno.test("property: a failing symbol sits out no ticks after one failure, then doubling waits up to an hour", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 200 }),
+      fc.integer({ min: 1, max: 7_200 }),
+      (failures, refreshSeconds) => {
+        const skip = ticksToSkip(failures, refreshSeconds);
+        const waitSeconds = (skip + 1) * refreshSeconds;
+        assert.ok(Number.isInteger(skip) && skip >= 0);
+        if (failures === 1) assert.equal(skip, 0);
+        assert.ok(skip <= ticksToSkip(failures + 1, refreshSeconds), "a wait got shorter");
+        // Never longer than an hour, unless one interval is; never shorter than doubling.
+        assert.ok(waitSeconds <= Math.max(refreshSeconds, FAILING_REFRESH_MAX_SECONDS));
+        assert.ok(
+          waitSeconds >=
+            Math.min(
+              2 ** (failures - 1) * refreshSeconds,
+              FAILING_REFRESH_MAX_SECONDS - refreshSeconds + 1,
+            ),
+        );
+      },
+    ),
+    { numRuns: 500 },
+  );
+  // At the default 300 s: 0, 1, 3, 7, then 11 ticks (an hour between fetches).
+  assert.deepEqual([1, 2, 3, 4, 5, 6, 50].map((f) => ticksToSkip(f, 300)), [
+    0,
+    1,
+    3,
+    7,
+    11,
+    11,
+    11,
+  ]);
+});
+
+dbTest(
+  "a symbol a signal asked about that the feed does not have is fetched less and less often; GEX_SYMBOLS every tick",
+  async ({ db }) => {
+    let listed = false;
+    const requests = new Map<string, number>();
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
+      const symbol = decodeURIComponent(new URL(req.url).pathname.split("/").pop()!);
+      requests.set(symbol, (requests.get(symbol) ?? 0) + 1);
+      if (symbol === "BTCUSD" && listed) return Response.json(cboeChain("BTCUSD", 5000));
+      return new Response("not found", { status: 404 });
+    });
+    const ticks: (() => Promise<void>)[] = [];
+    const gex = gexProvider(db, {
+      url: `http://127.0.0.1:${(server.addr as Deno.NetAddr).port}/gex/{symbol}`,
+      symbols: ["SPY"],
+      schedule: (tick) => {
+        ticks.push(tick);
+        return () => {};
+      },
+    });
+    const tick = async (n: number) => {
+      for (let i = 0; i < n; i++) await ticks[0]();
+    };
+    try {
+      assert.equal(await gex.get("BTCUSD"), null); // a signal asks: fetched once in the background
+      while (gex.stats().fetchErrors === 0) await new Promise((r) => setTimeout(r, 5));
+      gex.start();
+      await tick(16);
+      assert.equal(requests.get("SPY"), 16, "a configured symbol skipped a tick");
+      // The first fetch, then ticks 0, 2, 6 and 14 (waits of 1, 2, 4 and 8 ticks).
+      assert.equal(requests.get("BTCUSD"), 5, "fetched every tick although it keeps failing");
+
+      // Listed at last: fetched when its wait (12 ticks, an hour at 300 s) is out, then every tick.
+      listed = true;
+      await tick(10);
+      assert.equal(requests.get("BTCUSD"), 5);
+      await tick(1);
+      assert.equal(requests.get("BTCUSD"), 6);
+      assert.equal((await gex.get("BTCUSD"))?.levels.symbol, "BTCUSD");
+      await tick(2);
+      assert.equal(requests.get("BTCUSD"), 8);
+    } finally {
+      await gex.stop();
+      await server.shutdown();
+    }
+  },
+);
