@@ -435,13 +435,17 @@ function decisionLabel(d, endToEnd) {
   return `${d.symbol ?? ""} ${d.outcome ?? ""} ${d.reason_code ?? ""} · ${ms(endToEnd)}`.trim();
 }
 
-/** Several events in a row cause one refresh, shortly after the last. */
+/**
+ * Events close together cause one refresh, shortly after the first of them: waiting for the
+ * last would put it off for as long as they keep coming (a busy open, up to the 10 s poll).
+ */
 let refreshTimer = null;
 let refreshClosed = false;
 function scheduleRefresh({ closed = false } = {}) {
   refreshClosed ||= closed;
-  clearTimeout(refreshTimer);
+  if (refreshTimer !== null) return;
   refreshTimer = setTimeout(() => {
+    refreshTimer = null;
     const withClosed = refreshClosed;
     refreshClosed = false;
     authed(() =>
@@ -517,6 +521,7 @@ function lock(message) {
   state.locked = true;
   stream.stop();
   clearTimeout(refreshTimer);
+  refreshTimer = null;
   // A stored token that was refused is wrong (or was rotated): drop it.
   if (token.get()) {
     token.clear();

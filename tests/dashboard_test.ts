@@ -640,3 +640,36 @@ if (chromiumInstalled) {
     { drivers: ["pglite"] },
   );
 }
+
+if (chromiumInstalled) {
+  dbTest(
+    "the dashboard's figures refresh while events keep coming, not only once they pause",
+    async ({ db }) => {
+      const s = await testServices(db, { env: { OPERATOR_TOKEN: TOKEN } });
+      await onPage(s, async (page, base) => {
+        await page.addInitScript(
+          `sessionStorage.setItem("optionstrat.operatorToken", ${JSON.stringify(TOKEN)})`,
+        );
+        await page.goto(base);
+        await page.locator("#conn.tone-ok").waitFor();
+        let metricsLoads = 0;
+        page.on("request", (req) => {
+          if (new URL(req.url()).pathname === "/metrics") metricsLoads++;
+        });
+        // A busy open: a position event every 100 ms for 3 s, well inside the 10 s poll.
+        for (let i = 0; i < 30; i++) {
+          await s.db.query(
+            `insert into events (kind, symbol, payload)
+             values ('position', 'SPY', jsonb_build_object('change', 'opened',
+               'id', gen_random_uuid(), 'symbol', 'SPY', 'direction', 'CALL', 'quantity', 1,
+               'entry_price', 100, 'opened_at', now(), 'is_closed', false))`,
+          );
+          await s.db.query("select pg_notify('optionstrat_events', '')");
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.ok(metricsLoads >= 2, `${metricsLoads} refreshes of /metrics during 3 s of events`);
+      });
+    },
+    { drivers: ["pglite"] },
+  );
+}
