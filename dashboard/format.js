@@ -16,6 +16,12 @@ const NY_DATE = new Intl.DateTimeFormat("en-US", {
   month: "short",
   day: "numeric",
 });
+const NY_DATE_YEAR = new Intl.DateTimeFormat("en-US", {
+  timeZone: "America/New_York",
+  year: "numeric",
+  month: "short",
+  day: "numeric",
+});
 const NY_DAY = new Intl.DateTimeFormat("en-CA", { timeZone: "America/New_York" });
 
 /** Epoch ms of an ISO string, a Date or a number; NaN when there is none. */
@@ -29,14 +35,17 @@ export function toMs(value) {
 }
 
 /**
- * "10:30:05" when `at` is on the same New York day as `now`, else
- * "Mar 10 10:30:05"; "—" when there is no time.
+ * "10:30:05" when `at` is on the same New York day as `now`, "Mar 10 10:30:05"
+ * in the same year, else "Dec 31, 2025 15:59:00"; "—" when there is no time.
  */
 export function nyTime(at, now) {
   const t = toMs(at);
   if (!Number.isFinite(t)) return "—";
   const time = NY_TIME.format(t);
-  return NY_DAY.format(t) === NY_DAY.format(now) ? time : `${NY_DATE.format(t)} ${time}`;
+  const [day, today] = [NY_DAY.format(t), NY_DAY.format(now)];
+  if (day === today) return time;
+  // en-CA days are YYYY-MM-DD.
+  return `${(day.slice(0, 4) === today.slice(0, 4) ? NY_DATE : NY_DATE_YEAR).format(t)} ${time}`;
 }
 
 /** "just now", "42 s ago", "5 min ago", "3 h ago", "2 d ago" (or "in …" ahead of `now`). */

@@ -7,6 +7,7 @@
  * "pending" until the worker decides it, then its decision and the position.
  */
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { type Browser, chromium, type Page } from "playwright-core";
 import type { Services } from "../compose.ts";
 import { CONTENT_SECURITY_POLICY } from "../handlers/dashboard.ts";
@@ -108,6 +109,10 @@ Deno.test("dashboard formatting shows New York time, relative times, money and l
   assert.equal(nyTime("2026-03-09T19:59:00Z", now), "Mar 9 15:59:00");
   assert.equal(nyTime("2026-01-15T14:30:00Z", Date.parse("2026-01-15T15:00:00Z")), "09:30:00"); // EST
   assert.equal(nyTime(null, now), "—");
+  // Another year says which: a New Year's Eve close seen in January.
+  assert.equal(nyTime("2025-12-31T20:59:00Z", now), "Dec 31, 2025 15:59:00");
+  assert.equal(nyTime("2026-01-01T04:59:00Z", now), "Dec 31, 2025 23:59:00"); // still 2025 in NY
+  assert.equal(nyTime("2026-01-01T05:00:00Z", now), "Jan 1 00:00:00");
   assert.equal(relativeTime("2026-03-10T14:29:58Z", now), "just now");
   assert.equal(relativeTime("2026-03-10T14:29:18Z", now), "42 s ago");
   assert.equal(relativeTime("2026-03-10T14:25:00Z", now), "5 min ago");
@@ -126,6 +131,20 @@ Deno.test("dashboard formatting shows New York time, relative times, money and l
   assert.equal(ms(1240), "1.24 s");
   assert.deepEqual(niceTicks(0, 100, 5), [0, 25, 50, 75, 100]);
   assert.deepEqual(niceTicks(-57, 85.8, 4), [-100, -50, 0, 50, 100]);
+});
+
+Deno.test("property: a dashboard time names its year exactly when New York's year is not now's", () => {
+  const year = (t: number) =>
+    new Intl.DateTimeFormat("en-US", { timeZone: "America/New_York", year: "numeric" }).format(t);
+  const instant = fc.integer({ min: Date.parse("1990-01-01"), max: Date.parse("2090-01-01") });
+  fc.assert(
+    fc.property(instant, instant, (t, now) => {
+      const shown = nyTime(t, now);
+      assert.equal(shown.includes(`, ${year(t)} `), year(t) !== year(now), shown);
+      assert.ok(shown.endsWith(nyTime(t, t)), shown); // the time of day is always there
+    }),
+    { numRuns: 300 },
+  );
 });
 
 Deno.test("the dashboard's SSE parser handles any chunking, comments, ids and multi-line data", () => {
