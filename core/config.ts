@@ -78,6 +78,9 @@ const int = (min: number, max: number) =>
     .transform(Number)
     .refine((n) => n >= min && n <= max, `must be a whole number from ${min} to ${max}`);
 
+/** An HTTP header name (RFC 9110 token): exactly what `Headers.get()` accepts. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
 const optionalText = z.string().transform((v) => v.trim()).transform((v) => v === "" ? null : v);
 
 const EnvSchema = z.object({
@@ -119,7 +122,12 @@ const EnvSchema = z.object({
   SIGNATURE_TOLERANCE_SECONDS: int(1, 3600).default(300),
   INGEST_DEADLINE_MS: int(100, 2900).default(2000),
   WEBHOOK_IP_ALLOWLIST: optionalText.default(null),
-  CLIENT_IP_HEADER: optionalText.default(null),
+  // Read on every request: a name no header can have (a space, a colon) made Headers.get
+  // throw there, and every request, /health included, answered 500.
+  CLIENT_IP_HEADER: optionalText.refine(
+    (v) => v === null || HEADER_NAME.test(v),
+    "must be an HTTP header name such as fly-client-ip (letters, digits and !#$%&'*+.^_`|~-)",
+  ).default(null),
   RATE_LIMIT_PER_MINUTE: int(1, 10_000_000).default(1200),
 });
 

@@ -97,6 +97,8 @@ Deno.test("loadConfig() refuses each bad value with a ConfigError naming the var
     // A zero-padded part would be read as octal: "010.0.0.0/8" is not 10.0.0.0/8.
     [{ WEBHOOK_IP_ALLOWLIST: "010.0.0.0/8" }, "WEBHOOK_IP_ALLOWLIST"],
     [{ WEBHOOK_IP_ALLOWLIST: " , " }, "WEBHOOK_IP_ALLOWLIST"],
+    [{ CLIENT_IP_HEADER: "x forwarded" }, "CLIENT_IP_HEADER"],
+    [{ CLIENT_IP_HEADER: "fly-client-ip:" }, "CLIENT_IP_HEADER"],
   ];
   for (const [env, name] of cases) {
     const error = configError(env);
@@ -280,6 +282,38 @@ Deno.test("loadConfig() on Fly reads the client address from fly-client-ip", () 
   assert.equal(
     loadConfig({ FLY_MACHINE_ID: "e784079b", INSTANCE_ID: "worker-1" }).config.instanceId,
     "worker-1",
+  );
+});
+
+Deno.test("CLIENT_IP_HEADER is taken exactly when a request's headers can be read by that name", () => {
+  // The address is read on every request: a name Headers.get() refuses made each one, /health
+  // and every alert included, a 500 on a service that had started without a word.
+  const readable = (name: string) => {
+    try {
+      new Headers().get(name);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const chars = [..."aZ09-_.!#$%&'*+^`|~ :;\"(),/<=>?@[\\]{}\té\u0000\u007f"];
+  fc.assert(
+    fc.property(
+      fc.string({ unit: fc.constantFrom(...chars), minLength: 1, maxLength: 12 }),
+      (s) => {
+        let header: string | null;
+        try {
+          header = loadConfig({ CLIENT_IP_HEADER: s }).config.webhook.clientIpHeader;
+        } catch (error) {
+          assert.ok(error instanceof ConfigError);
+          assert.ok(error.problems.some((p) => p.startsWith("CLIENT_IP_HEADER ")), error.message);
+          assert.ok(!readable(s.trim()) && s.trim() !== "", JSON.stringify(s));
+          return;
+        }
+        assert.ok(header === null ? s.trim() === "" : readable(header), JSON.stringify(s));
+      },
+    ),
+    { numRuns: 1000 },
   );
 });
 
