@@ -129,6 +129,10 @@ const EnvSchema = z.object({
     "must be an HTTP header name such as fly-client-ip (letters, digits and !#$%&'*+.^_`|~-)",
   ).default(null),
   RATE_LIMIT_PER_MINUTE: int(1, 10_000_000).default(1200),
+  // The deployment guide's database settings, read only to say they are not used: set on
+  // their own they left the service on the embedded database without a word about them.
+  SUPABASE_URL: optionalText.default(null),
+  SUPABASE_SERVICE_ROLE_KEY: optionalText.default(null),
 });
 
 /**
@@ -190,7 +194,10 @@ export function loadConfig(raw: Record<string, string | undefined>): LoadedConfi
     }
     if (e.DATABASE_URL === null) {
       // The embedded database would live on one machine's disk, lost on redeploy.
-      problems.push("DATABASE_URL is required when NODE_ENV=production");
+      problems.push(
+        ["DATABASE_URL is required when NODE_ENV=production", supabaseNote(e)]
+          .filter((part) => part !== "").join("; "),
+      );
     }
     if (e.OPERATOR_TOKEN === null) {
       problems.push("OPERATOR_TOKEN is required when NODE_ENV=production");
@@ -246,8 +253,12 @@ export function loadConfig(raw: Record<string, string | undefined>): LoadedConfi
   if (e.DATABASE_URL === null) {
     warnings.push(
       `Using the embedded PGlite database under ${e.DATA_DIR}: it does not fsync, so a commit ` +
-        "survives a killed process but not a power loss. Set DATABASE_URL for production.",
+        `survives a killed process but not a power loss. Set DATABASE_URL for production. ${
+          supabaseNote(e)
+        }`.trimEnd(),
     );
+  } else if (supabaseNote(e) !== "") {
+    warnings.push(supabaseNote(e));
   }
 
   return {
@@ -285,6 +296,20 @@ export function loadConfig(raw: Record<string, string | undefined>): LoadedConfi
       ...pipeline.config,
     },
   };
+}
+
+/**
+ * "SUPABASE_URL is not read: ..." when the guide's Supabase variables are set, else "". The
+ * service speaks SQL to Postgres itself, through DATABASE_URL (a Supabase project's too).
+ */
+function supabaseNote(
+  e: { SUPABASE_URL: string | null; SUPABASE_SERVICE_ROLE_KEY: string | null },
+): string {
+  const set = (["SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY"] as const).filter((n) => e[n] !== null);
+  if (set.length === 0) return "";
+  return `${set.join(" and ")} ${set.length === 1 ? "is" : "are"} not read: the database is ` +
+    "DATABASE_URL, a postgres:// URL (for Supabase, the project's direct or session-pooler " +
+    "connection string).";
 }
 
 /** "tradingview" expands to TradingView's senders; other entries are IPs or CIDRs. */

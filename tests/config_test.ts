@@ -317,6 +317,34 @@ Deno.test("CLIENT_IP_HEADER is taken exactly when a request's headers can be rea
   );
 });
 
+Deno.test("the guide's SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY are named as not read", () => {
+  // The guide lists them as required; set alone, they left the service on the embedded
+  // database (or refused in production for want of DATABASE_URL) without a word about them.
+  const guide = {
+    SUPABASE_URL: "https://abcd.supabase.co",
+    SUPABASE_SERVICE_ROLE_KEY: "eyJhb.x.y",
+  };
+  const note =
+    /SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY are not read: the database is DATABASE_URL/;
+  const embedded = loadConfig(guide);
+  assert.equal(embedded.config.databaseUrl, null);
+  assert.ok(embedded.warnings.some((w) => /^Using the embedded PGlite/.test(w) && note.test(w)));
+  const postgres = loadConfig({ ...guide, DATABASE_URL: PRODUCTION.DATABASE_URL }).warnings;
+  assert.ok(postgres.some((w) => note.test(w)), postgres.join("\n"));
+  const { DATABASE_URL: _, ...withoutUrl } = PRODUCTION;
+  const refused = configError({ ...withoutUrl, SUPABASE_URL: guide.SUPABASE_URL });
+  assert.ok(
+    refused.problems.some((p) =>
+      /^DATABASE_URL is required when NODE_ENV=production; SUPABASE_URL is not read/.test(p)
+    ),
+    refused.message,
+  );
+  // The key is a secret: never shown.
+  assert.ok(!JSON.stringify([embedded.warnings, postgres, refused.message]).includes("eyJhb"));
+  // Unset, nothing is said about them.
+  assert.ok(!loadConfig({}).warnings.join("\n").includes("SUPABASE"));
+});
+
 Deno.test("loadConfig() takes a blank variable as unset and booleans in any case", () => {
   const { config } = loadConfig({
     PORT: "",
