@@ -182,6 +182,30 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   app.route("/", dashboardRoutes());
 
+  // /webhook* and /health* never ask for the operator token (DESIGN.md). A method they do not
+  // serve (a browser opening the token URL, a relay's PUT) is a 405 naming the ones they do,
+  // not "Operator token required" from the check below, nor a 404 for an address that exists.
+  const notServed = (allow: string) => (c: Context<AppEnv>) => {
+    c.header("Allow", allow);
+    return errorResponse(
+      c,
+      new ApiError("METHOD_NOT_ALLOWED", `${c.req.method} is not served here; use ${allow}`),
+    );
+  };
+  app.all("/webhook", notServed("GET, POST"));
+  app.all("/webhook/:token", notServed("POST"));
+  app.all("/health", notServed("GET"));
+  app.all(
+    "/health/:component",
+    (c) =>
+      c.req.method === "GET"
+        ? errorResponse(
+          c,
+          new ApiError("NOT_FOUND", `No health component ${c.req.path.slice(8, 72)}`),
+        )
+        : notServed("GET")(c),
+  );
+
   // Everything below needs the operator token when one is set.
   if (config.operatorToken !== null) {
     const refusal =

@@ -863,6 +863,53 @@ dbTest(
 );
 
 dbTest(
+  "/webhook* and /health* answer a method they do not serve 405 with Allow, never 401",
+  async ({ db }) => {
+    // DESIGN.md: they never need the operator token. A trader opening the token URL in a
+    // browser was told "Operator token required" (or, without one, that nothing was there).
+    // One database for both: closing either closes it, so the last closes it.
+    const withToken = { OPERATOR_TOKEN: "operator-token-0123456789" };
+    const services = [await testServices(db, { env: withToken }), await testServices(db)];
+    try {
+      for (const [n, s] of services.entries()) {
+        const env = n === 0 ? withToken : {};
+        const cases: [string, string, string][] = [
+          ["GET", `/webhook/${SECRET}`, "POST"],
+          ["HEAD", `/webhook/${SECRET}`, "POST"],
+          ["PUT", "/webhook", "GET, POST"],
+          ["DELETE", `/webhook/${SECRET}`, "POST"],
+          ["OPTIONS", "/webhook", "GET, POST"],
+          ["POST", "/health", "GET"],
+          ["POST", "/health/database", "GET"],
+        ];
+        for (const [method, path, allow] of cases) {
+          const what = `${method} ${path} ${JSON.stringify(env)}`;
+          const res = await s.app.request(path, { method });
+          assert.equal(res.status, 405, what);
+          assert.equal(res.headers.get("allow"), allow, what);
+          if (method === "HEAD") continue;
+          const body = await res.json();
+          assert.equal(body.status, "REJECTED", what);
+          assert.equal(body.error.code, "METHOD_NOT_ALLOWED", what);
+          assert.equal(res.headers.get("x-request-id"), body.correlation_id, what);
+        }
+        const unknown = await json(s, "/health/nothing");
+        assert.equal(unknown.status, 404);
+        assert.equal(unknown.body.error.code, "NOT_FOUND");
+        // What they do serve is unchanged.
+        assert.equal((await json(s, "/webhook")).body.status, "READY");
+        assert.equal((await s.app.request("/health/database")).status, 200);
+        const alert = JSON.stringify(uniqueSignal());
+        const posted = await s.app.request(`/webhook/${SECRET}`, { method: "POST", body: alert });
+        assert.equal((await posted.json()).status, "ACCEPTED");
+      }
+    } finally {
+      await services[1].close();
+    }
+  },
+);
+
+dbTest(
   "every OPERATOR_TOKEN the config takes is one an operator can authenticate with",
   async ({ db }) => {
     // Mostly tokens the header can carry (its characters, "=" only at the end), some with
