@@ -3,7 +3,8 @@
  * table names exactly the variables the service reads, with the defaults the
  * code applies; every route the real app serves is named somewhere in it;
  * and its /health and /metrics examples have the fields a real answer has.
- * docs/operations.md names the Postgres releases the service was tested on.
+ * docs/operations.md names the Postgres releases the service was tested on, and where the
+ * service differs from the deployment guide, which it otherwise satisfies.
  */
 import assert from "node:assert/strict";
 import { configVariables, loadConfig } from "../core/config.ts";
@@ -144,5 +145,51 @@ Deno.test("docs/operations.md names the Postgres release the embedded PGlite run
     assert.equal(named, /^PostgreSQL (\d+)/.exec(version)?.[1], version);
   } finally {
     await dispose();
+  }
+});
+
+/** The deployment guide's appendix: its endpoints and its environment variables. */
+const GUIDE_ENDPOINTS: [string, string][] = [
+  ["POST", "/webhook"],
+  ["GET", "/health"],
+  ["GET", "/health/context"],
+  ["GET", "/health/gex"],
+  ["GET", "/health/database"],
+  ["GET", "/metrics"],
+  ["GET", "/metrics/signals"],
+  ["GET", "/metrics/positions"],
+  ["GET", "/metrics/latency"],
+];
+const GUIDE_VARIABLES = ["SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "WEBHOOK_SECRET", "NODE_ENV"];
+
+Deno.test("the guide's endpoints are served, and its variables read or named as not read", async () => {
+  const { db, dispose } = await freshPglite();
+  const token = "an-operator-token-0123";
+  const s = await testServices(db, { env: { OPERATOR_TOKEN: token } });
+  try {
+    for (const [method, path] of GUIDE_ENDPOINTS) {
+      const res = await s.app.request(path, {
+        method,
+        headers: { authorization: `Bearer ${token}` },
+        body: method === "POST" ? "{}" : undefined,
+      });
+      await res.body?.cancel();
+      // The webhook refuses an unsigned "{}" (401): answered by its route, not a 404 or 405.
+      assert.ok(
+        method === "POST" ? res.status === 401 : res.status === 200,
+        `${path}: ${res.status}`,
+      );
+    }
+  } finally {
+    await s.close();
+    await dispose();
+  }
+  // Each one is read: the service's own, or (the Supabase pair) to say it is not used.
+  const read = configVariables();
+  assert.deepEqual(GUIDE_VARIABLES.filter((v) => !read.includes(v)), []);
+  const differences = OPERATIONS.split(/^## Where this differs from the deployment guide$/m)[1]
+    ?.split(/^## /m)[0] ?? "";
+  for (const named of ["v1.37", "`SUPABASE_URL`", "`SUPABASE_SERVICE_ROLE_KEY`", "<latest>"]) {
+    assert.ok(differences.includes(named), `docs/operations.md's differences lack ${named}`);
   }
 });
