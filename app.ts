@@ -155,9 +155,12 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       },
     })),
   ] as const;
-  app.post("/webhook", ...webhookGuards, webhook);
-  app.post("/webhook/:token", ...webhookGuards, webhook);
-  app.get("/webhook", (c) =>
+  // A trailing slash is the same address: a URL pasted into TradingView as
+  // ".../webhook/<secret>/" was a 404, recorded nowhere, and TradingView never re-sends a 4xx:
+  // every alert lost without a trace.
+  app.on("POST", ["/webhook", "/webhook/"], ...webhookGuards, webhook);
+  app.on("POST", ["/webhook/:token", "/webhook/:token/"], ...webhookGuards, webhook);
+  app.on("GET", ["/webhook", "/webhook/"], (c) =>
     c.json({
       status: "READY",
       message: "POST TradingView alerts here (JSON or text/plain); see the README for the template",
@@ -192,8 +195,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       new ApiError("METHOD_NOT_ALLOWED", `${c.req.method} is not served here; use ${allow}`),
     );
   };
-  app.all("/webhook", notServed("GET, POST"));
-  app.all("/webhook/:token", notServed("POST"));
+  for (const path of ["/webhook", "/webhook/"]) app.all(path, notServed("GET, POST"));
+  for (const path of ["/webhook/:token", "/webhook/:token/"]) app.all(path, notServed("POST"));
   app.all("/health", notServed("GET"));
   app.all(
     "/health/:component",

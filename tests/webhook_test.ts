@@ -5,7 +5,7 @@
  * webhook_refusals_test.ts.
  */
 import assert from "node:assert/strict";
-import { countRows, GUIDE_SIGNAL, signed, testServices, uniqueSignal } from "./_app.ts";
+import { countRows, GUIDE_SIGNAL, SECRET, signed, testServices, uniqueSignal } from "./_app.ts";
 import { dbTest } from "./_db.ts";
 
 dbTest(
@@ -137,6 +137,38 @@ dbTest("GET /webhook says the endpoint is ready (the guide's rollback check)", a
   const res = await s.app.request("/webhook");
   assert.equal(res.status, 200);
   assert.equal((await res.json()).status, "READY");
+});
+
+dbTest("a trailing slash is the same webhook address, for either auth form", async ({ db }) => {
+  // ".../webhook/<secret>/" pasted into TradingView was a 404 that nothing recorded, and
+  // TradingView never re-sends a 4xx: every alert of that alert lost without a trace.
+  const s = await testServices(db, { env: { OPERATOR_TOKEN: "operator-token-0123456789" } });
+  const alerts = [uniqueSignal(), uniqueSignal(), uniqueSignal()];
+  const answers = [
+    await s.app.request(`/webhook/${SECRET}/`, {
+      method: "POST",
+      body: JSON.stringify(alerts[0]),
+    }),
+    await s.app.request("/webhook/", await signed(JSON.stringify(alerts[1]))),
+    await s.app.request("/webhook/", {
+      method: "POST",
+      body: JSON.stringify({ ...alerts[2], secret: SECRET }),
+    }),
+  ];
+  for (const res of answers) {
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).status, "ACCEPTED");
+  }
+  assert.equal(await countRows(db, "signals"), 3);
+  // The token is still checked there.
+  const forged = await s.app.request("/webhook/not-the-secret-0123456789/", {
+    method: "POST",
+    body: JSON.stringify(uniqueSignal()),
+  });
+  assert.equal(forged.status, 401);
+  assert.equal(await countRows(db, "signals"), 3);
+  const ready = await s.app.request("/webhook/");
+  assert.equal((await ready.json()).status, "READY");
 });
 
 dbTest(
