@@ -30,6 +30,17 @@ import { jsonKeys } from "./sql.ts";
  */
 const OPTIMISTIC_TRIES = 3;
 
+/**
+ * The advisory lock that the releases before book_version (3ec25f7, 11-30)
+ * hold from reading the book to their commit. Every write here takes it
+ * first, before the book's row: during a rolling deploy or a rollback both
+ * kinds decide on one database, and without it a write here landed between
+ * such a release's read and its write, which then opened positions on a book
+ * that no longer held (past MAX_OPEN_POSITIONS and MAX_EXPOSURE). Writes here
+ * already take turns on book_version's row, so it costs them no concurrency.
+ */
+export const LEGACY_BOOK_LOCK = 727_002;
+
 export class JobLostError extends Error {
   constructor(readonly jobIds: number[]) {
     super(`Jobs ${jobIds.join(", ")} are no longer claimed by this worker (their claim expired)`);
@@ -142,7 +153,11 @@ export async function recordDecisions(
         : await db.transaction(async (tx) => {
           // Another writer won the book every time: hold it while reading and writing, so
           // this batch cannot lose it again (other writers of positions wait for the commit).
-          await tx.query("select 1 from book_version where id = 1 for update");
+          // The legacy lock first, in the order every writer takes the two.
+          await tx.query(
+            `select 1 from book_version, (select pg_advisory_xact_lock(${LEGACY_BOOK_LOCK})) l
+             where id = 1 for update of book_version`,
+          );
           cache.writer = null;
           const written = await attempt(tx);
           if (written === null) throw new Error("The book changed while this worker held its lock");
@@ -276,8 +291,11 @@ async function writeBatch(
  * transaction's id (the book's version after the write if a position
  * changed: the trigger on positions sets it) and the jobs still this worker's.
  */
-export const WRITE_BATCH_SQL = `with book as (
-   select writer from book_version where id = 1 for update
+export const WRITE_BATCH_SQL = `with turn as (
+   -- Before the row below: LEGACY_BOOK_LOCK's writers take the two in this order.
+   select pg_advisory_xact_lock(${LEGACY_BOOK_LOCK})
+ ), book as (
+   select writer from book_version, turn where id = 1 for update of book_version
  ), mine as (
    select id from pipeline_jobs
    where id = any (${jsonKeys("$6", "bigint")})

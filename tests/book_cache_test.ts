@@ -15,7 +15,7 @@ import type { Services } from "../compose.ts";
 import type { Database } from "../db/port.ts";
 import { countRows } from "./_app.ts";
 import { aroundQueries, dbTest } from "./_db.ts";
-import { delay } from "./_service.ts";
+import { delay, waitFor } from "./_service.ts";
 import { clock, decisionFor, pipelineServices, send, workerOn } from "./_pipeline.ts";
 
 dbTest(
@@ -100,6 +100,56 @@ dbTest(
     assert.equal(bookA.retries, 1);
     assert.deepEqual(bookA.open.map((p) => p.symbol).sort(), ["QQQ", "SPY"]);
   },
+);
+
+/**
+ * A release before book_version (3ec25f7) decided under advisory lock 727002, held from its
+ * read of the book to its commit. During a rolling deploy or a rollback it shares the database
+ * with this one. Postgres only: no second process can open an embedded database.
+ */
+dbTest(
+  "a batch is not written between an older release's read of the book and its write",
+  async ({ db, connectAgain }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c, { MAX_OPEN_POSITIONS: "1" });
+    const spy = await send(s, c, { symbol: "SPY", direction: "CALL", price: 100 });
+    const qqq = await send(s, c, { symbol: "QQQ", direction: "CALL", price: 100 });
+    const old = await connectAgain({ max: 1 });
+    let run: Promise<number> | undefined;
+    // The older release deciding SPY: its lock, its job taken, the book read (nothing open) ...
+    await old.transaction(async (tx) => {
+      await tx.query("select pg_advisory_xact_lock(727002)");
+      await tx.query("update pipeline_jobs set status = 'done' where signal_id = $1::uuid", [
+        spy.signal_id,
+      ]);
+      const [{ n }] = await tx.query<{ n: number }>(
+        "select count(*)::integer as n from positions where not is_closed",
+      );
+      assert.equal(n, 0);
+      // ... while this release decides QQQ, until its write has ended or waits for that lock.
+      run = workerOn(s, c).runUntilIdle();
+      let ended = false;
+      run.then(() => ended = true, () => ended = true);
+      await waitFor("the batch's write to end or to wait for the older release", async () => {
+        if (ended) return true;
+        const [{ waiting }] = await db.query<{ waiting: number }>(
+          `select count(*)::integer as waiting from pg_locks
+           where locktype = 'advisory' and objid = 727002 and not granted`,
+        );
+        return waiting > 0 ? true : undefined;
+      }, 30_000);
+      // ... then it opens SPY on the book it read and commits.
+      await tx.query(
+        `insert into positions (symbol, direction, quantity, entry_price, entry_signal_id, opened_at)
+         values ('SPY', 'CALL', 50, 100, $1::uuid, now())`,
+        [spy.signal_id],
+      );
+    });
+    await run;
+    assert.equal((await decisionFor(db, qqq.signal_id)).reason_code, "MAX_POSITIONS");
+    assert.equal(await countRows(db, "positions"), 1);
+  },
+  { drivers: ["postgres"] },
 );
 
 dbTest(
