@@ -55,6 +55,28 @@ dbTest("an applied migration that was edited afterwards stops the migrator", asy
   await assert.rejects(migrate(db, edited), /was edited after it was applied/);
 });
 
+/** 20261207000000_events_order.sql as the releases from ae62c6b to 2d9c93a shipped it (360c743 withdrew it). */
+const WITHDRAWN_EVENTS_ORDER = `
+alter table events add column txn bigint generated always as ((txid::text)::bigint) stored;
+create index events_txn_id on events (txn, id);
+drop index events_txid_id;
+insert into schema_migrations (version, name) values ('20261207000000', 'events_order')
+  on conflict (version) do nothing;`;
+
+dbTest(
+  "a database that applied the withdrawn events_order migration gets /events' index back",
+  async ({ db }) => {
+    // Applied before this release's files after it (a rollback to one of those releases).
+    await db.exec(WITHDRAWN_EVENTS_ORDER);
+    await db.query("delete from schema_migrations where version > '20261207000000'");
+    await migrate(db, await loadMigrations());
+    const indexes = await db.query<{ indexdef: string }>(
+      "select indexdef from pg_indexes where tablename = 'events' and indexname = 'events_txid_id'",
+    );
+    assert.match(indexes[0]?.indexdef ?? "no events_txid_id", /\(txid, id\)$/);
+  },
+);
+
 /** Everything that makes up the schema, as comparable text. */
 async function describeSchema(db: Queryable): Promise<Record<string, string[]>> {
   const rows = async (sql: string) => (await db.query<{ d: string }>(sql)).map((r) => r.d).sort();
