@@ -357,3 +357,13 @@ Deno.test("Fly restarts the app's machines whatever their exit, without a retry 
   assert.ok(restart, "no [[restart]] for the app's machines: Fly gives up after 10 failed starts");
   assert.equal(restart.policy, "always");
 });
+
+Deno.test("operations.md finds pending migrations with the files of the release to deploy", () => {
+  const guide = read("docs/operations.md");
+  const backups = guide.slice(guide.indexOf("## Backups"), guide.indexOf("## Rollback"));
+  const check = /`([^`]*deno task migrate --status[^`]*)`/.exec(backups)?.[1] ?? "";
+  // In a running machine (fly ssh console) it is the deployed image's files, all of them applied
+  // already: it says "0 pending" before every deploy, so the dump would never seem needed.
+  assert.doesNotMatch(check, /fly ssh/);
+  assert.match(check, /^DATABASE_URL=\S+ deno task migrate --status$/);
+});
