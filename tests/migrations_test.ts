@@ -77,6 +77,35 @@ dbTest(
   },
 );
 
+/** The repair docs/operations.md gives for a database first migrated before cc27778. */
+function guideRepairSql(): string {
+  const guide = Deno.readTextFileSync(new URL("../docs/operations.md", import.meta.url));
+  const at = guide.indexOf(
+    "`Migration 20261122000000_initial_schema was edited after it was applied`",
+  );
+  const block = /```sql\n([\s\S]*?)```/.exec(guide.slice(Math.max(at, 0)));
+  return at >= 0 && block ? block[1] : "select 'operations.md gives no repair'";
+}
+
+dbTest(
+  "a database first migrated before cc27778 is brought forward by the repair operations.md gives",
+  async ({ db }) => {
+    const all = await loadMigrations();
+    // The initial schema as the releases from aff9e29 to 8804a34 shipped it.
+    const shipped = all[0].sql
+      .replace("'position', 'failure')", "'position')")
+      .replace("position changes, jobs given up)", "position changes)");
+    assert.notEqual(shipped, all[0].sql);
+    await db.exec("drop schema public cascade; create schema public");
+    await migrate(db, [{ ...all[0], sql: shipped, checksum: "a".repeat(64) }]);
+    await assert.rejects(migrate(db, all), /initial_schema was edited after it was applied/);
+    await db.exec(guideRepairSql());
+    const result = await migrate(db, all);
+    assert.deepEqual(result.applied.map((m) => m.version), all.slice(1).map((m) => m.version));
+    await db.exec("insert into events (kind, payload) values ('failure', '{}')");
+  },
+);
+
 /** Everything that makes up the schema, as comparable text. */
 async function describeSchema(db: Queryable): Promise<Record<string, string[]>> {
   const rows = async (sql: string) => (await db.query<{ d: string }>(sql)).map((r) => r.d).sort();
