@@ -21,7 +21,8 @@ Usage: deno task migrate [--status]
 
 The database is DATABASE_URL (postgres://...), or when it is unset the
 embedded PGlite under DATA_DIR (default ./data). The server also migrates at
-start-up; with PGlite, do not run this while a server uses the same DATA_DIR.
+start-up; with PGlite, this is refused while a server uses the same DATA_DIR
+(one process at a time per data directory).
 
   --status     list applied and pending migrations, apply nothing
   -h, --help   this text

@@ -12,7 +12,10 @@ import { loadMigrations } from "../db/migrate.ts";
 import type { Database } from "../db/port.ts";
 import { openPostgres } from "../db/postgres.ts";
 import { describeDatabase, explainFailure, runMigrate } from "../scripts/migrate.ts";
+import { openPglite } from "../db/pglite.ts";
+import { GUIDE_SIGNAL, signed } from "./_app.ts";
 import { POSTGRES_REACHABLE, TEST_DATABASE_URL } from "./_db.ts";
+import { seedPglite, type Service, startService } from "./_service.ts";
 
 const REPO = new URL("../", import.meta.url);
 const MIGRATIONS = await loadMigrations();
@@ -192,4 +195,56 @@ Deno.test("the CLI exits 1 with the configuration error as is, 2 for a usage err
   const usage = await migrateCli(["--apply-everything"], {});
   assert.equal(usage.code, 2);
   assert.match(usage.err, /^Unknown option '--apply-everything'\nRun with --help for usage\.\n$/);
+});
+
+Deno.test({
+  name: "[pglite] a second process on a served data directory is refused, and nothing is lost",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dataDir = await Deno.makeTempDir({ prefix: "optionstrat-two-" });
+    await seedPglite(dataDir);
+    const first = await startService({ DATA_DIR: dataDir });
+    try {
+      const accepted = async (s: Service, symbol: string) => {
+        const body = JSON.stringify({
+          ...GUIDE_SIGNAL,
+          symbol,
+          timestamp: new Date().toISOString(),
+        });
+        const res = await fetch(`${s.base}/webhook`, { method: "POST", ...await signed(body) });
+        assert.equal((await res.json()).status, "ACCEPTED");
+      };
+      await accepted(first, "SPY");
+      // The next version started beside it (another port), and its release step.
+      let second: Service | null = null;
+      try {
+        second = await startService({ DATA_DIR: dataDir });
+      } catch (error) {
+        assert.match(String(error), /another process has this embedded database open/);
+      }
+      const migrating = await migrateCli([], { DATA_DIR: dataDir });
+      await accepted(first, "QQQ");
+      if (second !== null) {
+        await accepted(second, "IWM");
+        second.child.kill("SIGTERM");
+        await second.child.status;
+      }
+      first.child.kill("SIGTERM");
+      assert.equal((await first.child.status).code, 0);
+      // Every acknowledged signal is kept ...
+      const db = await openPglite(`${dataDir}/pglite`, { thread: "main" });
+      const rows = await db.query<{ symbol: string }>("select symbol from signals");
+      await db.close();
+      const acknowledged = second === null ? ["QQQ", "SPY"] : ["IWM", "QQQ", "SPY"];
+      assert.deepEqual(rows.map((r) => r.symbol).sort(), acknowledged);
+      // ... because the others never opened the files.
+      assert.equal(second, null, "the second service started on the same files");
+      assert.equal(migrating.code, 1, migrating.out);
+      assert.match(migrating.err, /another process has this embedded database open/);
+    } finally {
+      await first.kill9();
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    }
+  },
 });
