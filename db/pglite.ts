@@ -72,6 +72,9 @@ export async function openPglite(
   }
 }
 
+/** The file a process holds locked while it has a data directory open. */
+const DATA_DIR_LOCK = ".optionstrat.lock";
+
 /**
  * One process at a time on a data directory, held until close() or the
  * process ends. PGlite takes no lock of its own: a second process on the same
@@ -81,7 +84,9 @@ export async function openPglite(
  * ACCEPTED and kept 10 signals, beside 15 decisions).
  */
 async function lockDataDir(dataDir: string): Promise<Deno.FsFile> {
-  const file = await Deno.open(`${dataDir.replace(/\/+$/, "")}.lock`, {
+  // Inside the directory, which Postgres leaves alone: beside it (data.lock) it needed
+  // write access to the parent (/ for the image's /data) and sat untracked in a checkout.
+  const file = await Deno.open(`${dataDir}/${DATA_DIR_LOCK}`, {
     create: true,
     write: true,
   });
