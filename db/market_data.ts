@@ -116,6 +116,33 @@ export async function latestGex(db: Queryable, symbol: string): Promise<StoredGe
   };
 }
 
+/**
+ * The newest stored time of each symbol, for /health: a skip scan over the
+ * (symbol, as_of desc) index, one probe per symbol, recursively. `max(as_of)`
+ * and `count(distinct symbol)` over the tables read every snapshot ever
+ * stored (neither matches that index) on every health check, and the tables
+ * are never pruned (tests/query_plans_test.ts).
+ */
+function latestPerSymbol(table: "context_snapshots" | "gex_signals", name: string): string {
+  return `${name} as (
+    (select symbol, as_of from ${table} order by symbol, as_of desc limit 1)
+    union all
+    select n.symbol, n.as_of from ${name} l cross join lateral (
+      select symbol, as_of from ${table} where symbol > l.symbol
+      order by symbol, as_of desc limit 1
+    ) n
+  )`;
+}
+
+/** Newest context and GEX times over all symbols, and how many symbols have each. */
+export const MARKET_DATA_FRESHNESS_SQL = `with recursive
+  ${latestPerSymbol("context_snapshots", "context_latest")},
+  ${latestPerSymbol("gex_signals", "gex_latest")}
+  select (select max(as_of) from context_latest) as context_as_of,
+    (select max(as_of) from gex_latest) as gex_as_of,
+    (select count(*)::integer from context_latest) as context_symbols,
+    (select count(*)::integer from gex_latest) as gex_symbols`;
+
 /** Newest context and GEX times over all symbols, for /health. */
 export async function marketDataFreshness(
   db: Queryable,
@@ -129,12 +156,7 @@ export async function marketDataFreshness(
       context_symbols: number;
       gex_symbols: number;
     }
-  >(
-    `select (select max(as_of) from context_snapshots) as context_as_of,
-            (select max(as_of) from gex_signals) as gex_as_of,
-            (select count(distinct symbol)::integer from context_snapshots) as context_symbols,
-            (select count(distinct symbol)::integer from gex_signals) as gex_symbols`,
-  );
+  >(MARKET_DATA_FRESHNESS_SQL);
   return {
     contextAsOf: row.context_as_of,
     gexAsOf: row.gex_as_of,

@@ -15,6 +15,7 @@ import { CLAIM_JOBS_SQL, QUEUE_DEPTH_SQL } from "../db/jobs.ts";
 import { DECISIONS_SINCE_SQL, SIGNALS_SINCE_SQL } from "../db/metrics.ts";
 import { RECORD_DUPLICATES_SQL } from "../db/signals.ts";
 import { LATEST_CURSOR_SQL, READ_EVENTS_SQL } from "../db/events.ts";
+import { MARKET_DATA_FRESHNESS_SQL } from "../db/market_data.ts";
 import { dbTest } from "./_db.ts";
 
 const ROWS = 5_000;
@@ -288,3 +289,31 @@ dbTest("/events pages and finds its starting cursor through the events index", a
   assert.deepEqual(events(await seqScanned(db, LATEST_CURSOR_SQL, [])), []);
   assert.ok((await indexesUsed(db, LATEST_CURSOR_SQL, [])).includes("events_txid_id"));
 });
+
+dbTest(
+  "/health finds the newest market data and its symbols without reading every snapshot",
+  async ({ db }) => {
+    // A year of pushes leaves millions of snapshots over a few dozen symbols, never pruned.
+    await db.exec(`insert into context_snapshots (symbol, spot, vix, trend, as_of, source)
+        select 'S' || (g % 40), 100, 18, 'UP', now() - g * interval '1 minute', 'push'
+        from generate_series(1, ${ROWS * 4}) g;
+      insert into gex_signals (symbol, spot, net_gex, regime, as_of, source)
+        select 'S' || (g % 7), 100, 1e9, 'POSITIVE', now() - g * interval '5 minutes', 'push'
+        from generate_series(1, ${ROWS}) g;
+      analyze context_snapshots;`); // gex_signals left unanalyzed, as PGlite's maintenance leaves it
+    const plain = `select (select max(as_of) from context_snapshots) as context_as_of,
+        (select max(as_of) from gex_signals) as gex_as_of,
+        (select count(distinct symbol)::integer from context_snapshots) as context_symbols,
+        (select count(distinct symbol)::integer from gex_signals) as gex_symbols`;
+    const tables = ["context_snapshots", "gex_signals"];
+    const scanned = async (sql: string) =>
+      (await seqScanned(db, sql, [])).filter((t) => tables.includes(t));
+    assert.deepEqual([...new Set(await scanned(plain))].sort(), tables, "control");
+    assert.deepEqual(await scanned(MARKET_DATA_FRESHNESS_SQL), []);
+    // The same answer as reading every row.
+    const [expected] = await db.query(plain);
+    const [actual] = await db.query(MARKET_DATA_FRESHNESS_SQL);
+    assert.deepEqual(actual, expected);
+    assert.equal(Number((actual as { context_symbols: number }).context_symbols), 40);
+  },
+);
