@@ -272,6 +272,7 @@ export function createWorker(deps: WorkerDeps): Worker {
         events: r.eventsDeleted,
         refusals: r.refusalsDeleted,
         vacuumed: r.vacuumed,
+        analyzed: r.analyzed,
         longest_step_ms: r.longestStepMs,
       },
     );

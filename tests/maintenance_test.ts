@@ -51,3 +51,40 @@ dbTest(
     assert.equal(await countRows(db, "signals"), 3);
   },
 );
+
+dbTest(
+  "PGlite maintenance analyzes a table again only once enough of it changed",
+  async ({ db }) => {
+    const analyzeCounts = async () =>
+      Object.fromEntries(
+        (await db.query<{ relname: string; n: number }>(
+          `select relname, analyze_count::integer as n from pg_stat_user_tables
+           where relname = any ($1::text[])`,
+          [VACUUMED_TABLES],
+        )).map((r) => [r.relname, Number(r.n)]),
+      );
+    const run = () => runMaintenance(db, { eventsRetentionDays: 7, refusalsRetentionDays: 30 });
+    // Never analyzed: every table is.
+    assert.deepEqual((await run()).analyzed.sort(), [...VACUUMED_TABLES].sort());
+    const first = await analyzeCounts();
+    // Nothing changed: an analyze would sample the same pages again (up to 30,000 of them, the
+    // most of a step that webhooks wait behind on PGlite's one thread), for the same statistics.
+    assert.deepEqual((await run()).analyzed, []);
+    assert.deepEqual(await analyzeCounts(), first);
+    // 500 new jobs (50 + 10 % of a table that had none): that table is analyzed, only it.
+    await db.exec(`
+      with s as (
+        insert into signals (id, received_at, source, symbol, direction, action, timeframe,
+          signal_time, dedup_key, raw_payload, auth_method, correlation_id)
+        select gen_random_uuid(), now(), 'test', 'S' || (g % 20), 'CALL', 'ENTRY', '5m', now(),
+          'key-' || g, '{}', 'hmac', 'c-' || g
+        from generate_series(1, 500) g
+        returning id, symbol)
+      insert into pipeline_jobs (signal_id, symbol) select id, symbol from s;`);
+    assert.deepEqual((await run()).analyzed, ["pipeline_jobs"]);
+    const third = await analyzeCounts();
+    assert.equal(third.pipeline_jobs, first.pipeline_jobs + 1);
+    assert.equal(third.decisions, first.decisions);
+  },
+  { drivers: ["pglite"] },
+);
