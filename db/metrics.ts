@@ -31,50 +31,91 @@ export interface SignalCounter {
 }
 
 /**
- * Signals added since the last read, through signals_seq_key. Signals draw
- * `seq` under the ingest order lock (db/signals.ts) and decisions under the
- * lock on the book's version row (db/decisions.ts), each held to the commit,
- * so rows become visible in `seq` order: once `seq` n is seen, no row below
- * it can appear later, and `seq > n` misses none and counts none twice.
+ * Signals added since the last read, through signals_seq_key: those with
+ * `seq` in ($1, $2]. Signals draw `seq` under the ingest order lock
+ * (db/signals.ts) and decisions under the lock on the book's version row
+ * (db/decisions.ts), each held to the commit, so rows become visible in `seq`
+ * order: once `seq` n is seen (NEWEST_SEQ_SQL), every row at or below it is
+ * visible and none can appear later, so counting up to n misses none and
+ * counts none twice.
  */
-export const SIGNALS_SINCE_SQL = `select count(*)::integer as n, max(seq)::text as last
-   from signals where seq > $1::bigint`;
-/** Decisions added since the last read, by outcome and reason, through decisions_seq_key. */
-export const DECISIONS_SINCE_SQL = `select outcome, reason_code, count(*)::integer as n,
-     max(seq)::text as last
-   from decisions where seq > $1::bigint group by outcome, reason_code`;
+export const SIGNALS_SINCE_SQL = `select count(*)::integer as n
+   from signals where seq > $1::bigint and seq <= $2::bigint`;
+/** Decisions with `seq` in ($1, $2], by outcome and reason, through decisions_seq_key. */
+export const DECISIONS_SINCE_SQL = `select outcome, reason_code, count(*)::integer as n
+   from decisions where seq > $1::bigint and seq <= $2::bigint group by outcome, reason_code`;
+/** The newest `seq` of each table, by its index. */
+const NEWEST_SEQ_SQL = `select (select max(seq) from signals)::text as signals,
+     (select max(seq) from decisions)::text as decisions`;
+
+/**
+ * Most `seq` values one counting statement covers. PGlite runs one statement
+ * at a time and the webhooks wait behind each: the first read of a process
+ * counts the whole history, and at 500,000 signals and decisions in one
+ * statement each it held that thread 0.8-3.2 s (17 of 132 webhooks beside it
+ * answered 503 past their 2 s deadline), so it counts in slices, with room
+ * for the webhooks between them.
+ */
+export const COUNT_SLICE = 100_000;
+
+/** `[from, to]` ranges of at most `slice` seq values covering (after, newest]. */
+export function countSlices(
+  after: string,
+  newest: string | null,
+  slice: number,
+): [string, string][] {
+  const out: [string, string][] = [];
+  if (newest === null) return out;
+  const top = BigInt(newest);
+  for (let from = BigInt(after); from < top; from += BigInt(slice)) {
+    const to = from + BigInt(slice) < top ? from + BigInt(slice) : top;
+    out.push([String(from), String(to)]);
+  }
+  return out;
+}
 
 /**
  * Running totals for /metrics: the first read counts every signal and
  * decision, later ones add only the rows committed since (see
  * SIGNALS_SINCE_SQL), so a scrape costs what arrived since the last one, not
  * the whole history (at 300,000 signals a full recount took 67 ms on
- * Postgres and 161 ms of PGlite's one thread, growing with the tables).
+ * Postgres and 161 ms of PGlite's one thread, growing with the tables); a
+ * long stretch is counted `slice` seq values a statement (COUNT_SLICE).
  * Jobs (unfinished, failed) and refusals are read whole, through their
  * partial indexes and a far smaller table. Rows deleted by hand from
  * decisions stay counted until the process restarts (signals cannot be
  * deleted).
  */
-export function createSignalCounter(db: Queryable): SignalCounter {
+export function createSignalCounter(
+  db: Queryable,
+  options: { slice?: number } = {},
+): SignalCounter {
+  const slice = options.slice ?? COUNT_SLICE;
   let signals = { total: 0, after: "0" };
   const decided = new Map<string, { outcome: string; reason: string; n: number }>();
   let decidedAfter = "0";
   let turn: Promise<unknown> = Promise.resolve();
 
   async function catchUp(): Promise<SignalCounts> {
-    const [s] = await db.query<{ n: number; last: string | null }>(SIGNALS_SINCE_SQL, [
-      signals.after,
-    ]);
-    if (s.last !== null) signals = { total: signals.total + Number(s.n), after: s.last };
-    const added = await db.query<{ outcome: string; reason_code: string; n: number; last: string }>(
-      DECISIONS_SINCE_SQL,
-      [decidedAfter],
+    const [newest] = await db.query<{ signals: string | null; decisions: string | null }>(
+      NEWEST_SEQ_SQL,
     );
-    for (const row of added) {
-      const key = `${row.outcome}\u0000${row.reason_code}`;
-      const n = (decided.get(key)?.n ?? 0) + Number(row.n);
-      decided.set(key, { outcome: row.outcome, reason: row.reason_code, n });
-      if (BigInt(row.last) > BigInt(decidedAfter)) decidedAfter = row.last;
+    // Each slice is added with its end, so a read that fails part way keeps what it counted.
+    for (const [from, to] of countSlices(signals.after, newest.signals, slice)) {
+      const [s] = await db.query<{ n: number }>(SIGNALS_SINCE_SQL, [from, to]);
+      signals = { total: signals.total + Number(s.n), after: to };
+    }
+    for (const [from, to] of countSlices(decidedAfter, newest.decisions, slice)) {
+      const added = await db.query<{ outcome: string; reason_code: string; n: number }>(
+        DECISIONS_SINCE_SQL,
+        [from, to],
+      );
+      for (const row of added) {
+        const key = `${row.outcome}\u0000${row.reason_code}`;
+        const n = (decided.get(key)?.n ?? 0) + Number(row.n);
+        decided.set(key, { outcome: row.outcome, reason: row.reason_code, n });
+      }
+      decidedAfter = to;
     }
     const jobs = await queueDepth(db);
     // Only the webhook's: a pipeline give-up (PIPELINE_FAILED) is a failed signal, counted above.

@@ -260,12 +260,12 @@ dbTest(
       "select (select max(seq) from signals)::text as s, (select max(seq) from decisions)::text as d",
     );
     const since = (n: string) => String(BigInt(n) - 10n);
-    assert.deepEqual(await seqScanned(db, SIGNALS_SINCE_SQL, [since(last.s)]), []);
-    assert.deepEqual(await indexesUsed(db, SIGNALS_SINCE_SQL, [since(last.s)]), [
+    assert.deepEqual(await seqScanned(db, SIGNALS_SINCE_SQL, [since(last.s), last.s]), []);
+    assert.deepEqual(await indexesUsed(db, SIGNALS_SINCE_SQL, [since(last.s), last.s]), [
       "signals_seq_key",
     ]);
-    assert.deepEqual(await seqScanned(db, DECISIONS_SINCE_SQL, [since(last.d)]), []);
-    const [row] = await db.query<{ n: number }>(SIGNALS_SINCE_SQL, [since(last.s)]);
+    assert.deepEqual(await seqScanned(db, DECISIONS_SINCE_SQL, [since(last.d), last.d]), []);
+    const [row] = await db.query<{ n: number }>(SIGNALS_SINCE_SQL, [since(last.s), last.s]);
     assert.equal(Number(row.n), 10);
   },
 );
