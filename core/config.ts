@@ -91,6 +91,11 @@ const EnvSchema = z.object({
   DATABASE_URL: optionalText.refine(
     (v) => v === null || /^postgres(ql)?:\/\//.test(v),
     "must be a postgres:// or postgresql:// URL",
+  ).refine(
+    (v) => v === null || !/^postgres(ql)?:\/\//.test(v) || readableUrl(v),
+    // The message never quotes the URL: its password would go with it.
+    "is not a URL the driver can read: percent-encode / ? # and % in the user name and " +
+      'password ("/" as %2F, "#" as %23, "%" as %25); one host only',
   ).default(null),
   DATA_DIR: z.string().min(1, "must not be empty").default("./data"),
   DATABASE_POOL_SIZE: int(1, 100).default(10),
@@ -152,6 +157,23 @@ export function configVariables(): string[] {
   });
   pipelineConfigFromEnv(recording);
   return [...read].sort();
+}
+
+/**
+ * Whether `url` reads as the operator meant it. A bare "#", "/" or "?" in the
+ * password ends the host part early: the URL is then invalid (and Deno's
+ * error quotes it whole, password included) or names another host, with the
+ * rest of the password in its path; a bare "%" makes percent-decoding throw.
+ */
+function readableUrl(url: string): boolean {
+  try {
+    const parsed = new URL(url);
+    decodeURIComponent(parsed.username);
+    decodeURIComponent(parsed.password);
+    return !`${parsed.pathname}${parsed.search}${parsed.hash}`.includes("@");
+  } catch {
+    return false;
+  }
 }
 
 /** Reads and checks the environment. Throws `ConfigError` listing every bad variable. */

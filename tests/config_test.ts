@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { newWorkerId } from "../compose.ts";
+import { describeDatabase, newWorkerId } from "../compose.ts";
 import { ConfigError, loadConfig, TRADINGVIEW_IPS } from "../core/config.ts";
 import { connectionName } from "../db/jobs.ts";
 
@@ -410,5 +410,46 @@ Deno.test("INSTANCE_ID: ASCII and short enough that its sessions' name keeps the
   assert.equal(
     loadConfig({ FLY_MACHINE_ID: "e784079b449483" }).config.instanceId,
     "e784079b449483",
+  );
+});
+
+Deno.test("DATABASE_URL: a password that would end the URL early is refused, never quoted", () => {
+  // What an operator pastes from a password manager: any printable ASCII, bare or encoded.
+  const password = fc.stringMatching(/^[ -~]{4,16}$/).map((s) => `Zq${s}`);
+  fc.assert(
+    fc.property(password, (p) => {
+      const bare = `postgres://app:${p}@db.internal:5432/optionstrat`;
+      let config;
+      try {
+        config = loadConfig({ DATABASE_URL: bare }).config;
+      } catch (error) {
+        assert.ok(error instanceof ConfigError, String(error));
+        assert.match(error.message, /^ {2}DATABASE_URL /m);
+        assert.ok(!error.message.includes(p), error.message);
+        return;
+      }
+      // Accepted: start-up can name the database (no uncaught TypeError quoting the URL).
+      assert.equal(describeDatabase(config), "postgres at db.internal:5432/optionstrat");
+      assert.equal(decodeURIComponent(new URL(bare).password), decodeURIComponent(p));
+    }),
+    { numRuns: 300 },
+  );
+  // The encoded form of any password is always accepted, and decodes back to it.
+  fc.assert(
+    fc.property(password, (p) => {
+      const url = `postgres://app:${encodeURIComponent(p)}@db.internal:5432/optionstrat`;
+      const { config } = loadConfig({ DATABASE_URL: url });
+      assert.equal(decodeURIComponent(new URL(config.databaseUrl!).password), p);
+    }),
+    { numRuns: 100 },
+  );
+  for (const p of ["pa#ss", "pa/ss", "pa?ss", "100%sure"]) {
+    const error = configError({ DATABASE_URL: `postgres://app:${p}@db.internal/optionstrat` });
+    assert.ok(!error.message.includes(p), error.message);
+  }
+  // A bare "@" is read as the password's own (the last "@" ends it), as the driver does.
+  assert.equal(
+    describeDatabase(loadConfig({ DATABASE_URL: "postgres://app:p@ss@db.internal/x" }).config),
+    "postgres at db.internal/x",
   );
 });
