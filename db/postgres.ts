@@ -28,6 +28,23 @@ import {
 const PROBE_INTERVAL_MS = 250;
 const PROBE_DEADLINE_MS = 1_000;
 
+/**
+ * `url` without its own application_name, which postgres.js would send in
+ * place of ours: a worker's sessions carry its name so other instances can
+ * see it is alive (db/jobs.ts reclaimStaleJobs); under any other they would
+ * take its claims while it decides them.
+ */
+function withoutApplicationName(url: string): string {
+  if (!URL.canParse(url)) return url;
+  const parsed = new URL(url);
+  const names = [...parsed.searchParams.keys()].filter((k) =>
+    k.toLowerCase() === "application_name"
+  );
+  if (names.length === 0) return url;
+  for (const name of names) parsed.searchParams.delete(name);
+  return parsed.toString();
+}
+
 export interface PostgresOptions {
   /** Pool size. */
   max?: number;
@@ -38,7 +55,7 @@ export interface PostgresOptions {
 }
 
 export function openPostgres(url: string, options: PostgresOptions = {}): Promise<Database> {
-  const sql = postgres(url, {
+  const sql = postgres(options.applicationName === undefined ? url : withoutApplicationName(url), {
     max: options.max ?? 10,
     connect_timeout: options.connectTimeoutSeconds ?? 3,
     // Reconnect every half second at most: postgres.js's default backoff grows

@@ -257,3 +257,32 @@ Deno.test({
     assert.notEqual(await sessionName(accented), accented);
   },
 });
+
+dbTest(
+  "an application_name in DATABASE_URL does not rename a live worker's sessions out of sight",
+  async ({ db }) => {
+    const [job] = await insertJobs(db, [{ symbol: "SPY", status: "pending", due: true }]);
+    const [{ db: name }] = await db.query<{ db: string }>("select current_database() as db");
+    // As an operator might write it for their monitoring; postgres.js lets the URL's win.
+    const url = new URL(TEST_DATABASE_URL);
+    url.pathname = `/${name}`;
+    url.search = "?application_name=monitoring&APPLICATION_NAME=monitoring";
+    const live = await openPostgres(url.toString(), {
+      max: 1,
+      applicationName: connectionName("alive:3"),
+    });
+    try {
+      await claimJobs(live, "alive:3", 1); // on its own session, which stays open
+      const r = await reclaimStaleJobs(db, {
+        timeoutSeconds: 3600,
+        maxAttempts: 5,
+        selfWorkerId: "other:4",
+      });
+      assert.equal(r.reclaimed, 0, "another instance took the live worker's claim");
+      assert.deepEqual(await jobStates(db), [{ id: job, status: "running", attempts: 1 }]);
+    } finally {
+      await live.close();
+    }
+  },
+  { drivers: ["postgres"] },
+);
