@@ -193,6 +193,16 @@ export async function openAndMigrate(
   }
 }
 
+/** Why the service cannot listen on `port` (taken, or not allowed), or null when it can. */
+export function portUnavailable(port: number): string | null {
+  try {
+    Deno.listen({ hostname: "0.0.0.0", port }).close();
+    return null;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+}
+
 /** An error's message with DATABASE_URL's password, should a driver ever quote it, masked. */
 function withoutCredentials(error: unknown, config: Config): string {
   const message = error instanceof Error ? error.message : String(error);
@@ -217,6 +227,17 @@ async function main(): Promise<number> {
   const log = logger("main");
   for (const warning of warnings) log.warn("{warning}", { warning });
   guardDriverRace();
+
+  // Before the database: a second instance started by mistake on a busy port would
+  // otherwise open it (PGlite: the running one's files) and start deciding, then die.
+  const portProblem = portUnavailable(config.port);
+  if (portProblem !== null) {
+    log.error("Cannot listen on PORT {port}: {error}; exiting", {
+      port: config.port,
+      error: portProblem,
+    });
+    return 1;
+  }
 
   const workerId = newWorkerId(config);
   const opened = await openAndMigrate(config, { workerId, migrations: await loadMigrations() });

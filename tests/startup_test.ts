@@ -133,3 +133,30 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "start-up on a PORT already in use: one line naming it, exit 1, the database untouched",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dataDir = await Deno.makeTempDir({ prefix: "optionstrat-startup-" });
+    // Another instance (or anything) on the port, as the service binds it: all interfaces.
+    const taken = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+    const { port } = taken.addr as Deno.NetAddr;
+    try {
+      const out = await runUntilExit({ DATA_DIR: dataDir, PORT: String(port) }, 60_000);
+      const shown = `${out.lines.join("\n")}\n${out.err}`;
+      assert.equal(out.code, 1, shown);
+      assert.doesNotMatch(out.err, /Uncaught|error:/, "an uncaught error reached stderr");
+      const last = JSON.parse(out.lines.at(-1)!);
+      assert.equal(last.level, "ERROR", shown);
+      assert.match(last.message, new RegExp(`PORT ${port}`), shown);
+      // Refused before opening the database: a second process on the same DATA_DIR would
+      // otherwise have opened (and its worker decided from) the running one's PGlite files.
+      await assert.rejects(Deno.stat(`${dataDir}/pglite`), Deno.errors.NotFound);
+    } finally {
+      taken.close();
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+});
