@@ -45,6 +45,23 @@ function withoutApplicationName(url: string): string {
   return parsed.toString();
 }
 
+/**
+ * An IPv6 address in `url` ("[fdaa::3]:5432", as Fly's private network
+ * gives them) as postgres.js's host and port options: read from the URL, its
+ * split on ":" leaves the host "[" and it would never connect.
+ */
+function ipv6Host(url: string): { host?: string; port?: number } {
+  if (!URL.canParse(url)) return {}; // postgres.js's defaults, or its own error
+  const { hostname, port } = new URL(url);
+  if (!hostname.startsWith("[")) return {};
+  // A list, one entry per host, as postgres.js keeps them (its types say a string, which
+  // it would split on ":" again).
+  return { host: [hostname.slice(1, -1)], port: [Number(port || 5432)] } as unknown as {
+    host: string;
+    port: number;
+  };
+}
+
 export interface PostgresOptions {
   /** Pool size. */
   max?: number;
@@ -56,6 +73,7 @@ export interface PostgresOptions {
 
 export function openPostgres(url: string, options: PostgresOptions = {}): Promise<Database> {
   const sql = postgres(options.applicationName === undefined ? url : withoutApplicationName(url), {
+    ...ipv6Host(url),
     max: options.max ?? 10,
     connect_timeout: options.connectTimeoutSeconds ?? 3,
     // Reconnect every half second at most: postgres.js's default backoff grows

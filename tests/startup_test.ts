@@ -63,13 +63,13 @@ Deno.test({
 });
 
 /** A TCP relay to the test Postgres that starts listening only when `open()` is called. */
-function lateProxy(port: number) {
+function lateProxy(port: number, hostname = "127.0.0.1") {
   const target = new URL(TEST_DATABASE_URL);
   const conns: Deno.Conn[] = [];
   let listener: Deno.Listener | null = null;
   return {
     open() {
-      listener = Deno.listen({ hostname: "127.0.0.1", port });
+      listener = Deno.listen({ hostname, port });
       void (async () => {
         for await (const conn of listener!) {
           conns.push(conn);
@@ -156,6 +156,43 @@ Deno.test({
       await assert.rejects(Deno.stat(`${dataDir}/pglite`), Deno.errors.NotFound);
     } finally {
       taken.close();
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "[postgres] a DATABASE_URL with an IPv6 address ([::1]) is reached, as any host is",
+  ignore: !POSTGRES_REACHABLE && !IN_CI,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const scratch = await scratchPostgres("ipv6");
+    const dataDir = await Deno.makeTempDir({ prefix: "optionstrat-startup-" });
+    // The test server may listen on IPv4 only: an IPv6 loopback relay stands in for it.
+    const port = freePort();
+    const proxy = lateProxy(port, "::1");
+    proxy.open();
+    const url = new URL(scratch.url);
+    url.host = `[::1]:${port}`;
+    let service;
+    try {
+      service = await startService({
+        DATA_DIR: dataDir,
+        DATABASE_URL: url.toString(),
+        DATABASE_STARTUP_TIMEOUT_SECONDS: "5",
+      }, { readyTimeoutMs: 30_000 });
+      const health = await fetch(`${service.base}/health/database`);
+      assert.equal(health.status, 200, await health.text());
+      assert.deepEqual(service.lines.filter((l) => /Database not ready/.test(l)), []);
+    } finally {
+      if (service) {
+        service.child.kill("SIGTERM");
+        await Promise.race([service.child.status, delay(15_000)]);
+        await service.kill9();
+      }
+      proxy.close();
+      await scratch.drop();
       await Deno.remove(dataDir, { recursive: true });
     }
   },
