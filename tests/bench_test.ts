@@ -173,6 +173,16 @@ Deno.test("parseBenchArgs() defaults to PGlite, Postgres with DATABASE_URL, and 
       parseBenchArgs(["--split", "--service-env", "WORKER_ENABLED=true"], { DATABASE_URL: url }),
     /--split sets WORKER_ENABLED itself/,
   );
+  // What the bench gives each server itself: an override would load another database (a real
+  // one: its alerts stored and decided there), or a server the bench cannot reach or sign for.
+  for (const name of ["DATABASE_URL", "DATA_DIR", "PORT", "WEBHOOK_SECRET"]) {
+    for (const env of [{}, { DATABASE_URL: url }]) {
+      assert.throws(
+        () => parseBenchArgs(["--service-env", `${name}=x`], env),
+        new RegExp(`--service-env cannot set ${name}`),
+      );
+    }
+  }
 });
 
 const COUNTS = {

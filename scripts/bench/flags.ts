@@ -80,7 +80,8 @@ Load generator:
                               built-in Deno closed-loop client (default auto)
   --wrk-threads N             (default 1: two cores are shared with the server)
 Other:
-  --service-env KEY=VALUE     extra service environment, repeatable (e.g. WORKER_CONCURRENCY=8)
+  --service-env KEY=VALUE     extra service environment, repeatable (e.g. WORKER_CONCURRENCY=8);
+                              not DATABASE_URL, DATA_DIR, PORT or WEBHOOK_SECRET (the bench's own)
   --split                     Postgres scenarios as a split deployment: the loaded instance
                               with WORKER_ENABLED=false, and a second instance on the same
                               database that takes no webhooks and decides (both on this
@@ -99,6 +100,13 @@ Other:
 Prints one table (plus burst, memory and diagnostics blocks) and writes
 <out>/<ISO time>-<git short sha>.json with every raw figure. To put runs side
 by side (an interleaved A/B): deno task bench:compare FILE... (--help there).`;
+
+/**
+ * Set by the bench for each server it starts: overridden, the service would
+ * store and decide the bench's alerts in another database (whatever
+ * DATABASE_URL named), or answer on a port, or to a secret, the bench does not use.
+ */
+const BENCH_OWNED = ["DATABASE_URL", "DATA_DIR", "PORT", "WEBHOOK_SECRET"] as const;
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -223,6 +231,12 @@ export function parseBenchArgs(
   for (const pair of v["service-env"] ?? []) {
     const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(pair);
     if (!m) throw new UsageError(`--service-env must be KEY=VALUE, got "${pair}"`);
+    if ((BENCH_OWNED as readonly string[]).includes(m[1])) {
+      throw new UsageError(
+        `--service-env cannot set ${m[1]}: the bench gives each server its own (a fresh ` +
+          "database, port and secret); for Postgres set DATABASE_URL in the environment",
+      );
+    }
     serviceEnv[m[1]] = m[2];
   }
   const burstAlerts = whole("burst-alerts", v["burst-alerts"], 2000, 1, 100_000);
