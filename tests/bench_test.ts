@@ -8,6 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { createAuthenticator, signHex } from "../core/auth.ts";
+import { loadConfig } from "../core/config.ts";
 import { normalizeSignal } from "../core/signal.ts";
 import {
   alertBody,
@@ -45,7 +46,7 @@ import { emptyResult, type ScenarioResult } from "../scripts/bench/results.ts";
 import type { BenchReport } from "../scripts/bench/results.ts";
 import { targets } from "../scripts/bench/targets.ts";
 import fc from "fast-check";
-import { resultPath, timeBoundS } from "../scripts/bench/run_bench.ts";
+import { redactUrl, resultPath, timeBoundS } from "../scripts/bench/run_bench.ts";
 import { memoryFigures } from "../scripts/bench/scenario_memory.ts";
 import { EMPTY_SUMMARY, summarizeMs } from "../scripts/bench/stats.ts";
 
@@ -827,4 +828,25 @@ Deno.test({
       await Deno.remove(out, { recursive: true });
     }
   },
+});
+
+Deno.test("the result file's database URL never carries the password, however it is written", () => {
+  // Any password the service itself takes (bare, as it stands, or percent-encoded).
+  const password = fc.stringMatching(/^[ -~]{4,16}$/).map((s) => `Zq${s}`);
+  fc.assert(
+    fc.property(password, fc.boolean(), (p, encode) => {
+      const url = `postgres://bench:${encode ? encodeURIComponent(p) : p}@db.internal:5432/app`;
+      try {
+        loadConfig({ DATABASE_URL: url });
+      } catch {
+        return; // Refused at start-up: never reaches a bench run.
+      }
+      const shown = redactUrl(url);
+      assert.ok(!shown.includes(p) && !shown.includes(encodeURIComponent(p)), shown);
+      assert.match(shown, /^postgres:\/\/bench:\*\*\*@db\.internal:5432\/app$/);
+    }),
+    { numRuns: 300 },
+  );
+  assert.equal(redactUrl("postgres://app:p@ss@db/x"), "postgres://app:***@db/x");
+  assert.equal(redactUrl("postgres://postgres@127.0.0.1/x"), "postgres://postgres@127.0.0.1/x");
 });

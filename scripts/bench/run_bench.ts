@@ -213,8 +213,20 @@ export function timeBoundS(o: BenchOptions): number {
   return Math.ceil(2 * (o.repeat * round + memory * o.dbs.length) + 60);
 }
 
+/**
+ * `url` with its password masked, for the result file. The password ends at
+ * the last "@" before the host (as the driver reads it), not the first: a
+ * bare "@" in it left the rest in the file.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@");
+  try {
+    const parsed = new URL(url);
+    if (parsed.password === "") return url;
+    parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return url.replace(/\/\/([^:@/]*):.*@/, "//$1:***@");
+  }
 }
 
 /** `<out>/<ISO time>-<short sha>.json`; colons become dashes so the name works everywhere. */
