@@ -14,7 +14,7 @@
  */
 import { runCleanups } from "./bench/cleanup.ts";
 import { HELP, parseBenchArgs, UsageError } from "./bench/flags.ts";
-import { resultPath, runBench, timeBoundS } from "./bench/run_bench.ts";
+import { outDirProblem, resultPath, runBench, timeBoundS } from "./bench/run_bench.ts";
 
 async function main(): Promise<number> {
   let parsed;
@@ -32,6 +32,12 @@ async function main(): Promise<number> {
     return 0;
   }
   const { options } = parsed;
+  // Checked before the load, not after it: the run's figures would have nowhere to go.
+  const unwritable = await outDirProblem(options.outDir);
+  if (unwritable !== null) {
+    console.error(`${unwritable}\n\nSee deno task bench --help`);
+    return 2;
+  }
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => {
       console.error(`\n${signal}: stopping the servers and dropping the databases`);

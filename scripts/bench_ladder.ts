@@ -22,7 +22,7 @@ import {
   type RungRun,
   RUNGS,
 } from "./bench/ladder.ts";
-import { gitState, redactUrl, resultPath } from "./bench/run_bench.ts";
+import { gitState, outDirProblem, redactUrl, resultPath } from "./bench/run_bench.ts";
 import { type ServerProcess, startCeiling, startLadder } from "./bench/server_process.ts";
 import { percentileOf } from "./bench/stats.ts";
 import { WRK_PATH, wrkAvailable } from "./bench/wrk_driver.ts";
@@ -305,6 +305,11 @@ async function main(): Promise<number> {
     return 0;
   }
   const options = o;
+  const unwritable = await outDirProblem(options.outDir);
+  if (unwritable !== null) {
+    console.error(unwritable);
+    return 2;
+  }
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => {
       runCleanups().finally(() => Deno.exit(130));

@@ -850,3 +850,41 @@ Deno.test("the result file's database URL never carries the password, however it
   assert.equal(redactUrl("postgres://app:p@ss@db/x"), "postgres://app:***@db/x");
   assert.equal(redactUrl("postgres://postgres@127.0.0.1/x"), "postgres://postgres@127.0.0.1/x");
 });
+
+Deno.test({
+  name: "deno task bench and bench:ladder refuse an --out they cannot write before running a load",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "bench-out-" });
+    // A file where the directory should be: found only after the whole run, the results were lost.
+    const file = `${dir}/results`;
+    await Deno.writeTextFile(file, "");
+    try {
+      for (
+        const args of [
+          [
+            "scripts/bench.ts",
+            ...["--scenarios", "ceiling", "--duration", "1", "--warmup", "0"],
+            ...["--driver", "deno", "--ceiling-connections", "1", "--quiet"],
+          ],
+          ["scripts/bench_ladder.ts", "--rungs", "bare", "--repeat", "1", "--duration", "1"],
+        ]
+      ) {
+        const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "--allow-all", ...args, "--out", `${file}/runs`],
+          cwd: new URL("../", import.meta.url),
+          env: { DATABASE_URL: "" },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const err = new TextDecoder().decode(stderr);
+        assert.equal(code, 2, `${args[0]}: ${err}`);
+        assert.match(err, new RegExp(`--out ${file}/runs`), args[0]);
+        assert.equal(new TextDecoder().decode(stdout), "", `${args[0]} ran a load`);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -229,6 +229,18 @@ export function redactUrl(url: string): string {
   }
 }
 
+/** Why `--out` cannot take the result files (made if missing), or null when it can. */
+export async function outDirProblem(dir: string): Promise<string | null> {
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+    const probe = await Deno.makeTempFile({ dir, prefix: ".bench-out-" });
+    await Deno.remove(probe);
+    return null;
+  } catch (error) {
+    return `--out ${dir}: ${error instanceof Error ? error.message : error}`;
+  }
+}
+
 /** `<out>/<ISO time>-<short sha>.json`; colons become dashes so the name works everywhere. */
 export function resultPath(
   outDir: string,
