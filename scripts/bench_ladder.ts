@@ -56,7 +56,11 @@ interface Options {
   databaseUrl: string | null;
 }
 
-function parseOptions(args: string[]): Options | null {
+/** The command line and environment, checked; null for --help. Throws on a bad flag. */
+export function parseLadderArgs(
+  args: string[],
+  env: Record<string, string | undefined>,
+): Options | null {
   const { values } = parseArgs({
     args,
     options: {
@@ -69,21 +73,37 @@ function parseOptions(args: string[]): Options | null {
     },
   });
   if (values.help) return null;
-  const positive = (v: string | undefined, fallback: number, name: string, min = 1) => {
-    const n = v === undefined ? fallback : Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}`);
+  // Whole numbers as written, within bounds: "1e12" or "0x10" passed Number() and a run could
+  // last for ever (the ladder has no watchdog), "" or " " passed as 0.
+  const whole = (
+    v: string | undefined,
+    fallback: number,
+    name: string,
+    min: number,
+    max: number,
+  ) => {
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || n < min || n > max) {
+      throw new Error(`--${name} must be a whole number from ${min} to ${max}, got "${v}"`);
+    }
     return n;
   };
   const names = new Set(RUNGS.map((r) => r.name as string));
   const rungs = new Set(values.rungs?.split(",").map((s) => s.trim()) ?? names);
   for (const r of rungs) if (!names.has(r)) throw new Error(`Unknown rung "${r}"`);
+  // Blank is unset, as for the service and the bench: "" would reach the driver's defaults.
+  const databaseUrl = env.DATABASE_URL?.trim() || null;
+  if (databaseUrl !== null && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new Error("DATABASE_URL must be a postgres:// or postgresql:// URL");
+  }
   return {
-    repeat: positive(values.repeat, 5, "repeat"),
-    durationS: positive(values.duration, 10, "duration"),
-    warmupS: positive(values.warmup, 2, "warmup", 0),
+    repeat: whole(values.repeat, 5, "repeat", 1, 15),
+    durationS: whole(values.duration, 10, "duration", 1, 3600),
+    warmupS: whole(values.warmup, 2, "warmup", 0, 600),
     rungs,
     outDir: values.out ?? "bench-results",
-    databaseUrl: Deno.env.get("DATABASE_URL") ?? null,
+    databaseUrl,
   };
 }
 
@@ -295,7 +315,7 @@ async function runRung(
 async function main(): Promise<number> {
   let o: Options | null;
   try {
-    o = parseOptions(Deno.args);
+    o = parseLadderArgs(Deno.args, Deno.env.toObject());
   } catch (error) {
     console.error(`${error instanceof Error ? error.message : error}\n\n${HELP}`);
     return 2;

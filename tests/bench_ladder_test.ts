@@ -16,6 +16,7 @@ import {
   scaledTargets,
 } from "../scripts/bench/ladder.ts";
 import { verifyingApp } from "../scripts/bench/ladder_server.ts";
+import { parseLadderArgs } from "../scripts/bench_ladder.ts";
 
 const run = (perSec: number, p99Ms = 1): RungRun => ({ perSec, p50Ms: 0.5, p99Ms, errors: 0 });
 
@@ -100,4 +101,71 @@ Deno.test("the verifying rung: answers ACCEPTED only to a genuine, valid alert",
   const invalid = JSON.stringify({ symbol: "SPY" });
   assert.equal((await post(invalid, await signHex(secret, invalid))).status, 422);
   assert.deepEqual(inserted, ["SPY"]);
+});
+
+Deno.test("bench:ladder flags: whole numbers within bounds; a blank DATABASE_URL is unset", () => {
+  const plain = parseLadderArgs([], {})!;
+  assert.deepEqual([plain.repeat, plain.durationS, plain.warmupS], [5, 10, 2]);
+  assert.equal(plain.databaseUrl, null);
+  assert.equal(parseLadderArgs([], { DATABASE_URL: "  " })!.databaseUrl, null);
+  const url = "postgres://postgres@127.0.0.1:5432/postgres";
+  assert.equal(parseLadderArgs([], { DATABASE_URL: ` ${url} ` })!.databaseUrl, url);
+  assert.throws(() => parseLadderArgs([], { DATABASE_URL: "127.0.0.1:5432" }), /DATABASE_URL/);
+  // Any number as a flag: taken as written within its bounds, or refused naming the flag.
+  const bounds = { repeat: [1, 15], duration: [1, 3600], warmup: [0, 600] } as const;
+  fc.assert(
+    fc.property(
+      fc.constantFrom("repeat", "duration", "warmup"),
+      fc.oneof(
+        fc.nat({ max: 10_000 }).map(String),
+        fc.constantFrom("1e12", "1e308", "0x10", "", " ", "2.5", "-1", "10s", "5m"),
+      ),
+      (flag, value) => {
+        const [min, max] = bounds[flag];
+        const ok = /^\d+$/.test(value) && Number(value) >= min && Number(value) <= max;
+        let parsed;
+        try {
+          parsed = parseLadderArgs([`--${flag}=${value}`], {})!;
+        } catch (error) {
+          assert.ok(!ok, `${flag}=${value} refused: ${error}`);
+          assert.match(String(error), new RegExp(`--${flag} must be a whole number`));
+          return;
+        }
+        assert.ok(ok, `${flag}=${JSON.stringify(value)} accepted`);
+        const got = { repeat: parsed.repeat, duration: parsed.durationS, warmup: parsed.warmupS };
+        assert.equal(got[flag], Number(value));
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
+Deno.test({
+  name: "deno task bench:ladder with DATABASE_URL blank skips the Postgres rungs, as when unset",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const out = await Deno.makeTempDir({ prefix: "bench-ladder-" });
+    try {
+      const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+        args: [
+          ...["run", "--allow-all", "scripts/bench_ladder.ts", "--rungs", "postgres"],
+          ...["--repeat", "1", "--duration", "1", "--warmup", "0", "--out", out],
+        ],
+        cwd: new URL("../", import.meta.url),
+        env: { DATABASE_URL: "" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(code, 0, new TextDecoder().decode(stderr));
+      const [file] = [...Deno.readDirSync(out)].map((e) => e.name);
+      const report = JSON.parse(await Deno.readTextFile(`${out}/${file}`));
+      assert.deepEqual(
+        report.results.map((r: RungResult) => r.skipped),
+        ["DATABASE_URL not set", "DATABASE_URL not set"],
+      );
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  },
 });
