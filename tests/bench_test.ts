@@ -20,7 +20,7 @@ import {
 import { type CpuProfile, sourceOf, summarizeProfile } from "../scripts/bench/cpu_watch.ts";
 import { checkOrder } from "../scripts/bench/order_check.ts";
 import { checkDurability, logProblems } from "../scripts/bench/durability.ts";
-import { parseBenchArgs, UsageError } from "../scripts/bench/flags.ts";
+import { parseBenchArgs, SCENARIOS, UsageError } from "../scripts/bench/flags.ts";
 import { POSTGRES_REACHABLE, TEST_DATABASE_URL } from "./_db.ts";
 import { IN_CI } from "./_service.ts";
 import { load, LOST_ONE } from "./_bench_fixtures.ts";
@@ -173,6 +173,31 @@ Deno.test("parseBenchArgs() defaults to PGlite, Postgres with DATABASE_URL, and 
     () =>
       parseBenchArgs(["--split", "--service-env", "WORKER_ENABLED=true"], { DATABASE_URL: url }),
     /--split sets WORKER_ENABLED itself/,
+  );
+  // The watchdog is a timer (at most 2^31 - 1 ms): a longer bound fired at once, and the run
+  // stopped itself at its start. Every run accepted can be bounded.
+  assert.throws(() => parseBenchArgs(["--memory-minutes", "1000000"], {}), /more than the 24/);
+  fc.assert(
+    fc.property(
+      fc.record({
+        memory: fc.nat({ max: 100_000 }),
+        duration: fc.integer({ min: 1, max: 3600 }),
+        repeat: fc.integer({ min: 1, max: 15 }),
+      }),
+      ({ memory, duration, repeat }) => {
+        const args = [
+          ...["--memory-minutes", String(memory), "--duration", String(duration)],
+          ...["--repeat", String(repeat), "--db", "both", "--scenarios", SCENARIOS.join(",")],
+        ];
+        try {
+          const parsed = parseBenchArgs(args, { DATABASE_URL: url });
+          assert.ok(!parsed.help && timeBoundS(parsed.options) * 1000 <= 2 ** 31 - 1);
+        } catch (error) {
+          assert.ok(error instanceof UsageError, String(error));
+        }
+      },
+    ),
+    { numRuns: 200 },
   );
   // What the bench gives each server itself: an override would load another database (a real
   // one: its alerts stored and decided there), or a server the bench cannot reach or sign for.

@@ -108,6 +108,9 @@ by side (an interleaved A/B): deno task bench:compare FILE... (--help there).`;
  */
 const BENCH_OWNED = ["DATABASE_URL", "DATA_DIR", "PORT", "WEBHOOK_SECRET"] as const;
 
+/** The longest a timer can wait (setTimeout's 32-bit delay). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class UsageError extends Error {
   constructor(message: string) {
     super(message);
@@ -279,6 +282,15 @@ export function parseBenchArgs(
   if (options.split && "WORKER_ENABLED" in serviceEnv) {
     throw new UsageError("--split sets WORKER_ENABLED itself; leave it out of --service-env");
   }
+  // The watchdog is a timer: past 2^31 - 1 ms it fires at once, and the run would stop itself
+  // at its start ("exceeded its time bound").
+  const boundS = timeBoundS(options);
+  if (boundS * 1000 > MAX_TIMER_MS) {
+    throw new UsageError(
+      `These flags allow a run of up to ${Math.round(boundS / 86_400)} days, more than the ` +
+        "24 the bench can bound: ask for less (--memory-minutes, --duration, --repeat)",
+    );
+  }
   for (const c of [...options.ingestConnections, options.ceilingConnections]) {
     if (c < options.wrkThreads) {
       throw new UsageError(
@@ -287,4 +299,24 @@ export function parseBenchArgs(
     }
   }
   return { help: false, options };
+}
+
+/**
+ * The longest a run with these options may take, in seconds: per scenario
+ * its load, the waits for decisions it may do, and a minute for starting,
+ * seeding, stopping (the service may take 25 s to drain) and analysis, for
+ * every round (memory runs once); doubled. Past it the entry point gives up and cleans up: the bench is
+ * bounded in time even if a server or the database hangs.
+ */
+export function timeBoundS(o: BenchOptions): number {
+  const load = o.warmupS + o.durationS;
+  const perDb = (o.scenarios.includes("ingest") ? o.ingestConnections.length * (load + 60) : 0) +
+    (o.scenarios.includes("steady") ? load + 60 : 0) +
+    (o.scenarios.includes("e2e") ? load + 2 * o.drainTimeoutS + 60 : 0) +
+    (o.scenarios.includes("burst") ? o.warmupS + 2 * o.drainTimeoutS + 60 : 0);
+  const memory = o.scenarios.includes("memory") ? o.memoryMinutes * 60 + 60 : 0;
+  const noStore = (o.scenarios.includes("ceiling") ? load + 30 : 0) +
+    (o.scenarios.includes("steady") ? load + 30 : 0);
+  const round = noStore + perDb * o.dbs.length;
+  return Math.ceil(2 * (o.repeat * round + memory * o.dbs.length) + 60);
 }

@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { benchSymbols, hmacSigner } from "./alerts.ts";
 import { registerCleanup } from "./cleanup.ts";
 import type { BenchOptions } from "./flags.ts";
+export { timeBoundS } from "./flags.ts";
 import { type BenchContext, lazyTemplate } from "./harness.ts";
 import { combineRounds } from "./repeat.ts";
 import { fullReport } from "./report.ts";
@@ -191,26 +192,6 @@ export async function runBench(options: BenchOptions, hooks: RunHooks): Promise<
     rounds: options.repeat === 1 ? null : rounds,
     table: fullReport(results, header),
   };
-}
-
-/**
- * The longest a run with these options may take, in seconds: per scenario
- * its load, the waits for decisions it may do, and a minute for starting,
- * seeding, stopping (the service may take 25 s to drain) and analysis, for
- * every round (memory runs once); doubled. Past it the entry point gives up and cleans up: the bench is
- * bounded in time even if a server or the database hangs.
- */
-export function timeBoundS(o: BenchOptions): number {
-  const load = o.warmupS + o.durationS;
-  const perDb = (o.scenarios.includes("ingest") ? o.ingestConnections.length * (load + 60) : 0) +
-    (o.scenarios.includes("steady") ? load + 60 : 0) +
-    (o.scenarios.includes("e2e") ? load + 2 * o.drainTimeoutS + 60 : 0) +
-    (o.scenarios.includes("burst") ? o.warmupS + 2 * o.drainTimeoutS + 60 : 0);
-  const memory = o.scenarios.includes("memory") ? o.memoryMinutes * 60 + 60 : 0;
-  const noStore = (o.scenarios.includes("ceiling") ? load + 30 : 0) +
-    (o.scenarios.includes("steady") ? load + 30 : 0);
-  const round = noStore + perDb * o.dbs.length;
-  return Math.ceil(2 * (o.repeat * round + memory * o.dbs.length) + 60);
 }
 
 /**
