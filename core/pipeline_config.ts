@@ -188,6 +188,9 @@ export function pipelineConfigFromEnv(
     try {
       const parsed = new URL(raw.replaceAll("{symbol}", "SPY"));
       if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new Error();
+      // Without it every symbol is asked the same URL, and an answer that names no symbol
+      // is stored as each one's (QQQ's spot would be SPY's: closes priced at it).
+      if (!raw.includes("{symbol}")) throw new Error();
       return raw;
     } catch {
       problems.push(`${name} must be an http(s) URL, with {symbol} where the ticker goes`);

@@ -453,3 +453,33 @@ Deno.test("DATABASE_URL: a password that would end the URL early is refused, nev
     "postgres at db.internal/x",
   );
 });
+
+Deno.test("CONTEXT_URL and GEX_URL must say where the ticker goes, or every symbol gets one answer", () => {
+  const path = fc.stringMatching(/^[a-z0-9/_.{}-]{0,24}$/);
+  fc.assert(
+    fc.property(fc.constantFrom("CONTEXT_URL", "GEX_URL"), path, path, (name, a, b) => {
+      for (
+        const template of [`https://feed.example/${a}${b}`, `https://feed.example/${a}{symbol}${b}`]
+      ) {
+        const named = template.includes("{symbol}");
+        try {
+          const { providers } = loadConfig({ [name]: template }).config;
+          assert.ok(named, `${template} accepted`);
+          assert.equal(name === "CONTEXT_URL" ? providers.contextUrl : providers.gexUrl, template);
+        } catch (error) {
+          assert.ok(error instanceof ConfigError, String(error));
+          assert.ok(!named || /[{}]/.test(`${a}${b}`), `${template}: ${error.message}`);
+          assert.match(
+            error.message,
+            new RegExp(`${name} must be an http\\(s\\) URL, with {symbol}`),
+          );
+        }
+      }
+    }),
+    { numRuns: 200 },
+  );
+  assert.match(
+    configError({ CONTEXT_URL: "https://feed.example/context/{SYMBOL}" }).message,
+    /CONTEXT_URL/,
+  );
+});
