@@ -199,7 +199,7 @@ export const RulesSchema = z.strictObject({
     cautionMultiplier: fraction,
     noTradeLevel: z.number().finite().min(0),
   }).refine((v) => v.cautionLevel <= v.noTradeLevel, {
-    message: "cautionLevel must not be above noTradeLevel",
+    message: "must not be above VIX_NO_TRADE_LEVEL (the caution band ends where trading stops)",
     path: ["cautionLevel"],
   }),
   degraded: z.strictObject({

@@ -483,3 +483,24 @@ Deno.test("CONTEXT_URL and GEX_URL must say where the ticker goes, or every symb
     /CONTEXT_URL/,
   );
 });
+
+Deno.test("VIX levels out of order are refused naming both variables, whichever was set", () => {
+  const level = fc.integer({ min: 0, max: 100 }).map(String);
+  fc.assert(
+    fc.property(fc.option(level), fc.option(level), (caution, noTrade) => {
+      const env: Record<string, string> = {};
+      if (caution !== null) env.VIX_CAUTION_LEVEL = caution;
+      if (noTrade !== null) env.VIX_NO_TRADE_LEVEL = noTrade;
+      const [c, n] = [Number(caution ?? 20), Number(noTrade ?? 30)];
+      if (c <= n) {
+        assert.deepEqual(loadConfig(env).config.rules.vix.noTradeLevel, n);
+        return;
+      }
+      const message = configError(env).message;
+      // "VIX_CAUTION_LEVEL cautionLevel must not be above noTradeLevel" told someone who had set
+      // only VIX_NO_TRADE_LEVEL=5 of a variable they never set, in the code's own names.
+      assert.match(message, /VIX_CAUTION_LEVEL must not be above VIX_NO_TRADE_LEVEL/, message);
+    }),
+    { numRuns: 200 },
+  );
+});
