@@ -336,9 +336,13 @@ export async function buildRequest(options: RequestOptions): Promise<BuiltReques
       break;
     }
     case "token": {
-      const base = url.replace(/\/+$/, "");
-      url = `${base}/${encodeURIComponent(secret)}`;
-      shownUrl = `${base}/${MASK}`;
+      // In the path, before any query: appended to the whole URL it landed in the query.
+      const target = new URL(url);
+      const base = target.pathname.replace(/\/+$/, "");
+      target.pathname = `${base}/${encodeURIComponent(secret)}`;
+      url = target.toString();
+      target.pathname = `${base}/${MASK}`;
+      shownUrl = target.toString();
       break;
     }
     case "none":

@@ -338,3 +338,22 @@ dbTest("the CLI as a subprocess sends the sample and exits 0", async ({ db }) =>
     assert.deepEqual(row, { symbol: "SPY", auth_method: "signature" });
   });
 });
+
+dbTest(
+  "--auth token puts the secret in the path of a URL with a query, never in the query",
+  async ({ db }) => {
+    await withServer(db, async (url) => {
+      const r = await send([`${url}?source=tv`, "--auth", "token"]);
+      // Appended to the whole URL, the token went into the query ("?source=tv/<secret>"),
+      // where proxies log it, and the webhook was refused 401.
+      assert.equal(r.exitCode, 0, `${r.out}\n${r.err}`);
+      assert.match(
+        r.out,
+        /POST http:\/\/127\.0\.0\.1:\d+\/webhook\/\*\*\*\?source=tv \(token\) -> 200/,
+      );
+      assert.ok(!r.out.includes(SECRET) && !r.err.includes(SECRET));
+      const [row] = await db.query<{ auth_method: string }>("select auth_method from signals");
+      assert.equal(row.auth_method, "url_token");
+    });
+  },
+);
