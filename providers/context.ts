@@ -113,6 +113,19 @@ export function createContextProvider(o: ContextProviderOptions): ContextProvide
   }
 
   /**
+   * The cache's TTL, cut short where the context goes stale: kept past that, a TTL longer
+   * than the rest of its freshness (CONTEXT_TTL_SECONDS 3600 beside CONTEXT_MAX_AGE_SECONDS
+   * 900) answered "missing" from the cache while the provider had a fresh one. One that is
+   * stale already is kept the whole TTL (the provider has nothing newer to ask for).
+   */
+  function cachedUntil(value: StoredContext | null, now: number): number {
+    const ttlEnd = now + o.ttlSeconds * 1000;
+    if (value === null) return ttlEnd;
+    const staleAt = Date.parse(value.context.asOf) + o.maxAgeSeconds * 1000;
+    return staleAt > now ? Math.min(ttlEnd, staleAt) : ttlEnd;
+  }
+
+  /**
    * One load per symbol at a time: the decisions that miss the cache together
    * (batches claimed side by side) share it, rather than each fetch and store
    * a snapshot of its own, and each wait out a hanging provider's timeout.
@@ -125,7 +138,7 @@ export function createContextProvider(o: ContextProviderOptions): ContextProvide
     const loading: Promise<StoredContext | null> = load(symbol).then((value) => {
       const current = inFlight.get(symbol) === loading;
       if (current || !cache.has(symbol)) {
-        cache.set(symbol, { value, until: current ? now + o.ttlSeconds * 1000 : 0 });
+        cache.set(symbol, { value, until: current ? cachedUntil(value, now) : 0 });
       }
       return value;
     }).finally(() => {

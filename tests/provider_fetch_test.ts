@@ -437,6 +437,35 @@ dbTest(
     } finally {
       await gex.stop();
       await server.shutdown();
+
+dbTest(
+  "a fetched context is fetched again once it goes stale, however long CONTEXT_TTL_SECONDS is",
+  async ({ db }) => {
+    let now = NOW;
+    // The feed always has a context of this very moment.
+    const f = feed(() =>
+      Response.json({ symbol: "SPY", spot: 500, vix: 15, asOf: new Date(now).toISOString() })
+    );
+    try {
+      // An hour's cache (to spare the feed) beside the default 15 minutes' freshness.
+      const context = contextProvider(db, {
+        ttlSeconds: 3600,
+        maxAgeSeconds: 900,
+        url: `${f.base}/context/{symbol}`,
+        now: () => now,
+      });
+      assert.notEqual(await context.get("SPY"), null);
+      now += 600_000;
+      assert.notEqual(await context.get("SPY"), null);
+      assert.equal(f.requests.context, 1, "a fresh cached context was fetched again");
+      // 901 s on, the cached one is stale while the feed has a fresh one: it decided degraded
+      // (half size, or NO_CONTEXT under DEGRADED_POLICY=REJECT) for the rest of the hour.
+      now += 301_000;
+      const later = await context.get("SPY");
+      assert.equal(later?.context.asOf, new Date(now).toISOString());
+      assert.equal(f.requests.context, 2);
+    } finally {
+      await f.close();
     }
   },
 );
