@@ -83,6 +83,20 @@ const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 const optionalText = z.string().transform((v) => v.trim()).transform((v) => v === "" ? null : v);
 
+const NOT_POSTGRES = "must be a postgres:// or postgresql:// URL";
+// Never quoting the URL: its password would go with it.
+const UNREADABLE_URL = "is not a URL the driver can read: percent-encode / ? # and % in the " +
+  'user name and password ("/" as %2F, "#" as %23, "%" as %25); one host only';
+
+/**
+ * What is wrong with `url` as a DATABASE_URL, never quoting it, or null: for
+ * the tools that take one beside the service (`deno task bench`, `bench:ladder`).
+ */
+export function databaseUrlProblem(url: string): string | null {
+  if (!/^postgres(ql)?:\/\//.test(url)) return `DATABASE_URL ${NOT_POSTGRES}`;
+  return readableUrl(url) ? null : `DATABASE_URL ${UNREADABLE_URL}`;
+}
+
 const EnvSchema = z.object({
   NODE_ENV: z.enum(["development", "production", "test"], {
     error: "must be development, production or test",
@@ -90,12 +104,10 @@ const EnvSchema = z.object({
   PORT: int(1, 65535).default(8080),
   DATABASE_URL: optionalText.refine(
     (v) => v === null || /^postgres(ql)?:\/\//.test(v),
-    "must be a postgres:// or postgresql:// URL",
+    NOT_POSTGRES,
   ).refine(
     (v) => v === null || !/^postgres(ql)?:\/\//.test(v) || readableUrl(v),
-    // The message never quotes the URL: its password would go with it.
-    "is not a URL the driver can read: percent-encode / ? # and % in the user name and " +
-      'password ("/" as %2F, "#" as %23, "%" as %25); one host only',
+    UNREADABLE_URL,
   ).default(null),
   DATA_DIR: z.string().min(1, "must not be empty").default("./data"),
   DATABASE_POOL_SIZE: int(1, 100).default(10),

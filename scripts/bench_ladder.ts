@@ -10,6 +10,7 @@
  * Loopback only, bounded in time; the databases it makes are dropped.
  */
 import { parseArgs } from "node:util";
+import { databaseUrlProblem } from "../core/config.ts";
 import { alertBody, hmacSigner, rawRequest } from "./bench/alerts.ts";
 import { freshPostgres } from "./bench/bench_database.ts";
 import { registerCleanup, runCleanups } from "./bench/cleanup.ts";
@@ -94,9 +95,8 @@ export function parseLadderArgs(
   for (const r of rungs) if (!names.has(r)) throw new Error(`Unknown rung "${r}"`);
   // Blank is unset, as for the service and the bench: "" would reach the driver's defaults.
   const databaseUrl = env.DATABASE_URL?.trim() || null;
-  if (databaseUrl !== null && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    throw new Error("DATABASE_URL must be a postgres:// or postgresql:// URL");
-  }
+  const urlProblem = databaseUrl === null ? null : databaseUrlProblem(databaseUrl);
+  if (urlProblem !== null) throw new Error(urlProblem);
   return {
     repeat: whole(values.repeat, 5, "repeat", 1, 15),
     durationS: whole(values.duration, 10, "duration", 1, 3600),

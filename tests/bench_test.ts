@@ -21,6 +21,7 @@ import { type CpuProfile, sourceOf, summarizeProfile } from "../scripts/bench/cp
 import { checkOrder } from "../scripts/bench/order_check.ts";
 import { checkDurability, logProblems } from "../scripts/bench/durability.ts";
 import { parseBenchArgs, SCENARIOS, UsageError } from "../scripts/bench/flags.ts";
+import { parseLadderArgs } from "../scripts/bench_ladder.ts";
 import { POSTGRES_REACHABLE, TEST_DATABASE_URL } from "./_db.ts";
 import { IN_CI } from "./_service.ts";
 import { load, LOST_ONE } from "./_bench_fixtures.ts";
@@ -912,4 +913,29 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("bench and bench:ladder refuse a DATABASE_URL the driver cannot read, never quoting it", () => {
+  // An unreadable one reached the driver, whose TypeError quoted it whole: "Bench failed:
+  // TypeError: Invalid URL: 'postgres://postgres:<password>@...'".
+  const password = fc.stringMatching(/^[ -~]{4,16}$/).map((s) => `Zq${s}`);
+  fc.assert(
+    fc.property(password, (p) => {
+      const env = { DATABASE_URL: `postgres://bench:${p}@127.0.0.1:5432/postgres` };
+      for (const parse of [() => parseBenchArgs([], env), () => parseLadderArgs([], env)]) {
+        try {
+          parse();
+        } catch (error) {
+          assert.match(String(error), /DATABASE_URL is not a URL the driver can read/);
+          assert.ok(!String(error).includes(p), String(error));
+          continue;
+        }
+        // Accepted: the bench derives its databases' URLs from it without throwing.
+        const url = new URL(env.DATABASE_URL);
+        url.pathname = "/bench_x";
+        assert.equal(new URL(url.toString()).hostname, "127.0.0.1");
+      }
+    }),
+    { numRuns: 200 },
+  );
 });

@@ -4,6 +4,7 @@
  * `UsageError` with a message saying what and why.
  */
 import { parseArgs } from "node:util";
+import { databaseUrlProblem } from "../../core/config.ts";
 
 export const SCENARIOS = ["ceiling", "ingest", "steady", "e2e", "burst", "memory"] as const;
 export type ScenarioName = typeof SCENARIOS[number];
@@ -196,9 +197,9 @@ export function parseBenchArgs(
       "--db postgres needs DATABASE_URL (a server the bench may create and drop bench_* databases on)",
     );
   }
-  if (postgresUrl !== null && !/^postgres(ql)?:\/\//.test(postgresUrl)) {
-    throw new UsageError("DATABASE_URL must be a postgres:// or postgresql:// URL");
-  }
+  // As the service checks it: one it cannot read made the driver throw an error quoting it whole.
+  const urlProblem = postgresUrl === null ? null : databaseUrlProblem(postgresUrl);
+  if (urlProblem !== null) throw new UsageError(urlProblem);
 
   const memoryMinutes = v["memory-minutes"] === undefined
     ? 0
