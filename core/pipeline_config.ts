@@ -198,6 +198,21 @@ export function pipelineConfigFromEnv(
     }
   };
 
+  // As a signal's symbol reads (core/signal.ts): "AMEX:SPY" is SPY. Anything else was fetched
+  // as is on every refresh and failed ("SPY QQQ", space-separated, is one "symbol").
+  const tickers = (name: string): string[] => {
+    const out: string[] = [];
+    for (const entry of (env[name] ?? "").split(",").map((s) => s.trim()).filter(Boolean)) {
+      const symbol = entry.toUpperCase().replace(/^[A-Z0-9_]{1,32}:/, "");
+      if (!/^[A-Z0-9][A-Z0-9._!/^-]{0,31}$/.test(symbol)) {
+        problems.push(
+          `${name} has "${entry.slice(0, 40)}", which is not a ticker (separate them with commas)`,
+        );
+      } else if (!out.includes(symbol)) out.push(symbol);
+    }
+    return out;
+  };
+
   const config: PipelineConfig = {
     rules: checked.success ? checked.data : DEFAULT_RULES,
     worker: {
@@ -219,9 +234,7 @@ export function pipelineConfigFromEnv(
       gexUrl: url("GEX_URL"),
       gexMaxAgeSeconds: int("GEX_MAX_AGE_SECONDS", 3600, 1, 7 * 86_400),
       gexRefreshSeconds: int("GEX_REFRESH_SECONDS", 300, 10, 86_400),
-      gexSymbols: (env.GEX_SYMBOLS ?? "").split(",").map((s) => s.trim().toUpperCase()).filter((
-        s,
-      ) => s !== ""),
+      gexSymbols: tickers("GEX_SYMBOLS"),
       // A decision waits for its context lookup: at most half of main.ts's
       // SHUTDOWN_DEADLINE_MS (20 s), so one round of them cannot outlast a stop.
       timeoutMs: int("PROVIDER_TIMEOUT_MS", 2000, 100, PROVIDER_TIMEOUT_MAX_MS),

@@ -504,3 +504,33 @@ Deno.test("VIX levels out of order are refused naming both variables, whichever 
     { numRuns: 200 },
   );
 });
+
+Deno.test("GEX_SYMBOLS: tickers as a signal names them, or refused naming the entry", () => {
+  const entry = fc.oneof(
+    fc.stringMatching(/^[A-Za-z0-9]{1,6}$/),
+    fc.stringMatching(/^[A-Za-z]{2,6}:[A-Za-z]{1,5}$/),
+    fc.string({ maxLength: 10 }),
+  );
+  fc.assert(
+    fc.property(fc.array(entry, { maxLength: 5 }), (entries) => {
+      const value = entries.join(",");
+      let symbols: string[];
+      try {
+        symbols = loadConfig({ GEX_SYMBOLS: value }).config.providers.gexSymbols;
+      } catch (error) {
+        assert.ok(error instanceof ConfigError, String(error));
+        assert.match(error.message, /GEX_SYMBOLS has ".*", which is not a ticker/s);
+        return;
+      }
+      // Each one a symbol a signal can carry: fetched on schedule, and the one signals ask for.
+      for (const s of symbols) assert.match(s, /^[A-Z0-9][A-Z0-9._!/^-]{0,31}$/, value);
+      assert.equal(new Set(symbols).size, symbols.length);
+    }),
+    { numRuns: 300 },
+  );
+  assert.deepEqual(
+    loadConfig({ GEX_SYMBOLS: " spy, AMEX:SPY ,qqq,, " }).config.providers.gexSymbols,
+    ["SPY", "QQQ"],
+  );
+  assert.match(configError({ GEX_SYMBOLS: "SPY QQQ" }).message, /GEX_SYMBOLS has "SPY QQQ"/);
+});
