@@ -14,12 +14,21 @@ export function parseCidrs(entries: readonly string[]): Cidr[] | { invalid: stri
     const address = parseAddress(addressText);
     if (address === null || rest.length > 0) return { invalid: entry };
     const max = address.kind() === "ipv4" ? 32 : 128;
+    let bits: number;
     if (bitsText === undefined) {
-      out.push([address, max]);
+      bits = max;
     } else if (/^\d{1,3}$/.test(bitsText) && Number(bitsText) <= max) {
-      out.push([address, Number(bitsText)]);
+      bits = Number(bitsText);
     } else {
       return { invalid: entry };
+    }
+    // Senders are compared as IPv4 however they are written (ipInCidrs), so an entry
+    // written IPv4-mapped ("::ffff:52.89.214.238") is its IPv4 range: kept as IPv6 it
+    // matched no sender at all.
+    if (address.kind() === "ipv6" && bits >= 96 && (address as ipaddr.IPv6).isIPv4MappedAddress()) {
+      out.push([(address as ipaddr.IPv6).toIPv4Address(), bits - 96]);
+    } else {
+      out.push([address, bits]);
     }
   }
   return out;

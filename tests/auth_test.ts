@@ -707,3 +707,44 @@ Deno.test("the allowlist reads addresses only in their usual notation, never hex
   }
   assert.equal((parseCidrs(["10.0.0.0/8", "2001:db8::/32", "::/0"]) as Cidr[]).length, 3);
 });
+
+Deno.test("IP allowlist: an entry written IPv4-mapped admits the same senders as written IPv4", async () => {
+  // "::ffff:52.89.214.238" (as a proxy in front may report TradingView) was taken and then
+  // matched no sender at all: with a secret set, every alert from it was refused.
+  await fc.assert(
+    fc.asyncProperty(ipv4, fc.integer({ min: 0, max: 32 }), ipv4, async (range, bits, client) => {
+      const plain = createAuthenticator(
+        settings({ secret: null, ipAllowlist: parseCidrs([`${range}/${bits}`]) as Cidr[] }),
+      );
+      const mapped = createAuthenticator(
+        settings({
+          secret: null,
+          ipAllowlist: parseCidrs([`::ffff:${range}/${96 + bits}`]) as Cidr[],
+        }),
+      );
+      for (const ip of [client, `::ffff:${client}`, range]) {
+        const want = (await plain.verify(request({ clientIp: ip }))).ok;
+        assert.equal(
+          (await mapped.verify(request({ clientIp: ip }))).ok,
+          want,
+          `${range}/${bits} ${ip}`,
+        );
+      }
+    }),
+    { numRuns: 200 },
+  );
+  const tv = createAuthenticator(
+    settings({
+      ipAllowlist: parseCidrs(["::ffff:52.89.214.238"]) as Cidr[],
+      ipAllowlistRequired: true,
+    }),
+  );
+  const body = JSON.stringify({ symbol: "SPY" });
+  const signature = await signHex(SECRET, body);
+  assertPasses(
+    await tv.verify(
+      request({ body, headers: { "x-signature": signature }, clientIp: "52.89.214.238" }),
+    ),
+    "signature",
+  );
+});
