@@ -244,6 +244,9 @@ export function pipelineConfigFromEnv(
   return { config, problems, warnings: checked.success ? ruleWarnings(checked.data) : [] };
 }
 
+/** 09:30 to 16:00 in New York. */
+const REGULAR_SESSION_MINUTES = 390;
+
 /**
  * Valid rules that refuse every entry, or every entry in some condition,
  * under a reason that reads like a market condition: a kill switch must be
@@ -253,6 +256,20 @@ export function ruleWarnings(rules: Rules): string[] {
   const warnings: string[] = [];
   const never = "no entry will ever be approved";
   if (rules.maxOpenPositions === 0) warnings.push(`MAX_OPEN_POSITIONS=0: ${never} (MAX_POSITIONS)`);
+  // An entry passes only between open + the one and close - the other (core/entry_checks.ts),
+  // when market hours are enforced at all.
+  const { noEntryMinutesAfterOpen: afterOpen, noEntryMinutesBeforeClose: beforeClose } =
+    rules.marketHours;
+  if (rules.marketHours.enforce && afterOpen + beforeClose >= REGULAR_SESSION_MINUTES) {
+    warnings.push(
+      `NO_ENTRY_MINUTES_AFTER_OPEN (${afterOpen}) and NO_ENTRY_MINUTES_BEFORE_CLOSE ` +
+        `(${beforeClose}) cover the whole ${REGULAR_SESSION_MINUTES}-minute session: ` +
+        (rules.marketHours.extendedHours
+          ? "entries only before the open and after the close"
+          : never) +
+        " (OPENING_WINDOW, CLOSING_WINDOW)",
+    );
+  }
   if (rules.maxExposure < rules.baseNotional) {
     warnings.push(
       `MAX_EXPOSURE (${rules.maxExposure}) is below BASE_NOTIONAL (${rules.baseNotional}): ` +

@@ -534,3 +534,28 @@ Deno.test("GEX_SYMBOLS: tickers as a signal names them, or refused naming the en
   );
   assert.match(configError({ GEX_SYMBOLS: "SPY QQQ" }).message, /GEX_SYMBOLS has "SPY QQQ"/);
 });
+
+Deno.test("entry windows that cover the whole session are a kill switch, and start-up says so", () => {
+  fc.assert(
+    fc.property(fc.nat(390), fc.nat(390), fc.boolean(), fc.boolean(), (a, b, extended, off) => {
+      const { warnings } = loadConfig({
+        ...PRODUCTION,
+        NO_ENTRY_MINUTES_AFTER_OPEN: String(a),
+        NO_ENTRY_MINUTES_BEFORE_CLOSE: String(b),
+        EXTENDED_HOURS: String(extended),
+        ...(off ? { ENFORCE_MARKET_HOURS: "false" } : {}),
+      });
+      const said = warnings.filter((w) => w.startsWith("NO_ENTRY_MINUTES_AFTER_OPEN"));
+      // An entry passes between open + a and close - b of the 09:30-16:00 session (entry_checks.ts).
+      // Market hours not enforced: no window applies (core/decide.ts).
+      assert.equal(said.length, !off && a + b >= 390 ? 1 : 0, `${a} + ${b}: ${warnings}`);
+      if (said.length === 1) {
+        assert.match(
+          said[0],
+          extended ? /entries only before the open and after the close/ : /no entry will ever/,
+        );
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
