@@ -437,6 +437,9 @@ dbTest(
     } finally {
       await gex.stop();
       await server.shutdown();
+    }
+  },
+);
 
 dbTest(
   "a fetched context is fetched again once it goes stale, however long CONTEXT_TTL_SECONDS is",
