@@ -201,6 +201,23 @@ export interface DbTestOptions {
   drivers?: DriverName[];
 }
 
+/**
+ * The body of a CTE that inserts `count` signals in the webhook's shape
+ * (symbols S0, S1, .. up to `symbols`; dedup keys `<prefix>-1`, ..), returning
+ * their id, symbol and seq: `with s as (${insertSignalsSql(500)}) ...`.
+ */
+export function insertSignalsSql(
+  count: number,
+  { prefix = "key", symbols = 20 }: { prefix?: string; symbols?: number } = {},
+): string {
+  return `insert into signals (id, received_at, source, symbol, direction, action, timeframe,
+      signal_time, dedup_key, raw_payload, auth_method, correlation_id)
+    select gen_random_uuid(), now(), 'test', 'S' || (g % ${symbols}), 'CALL', 'ENTRY', '5m',
+      now(), '${prefix}-' || g, '{}', 'hmac', 'c-${prefix}-' || g
+    from generate_series(1, ${count}) g
+    returning id, symbol, seq`;
+}
+
 /** Registers `fn` once per driver, each run on its own fresh, migrated database. */
 export function dbTest(
   name: string,

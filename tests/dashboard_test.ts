@@ -595,6 +595,18 @@ async function onPage(s: Services, use: (page: Page, base: string) => Promise<vo
   }
 }
 
+/** `onPage`, on the dashboard with TOKEN already given and its live stream connected. */
+function onDashboard(s: Services, use: (page: Page) => Promise<void>) {
+  return onPage(s, async (page, base) => {
+    await page.addInitScript(
+      `sessionStorage.setItem("optionstrat.operatorToken", ${JSON.stringify(TOKEN)})`,
+    );
+    await page.goto(base);
+    await page.locator("#conn.tone-ok").waitFor();
+    await use(page);
+  });
+}
+
 if (chromiumInstalled) {
   dbTest(
     "the dashboard takes a token pasted with its Bearer prefix, and asks again for one it cannot send",
@@ -633,12 +645,7 @@ if (chromiumInstalled) {
     "the dashboard's PnL chart keeps the newest closes, not every close of the day",
     async ({ db }) => {
       const s = await testServices(db, { env: { OPERATOR_TOKEN: TOKEN } });
-      await onPage(s, async (page, base) => {
-        await page.addInitScript(
-          `sessionStorage.setItem("optionstrat.operatorToken", ${JSON.stringify(TOKEN)})`,
-        );
-        await page.goto(base);
-        await page.locator("#conn.tone-ok").waitFor();
+      await onDashboard(s, async (page) => {
         // A long day's closes, as the outbox sends them: 600 closed positions, the last on ZZZ.
         await s.db.query(
           `insert into events (kind, symbol, payload)
@@ -665,12 +672,7 @@ if (chromiumInstalled) {
     "the dashboard's figures refresh while events keep coming, not only once they pause",
     async ({ db }) => {
       const s = await testServices(db, { env: { OPERATOR_TOKEN: TOKEN } });
-      await onPage(s, async (page, base) => {
-        await page.addInitScript(
-          `sessionStorage.setItem("optionstrat.operatorToken", ${JSON.stringify(TOKEN)})`,
-        );
-        await page.goto(base);
-        await page.locator("#conn.tone-ok").waitFor();
+      await onDashboard(s, async (page) => {
         let metricsLoads = 0;
         page.on("request", (req) => {
           if (new URL(req.url()).pathname === "/metrics") metricsLoads++;

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { runMaintenance, VACUUMED_TABLES } from "../db/maintenance.ts";
 import { countRows, signed, testServices, uniqueSignal } from "./_app.ts";
-import { dbTest } from "./_db.ts";
+import { dbTest, insertSignalsSql } from "./_db.ts";
 
 dbTest(
   "maintenance deletes dedup keys long expired, events and refusals past retention, nothing else",
@@ -73,13 +73,7 @@ dbTest(
     assert.deepEqual(await analyzeCounts(), first);
     // 500 new jobs (50 + 10 % of a table that had none): that table is analyzed, only it.
     await db.exec(`
-      with s as (
-        insert into signals (id, received_at, source, symbol, direction, action, timeframe,
-          signal_time, dedup_key, raw_payload, auth_method, correlation_id)
-        select gen_random_uuid(), now(), 'test', 'S' || (g % 20), 'CALL', 'ENTRY', '5m', now(),
-          'key-' || g, '{}', 'hmac', 'c-' || g
-        from generate_series(1, 500) g
-        returning id, symbol)
+      with s as (${insertSignalsSql(500)})
       insert into pipeline_jobs (signal_id, symbol) select id, symbol from s;`);
     assert.deepEqual((await run()).analyzed, ["pipeline_jobs"]);
     const third = await analyzeCounts();

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { countSlices, createSignalCounter, type SignalCounts } from "../db/metrics.ts";
 import type { Queryable } from "../db/port.ts";
-import { dbTest } from "./_db.ts";
+import { dbTest, insertSignalsSql } from "./_db.ts";
 import { clock, pipelineServices, pushChain, pushContext, send } from "./_pipeline.ts";
 
 /** The counts taken the plain way, every table read whole: the oracle, independent of the counter. */
@@ -124,13 +124,7 @@ dbTest(
   async ({ db }) => {
     // 2,500 signals, 2,000 of them decided, in the shapes the webhook and the worker write.
     await db.exec(`
-      with s as (
-        insert into signals (id, received_at, source, symbol, direction, action, timeframe,
-          signal_time, dedup_key, raw_payload, auth_method, correlation_id)
-        select gen_random_uuid(), now(), 'test', 'S' || (g % 20), 'CALL', 'ENTRY', '5m', now(),
-          'key-' || g, '{}', 'hmac', 'c-' || g
-        from generate_series(1, 2500) g
-        returning id, seq)
+      with s as (${insertSignalsSql(2500)})
       insert into decisions (signal_id, outcome, reason_code, message)
       select id, case when seq % 3 = 0 then 'ENTER' else 'REJECT' end,
         case when seq % 3 = 0 then 'ENTRY_APPROVED' else 'MARKET_CLOSED' end, 'm'

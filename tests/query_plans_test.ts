@@ -16,20 +16,14 @@ import { DECISIONS_SINCE_SQL, SIGNALS_SINCE_SQL } from "../db/metrics.ts";
 import { RECORD_DUPLICATES_SQL } from "../db/signals.ts";
 import { LATEST_CURSOR_SQL, READ_EVENTS_SQL } from "../db/events.ts";
 import { MARKET_DATA_FRESHNESS_SQL } from "../db/market_data.ts";
-import { dbTest } from "./_db.ts";
+import { dbTest, insertSignalsSql } from "./_db.ts";
 
 const ROWS = 5_000;
 
 /** `count` signals, dedup keys `<prefix>-1`.., each with a decision; nothing analyzed. */
 async function insertDecided(db: Queryable, prefix: string, count: number): Promise<void> {
   await db.exec(`
-    with s as (
-      insert into signals (id, received_at, source, symbol, direction, action, timeframe,
-        signal_time, dedup_key, raw_payload, auth_method, correlation_id)
-      select gen_random_uuid(), now(), 'test', 'S' || (g % 200), 'CALL', 'ENTRY', '5m', now(),
-        '${prefix}-' || g, '{}', 'hmac', 'c-${prefix}-' || g
-      from generate_series(1, ${count}) g
-      returning id)
+    with s as (${insertSignalsSql(count, { prefix, symbols: 200 })})
     insert into decisions (signal_id, outcome, reason_code, message, timings)
     select id, 'REJECT', 'MARKET_CLOSED', 'closed', '{"queue_ms": 1}' from s;`);
 }
