@@ -241,7 +241,18 @@ export function pipelineConfigFromEnv(
       gexTimeoutMs: int("GEX_TIMEOUT_MS", 30_000, 100, 300_000),
     },
   };
-  return { config, problems, warnings: checked.success ? ruleWarnings(checked.data) : [] };
+  const warnings = checked.success ? ruleWarnings(checked.data) : [];
+  const { gexUrl, gexRefreshSeconds, gexMaxAgeSeconds } = config.providers;
+  if (gexUrl !== null && gexRefreshSeconds >= gexMaxAgeSeconds) {
+    // A fetched chain goes stale before the next one comes: between them every decision
+    // reads "GEX missing" (degraded: DEGRADED_POLICY) though the feed is up.
+    warnings.push(
+      `GEX_REFRESH_SECONDS (${gexRefreshSeconds}) is not below GEX_MAX_AGE_SECONDS ` +
+        `(${gexMaxAgeSeconds}): fetched GEX goes stale before the next fetch, and decisions ` +
+        "in between run without it (DEGRADED_POLICY: half size, or NO_GEX)",
+    );
+  }
+  return { config, problems, warnings };
 }
 
 /** 09:30 to 16:00 in New York. */

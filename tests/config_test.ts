@@ -559,3 +559,26 @@ Deno.test("entry windows that cover the whole session are a kill switch, and sta
     { numRuns: 300 },
   );
 });
+
+Deno.test("start-up warns when fetched GEX would go stale before the next fetch, and only then", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 10, max: 86_400 }),
+      fc.integer({ min: 1, max: 7 * 86_400 }),
+      fc.boolean(),
+      (refresh, maxAge, fetched) => {
+        const { warnings } = loadConfig({
+          GEX_REFRESH_SECONDS: String(refresh),
+          GEX_MAX_AGE_SECONDS: String(maxAge),
+          ...(fetched ? { GEX_URL: "https://cdn.cboe.com/api/{symbol}.json" } : {}),
+        });
+        const warned = warnings.some((w) => w.startsWith("GEX_REFRESH_SECONDS"));
+        assert.equal(warned, fetched && refresh >= maxAge, warnings.join("\n"));
+      },
+    ),
+    { numRuns: 300 },
+  );
+  // The defaults (300 s against an hour) say nothing.
+  const { warnings } = loadConfig({ GEX_URL: "https://cdn.cboe.com/api/{symbol}.json" });
+  assert.ok(!warnings.some((w) => w.includes("GEX_REFRESH_SECONDS")));
+});
