@@ -158,7 +158,8 @@ export function parseSendArgs(
     const value = flag(name);
     if (value === undefined) continue;
     const n = Number(value);
-    if (value.trim() === "" || !Number.isFinite(n)) {
+    // Decimal only: Number() also reads "0x10" as 16 and "0b11" as 3.
+    if (!/^\s*[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*$/i.test(value) || !Number.isFinite(n)) {
       throw new UsageError(`--${name} must be a number, got "${value}"`);
     }
     fields[name] = n;

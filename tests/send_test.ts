@@ -167,6 +167,8 @@ Deno.test("usage errors exit 2 with a clear message and send nothing", async () 
     [[], {}, /No secret: set WEBHOOK_SECRET or pass --secret/],
     [["--count", "0"], { WEBHOOK_SECRET: SECRET }, /--count must be a whole number/],
     [["--price", "cheap"], { WEBHOOK_SECRET: SECRET }, /--price must be a number/],
+    [["--price", "0x10"], { WEBHOOK_SECRET: SECRET }, /--price must be a number/],
+    [["--confidence", "0b1"], { WEBHOOK_SECRET: SECRET }, /--confidence must be a number/],
     [
       ["--timestamp", "soon"],
       { WEBHOOK_SECRET: SECRET },
