@@ -4,6 +4,7 @@
  * providers. Pure; `loadConfig()` calls it and reports problems by variable.
  */
 import { DEFAULT_RULES, type Rules, RulesSchema } from "./rules.ts";
+import { tickerOf } from "./signal.ts";
 
 export interface WorkerConfig {
   /**
@@ -198,13 +199,13 @@ export function pipelineConfigFromEnv(
     }
   };
 
-  // As a signal's symbol reads (core/signal.ts): "AMEX:SPY" is SPY. Anything else was fetched
+  // As a signal's symbol reads (tickerOf): "AMEX:SPY" is SPY. Anything else was fetched
   // as is on every refresh and failed ("SPY QQQ", space-separated, is one "symbol").
   const tickers = (name: string): string[] => {
     const out: string[] = [];
     for (const entry of (env[name] ?? "").split(",").map((s) => s.trim()).filter(Boolean)) {
-      const symbol = entry.toUpperCase().replace(/^[A-Z0-9_]{1,32}:/, "");
-      if (!/^[A-Z0-9][A-Z0-9._!/^-]{0,31}$/.test(symbol)) {
+      const symbol = tickerOf(entry);
+      if (symbol === null) {
         problems.push(
           `${name} has "${entry.slice(0, 40)}", which is not a ticker (separate them with commas)`,
         );

@@ -187,6 +187,15 @@ function normalizeSource(value: unknown): string | Invalid {
   return s;
 }
 
+/**
+ * The ticker in `value` as a signal's symbol reads it ("amex:spy" is SPY), or
+ * null when it is none: for lists of symbols outside an alert (GEX_SYMBOLS).
+ */
+export function tickerOf(value: string): string | null {
+  const read = normalizeTicker(value, undefined);
+  return isIssue(read) ? null : read.symbol;
+}
+
 function normalizeTicker(
   value: unknown,
   exchangeField: unknown,
