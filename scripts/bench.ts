@@ -13,8 +13,8 @@
  * measured, not enforced), 1 when it could not run, 2 for a usage error.
  */
 import { runCleanups } from "./bench/cleanup.ts";
-import { HELP, parseBenchArgs, UsageError } from "./bench/flags.ts";
-import { outDirProblem, resultPath, runBench, timeBoundS } from "./bench/run_bench.ts";
+import { HELP, parseBenchArgs, timeBoundS, UsageError } from "./bench/flags.ts";
+import { outDirProblem, resultPath, runBench } from "./bench/run_bench.ts";
 
 async function main(): Promise<number> {
   let parsed;

@@ -23,6 +23,7 @@ import {
   type RungRun,
   RUNGS,
 } from "./bench/ladder.ts";
+import { whole } from "./bench/flags.ts";
 import { gitState, outDirProblem, redactUrl, resultPath } from "./bench/run_bench.ts";
 import { type ServerProcess, startCeiling, startLadder } from "./bench/server_process.ts";
 import { percentileOf } from "./bench/stats.ts";
@@ -74,22 +75,6 @@ export function parseLadderArgs(
     },
   });
   if (values.help) return null;
-  // Whole numbers as written, within bounds: "1e12" or "0x10" passed Number() and a run could
-  // last for ever (the ladder has no watchdog), "" or " " passed as 0.
-  const whole = (
-    v: string | undefined,
-    fallback: number,
-    name: string,
-    min: number,
-    max: number,
-  ) => {
-    if (v === undefined) return fallback;
-    const n = Number(v);
-    if (!/^\d+$/.test(v) || n < min || n > max) {
-      throw new Error(`--${name} must be a whole number from ${min} to ${max}, got "${v}"`);
-    }
-    return n;
-  };
   const names = new Set(RUNGS.map((r) => r.name as string));
   const rungs = new Set(values.rungs?.split(",").map((s) => s.trim()) ?? names);
   for (const r of rungs) if (!names.has(r)) throw new Error(`Unknown rung "${r}"`);
@@ -98,9 +83,10 @@ export function parseLadderArgs(
   const urlProblem = databaseUrl === null ? null : databaseUrlProblem(databaseUrl);
   if (urlProblem !== null) throw new Error(urlProblem);
   return {
-    repeat: whole(values.repeat, 5, "repeat", 1, 15),
-    durationS: whole(values.duration, 10, "duration", 1, 3600),
-    warmupS: whole(values.warmup, 2, "warmup", 0, 600),
+    // Bounded: the ladder has no watchdog, and "1e12" would run for ever.
+    repeat: whole("repeat", values.repeat, 5, 1, 15),
+    durationS: whole("duration", values.duration, 10, 1, 3600),
+    warmupS: whole("warmup", values.warmup, 2, 0, 600),
     rungs,
     outDir: values.out ?? "bench-results",
     databaseUrl,

@@ -20,7 +20,7 @@ import {
 import { type CpuProfile, sourceOf, summarizeProfile } from "../scripts/bench/cpu_watch.ts";
 import { checkOrder } from "../scripts/bench/order_check.ts";
 import { checkDurability, logProblems } from "../scripts/bench/durability.ts";
-import { parseBenchArgs, SCENARIOS, UsageError } from "../scripts/bench/flags.ts";
+import { parseBenchArgs, SCENARIOS, timeBoundS, UsageError } from "../scripts/bench/flags.ts";
 import { parseLadderArgs } from "../scripts/bench_ladder.ts";
 import { POSTGRES_REACHABLE, TEST_DATABASE_URL } from "./_db.ts";
 import { IN_CI } from "./_service.ts";
@@ -47,7 +47,7 @@ import { emptyResult, type ScenarioResult } from "../scripts/bench/results.ts";
 import type { BenchReport } from "../scripts/bench/results.ts";
 import { targets } from "../scripts/bench/targets.ts";
 import fc from "fast-check";
-import { redactUrl, resultPath, timeBoundS } from "../scripts/bench/run_bench.ts";
+import { redactUrl, resultPath } from "../scripts/bench/run_bench.ts";
 import { memoryFigures } from "../scripts/bench/scenario_memory.ts";
 import { EMPTY_SUMMARY, summarizeMs } from "../scripts/bench/stats.ts";
 

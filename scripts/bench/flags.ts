@@ -130,7 +130,14 @@ function positive(name: string, raw: string | undefined, fallback: number, max: 
   return n;
 }
 
-function whole(name: string, raw: string | undefined, fallback: number, min: number, max: number) {
+/** A flag's whole number as written ("1e12", "0x10" and "" are not), within bounds. */
+export function whole(
+  name: string,
+  raw: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
   if (raw === undefined) return fallback;
   const n = Number(raw);
   if (!/^\d+$/.test(raw) || n < min || n > max) {

@@ -12,7 +12,6 @@ import { fileURLToPath } from "node:url";
 import { benchSymbols, hmacSigner } from "./alerts.ts";
 import { registerCleanup } from "./cleanup.ts";
 import type { BenchOptions } from "./flags.ts";
-export { timeBoundS } from "./flags.ts";
 import { type BenchContext, lazyTemplate } from "./harness.ts";
 import { combineRounds } from "./repeat.ts";
 import { fullReport } from "./report.ts";
