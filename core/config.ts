@@ -83,6 +83,7 @@ const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 const optionalText = z.string().transform((v) => v.trim()).transform((v) => v === "" ? null : v);
 
+const POSTGRES_SCHEME = /^postgres(ql)?:\/\//;
 const NOT_POSTGRES = "must be a postgres:// or postgresql:// URL";
 // Never quoting the URL: its password would go with it.
 const UNREADABLE_URL = "is not a URL the driver can read: percent-encode / ? # and % in the " +
@@ -93,7 +94,7 @@ const UNREADABLE_URL = "is not a URL the driver can read: percent-encode / ? # a
  * the tools that take one beside the service (`deno task bench`, `bench:ladder`).
  */
 export function databaseUrlProblem(url: string): string | null {
-  if (!/^postgres(ql)?:\/\//.test(url)) return `DATABASE_URL ${NOT_POSTGRES}`;
+  if (!POSTGRES_SCHEME.test(url)) return `DATABASE_URL ${NOT_POSTGRES}`;
   return readableUrl(url) ? null : `DATABASE_URL ${UNREADABLE_URL}`;
 }
 
@@ -103,10 +104,10 @@ const EnvSchema = z.object({
   }).default("development"),
   PORT: int(1, 65535).default(8080),
   DATABASE_URL: optionalText.refine(
-    (v) => v === null || /^postgres(ql)?:\/\//.test(v),
+    (v) => v === null || POSTGRES_SCHEME.test(v),
     NOT_POSTGRES,
   ).refine(
-    (v) => v === null || !/^postgres(ql)?:\/\//.test(v) || readableUrl(v),
+    (v) => v === null || !POSTGRES_SCHEME.test(v) || readableUrl(v),
     UNREADABLE_URL,
   ).default(null),
   DATA_DIR: z.string().min(1, "must not be empty").default("./data"),

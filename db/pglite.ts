@@ -44,15 +44,13 @@ export async function openPglite(
   if (options.loadDataDir !== undefined && (dataDir !== null || thread !== "main")) {
     throw new Error("loadDataDir needs dataDir null and thread main");
   }
-  if (dataDir === null) {
-    return thread === "main"
-      ? await openInThread(dataDir, options.loadDataDir)
-      : await openInWorker(dataDir);
-  }
+  const open = () =>
+    thread === "main" ? openInThread(dataDir, options.loadDataDir) : openInWorker(dataDir);
+  if (dataDir === null) return await open();
   await Deno.mkdir(dataDir, { recursive: true });
   const lock = await lockDataDir(dataDir);
   try {
-    const db = thread === "main" ? await openInThread(dataDir) : await openInWorker(dataDir);
+    const db = await open();
     let locked = true;
     return {
       ...db,
