@@ -51,13 +51,13 @@ Deno.test("property: otherSymbolProblem() takes the ticker in any case and with 
   }
 });
 
-/** Serves `answer(kind)` at /context/* and /gex/*, counting requests. */
-function feed(answer: (kind: string) => Promise<Response> | Response) {
+/** Serves `answer(kind, symbol)` at /context/<symbol> and /gex/<symbol>, counting requests. */
+function feed(answer: (kind: string, symbol: string) => Promise<Response> | Response) {
   const requests = { context: 0, gex: 0 };
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
-    const kind = new URL(req.url).pathname.split("/")[1];
+    const [, kind, symbol] = new URL(req.url).pathname.split("/");
     requests[kind as "context" | "gex"]++;
-    return answer(kind);
+    return answer(kind, decodeURIComponent(symbol ?? ""));
   });
   const { port } = server.addr as Deno.NetAddr;
   return { base: `http://127.0.0.1:${port}`, requests, close: () => server.shutdown() };
@@ -398,15 +398,14 @@ dbTest(
   async ({ db }) => {
     let listed = false;
     const requests = new Map<string, number>();
-    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
-      const symbol = decodeURIComponent(new URL(req.url).pathname.split("/").pop()!);
+    const f = feed((_kind, symbol) => {
       requests.set(symbol, (requests.get(symbol) ?? 0) + 1);
       if (symbol === "BTCUSD" && listed) return Response.json(cboeChain("BTCUSD", 5000));
       return new Response("not found", { status: 404 });
     });
     const ticks: (() => Promise<void>)[] = [];
     const gex = gexProvider(db, {
-      url: `http://127.0.0.1:${(server.addr as Deno.NetAddr).port}/gex/{symbol}`,
+      url: `${f.base}/gex/{symbol}`,
       symbols: ["SPY"],
       schedule: (tick) => {
         ticks.push(tick);
@@ -436,7 +435,7 @@ dbTest(
       assert.equal(requests.get("BTCUSD"), 8);
     } finally {
       await gex.stop();
-      await server.shutdown();
+      await f.close();
     }
   },
 );
