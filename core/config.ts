@@ -213,6 +213,7 @@ export function loadConfig(raw: Record<string, string | undefined>): LoadedConfi
     ]);
   }
   const e = parsed.data;
+  const supabase = supabaseNote(e);
   const problems: string[] = [];
   const warnings: string[] = [];
 
@@ -230,7 +231,7 @@ export function loadConfig(raw: Record<string, string | undefined>): LoadedConfi
     if (e.DATABASE_URL === null) {
       // The embedded database would live on one machine's disk, lost on redeploy.
       problems.push(
-        ["DATABASE_URL is required when NODE_ENV=production", supabaseNote(e)]
+        ["DATABASE_URL is required when NODE_ENV=production", supabase]
           .filter((part) => part !== "").join("; "),
       );
     }
@@ -288,12 +289,11 @@ export function loadConfig(raw: Record<string, string | undefined>): LoadedConfi
   if (e.DATABASE_URL === null) {
     warnings.push(
       `Using the embedded PGlite database under ${e.DATA_DIR}: it does not fsync, so a commit ` +
-        `survives a killed process but not a power loss. Set DATABASE_URL for production. ${
-          supabaseNote(e)
-        }`.trimEnd(),
+        `survives a killed process but not a power loss. Set DATABASE_URL for production. ${supabase}`
+          .trimEnd(),
     );
-  } else if (supabaseNote(e) !== "") {
-    warnings.push(supabaseNote(e));
+  } else if (supabase !== "") {
+    warnings.push(supabase);
   }
 
   return {
