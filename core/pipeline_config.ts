@@ -256,6 +256,9 @@ export function pipelineConfigFromEnv(
   return { config, problems, warnings };
 }
 
+/** The VIX's lowest print ever (intraday, 24 November 2017). */
+export const VIX_ALL_TIME_LOW = 8.56;
+
 /** 09:30 to 16:00 in New York. */
 const REGULAR_SESSION_MINUTES = 390;
 
@@ -286,6 +289,19 @@ export function ruleWarnings(rules: Rules): string[] {
     warnings.push(
       `MAX_EXPOSURE (${rules.maxExposure}) is below BASE_NOTIONAL (${rules.baseNotional}): ` +
         "a full-size entry can never pass MAX_EXPOSURE",
+    );
+  }
+  // The VIX has never traded below 8.56 (24 November 2017): a level under that is always reached.
+  const { cautionLevel, cautionMultiplier, noTradeLevel } = rules.vix;
+  if (noTradeLevel < VIX_ALL_TIME_LOW) {
+    warnings.push(
+      `VIX_NO_TRADE_LEVEL (${noTradeLevel}) is below the VIX's all-time low (${VIX_ALL_TIME_LOW}): ` +
+        "every entry with a known VIX is refused as HIGH_VOLATILITY",
+    );
+  } else if (cautionLevel < VIX_ALL_TIME_LOW && cautionMultiplier !== 1) {
+    warnings.push(
+      `VIX_CAUTION_LEVEL (${cautionLevel}) is below the VIX's all-time low (${VIX_ALL_TIME_LOW}): ` +
+        `every entry with a known VIX is sized x${cautionMultiplier} (VIX_CAUTION_MULTIPLIER)`,
     );
   }
   const multipliers: [string, number, string][] = [

@@ -7,6 +7,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { describeDatabase, newWorkerId } from "../compose.ts";
 import { ConfigError, loadConfig, TRADINGVIEW_IPS } from "../core/config.ts";
+import { ruleWarnings, VIX_ALL_TIME_LOW } from "../core/pipeline_config.ts";
+import { DEFAULT_RULES } from "../core/rules.ts";
 import { connectionName } from "../db/jobs.ts";
 
 const PRODUCTION = {
@@ -174,6 +176,37 @@ Deno.test("loadConfig() warns about rules that refuse every entry, and only abou
     "DEGRADED_MULTIPLIER=0: every entry on degraded data is refused as SIZE_TOO_SMALL",
   ]);
   assert.deepEqual(warned({ MAX_OPEN_POSITIONS: "1", MAX_EXPOSURE: "10000" }), []);
+  // A VIX level the VIX is always above: every entry refused, or every entry cut.
+  assert.deepEqual(warned({ VIX_CAUTION_LEVEL: "0", VIX_NO_TRADE_LEVEL: "0" }), [
+    "VIX_NO_TRADE_LEVEL (0) is below the VIX's all-time low (8.56): every entry with a known " +
+    "VIX is refused as HIGH_VOLATILITY",
+  ]);
+  assert.deepEqual(warned({ VIX_CAUTION_LEVEL: "0" }), [
+    "VIX_CAUTION_LEVEL (0) is below the VIX's all-time low (8.56): every entry with a known VIX " +
+    "is sized x0.5 (VIX_CAUTION_MULTIPLIER)",
+  ]);
+  // A caution band that does not change the size, or levels the VIX has printed, say nothing.
+  assert.deepEqual(warned({ VIX_CAUTION_LEVEL: "0", VIX_CAUTION_MULTIPLIER: "1" }), []);
+  assert.deepEqual(warned({ VIX_CAUTION_LEVEL: "8.56", VIX_NO_TRADE_LEVEL: "8.56" }), []);
+});
+
+Deno.test("ruleWarnings() warns about a VIX level exactly when the VIX is always at or above it", () => {
+  const level = fc.oneof(fc.double({ min: 0, max: 60, noNaN: true }), fc.constantFrom(0, 8.56, 9));
+  fc.assert(
+    fc.property(level, level, fc.constantFrom(0.25, 0.5, 1), (a, b, multiplier) => {
+      const [cautionLevel, noTradeLevel] = a <= b ? [a, b] : [b, a];
+      const rules = {
+        ...DEFAULT_RULES,
+        vix: { cautionLevel, cautionMultiplier: multiplier, noTradeLevel },
+      };
+      const warnings = ruleWarnings(rules);
+      const noTrade = warnings.some((w) => w.startsWith("VIX_NO_TRADE_LEVEL"));
+      const caution = warnings.some((w) => w.startsWith("VIX_CAUTION_LEVEL"));
+      assert.equal(noTrade, noTradeLevel < VIX_ALL_TIME_LOW);
+      assert.equal(caution, !noTrade && cautionLevel < VIX_ALL_TIME_LOW && multiplier !== 1);
+    }),
+    { numRuns: 300 },
+  );
 });
 
 Deno.test("loadConfig() refuses an OPERATOR_TOKEN no Bearer header can carry, in every environment", () => {
