@@ -81,6 +81,9 @@ const int = (min: number, max: number) =>
 /** An HTTP header name (RFC 9110 token): exactly what `Headers.get()` accepts. */
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
+/** RFC 3986's unreserved characters: what a URL path carries unchanged. */
+const URL_SAFE_SECRET = /^[A-Za-z0-9._~-]+$/;
+
 const optionalText = z.string().transform((v) => v.trim()).transform((v) => v === "" ? null : v);
 
 const POSTGRES_SCHEME = /^postgres(ql)?:\/\//;
@@ -265,6 +268,21 @@ export function loadConfig(raw: Record<string, string | undefined>): LoadedConfi
       "WEBHOOK_SECRET is not set: webhooks are NOT authenticated and anyone who finds the URL " +
         "can post signals. Set WEBHOOK_SECRET before pointing TradingView at this service.",
     );
+  }
+  const secrets = [["WEBHOOK_SECRET", e.WEBHOOK_SECRET], [
+    "WEBHOOK_SECRET_PREVIOUS",
+    e.WEBHOOK_SECRET_PREVIOUS,
+  ]];
+  for (const [name, secret] of secrets) {
+    // Typed raw into a URL, "/" splits the path (a 404 no one sees) and "?" "#" "%" cut or
+    // change it; in the message's JSON a raw `"` or `\` breaks the body (400).
+    if (secret !== null && !URL_SAFE_SECRET.test(secret)) {
+      warnings.push(
+        `${name} has characters other than letters, digits and . _ ~ -: in the URL-token form ` +
+          'they must be percent-encoded (/ as %2F, % as %25), and in the message\'s "secret" a ' +
+          '" or \\ must be escaped. A secret from `openssl rand -hex 32` needs neither.',
+      );
+    }
   }
   const cidrs = Array.isArray(ipAllowlist) ? parseCidrs(ipAllowlist) : null;
   const tradingViewListed = Array.isArray(cidrs) &&

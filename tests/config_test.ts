@@ -209,6 +209,22 @@ Deno.test("ruleWarnings() warns about a VIX level exactly when the VIX is always
   );
 });
 
+Deno.test("loadConfig() warns when a webhook secret needs escaping in a URL or the message", () => {
+  const warned = (env: Record<string, string>) =>
+    loadConfig({ ...PRODUCTION, ...env }).warnings.filter((w) => w.includes("percent-encoded"));
+  for (const secret of ["Tr0ub4dor/horse-battery", "has space-0123456789", 'quote"in-it-0123456']) {
+    const [warning, ...more] = warned({ WEBHOOK_SECRET: secret });
+    assert.equal(more.length, 0);
+    assert.match(warning, /^WEBHOOK_SECRET has characters other than letters, digits and \. _ ~ -/);
+    assert.ok(!warning.includes(secret));
+    const previous = warned({ WEBHOOK_SECRET_PREVIOUS: secret });
+    assert.match(previous[0], /^WEBHOOK_SECRET_PREVIOUS has/);
+  }
+  for (const secret of ["0123456789abcdef".repeat(4), "a-secret_with.tilde~0123"]) {
+    assert.deepEqual(warned({ WEBHOOK_SECRET: secret, WEBHOOK_SECRET_PREVIOUS: secret }), []);
+  }
+});
+
 Deno.test("loadConfig() refuses an OPERATOR_TOKEN no Bearer header can carry, in every environment", () => {
   const unusable = [
     "Tr0ub4dor&3!horse#battery",

@@ -172,6 +172,30 @@ dbTest("a trailing slash is the same webhook address, for either auth form", asy
 });
 
 dbTest(
+  "a secret with URL characters works in the URL-token form percent-encoded, as start-up says",
+  async ({ db }) => {
+    const secret = "a/b?c#d%e+f g-0123456789";
+    const s = await testServices(db, { env: { WEBHOOK_SECRET: secret } });
+    const post = (path: string) =>
+      s.app.request(path, { method: "POST", body: JSON.stringify(uniqueSignal()) });
+    const encoded = await post(`/webhook/${encodeURIComponent(secret)}`);
+    assert.equal(encoded.status, 200, await encoded.clone().text());
+    assert.equal((await encoded.json()).status, "ACCEPTED");
+    // Raw, "/" makes it another path (404) and "?" "#" cut it: never accepted.
+    for (const raw of [`/webhook/${secret}`, `/webhook/${secret.replace("/", "%2F")}`]) {
+      assert.notEqual((await post(raw)).status, 200);
+    }
+    assert.equal(await countRows(db, "signals"), 1);
+    // In the message it only needs JSON's own escaping.
+    const inBody = await s.app.request("/webhook", {
+      method: "POST",
+      body: JSON.stringify({ ...uniqueSignal(), secret }),
+    });
+    assert.equal((await inBody.json()).status, "ACCEPTED");
+  },
+);
+
+dbTest(
   "a signed timestamp's request is a duplicate for its whole replay window, not just the dedup TTL",
   async ({ db }) => {
     const s = await testServices(db, { env: { DEDUP_TTL_SECONDS: "1" } });
