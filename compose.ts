@@ -68,13 +68,18 @@ export function openDatabase(
         ? undefined
         : connectionName(options.workerId),
     })
-    : openPglite(`${config.dataDir.replace(/\/+$/, "")}/pglite`);
+    : openPglite(pgliteDirectory(config));
+}
+
+/** The embedded database's own directory, inside DATA_DIR. */
+export function pgliteDirectory(config: Config): string {
+  return `${config.dataDir.replace(/\/+$/, "")}/pglite`;
 }
 
 /** Where the database is, without credentials (for logs and messages). */
 export function describeDatabase(config: Config): string {
   if (config.databaseUrl === null) {
-    return `embedded PGlite at ${config.dataDir.replace(/\/+$/, "")}/pglite`;
+    return `embedded PGlite at ${pgliteDirectory(config)}`;
   }
   const url = new URL(config.databaseUrl);
   return `postgres at ${url.host}${url.pathname}`;

@@ -10,7 +10,7 @@
  * `runMigrate(db, options)` returns the lines, for tests; `main()` does the I/O.
  */
 import { parseArgs } from "node:util";
-import { describeDatabase, openDatabase } from "../compose.ts";
+import { describeDatabase, openDatabase, pgliteDirectory } from "../compose.ts";
 import { type Config, ConfigError, loadConfig } from "../core/config.ts";
 import { loadMigrations, migrate, type Migration, type MigrationRetry } from "../db/migrate.ts";
 import { type Database, isUnavailable } from "../db/port.ts";
@@ -66,6 +66,31 @@ async function migrationStatus(db: Database, migrations: readonly Migration[]): 
       "select version, name, checksum, applied_at from schema_migrations order by version",
     )
     : [];
+  return statusLines(rows, migrations);
+}
+
+/**
+ * `--status` for a PGlite data directory that holds no database: every file
+ * pending, and the directory left as it was. Opening it would create a
+ * database there, so a mistyped DATA_DIR would leave one behind.
+ */
+export async function statusWithoutDatabase(
+  dataDir: string,
+  migrations?: readonly Migration[],
+): Promise<string[] | null> {
+  try {
+    await Deno.stat(`${dataDir}/PG_VERSION`);
+    return null;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return [
+    `no database in ${dataDir} yet (nothing created): the server or \`deno task migrate\` creates it`,
+    ...statusLines([], migrations ?? await loadMigrations()),
+  ];
+}
+
+function statusLines(rows: readonly AppliedRow[], migrations: readonly Migration[]): string[] {
   const recorded = new Map(rows.map((row) => [row.version, row]));
   const lines: string[] = [];
   let pending = 0;
@@ -166,6 +191,13 @@ async function main(): Promise<number> {
   console.log(`database: ${describeDatabase(config)}`);
   let db: Database | null = null;
   try {
+    const absent = status && config.databaseUrl === null
+      ? await statusWithoutDatabase(pgliteDirectory(config))
+      : null;
+    if (absent !== null) {
+      for (const line of absent) console.log(line);
+      return 0;
+    }
     db = await openDatabase(config);
     const onRetry = (r: MigrationRetry) =>
       console.error(

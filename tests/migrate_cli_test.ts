@@ -174,6 +174,40 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "[pglite] the CLI's --status on a DATA_DIR with no database lists all pending, creates nothing",
+  ...SANITIZE,
+  async fn() {
+    const parent = await Deno.makeTempDir({ prefix: "migrate_cli_test_" });
+    try {
+      // A mistyped DATA_DIR, and an existing but empty one.
+      for (const dataDir of [`${parent}/typo`, parent]) {
+        const r = await migrateCli(["--status"], { DATA_DIR: dataDir });
+        assert.equal(r.code, 0, r.err);
+        assert.equal(
+          r.out,
+          [
+            `database: embedded PGlite at ${dataDir}/pglite`,
+            `no database in ${dataDir}/pglite yet (nothing created): the server or ` +
+            "`deno task migrate` creates it",
+            ...LABELS.map((l) => `pending ${l}`),
+            `0 applied, ${N} pending`,
+            "",
+          ].join("\n"),
+        );
+      }
+      assert.deepEqual([...Deno.readDirSync(parent)], []);
+      // Once migrated, --status reads the database as before.
+      assert.equal((await migrateCli([], { DATA_DIR: parent })).code, 0);
+      const after = await migrateCli(["--status"], { DATA_DIR: parent });
+      assert.match(after.out, new RegExp(`\\n${N} applied, 0 pending\\n$`));
+    } finally {
+      await Deno.remove(parent, { recursive: true });
+    }
+  },
+});
+
 Deno.test("the CLI exits 1 with a clear message when the database cannot be reached", async () => {
   const r = await migrateCli([], { DATABASE_URL: "postgres://postgres@127.0.0.1:1/postgres" });
   assert.equal(r.code, 1);
