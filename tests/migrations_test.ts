@@ -77,6 +77,28 @@ dbTest(
   },
 );
 
+dbTest(
+  "the job queue is autovacuumed after 1 % of it is dead, not autovacuum's default 20 %",
+  async ({ db }) => {
+    const [{ reloptions }] = await db.query<{ reloptions: string[] | null }>(
+      "select reloptions from pg_class where oid = 'pipeline_jobs'::regclass",
+    );
+    assert.deepEqual([...(reloptions ?? [])].sort(), [
+      "autovacuum_vacuum_scale_factor=0.01",
+      "autovacuum_vacuum_threshold=1000",
+    ]);
+    // The other tables keep the server's defaults (decisions only its fillfactor).
+    const others = await db.query<{ relname: string; reloptions: string[] }>(
+      `select relname, reloptions from pg_class c join pg_namespace n on n.oid = c.relnamespace
+     where n.nspname = current_schema() and c.relkind = 'r' and reloptions is not null
+       and relname <> 'pipeline_jobs' order by relname`,
+    );
+    assert.deepEqual(others.map((r) => [r.relname, [...r.reloptions]]), [
+      ["decisions", ["fillfactor=50"]],
+    ]);
+  },
+);
+
 /** The repair docs/operations.md gives for a database first migrated before cc27778. */
 function guideRepairSql(): string {
   const guide = Deno.readTextFileSync(new URL("../docs/operations.md", import.meta.url));
