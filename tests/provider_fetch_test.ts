@@ -21,6 +21,7 @@ import { insertContextSnapshot } from "../db/market_data.ts";
 import { countRows } from "./_app.ts";
 import { aroundQueries, dbTest } from "./_db.ts";
 import { chainBody } from "./_pipeline.ts";
+import { waitFor } from "./_service.ts";
 
 const NOW = Date.parse("2026-03-10T14:30:00Z");
 const ticker = fc.stringMatching(/^[A-Z][A-Z0-9.]{0,5}$/);
@@ -324,8 +325,14 @@ dbTest(
         held.shift()?.();
         await new Promise((r) => setTimeout(r, 5));
       }
+      // The last chains answered; their writes may still be under way.
       for (const symbol of symbols) {
-        assert.equal((await gex.get(symbol))?.levels.symbol, symbol, `${symbol} not stored`);
+        const stored = await waitFor(
+          `${symbol} stored`,
+          async () => await gex.get(symbol) ?? undefined,
+          10_000,
+        );
+        assert.equal(stored.levels.symbol, symbol);
       }
       assert.equal(most, 2, "chains fetched at once");
       assert.equal(gex.stats().fetchErrors, 0);
