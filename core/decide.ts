@@ -12,8 +12,9 @@
  *    `exitMinutesAfterClose` of a regular close, a signal that closes a
  *    position (an exit, or an entry opposite one) still closes it; it opens
  *    nothing.
- * 3. FUTURE_SIGNAL, STALE_SIGNAL: the timestamp against `receivedAt`
- *    (see `checkFreshness`). A stale signal that closes positions (an exit,
+ * 3. FUTURE_SIGNAL, STALE_SIGNAL: the timestamp against `receivedAt`, and
+ *    against `decidedAtMs` when given (see `checkFreshness`): a signal
+ *    decided late, behind a backlog, is as stale as its age then. A stale signal that closes positions (an exit,
  *    or an entry opposite them) still closes those whose entry alert is
  *    dated before it, at the context spot when that is newer than the
  *    signal, and opens nothing; with none such it is refused.
@@ -72,7 +73,8 @@ export { REASON_CODES } from "./decision.ts";
  * The decision for `signal` (see the module doc for the order of checks).
  * `lastKnown`, the newest context of the symbol however old, is only the last
  * resort price of a close: a position the strategy has left must not stay
- * open (NO_PRICE is final) because the context went stale.
+ * open (NO_PRICE is final) because the context went stale. `decidedAtMs` is
+ * when the decision is made (the worker's clock; null: as of receipt).
  */
 export function decide(
   signal: ReceivedSignal,
@@ -81,6 +83,7 @@ export function decide(
   book: Book,
   rules: Rules,
   lastKnown: MarketContext | null = null,
+  decidedAtMs: number | null = null,
 ): Decision {
   const notes: string[] = [];
   const data = usableData(signal, context, gex, notes);
@@ -139,7 +142,7 @@ export function decide(
         `within ${rules.marketHours.exitMinutesAfterClose} minutes of it`,
     );
   }
-  const freshness = checkFreshness(claimedMs, receivedMs, signal.timeframe, rules);
+  const freshness = checkFreshness(claimedMs, receivedMs, signal.timeframe, rules, decidedAtMs);
   let late: string | null = null;
   if (!freshness.fresh) {
     // A late close still closes what the strategy had entered before it: left

@@ -47,9 +47,37 @@ export function freshUntilMs(
 /**
  * Whether a signal claiming time `claimedMs` (its bar time) and received at
  * `receivedMs` is fresh: not more than `maxFutureSkewSeconds` ahead of its
- * receipt, not older than `maxSignalAgeSeconds` plus one bar.
+ * receipt, not older than `maxSignalAgeSeconds` plus one bar. With
+ * `decidedMs`, it must also still be that young when it is decided: a signal
+ * that waited in a backlog (a worker down, or behind) is as old as the moment
+ * it would act, not the moment it arrived.
  */
 export function checkFreshness(
+  claimedMs: number,
+  receivedMs: number,
+  timeframe: string,
+  rules: Pick<Rules, "maxSignalAgeSeconds" | "maxFutureSkewSeconds">,
+  decidedMs: number | null = null,
+): Freshness {
+  const atReceipt = freshAtReceipt(claimedMs, receivedMs, timeframe, rules);
+  if (!atReceipt.fresh || decidedMs === null || !(decidedMs > receivedMs)) return atReceipt;
+  const ageSeconds = (decidedMs - claimedMs) / 1000;
+  const limit = (freshUntilMs(claimedMs, timeframe, rules) - claimedMs) / 1000;
+  if (ageSeconds <= limit) return atReceipt;
+  return {
+    fresh: false,
+    reason: "STALE_SIGNAL",
+    message:
+      `Signal is ${ageSeconds} s old when decided, ${
+        (decidedMs - receivedMs) / 1000
+      } s after it was received (timestamp ${new Date(claimedMs).toISOString()}, received ${
+        new Date(receivedMs).toISOString()
+      }, decided ${new Date(decidedMs).toISOString()}); the limit is ${limit} s ` +
+      `(${rules.maxSignalAgeSeconds} s plus one ${timeframe} bar of ${barSeconds(timeframe)} s)`,
+  };
+}
+
+function freshAtReceipt(
   claimedMs: number,
   receivedMs: number,
   timeframe: string,

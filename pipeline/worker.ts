@@ -463,6 +463,7 @@ export function createWorker(deps: WorkerDeps): Worker {
           book,
           rules,
           lastKnown?.context ?? null,
+          deps.now(),
         ),
       contextSnapshotId: context?.id ?? null,
       gexSignalId: gex?.id ?? null,

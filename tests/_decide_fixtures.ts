@@ -74,6 +74,8 @@ export interface Inputs {
   rules?: Partial<Rules>;
   /** The newest context however old: a close's last resort price. */
   lastKnown?: MarketContext | null;
+  /** When the worker decides (ISO); default: as of receipt. */
+  decidedAt?: string;
 }
 
 /** decide() on the fixtures: SPY at 500, VIX 15, positive gamma, empty book, default rules. */
@@ -85,6 +87,7 @@ export function run(over: Partial<ReceivedSignal> = {}, inputs: Inputs = {}) {
     inputs.book ?? { open: [] },
     rules(inputs.rules),
     inputs.lastKnown ?? null,
+    inputs.decidedAt === undefined ? null : Date.parse(inputs.decidedAt),
   );
 }
 

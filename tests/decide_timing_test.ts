@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { checkFreshness, freshUntilMs } from "../core/freshness.ts";
-import { position, rules, run } from "./_decide_fixtures.ts";
+import { context, position, rules, run } from "./_decide_fixtures.ts";
 
 const HOURS = rules().marketHours;
 
@@ -91,6 +91,58 @@ Deno.test("decide() allows one bar of the timeframe on top of maxSignalAgeSecond
     book: { open: [position({ entrySignalTime: "2026-03-10T14:00:00.000Z" })] },
   });
   assert.equal(exit.reason, "STALE_SIGNAL");
+});
+
+Deno.test("decide() refuses an entry that turned stale while it waited to be decided", () => {
+  // Received at 15:00:00, fresh (a 5m bar at 14:55: 600 s allowed, until 15:05:00).
+  assert.equal(run({}, { decidedAt: "2026-03-10T15:05:00.000Z" }).reason, "ENTRY_APPROVED");
+  const late = run({}, { decidedAt: "2026-03-10T15:05:00.001Z" });
+  assert.equal(late.reason, "STALE_SIGNAL");
+  assert.equal(late.open, null);
+  assert.equal(
+    late.message,
+    "Signal is 600.001 s old when decided, 300.001 s after it was received (timestamp " +
+      "2026-03-10T14:55:00.000Z, received 2026-03-10T15:00:00.000Z, decided " +
+      "2026-03-10T15:05:00.001Z); the limit is 600 s (300 s plus one 5m bar of 300 s)",
+  );
+  // An hour-long outage: the opposite side's position, entered on an earlier bar, is still
+  // closed (at the context's spot when it is newer than the signal), and nothing is opened.
+  const flip = run({ direction: "PUT" }, {
+    book: { open: [position()] },
+    context: context({ spot: 505, asOf: "2026-03-10T15:59:30.000Z" }),
+    decidedAt: "2026-03-10T16:00:00.000Z",
+  });
+  assert.equal(flip.reason, "CLOSED_BY_OPPOSITE");
+  assert.deepEqual(flip.close.map((c) => [c.positionId, c.exitPrice]), [["pos-a", 505]]);
+  assert.equal(flip.open, null);
+  // A clock that reads earlier than the receipt changes nothing.
+  assert.equal(run({}, { decidedAt: "2026-03-10T14:00:00.000Z" }).reason, "ENTRY_APPROVED");
+});
+
+Deno.test("property: a signal is fresh when decided exactly when it is fresh at receipt and then", () => {
+  const r = rules();
+  fc.assert(
+    fc.property(
+      fc.integer({ min: Date.UTC(2020, 0, 1), max: Date.UTC(2030, 0, 1) }),
+      fc.constantFrom("30s", "1m", "5m", "1h", "1D", "100T"),
+      fc.integer({ min: -120_000, max: 7_200_000 }),
+      fc.integer({ min: -60_000, max: 7_200_000 }),
+      (claimed, timeframe, ageMs, waitMs) => {
+        const received = claimed + ageMs;
+        const decided = received + waitMs;
+        const atReceipt = checkFreshness(claimed, received, timeframe, r);
+        const whenDecided = checkFreshness(claimed, received, timeframe, r, decided);
+        const until = freshUntilMs(claimed, timeframe, r);
+        assert.equal(
+          whenDecided.fresh,
+          atReceipt.fresh && Math.max(received, decided) <= until,
+        );
+        // What was wrong at receipt is said as it was.
+        if (!atReceipt.fresh) assert.deepEqual(whenDecided, atReceipt);
+      },
+    ),
+    { numRuns: 500 },
+  );
 });
 
 Deno.test("decide() rejects a signal dated more than 60 s after it was received", () => {

@@ -112,6 +112,27 @@ dbTest(
 );
 
 dbTest(
+  "an entry acknowledged while no worker ran is refused as stale once too old to act on, not opened",
+  async ({ db }) => {
+    const c = clock(); // 10:30 New York
+    const s = await pipelineServices(db, c);
+    const late = await send(s, c, { symbol: "SPY", direction: "CALL", price: 500 });
+    // No worker for 10 minutes and a second: past 300 s plus one 5m bar since the alert's time.
+    c.advance(601_000);
+    await pushContext(s, c, "SPY", 503);
+    await pushContext(s, c, "QQQ", 400);
+    const fresh = await send(s, c, { symbol: "QQQ", direction: "CALL", price: 400 });
+    await s.worker.runUntilIdle();
+    const refused = await decisionFor(db, late.signal_id);
+    assert.equal(refused.reason_code, "STALE_SIGNAL", refused.message);
+    assert.match(refused.message, /^Signal is 601 s old when decided, 601 s after it was received/);
+    assert.equal((await decisionFor(db, fresh.signal_id)).reason_code, "ENTRY_APPROVED");
+    assert.deepEqual((await positions(db)).map((p) => p.symbol), ["QQQ"]);
+    await s.close();
+  },
+);
+
+dbTest(
   "an exit with no price still closes, at the last known spot, once the market context is stale",
   async ({ db }) => {
     const c = clock("2026-03-10T18:00:00Z"); // 14:00 New York
