@@ -37,7 +37,7 @@ export interface AlertOptions {
   symbols: readonly string[];
   /** Unique per bench run and phase, e.g. "k3f9-ingest16"; goes into every alert id. */
   prefix: string;
-  /** The alert's timestamp (ms); signals are judged fresh against their receipt time. */
+  /** The alert's timestamp (ms); signals are judged fresh at receipt and when decided. */
   timeMs: number;
 }
 
