@@ -274,6 +274,7 @@ export function createWorker(deps: WorkerDeps): Worker {
         vacuumed: r.vacuumed,
         analyzed: r.analyzed,
         longest_step_ms: r.longestStepMs,
+        ranges_summarized: r.rangesSummarized,
       },
     );
   }

@@ -1,6 +1,6 @@
 /** Housekeeping: expired dedup keys and old events go; everything live stays. */
 import assert from "node:assert/strict";
-import { runMaintenance, VACUUMED_TABLES } from "../db/maintenance.ts";
+import { ANALYZED_ONLY_TABLES, runMaintenance, VACUUMED_TABLES } from "../db/maintenance.ts";
 import { countRows, signed, testServices, uniqueSignal } from "./_app.ts";
 import { dbTest, insertSignalsSql } from "./_db.ts";
 
@@ -44,8 +44,9 @@ dbTest(
       { stage: "ingest", message: "new" },
     ]);
     assert.equal(r.vacuumed, db.driver === "pglite");
-    // On PGlite, each table's vacuum and analyze is a statement of its own, each after the yield.
-    assert.equal(steps.length, db.driver === "pglite" ? VACUUMED_TABLES.length * 2 : 0);
+    // On PGlite, each table's vacuum and analyze is a statement of its own, each after the yield,
+    // and so is the signals' analyze and the summary of their new page ranges.
+    assert.equal(steps.length, db.driver === "pglite" ? VACUUMED_TABLES.length * 2 + 2 : 0);
     assert.equal(await countRows(db, "signal_dedup"), 2);
     assert.equal(await countRows(db, "events"), 2);
     assert.equal(await countRows(db, "signals"), 3);
@@ -65,7 +66,10 @@ dbTest(
       );
     const run = () => runMaintenance(db, { eventsRetentionDays: 7, refusalsRetentionDays: 30 });
     // Never analyzed: every table is.
-    assert.deepEqual((await run()).analyzed.sort(), [...VACUUMED_TABLES].sort());
+    assert.deepEqual(
+      (await run()).analyzed.sort(),
+      [...VACUUMED_TABLES, ...ANALYZED_ONLY_TABLES].sort(),
+    );
     const first = await analyzeCounts();
     // Nothing changed: an analyze would sample the same pages again (up to 30,000 of them, the
     // most of a step that webhooks wait behind on PGlite's one thread), for the same statistics.
@@ -75,10 +79,27 @@ dbTest(
     await db.exec(`
       with s as (${insertSignalsSql(500)})
       insert into pipeline_jobs (signal_id, symbol) select id, symbol from s;`);
-    assert.deepEqual((await run()).analyzed, ["pipeline_jobs"]);
+    assert.deepEqual((await run()).analyzed, ["pipeline_jobs", "signals"]);
     const third = await analyzeCounts();
     assert.equal(third.pipeline_jobs, first.pipeline_jobs + 1);
     assert.equal(third.decisions, first.decisions);
   },
   { drivers: ["pglite"] },
+);
+
+dbTest(
+  "maintenance adds new signals' page ranges to the time filters' index, once",
+  async ({ db }) => {
+    const run = () => runMaintenance(db, { eventsRetentionDays: 7, refusalsRetentionDays: 30 });
+    assert.equal((await run()).rangesSummarized, 0);
+    // Some 600 pages of signals, none summarized yet: every full range of 128 pages is (the
+    // last one, still filling, is read by every query until it is full).
+    await db.exec(insertSignalsSql(40_000));
+    const [{ pages }] = await db.query<{ pages: number }>(
+      "select (pg_relation_size('signals') / current_setting('block_size')::integer)::integer as pages",
+    );
+    const first = await run();
+    assert.equal(first.rangesSummarized, Math.floor(Number(pages) / 128));
+    assert.equal((await run()).rangesSummarized, 0);
+  },
 );
