@@ -5,7 +5,6 @@
  */
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
-import { bodyLimit } from "hono/body-limit";
 import { getConnInfo } from "hono/deno";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
@@ -33,6 +32,7 @@ import type { ContextProvider } from "./providers/context.ts";
 import type { GexProvider } from "./providers/gex.ts";
 import type { Worker } from "./pipeline/worker.ts";
 import { logger, withContext } from "./logging.ts";
+import { BodyTimeoutError, BodyTooLargeError, readBytesWithin } from "./read_body.ts";
 
 export interface AppDeps {
   config: Config;
@@ -126,7 +126,6 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     authenticator: deps.authenticator,
     ingest: deps.ingest,
     recordRejection,
-    isAccepting: deps.isAccepting,
     databaseUnavailable: () => deps.db.unavailable?.() ?? null,
     now: deps.now,
     secrets: [config.webhook.secret, config.webhook.previousSecret]
@@ -137,24 +136,56 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     ingestDeadlineMs: config.webhook.ingestDeadlineMs,
     onAck: (ms) => deps.ackLatency.record(ms),
   });
-  const webhookGuards = [
-    readBody(bodyLimit({
-      maxSize: config.webhook.maxBodyBytes,
-      onError: async (c) => {
-        const ctx = c as Context<AppEnv>;
-        // A refusal before any authentication, counted as one: the sender needs only a
-        // Content-Length to send it, and a record for each would write without limit.
-        const limited = await limitRefusal(ctx);
-        if (limited !== null) return errorResponse(ctx, limited);
-        const error = new ApiError(
-          "PAYLOAD_TOO_LARGE",
-          `Body is larger than ${config.webhook.maxBodyBytes} bytes`,
+  /**
+   * A refusal before any authentication, counted as one: the sender needs only a
+   * Content-Length (or a stalled body) to send it, and a record for each would write
+   * without limit. The rest of the body is unread, so the connection cannot carry another
+   * request: the answer says Connection: close (a proxy in front closes it; Deno.serve itself
+   * keeps the socket until the client closes it, but no handler waits on it any more).
+   */
+  const refuseUnread = async (c: Context<AppEnv>, error: ApiError) => {
+    const limited = await limitRefusal(c);
+    const answer = errorResponse(c, limited ?? error);
+    if (limited === null) await recordRejection(c, error, null);
+    answer.headers.set("Connection", "close");
+    return answer;
+  };
+  const { maxBodyBytes, bodyTimeoutMs } = config.webhook;
+  /**
+   * The body, read before the handler (which finds it in `body`): at most
+   * WEBHOOK_MAX_BODY_BYTES, within WEBHOOK_BODY_TIMEOUT_MS. Without a deadline a
+   * sender that stalls mid-body held its connection, and behind Fly's proxy a slot of the
+   * machine's concurrency limit, for as long as it liked.
+   */
+  const readWebhookBody: MiddlewareHandler<AppEnv> = async (c, next) => {
+    // Checked as the request arrives: one whose body is still coming when the drain starts
+    // is in flight, and answered.
+    if (!deps.isAccepting()) {
+      throw new ApiError("SHUTTING_DOWN", "This instance is shutting down; retry shortly", {
+        retryAfterSeconds: 5,
+      });
+    }
+    try {
+      c.set("body", await readBytesWithin(c.req.raw, maxBodyBytes, bodyTimeoutMs));
+    } catch (error) {
+      if (error instanceof BodyTooLargeError) {
+        return refuseUnread(
+          c,
+          new ApiError("PAYLOAD_TOO_LARGE", `Body is larger than ${maxBodyBytes} bytes`),
         );
-        await recordRejection(ctx, error, null);
-        return errorResponse(ctx, error);
-      },
-    })),
-  ] as const;
+      }
+      if (error instanceof BodyTimeoutError) {
+        return refuseUnread(
+          c,
+          new ApiError("REQUEST_TIMEOUT", `The body did not arrive within ${bodyTimeoutMs} ms`),
+        );
+      }
+      // The client went away mid-body: its problem, not ours, and nothing was stored.
+      throw new ApiError("BAD_REQUEST", "Request body could not be read");
+    }
+    await next();
+  };
+  const webhookGuards = [readWebhookBody] as const;
   // A trailing slash is the same address: a URL pasted into TradingView as
   // ".../webhook/<secret>/" was a 404, recorded nowhere, and TradingView never re-sends a 4xx:
   // every alert lost without a trace.
@@ -308,26 +339,6 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   return app;
 }
 
-/**
- * `limit` (bodyLimit) reads a body sent without Content-Length (chunked)
- * itself, before the handler: a client that goes away mid-body there gets the
- * handler's 400 BAD_REQUEST, not a 500. Errors after it (the handler's) pass through.
- */
-function readBody(limit: MiddlewareHandler<AppEnv>): MiddlewareHandler<AppEnv> {
-  return async function readBody(c, next) {
-    let reading = true;
-    try {
-      return await limit(c, async () => {
-        reading = false;
-        await next();
-      });
-    } catch (error) {
-      if (!reading || error instanceof HTTPException) throw error;
-      throw new ApiError("BAD_REQUEST", "Request body could not be read");
-    }
-  };
-}
-
 function errorResponse(c: Context<AppEnv>, error: ApiError): Response {
   if (error.extra.retryAfterSeconds !== undefined) {
     c.header("Retry-After", String(error.extra.retryAfterSeconds));
@@ -393,5 +404,10 @@ export class RefusalRecordBudget {
 
 export const REFUSALS_RECORDED_PER_SECOND = 50;
 /** Refusals answered before a request is known to be authentic: anyone can send them. */
-const UNAUTHENTICATED_CODES = new Set(["UNAUTHORIZED", "RATE_LIMITED", "PAYLOAD_TOO_LARGE"]);
+const UNAUTHENTICATED_CODES = new Set([
+  "UNAUTHORIZED",
+  "RATE_LIMITED",
+  "PAYLOAD_TOO_LARGE",
+  "REQUEST_TIMEOUT",
+]);
 const REFUSAL_RECORD_BURST = 2 * REFUSALS_RECORDED_PER_SECOND;

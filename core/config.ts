@@ -39,6 +39,8 @@ export interface Config {
     /** The secret being rotated out, still accepted (logged when used). */
     previousSecret: string | null;
     maxBodyBytes: number;
+    /** Longest a webhook's body may take to arrive before 408 (TradingView sends it at once). */
+    bodyTimeoutMs: number;
     signatureToleranceSeconds: number;
     /** Longest a webhook waits for its commit before answering 503 (inside TradingView's 3 s). */
     ingestDeadlineMs: number;
@@ -140,6 +142,7 @@ const EnvSchema = z.object({
   WEBHOOK_SECRET: optionalText.default(null),
   WEBHOOK_SECRET_PREVIOUS: optionalText.default(null),
   WEBHOOK_MAX_BODY_BYTES: int(256, 10 * 1024 * 1024).default(64 * 1024),
+  WEBHOOK_BODY_TIMEOUT_MS: int(100, 60_000).default(10_000),
   SIGNATURE_TOLERANCE_SECONDS: int(1, 3600).default(300),
   INGEST_DEADLINE_MS: int(100, 2900).default(2000),
   WEBHOOK_IP_ALLOWLIST: optionalText.default(null),
@@ -334,6 +337,7 @@ export function loadConfig(raw: Record<string, string | undefined>): LoadedConfi
         secret: e.WEBHOOK_SECRET,
         previousSecret: e.WEBHOOK_SECRET_PREVIOUS,
         maxBodyBytes: e.WEBHOOK_MAX_BODY_BYTES,
+        bodyTimeoutMs: e.WEBHOOK_BODY_TIMEOUT_MS,
         signatureToleranceSeconds: e.SIGNATURE_TOLERANCE_SECONDS,
         ingestDeadlineMs: e.INGEST_DEADLINE_MS,
         ipAllowlist: ipAllowlist as string[] | null,

@@ -15,6 +15,7 @@ export type ErrorCode =
   | "SHUTTING_DOWN"
   | "NOT_FOUND"
   | "METHOD_NOT_ALLOWED"
+  | "REQUEST_TIMEOUT"
   | "BAD_REQUEST"
   | "INTERNAL_ERROR";
 
@@ -29,6 +30,8 @@ export function codeToStatus(code: ErrorCode) {
       return 404;
     case "METHOD_NOT_ALLOWED":
       return 405;
+    case "REQUEST_TIMEOUT":
+      return 408;
     case "PAYLOAD_TOO_LARGE":
       return 413;
     case "VALIDATION_FAILED":

@@ -1,11 +1,12 @@
 /**
  * `POST /webhook` and `POST /webhook/:token`: a TradingView alert in, a
- * durable signal out. Checks, in order (size and rate are middleware):
- *  1. the service is accepting (else 503 SHUTTING_DOWN, TradingView re-sends);
- *  2. authentication, by any enabled method (else 401, no hint which failed);
- *  3. the body is JSON (else 400 INVALID_JSON);
- *  4. it normalizes to a canonical signal (else 422 VALIDATION_FAILED);
- *  5. dedup + signal + job committed in one transaction (503 if the database
+ * durable signal out. Before it, app.ts's middleware checks that the service
+ * is still accepting (else 503 SHUTTING_DOWN, TradingView re-sends) and reads
+ * the body within its size and time limits (413, 408). Then, in order:
+ *  1. authentication, by any enabled method (else 401, no hint which failed);
+ *  2. the body is JSON (else 400 INVALID_JSON);
+ *  3. it normalizes to a canonical signal (else 422 VALIDATION_FAILED);
+ *  4. dedup + signal + job committed in one transaction (503 if the database
  *     is unreachable or has not committed within `ingestDeadlineMs`: nothing
  *     was written, except when the connection died after the commit and
  *     before its answer, or a commit queued in the driver lands late; then
@@ -14,7 +15,6 @@
  * Every refusal is recorded in processing_errors with the secret removed.
  */
 import type { Context } from "hono";
-import { HTTPException } from "hono/http-exception";
 import type { Authenticator } from "../core/auth.ts";
 import { LATEST_STORABLE_MS } from "../core/context.ts";
 import { dedupKey } from "../core/dedup.ts";
@@ -52,7 +52,6 @@ export interface WebhookDeps {
   limitRefusal: (c: Context<AppEnv>) => Promise<ApiError | null>;
   /** Records a refused request; must not throw. */
   recordRejection: (c: Context<AppEnv>, error: ApiError, payload: string | null) => Promise<void>;
-  isAccepting: () => boolean;
   /** Why the database is known to be down, or null (db/port.ts Database.unavailable). */
   databaseUnavailable: () => string | null;
   now: () => number;
@@ -77,19 +76,7 @@ export function webhookHandler(deps: WebhookDeps) {
   return async function webhook(c: Context<AppEnv>) {
     const started = performance.now();
     const correlationId = c.get("requestId");
-    if (!deps.isAccepting()) {
-      throw new ApiError("SHUTTING_DOWN", "This instance is shutting down; retry shortly", {
-        retryAfterSeconds: 5,
-      });
-    }
-    let raw: Uint8Array<ArrayBuffer>;
-    try {
-      raw = new Uint8Array(await c.req.arrayBuffer());
-    } catch (error) {
-      if (error instanceof HTTPException) throw error; // the body limit's own refusal
-      // The client went away mid-body: its problem, not ours, and nothing was stored.
-      throw new ApiError("BAD_REQUEST", "Request body could not be read");
-    }
+    const raw = c.get("body");
     const text = decoder.decode(raw).replace(/^\uFEFF/, "");
     const clientIp = c.get("clientIp");
 

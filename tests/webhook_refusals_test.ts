@@ -131,6 +131,50 @@ dbTest(
   },
 );
 
+dbTest(
+  "a body that stalls is 408 REQUEST_TIMEOUT within WEBHOOK_BODY_TIMEOUT_MS, recorded; its late rest stores nothing",
+  async ({ db }) => {
+    const s = await testServices(db, { env: { WEBHOOK_BODY_TIMEOUT_MS: "300" } });
+    const body = new TextEncoder().encode(JSON.stringify({ ...uniqueSignal(), secret: SECRET }));
+    const { promise: resume, resolve: sendTheRest } = Promise.withResolvers<void>();
+    // Half the alert, then nothing until the test lets the rest go.
+    const stalled = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        controller.enqueue(body.slice(0, 40));
+        await resume;
+        controller.enqueue(body.slice(40));
+        controller.close();
+      },
+    });
+    const started = performance.now();
+    const res = await s.app.request("/webhook", {
+      method: "POST",
+      body: stalled,
+      headers: { "content-type": "application/json" },
+      duplex: "half",
+    } as RequestInit);
+    const waitedMs = performance.now() - started;
+    assert.equal(res.status, 408);
+    assert.equal(res.headers.get("connection"), "close");
+    const json = await res.json();
+    assert.equal(json.error.code, "REQUEST_TIMEOUT");
+    assert.equal(json.error.message, "The body did not arrive within 300 ms");
+    assert.ok(waitedMs >= 300 && waitedMs < 5_000, `answered after ${waitedMs} ms`);
+    const [row] = await db.query<{ code: string; payload: string | null }>(
+      "select code, payload from processing_errors",
+    );
+    assert.deepEqual(row, { code: "REQUEST_TIMEOUT", payload: null });
+    // The rest arrives after the answer: it is not read, and no signal comes of it.
+    sendTheRest();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await countRows(db, "signals"), 0);
+    // A body that comes at once is unaffected by the deadline.
+    const prompt = await s.app.request("/webhook", await signed(JSON.stringify(uniqueSignal())));
+    assert.equal(prompt.status, 200);
+    assert.equal(await countRows(db, "signals"), 1);
+  },
+);
+
 dbTest("the 64 KiB default limit lets a 60 KiB alert through", async ({ db }) => {
   const s = await testServices(db);
   const body = JSON.stringify(uniqueSignal({ comment: "x".repeat(60 * 1024) }));

@@ -1,7 +1,7 @@
 /**
  * The no-database ceiling: the service's real HTTP app (createApp from
  * app.ts: request id, correlation and logging middleware, secure headers,
- * rate limiter, body limit, then webhookHandler with the real
+ * rate limiter, body read (size and time limits), then webhookHandler with the real
  * createAuthenticator, HMAC check, JSON parse, zod normalization and dedup
  * key) with one thing swapped: the ingest's submit() answers ACCEPTED at
  * once instead of committing. Everything else the webhook touches is the
