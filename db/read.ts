@@ -123,6 +123,14 @@ export interface SignalDetail {
   errors: Row[];
 }
 
+/** The positions signal $1 opened or closed, through their signal indexes. */
+export const SIGNAL_POSITIONS_SQL =
+  `select id, seq, symbol, direction, quantity, entry_price, opened_at, is_closed, exit_price,
+     closed_at, realized_pnl,
+     case when entry_signal_id = $1::uuid then 'opened' else 'closed' end as change
+   from positions where entry_signal_id = $1::uuid or exit_signal_id = $1::uuid
+   order by seq`;
+
 export async function getSignalDetail(db: Queryable, id: string): Promise<SignalDetail | null> {
   const [signal] = await db.query<Row>(
     `select ${SIGNAL_COLUMNS}, s.dedup_key, s.raw_payload, s.client_ip from signals s where s.id = $1::uuid`,
@@ -140,14 +148,7 @@ export async function getSignalDetail(db: Queryable, id: string): Promise<Signal
      from decisions where signal_id = $1::uuid`,
     [id],
   );
-  const positions = await db.query<Row>(
-    `select id, seq, symbol, direction, quantity, entry_price, opened_at, is_closed, exit_price,
-       closed_at, realized_pnl,
-       case when entry_signal_id = $1::uuid then 'opened' else 'closed' end as change
-     from positions where entry_signal_id = $1::uuid or exit_signal_id = $1::uuid
-     order by seq`,
-    [id],
-  );
+  const positions = await db.query<Row>(SIGNAL_POSITIONS_SQL, [id]);
   const errors = await db.query<Row>(
     `select id::text as id, stage, code, message, http_status, correlation_id, created_at
      from processing_errors where signal_id = $1::uuid order by processing_errors.id`,

@@ -17,7 +17,7 @@ import { RECORD_DUPLICATES_SQL } from "../db/signals.ts";
 import { LATEST_CURSOR_SQL, READ_EVENTS_SQL } from "../db/events.ts";
 import { MARKET_DATA_FRESHNESS_SQL } from "../db/market_data.ts";
 import { runMaintenance } from "../db/maintenance.ts";
-import { listSignals, type PageQuery } from "../db/read.ts";
+import { listSignals, type PageQuery, SIGNAL_POSITIONS_SQL } from "../db/read.ts";
 import { dbTest, insertSignalsSql } from "./_db.ts";
 
 const ROWS = 5_000;
@@ -190,6 +190,25 @@ dbTest("a claim looks its heads up by primary key, whatever the statistics say",
   const used = await indexesUsed(db, CLAIM_JOBS_SQL, ["w", 100]);
   assert.ok(!used.includes("pipeline_jobs_ready"), used.join(", "));
   assert.deepEqual(await seqScanned(db, CLAIM_JOBS_SQL, ["w", 100]), []);
+});
+
+dbTest("/signals/:id finds its signal's positions through their indexes", async ({ db }) => {
+  await seed(db);
+  // Every signal opened a position and the next one closed it.
+  await db.exec(`insert into positions (symbol, direction, quantity, entry_price, entry_signal_id,
+      opened_at, is_closed, closed_at, exit_price, exit_signal_id, realized_pnl)
+    select s.symbol || '-' || s.seq, s.direction, 1, 100, s.id, now(), true, now(), 101, n.id, 1
+    from signals s join signals n on n.seq = s.seq + 1;
+    analyze positions;`);
+  const [{ id }] = await db.query<{ id: string }>(
+    "select id from signals where seq = $1::bigint",
+    [ROWS / 2],
+  );
+  const rows = await db.query<{ change: string }>(SIGNAL_POSITIONS_SQL, [id]);
+  assert.deepEqual(rows.map((r) => r.change), ["closed", "opened"]);
+  assert.deepEqual(await seqScanned(db, SIGNAL_POSITIONS_SQL, [id]), []);
+  await db.exec("drop index positions_entry_signal; drop index positions_exit_signal");
+  assert.deepEqual(await seqScanned(db, SIGNAL_POSITIONS_SQL, [id]), ["positions"], "control");
 });
 
 dbTest("positions are closed by primary key, whatever the statistics say", async ({ db }) => {
