@@ -61,9 +61,13 @@ export async function readBytesWithin(
   const late = timeoutMs === undefined
     ? null
     : new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), timeoutMs));
-  if (res instanceof Request && res.headers.has("content-length")) {
+  if (
+    res instanceof Request && res.headers.has("content-length") &&
+    !res.headers.has("transfer-encoding")
+  ) {
     // A request's body is exactly its Content-Length (checked above), nothing is decoded:
     // read whole, the runtime's fast path (a few us a webhook less than a reader's loop).
+    // With Transfer-Encoding too the length is not the body's (hono's bodyLimit agrees).
     const whole = res.arrayBuffer();
     const read = late === null ? await whole : await Promise.race([whole, late]);
     clearTimeout(timer);
