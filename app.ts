@@ -154,8 +154,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   /**
    * The body, read before the handler (which finds it in `body`): at most
    * WEBHOOK_MAX_BODY_BYTES, within WEBHOOK_BODY_TIMEOUT_MS. Without a deadline a
-   * sender that stalls mid-body held its connection, and behind Fly's proxy a slot of the
-   * machine's concurrency limit, for as long as it liked.
+   * sender that stalls mid-body held its request open for as long as it liked, and with it,
+   * in Fly's proxy, one of the requests fly.toml's hard_limit counts.
    */
   const readWebhookBody: MiddlewareHandler<AppEnv> = async (c, next) => {
     // Checked as the request arrives: one whose body is still coming when the drain starts
