@@ -14,10 +14,11 @@
  *    nothing.
  * 3. FUTURE_SIGNAL, STALE_SIGNAL: the timestamp against `receivedAt`, and
  *    against `decidedAtMs` when given (see `checkFreshness`): a signal
- *    decided late, behind a backlog, is as stale as its age then. A stale signal that closes positions (an exit,
- *    or an entry opposite them) still closes those whose entry alert is
- *    dated before it, at the context spot when that is newer than the
- *    signal, and opens nothing; with none such it is refused.
+ *    decided late, behind a backlog, is as stale as its age then. A stale
+ *    signal that closes positions (an exit, or an entry opposite them) still
+ *    closes those whose entry alert is dated before it, at the context spot
+ *    when that is newer than the signal, and opens nothing; with none such it
+ *    is refused.
  * Then an exit (action EXIT; direction EXIT flattens every position of the
  * symbol, CALL or PUT closes that one):
  * 4. NO_POSITION: nothing to close. 5. NO_PRICE: no price from the signal,

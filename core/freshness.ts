@@ -59,30 +59,6 @@ export function checkFreshness(
   rules: Pick<Rules, "maxSignalAgeSeconds" | "maxFutureSkewSeconds">,
   decidedMs: number | null = null,
 ): Freshness {
-  const atReceipt = freshAtReceipt(claimedMs, receivedMs, timeframe, rules);
-  if (!atReceipt.fresh || decidedMs === null || !(decidedMs > receivedMs)) return atReceipt;
-  const ageSeconds = (decidedMs - claimedMs) / 1000;
-  const limit = (freshUntilMs(claimedMs, timeframe, rules) - claimedMs) / 1000;
-  if (ageSeconds <= limit) return atReceipt;
-  return {
-    fresh: false,
-    reason: "STALE_SIGNAL",
-    message:
-      `Signal is ${ageSeconds} s old when decided, ${
-        (decidedMs - receivedMs) / 1000
-      } s after it was received (timestamp ${new Date(claimedMs).toISOString()}, received ${
-        new Date(receivedMs).toISOString()
-      }, decided ${new Date(decidedMs).toISOString()}); the limit is ${limit} s ` +
-      `(${rules.maxSignalAgeSeconds} s plus one ${timeframe} bar of ${barSeconds(timeframe)} s)`,
-  };
-}
-
-function freshAtReceipt(
-  claimedMs: number,
-  receivedMs: number,
-  timeframe: string,
-  rules: Pick<Rules, "maxSignalAgeSeconds" | "maxFutureSkewSeconds">,
-): Freshness {
   const ageSeconds = (receivedMs - claimedMs) / 1000;
   const stamps = `timestamp ${new Date(claimedMs).toISOString()}, received ${
     new Date(receivedMs).toISOString()
@@ -95,15 +71,23 @@ function freshAtReceipt(
         `the allowed clock skew is ${rules.maxFutureSkewSeconds} s`,
     };
   }
-  const bar = barSeconds(timeframe);
   const limit = (freshUntilMs(claimedMs, timeframe, rules) - claimedMs) / 1000;
-  if (!(ageSeconds <= limit)) {
-    return {
-      fresh: false,
-      reason: "STALE_SIGNAL",
-      message: `Signal is ${ageSeconds} s old (${stamps}); the limit is ${limit} s ` +
-        `(${rules.maxSignalAgeSeconds} s plus one ${timeframe} bar of ${bar} s)`,
-    };
+  const stale = (message: string): Freshness => ({
+    fresh: false,
+    reason: "STALE_SIGNAL",
+    message: `${message}; the limit is ${limit} s ` +
+      `(${rules.maxSignalAgeSeconds} s plus one ${timeframe} bar of ${barSeconds(timeframe)} s)`,
+  });
+  if (!(ageSeconds <= limit)) return stale(`Signal is ${ageSeconds} s old (${stamps})`);
+  if (decidedMs !== null && decidedMs > receivedMs) {
+    const ageWhenDecided = (decidedMs - claimedMs) / 1000;
+    if (!(ageWhenDecided <= limit)) {
+      return stale(
+        `Signal is ${ageWhenDecided} s old when decided, ${
+          (decidedMs - receivedMs) / 1000
+        } s after it was received (${stamps}, decided ${new Date(decidedMs).toISOString()})`,
+      );
+    }
   }
   return { fresh: true };
 }
