@@ -6,7 +6,15 @@
  */
 import assert from "node:assert/strict";
 import { POSTGRES_REACHABLE, TEST_DATABASE_URL } from "./_db.ts";
-import { delay, freePort, IN_CI, scratchPostgres, spawnMain, startService } from "./_service.ts";
+import {
+  delay,
+  freePort,
+  IN_CI,
+  scratchPostgres,
+  type Service,
+  spawnMain,
+  startService,
+} from "./_service.ts";
 
 const PASSWORD = "not-a-real-password-4711";
 
@@ -96,41 +104,64 @@ function lateProxy(port: number, hostname = "127.0.0.1") {
   };
 }
 
+/**
+ * The service started on a scratch database that it reaches through a relay
+ * (lateProxy) on `relayHost`, opened after `openAfterMs`, with DATABASE_URL's
+ * host written as `urlHost(port)`; `check` runs while it serves, then
+ * everything is stopped and removed.
+ */
+async function servedThroughRelay(
+  name: string,
+  relay: { relayHost?: string; urlHost: (port: number) => string; openAfterMs: number },
+  startupTimeoutSeconds: number,
+  check: (service: Service) => Promise<void>,
+): Promise<void> {
+  const scratch = await scratchPostgres(name);
+  const dataDir = await Deno.makeTempDir({ prefix: "optionstrat-startup-" });
+  const port = freePort();
+  const proxy = lateProxy(port, relay.relayHost);
+  const url = new URL(scratch.url);
+  url.host = relay.urlHost(port);
+  if (relay.openAfterMs === 0) proxy.open();
+  else setTimeout(() => proxy.open(), relay.openAfterMs);
+  let service;
+  try {
+    service = await startService({
+      DATA_DIR: dataDir,
+      DATABASE_URL: url.toString(),
+      DATABASE_STARTUP_TIMEOUT_SECONDS: String(startupTimeoutSeconds),
+    }, { readyTimeoutMs: 30_000 });
+    await check(service);
+  } finally {
+    if (service) {
+      service.child.kill("SIGTERM");
+      await Promise.race([service.child.status, delay(15_000)]);
+      await service.kill9();
+    }
+    proxy.close();
+    await scratch.drop();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+}
+
 Deno.test({
   name: "[postgres] start-up waits for a database that comes up late, then serves",
   ignore: !POSTGRES_REACHABLE && !IN_CI,
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const scratch = await scratchPostgres("startup");
-    const dataDir = await Deno.makeTempDir({ prefix: "optionstrat-startup-" });
-    const port = freePort();
-    const proxy = lateProxy(port);
-    const url = new URL(scratch.url);
-    url.host = `127.0.0.1:${port}`;
-    setTimeout(() => proxy.open(), 2_500);
-    let service;
-    try {
-      service = await startService({
-        DATA_DIR: dataDir,
-        DATABASE_URL: url.toString(),
-        DATABASE_STARTUP_TIMEOUT_SECONDS: "60",
-      }, { readyTimeoutMs: 30_000 });
-      const retries = service.lines.filter((l) => /Database not ready/.test(l));
-      assert.ok(retries.length >= 1, "no retry was logged before the database came up");
-      const health = await fetch(`${service.base}/health/database`);
-      assert.equal(health.status, 200, await health.text());
-      assert.doesNotMatch(service.errors.join("\n"), /Uncaught/);
-    } finally {
-      if (service) {
-        service.child.kill("SIGTERM");
-        await Promise.race([service.child.status, delay(15_000)]);
-        await service.kill9();
-      }
-      proxy.close();
-      await scratch.drop();
-      await Deno.remove(dataDir, { recursive: true });
-    }
+    await servedThroughRelay(
+      "startup",
+      { urlHost: (port) => `127.0.0.1:${port}`, openAfterMs: 2_500 },
+      60,
+      async (service) => {
+        const retries = service.lines.filter((l) => /Database not ready/.test(l));
+        assert.ok(retries.length >= 1, "no retry was logged before the database came up");
+        const health = await fetch(`${service.base}/health/database`);
+        assert.equal(health.status, 200, await health.text());
+        assert.doesNotMatch(service.errors.join("\n"), /Uncaught/);
+      },
+    );
   },
 });
 
@@ -167,33 +198,16 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const scratch = await scratchPostgres("ipv6");
-    const dataDir = await Deno.makeTempDir({ prefix: "optionstrat-startup-" });
     // The test server may listen on IPv4 only: an IPv6 loopback relay stands in for it.
-    const port = freePort();
-    const proxy = lateProxy(port, "::1");
-    proxy.open();
-    const url = new URL(scratch.url);
-    url.host = `[::1]:${port}`;
-    let service;
-    try {
-      service = await startService({
-        DATA_DIR: dataDir,
-        DATABASE_URL: url.toString(),
-        DATABASE_STARTUP_TIMEOUT_SECONDS: "5",
-      }, { readyTimeoutMs: 30_000 });
-      const health = await fetch(`${service.base}/health/database`);
-      assert.equal(health.status, 200, await health.text());
-      assert.deepEqual(service.lines.filter((l) => /Database not ready/.test(l)), []);
-    } finally {
-      if (service) {
-        service.child.kill("SIGTERM");
-        await Promise.race([service.child.status, delay(15_000)]);
-        await service.kill9();
-      }
-      proxy.close();
-      await scratch.drop();
-      await Deno.remove(dataDir, { recursive: true });
-    }
+    await servedThroughRelay(
+      "ipv6",
+      { relayHost: "::1", urlHost: (port) => `[::1]:${port}`, openAfterMs: 0 },
+      5,
+      async (service) => {
+        const health = await fetch(`${service.base}/health/database`);
+        assert.equal(health.status, 200, await health.text());
+        assert.deepEqual(service.lines.filter((l) => /Database not ready/.test(l)), []);
+      },
+    );
   },
 });
