@@ -18,7 +18,7 @@ import { freshUntilMs } from "./core/freshness.ts";
 import { rateLimitKey } from "./core/net.ts";
 import type { LatencyWindow } from "./core/stats.ts";
 import type { GroupCommit } from "./db/group_commit.ts";
-import { type Database, isTransient } from "./db/port.ts";
+import { type Database, isTransient, QueryTimeoutError } from "./db/port.ts";
 import { insertProcessingError } from "./db/processing_errors.ts";
 import type { IngestOutcome, SignalRecord } from "./db/signals.ts";
 import { dashboardRoutes } from "./handlers/dashboard.ts";
@@ -37,6 +37,11 @@ import { BodyTimeoutError, BodyTooLargeError, readBytesWithin } from "./read_bod
 export interface AppDeps {
   config: Config;
   db: Database;
+  /**
+   * The operator's reads (read API, /metrics, /events): a pool apart from the
+   * webhooks' on Postgres (compose.ts openReadDatabase); `db` when left out.
+   */
+  readDb?: Database;
   authenticator: Authenticator;
   ingest: GroupCommit<SignalRecord, IngestOutcome>;
   context: ContextProvider;
@@ -58,6 +63,7 @@ const log = logger("http");
 
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const { config } = deps;
+  const readDb = deps.readDb ?? deps.db;
   const app = new Hono<AppEnv>();
 
   app.use(requestId());
@@ -275,7 +281,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route(
     "/",
     metricsRoutes({
-      db: deps.db,
+      db: readDb,
       context: deps.context,
       gex: deps.gex,
       ackLatency: deps.ackLatency,
@@ -289,18 +295,35 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route(
     "/",
     readApiRoutes({
-      db: deps.db,
+      db: readDb,
       now: deps.now,
       contextMaxAgeSeconds: config.providers.contextMaxAgeSeconds,
     }),
   );
-  app.route("/", eventRoutes({ db: deps.db, hub: deps.events }));
+  app.route("/", eventRoutes({ db: readDb, hub: deps.events }));
 
   app.notFound((c) =>
     errorResponse(c, new ApiError("NOT_FOUND", `No route for ${c.req.method} ${c.req.path}`))
   );
   app.onError((error, c) => {
     if (error instanceof ApiError) return errorResponse(c, error);
+    if (error instanceof QueryTimeoutError) {
+      // Before isTransient: its cause (57014, cancelled) is transient, and this is no outage.
+      log.warn("Read cancelled after {timeout_ms} ms on {method} {route}", {
+        timeout_ms: error.timeoutMs,
+        method: c.req.method,
+        route: c.req.routePath,
+      });
+      return errorResponse(
+        c,
+        new ApiError(
+          "QUERY_TIMEOUT",
+          `The query did not finish within READ_QUERY_TIMEOUT_MS (${error.timeoutMs} ms) and was ` +
+            "cancelled; narrow it (symbol, since, until, a smaller limit) or retry later",
+          { retryAfterSeconds: 5 },
+        ),
+      );
+    }
     // Hono middleware (bearerAuth) prepares its own response, already in our shape; rebuilt on
     // the context so it keeps the headers set before it (X-Request-Id) beside its own.
     if (error instanceof HTTPException && error.res) {

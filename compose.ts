@@ -39,6 +39,11 @@ export interface Services {
 export interface ComposeOptions {
   /** Use this database instead of opening one from the config (tests). */
   db?: Database;
+  /**
+   * The operator reads' database (openReadDatabase). Without it: opened from
+   * the config when `db` is too, else the reads share `db`. Closed with the rest.
+   */
+  readDb?: Database;
   /** The clock, in epoch milliseconds. */
   now?: () => number;
   /** The pipeline worker's name; main.ts names the database sessions after it too. */
@@ -71,6 +76,24 @@ export function openDatabase(
     : openPglite(pgliteDirectory(config));
 }
 
+/**
+ * The operator reads' database: on Postgres a pool of its own (its sessions
+ * named apart from the worker's), each query cancelled past
+ * READ_QUERY_TIMEOUT_MS; null on PGlite, whose one thread every query shares
+ * anyway (the reads then use the main database, without a deadline).
+ */
+export async function openReadDatabase(config: Config): Promise<Database | null> {
+  if (config.databaseUrl === null) return null;
+  return await openPostgres(config.databaseUrl, {
+    max: config.reads.poolSize,
+    applicationName: READS_APPLICATION_NAME,
+    queryTimeoutMs: config.reads.queryTimeoutMs,
+  });
+}
+
+/** application_name of the read pool's sessions (pg_stat_activity). */
+export const READS_APPLICATION_NAME = "optionstrat-backend reads";
+
 /** The embedded database's own directory, inside DATA_DIR. */
 export function pgliteDirectory(config: Config): string {
   return `${config.dataDir.replace(/\/+$/, "")}/pglite`;
@@ -99,6 +122,8 @@ export function authenticatorFor(config: Config): Authenticator {
 
 export async function compose(config: Config, options: ComposeOptions = {}): Promise<Services> {
   const db = options.db ?? await openDatabase(config);
+  const readDb = options.readDb ??
+    (options.db === undefined ? await openReadDatabase(config) : null) ?? db;
   const now = options.now ?? Date.now;
   const authenticator = authenticatorFor(config);
   const ingest = createGroupCommit<SignalRecord, IngestOutcome>(
@@ -150,6 +175,7 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
   const app = createApp({
     config,
     db,
+    readDb,
     authenticator,
     ingest,
     context,
@@ -182,6 +208,7 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
       await worker.stop();
       await gex.stop();
       await events.close();
+      if (readDb !== db) await readDb.close();
       await db.close();
     },
   };

@@ -14,7 +14,13 @@ import {
   MigrationLockTimeoutError,
 } from "./db/migrate.ts";
 import { logger, setupLogging } from "./logging.ts";
-import { compose, describeDatabase, newWorkerId, openDatabase } from "./compose.ts";
+import {
+  compose,
+  describeDatabase,
+  newWorkerId,
+  openDatabase,
+  openReadDatabase,
+} from "./compose.ts";
 import { type Database, isUnavailable } from "./db/port.ts";
 import { isClosedSocketWriteRace, isOrphanedConnectFailure } from "./db/postgres.ts";
 
@@ -247,7 +253,10 @@ async function main(): Promise<number> {
     driver: db.driver,
     applied: applied.map((m) => `${m.version}_${m.name}`),
   });
-  const services = await compose(config, { db, workerId });
+  // The operator's reads get connections of their own (Postgres): a slow one never holds
+  // those the webhooks commit through.
+  const readDb = await openReadDatabase(config) ?? undefined;
+  const services = await compose(config, { db, readDb, workerId });
   if (config.worker.enabled) await services.worker.start();
   services.gex.start();
 

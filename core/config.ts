@@ -24,6 +24,11 @@ export interface Config {
   databaseUrl: string | null;
   dataDir: string;
   databasePoolSize: number;
+  /**
+   * The operator reads' own pool (read API, /metrics, /events), so that slow or
+   * stuck reads never hold the connections webhooks commit through (Postgres only).
+   */
+  reads: { poolSize: number; queryTimeoutMs: number };
   /** How long start-up keeps trying to reach and migrate the database before it exits 1. */
   databaseStartupTimeoutSeconds: number;
   /** Name of this instance in job claims and logs (Fly sets FLY_MACHINE_ID). */
@@ -117,6 +122,8 @@ const EnvSchema = z.object({
   ).default(null),
   DATA_DIR: z.string().min(1, "must not be empty").default("./data"),
   DATABASE_POOL_SIZE: int(1, 100).default(10),
+  DATABASE_READ_POOL_SIZE: int(1, 100).default(3),
+  READ_QUERY_TIMEOUT_MS: int(100, 600_000).default(10_000),
   DATABASE_STARTUP_TIMEOUT_SECONDS: int(0, 3600).default(300),
   // It names this instance's database sessions, by which the others tell it is
   // alive (db/jobs.ts connectionName): Postgres mangles non-ASCII there and keeps
@@ -325,6 +332,7 @@ export function loadConfig(raw: Record<string, string | undefined>): LoadedConfi
       databaseUrl: e.DATABASE_URL,
       dataDir: e.DATA_DIR,
       databasePoolSize: e.DATABASE_POOL_SIZE,
+      reads: { poolSize: e.DATABASE_READ_POOL_SIZE, queryTimeoutMs: e.READ_QUERY_TIMEOUT_MS },
       databaseStartupTimeoutSeconds: e.DATABASE_STARTUP_TIMEOUT_SECONDS,
       instanceId: e.INSTANCE_ID ?? e.FLY_MACHINE_ID ?? "local",
       logLevel: e.LOG_LEVEL,

@@ -12,6 +12,7 @@ export type ErrorCode =
   | "PAYLOAD_TOO_LARGE"
   | "RATE_LIMITED"
   | "DATABASE_UNAVAILABLE"
+  | "QUERY_TIMEOUT"
   | "SHUTTING_DOWN"
   | "NOT_FOUND"
   | "METHOD_NOT_ALLOWED"
@@ -39,6 +40,7 @@ export function codeToStatus(code: ErrorCode) {
     case "RATE_LIMITED":
       return 429;
     case "DATABASE_UNAVAILABLE":
+    case "QUERY_TIMEOUT":
     case "SHUTTING_DOWN":
       return 503;
     case "INTERNAL_ERROR":

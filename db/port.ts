@@ -58,6 +58,19 @@ export class DatabaseUnavailableError extends Error {
   }
 }
 
+/**
+ * A query that ran past its pool's deadline (`queryTimeoutMs`, the operator
+ * reads' READ_QUERY_TIMEOUT_MS) and was cancelled on the server. Checked before
+ * `isTransient` (its cause, 57014, is transient too): a client is told the
+ * query was too slow, not that the database is down.
+ */
+export class QueryTimeoutError extends Error {
+  constructor(readonly timeoutMs: number, options?: ErrorOptions) {
+    super(`Query cancelled after ${timeoutMs} ms`, options);
+    this.name = "QueryTimeoutError";
+  }
+}
+
 // Socket-level failures, postgres.js's own connection codes, and SQLSTATE
 // classes 08 (connection exception), 53 (insufficient resources) and 57P
 // (operator intervention: shutdown, cannot connect now).

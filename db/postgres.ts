@@ -22,6 +22,7 @@ import {
   isUnavailable,
   type Queryable,
   type QueryOptions,
+  QueryTimeoutError,
   type Row,
 } from "./port.ts";
 
@@ -69,6 +70,13 @@ export interface PostgresOptions {
   connectTimeoutSeconds?: number;
   /** application_name of every session (pg_stat_activity). */
   applicationName?: string;
+  /**
+   * Cancels a query not answered within this many ms, waiting for a connection
+   * included, with QueryTimeoutError. Client-side (postgres.js sends the
+   * server a cancel request): a statement_timeout startup parameter is refused
+   * by some poolers in front of Postgres.
+   */
+  queryTimeoutMs?: number;
 }
 
 export function openPostgres(url: string, options: PostgresOptions = {}): Promise<Database> {
@@ -155,6 +163,25 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Promis
     }
   }
 
+  /** `pending`, cancelled past `queryTimeoutMs` (then QueryTimeoutError). */
+  async function withinDeadline<T>(pending: postgres.PendingQuery<T & postgres.Row[]>) {
+    const ms = options.queryTimeoutMs;
+    if (ms === undefined) return await pending;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      // Queued for a connection: rejected at once. Running: the server cancels it.
+      pending.cancel();
+    }, ms);
+    try {
+      return await pending;
+    } catch (error) {
+      throw timedOut ? new QueryTimeoutError(ms, { cause: error }) : error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   const queryable = (target: postgres.Sql | postgres.TransactionSql): Queryable => ({
     async query<T = Row>(text: string, params?: readonly unknown[], options?: QueryOptions) {
       refuseWhileDown();
@@ -164,7 +191,8 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Promis
         // statement, planned at each execution.
         const prepare = options?.replan !== true;
         // deno-lint-ignore no-explicit-any
-        const rows = await watched(target.unsafe(text, (params ?? []) as any[], { prepare }));
+        const pending = target.unsafe(text, (params ?? []) as any[], { prepare });
+        const rows = await watched(withinDeadline(pending));
         // A plain array, as PGlite gives (postgres.js returns its own Result subclass).
         return Array.from(rows) as unknown as T[];
       } catch (error) {

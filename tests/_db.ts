@@ -124,6 +124,8 @@ function pgliteTemplateTarball(): Promise<Blob> {
 
 export interface TestDatabase {
   db: Database;
+  /** The database's URL (Postgres only). */
+  url?: string;
   /** Another pool on the same database (a second "instance"; `max` connections, default 10). */
   connectAgain(options?: { max?: number }): Promise<Database>;
   dispose(): Promise<void>;
@@ -184,7 +186,7 @@ export async function freshPostgres(): Promise<TestDatabase> {
   try {
     const db = await connect();
     await migrate(db, await loadMigrations());
-    return { db, connectAgain: connect, dispose };
+    return { db, url: url.toString(), connectAgain: connect, dispose };
   } catch (error) {
     // A setup that fails (a connection not opened in time on a loaded machine) leaves nothing.
     await dispose().catch(() => {});
