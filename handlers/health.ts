@@ -230,15 +230,29 @@ function freshness(
   };
 }
 
+/**
+ * `check`, with concurrent calls sharing the one in flight: /health is public, and each
+ * check takes three queries on the pool the webhooks commit through, so a flood of
+ * requests holds at most one check's worth of its connections.
+ */
+export function sharedWhileRunning<T>(check: () => Promise<T>): () => Promise<T> {
+  let running: Promise<T> | null = null;
+  return () =>
+    running ??= check().finally(() => {
+      running = null;
+    });
+}
+
 export function healthRoutes(deps: HealthDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
+  const checkHealthShared = sharedWhileRunning(() => checkHealth(deps));
   app.get("/health", async (c) => {
-    const report = await checkHealth(deps);
+    const report = await checkHealthShared();
     return c.json(report, report.status === "unhealthy" ? 503 : 200);
   });
   for (const name of ["database", "context", "gex", "pipeline"] as const) {
     app.get(`/health/${name}`, async (c) => {
-      const report = await checkHealth(deps);
+      const report = await checkHealthShared();
       const component = report.components[name];
       const down = name === "database" ? !component.healthy : report.status === "unhealthy";
       return c.json({ ...component, timestamp: report.timestamp }, down ? 503 : 200);

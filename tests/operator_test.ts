@@ -84,6 +84,36 @@ dbTest("/health answers 503 unhealthy when the database is gone", async ({ db })
   assert.equal((await s.app.request("/health/database")).status, 503);
 });
 
+dbTest(
+  "concurrent /health requests share one check: a flood holds one check's worth of the webhooks' pool",
+  async ({ db }) => {
+    let probes = 0;
+    const held = Promise.withResolvers<void>();
+    // The probe waits until every request has arrived, so all of them find it running.
+    const counted = aroundQueries(db, async (text, run) => {
+      if (text === "select 1") {
+        probes++;
+        await held.promise;
+      }
+      return await run();
+    });
+    const s = await testServices(counted);
+    const paths = ["/health", "/health/database", "/health/pipeline"];
+    const answers = Array.from({ length: 30 }, (_, i) => json(s, paths[i % paths.length]));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    held.resolve();
+    const bodies = await Promise.all(answers);
+    assert.equal(probes, 1);
+    for (const { status, body } of bodies) {
+      assert.equal(status, 200);
+      assert.equal(typeof body.timestamp, "string");
+    }
+    // Shared only while it runs: the next request checks again.
+    assert.equal((await json(s, "/health")).status, 200);
+    assert.equal(probes, 2);
+  },
+);
+
 /**
  * `db`, until `cut()`: then only `select 1` answers, as when the database goes
  * away between /health's probe and its reads; every other query fails at once
