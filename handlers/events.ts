@@ -15,6 +15,9 @@ import { ApiError } from "../core/errors.ts";
 import { cursorIssued, latestCursor, readEvents, START } from "../db/events.ts";
 import type { Database } from "../db/port.ts";
 import { EVENTS_CHANNEL } from "../db/signals.ts";
+import { logger } from "../logging.ts";
+
+const log = logger("events");
 
 /** One LISTEN per instance, fanned out to every open stream. */
 export class EventHub {
@@ -134,6 +137,11 @@ export function eventRoutes(o: EventRoutesOptions): Hono<AppEnv> {
             wake = done;
           });
         }
+      } catch (error) {
+        // The database, not the client (a read past READ_QUERY_TIMEOUT_MS, an outage): the
+        // stream ends and the client reconnects with Last-Event-ID, missing nothing. Caught here:
+        // Hono would print it raw to stderr, outside the JSON logs.
+        log.warn("Event stream ended by a failed read: {error}", { error: String(error) });
       } finally {
         unsubscribe();
       }

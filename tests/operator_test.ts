@@ -8,7 +8,13 @@ import fc from "fast-check";
 import type { Services } from "../compose.ts";
 import { ConfigError } from "../core/config.ts";
 import { runMaintenance } from "../db/maintenance.ts";
-import { type Database, DatabaseUnavailableError, isTransient, isUnavailable } from "../db/port.ts";
+import {
+  type Database,
+  DatabaseUnavailableError,
+  isTransient,
+  isUnavailable,
+  QueryTimeoutError,
+} from "../db/port.ts";
 import { insertProcessingError } from "../db/processing_errors.ts";
 import { countRows, SECRET, signed, testServices, uniqueSignal } from "./_app.ts";
 import { aroundQueries, dbTest, TEST_DATABASE_URL } from "./_db.ts";
@@ -537,6 +543,36 @@ dbTest(
 );
 
 /** Reads SSE frames from a streaming response until `until` is satisfied or time runs out. */
+dbTest(
+  "an event stream whose read fails ends cleanly (the client reconnects), never printed raw to stderr",
+  async ({ db }) => {
+    let failReads = false;
+    const failing = aroundQueries(
+      db,
+      (text, run) =>
+        failReads && text.includes("from events")
+          ? Promise.reject(new QueryTimeoutError(10_000))
+          : run(),
+    );
+    const s = await testServices(failing);
+    const printed: unknown[] = [];
+    const consoleError = console.error;
+    console.error = (...args: unknown[]) => void printed.push(args);
+    try {
+      const res = await s.app.request("/events");
+      assert.equal(res.status, 200);
+      failReads = true;
+      const text = await unlessHung(res.text(), "the stream's end");
+      assert.match(text, /^event: ready$/m);
+      assert.doesNotMatch(text, /^event: error$/m);
+      assert.deepEqual(printed, []);
+    } finally {
+      console.error = consoleError;
+      await s.close();
+    }
+  },
+);
+
 async function readSse(
   res: Response,
   until: (events: { event: string; id?: string; data: unknown }[]) => boolean,
