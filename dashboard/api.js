@@ -86,7 +86,10 @@ export async function getJson(path, { auth = true, signal } = {}) {
   }
   // /health answers 503 with its usual body when the database is down: still worth showing.
   if (!res.ok && !(res.status === 503 && path.startsWith("/health"))) {
-    throw new Error(`GET ${path}: HTTP ${res.status}`);
+    // The service's own words when it gave them (QUERY_TIMEOUT says to narrow the query).
+    const body = await res.json().catch(() => null);
+    const why = body?.error?.code ? ` ${body.error.code}: ${body.error.message}` : "";
+    throw new Error(`GET ${path}: HTTP ${res.status}${why}`);
   }
   return await res.json();
 }

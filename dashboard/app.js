@@ -55,6 +55,8 @@ const state = {
   locked: false,
   historyLoaded: false,
   updatedAt: null,
+  /** Why the last refresh failed (a 503 QUERY_TIMEOUT, say), until one succeeds. */
+  refreshError: null,
 };
 
 const now = () => Date.now() + state.clockOffset;
@@ -292,9 +294,13 @@ function setPill(id, tone, label) {
 }
 
 function drawUpdated() {
-  document.getElementById("updated").textContent = state.updatedAt
-    ? `Updated ${nyTime(state.updatedAt, now())} ET`
-    : "Not loaded yet";
+  const updated = document.getElementById("updated");
+  const when = state.updatedAt ? `Updated ${nyTime(state.updatedAt, now())} ET` : "Not loaded yet";
+  // Shown, not only logged: the figures above are as old as `when` says, and this is why.
+  updated.textContent = state.refreshError === null
+    ? when
+    : `${when} · last refresh failed: ${state.refreshError}`;
+  updated.classList.toggle("refresh-failed", state.refreshError !== null);
 }
 
 /** Relative times age in place, without redrawing rows. */
@@ -342,10 +348,15 @@ async function authed(work) {
   try {
     await work();
     state.updatedAt = now();
+    state.refreshError = null;
     drawUpdated();
   } catch (error) {
     if (error instanceof UnauthorizedError) lock(error.message);
-    else if (!(error instanceof StaleResponse)) console.warn("Dashboard refresh failed:", error);
+    else if (!(error instanceof StaleResponse)) {
+      console.warn("Dashboard refresh failed:", error);
+      state.refreshError = error instanceof Error ? error.message : String(error);
+      drawUpdated();
+    }
   }
 }
 

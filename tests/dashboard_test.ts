@@ -694,3 +694,47 @@ if (chromiumInstalled) {
     { drivers: ["pglite"] },
   );
 }
+
+if (chromiumInstalled) {
+  dbTest(
+    "a refresh the service refuses (503 QUERY_TIMEOUT) is shown with its reason until one succeeds",
+    async ({ db }) => {
+      const s = await testServices(db, { env: { OPERATOR_TOKEN: TOKEN } });
+      await onDashboard(s, async (page) => {
+        const positionEvent = async () => {
+          await s.db.query(
+            `insert into events (kind, symbol, payload)
+             values ('position', 'SPY', jsonb_build_object('change', 'opened',
+               'id', gen_random_uuid(), 'symbol', 'SPY', 'direction', 'CALL', 'quantity', 1,
+               'entry_price', 100, 'opened_at', now(), 'is_closed', false))`,
+          );
+          await s.db.query("select pg_notify('optionstrat_events', '')");
+        };
+        // The answer a read past READ_QUERY_TIMEOUT_MS gets.
+        await page.route("**/positions?*", (route) =>
+          route.fulfill({
+            status: 503,
+            contentType: "application/json",
+            body: JSON.stringify({
+              status: "REJECTED",
+              correlation_id: "c",
+              error: { code: "QUERY_TIMEOUT", message: "The query did not finish in time" },
+            }),
+          }));
+        await positionEvent(); // a position change refreshes the figures
+        const updated = page.locator("#updated.refresh-failed");
+        await updated.waitFor({ timeout: 5000 });
+        assert.match(
+          await updated.innerText(),
+          /last refresh failed: GET \/positions\?status=open&limit=500: HTTP 503 QUERY_TIMEOUT: The query did not finish in time/,
+        );
+
+        await page.unroute("**/positions?*");
+        await positionEvent();
+        await page.locator("#updated:not(.refresh-failed)").waitFor({ timeout: 5000 });
+        assert.match(await page.locator("#updated").innerText(), /^Updated .* ET$/);
+      });
+    },
+    { drivers: ["pglite"] },
+  );
+}
