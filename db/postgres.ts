@@ -163,20 +163,27 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Promis
     }
   }
 
-  /** `pending`, cancelled past `queryTimeoutMs` (then QueryTimeoutError). */
+  /**
+   * `pending`, or QueryTimeoutError once `queryTimeoutMs` has passed. The answer does
+   * not wait for the cancel: a server that cannot be reached never confirms it.
+   */
   async function withinDeadline<T>(pending: postgres.PendingQuery<T & postgres.Row[]>) {
     const ms = options.queryTimeoutMs;
     if (ms === undefined) return await pending;
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      // Queued for a connection: rejected at once. Running: the server cancels it.
-      pending.cancel();
-    }, ms);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        // Settled first, so the query's own rejection below (57014) is not the answer.
+        reject(new QueryTimeoutError(ms));
+        // Queued for a connection: dropped from the queue. Running: the server is asked to
+        // stop it; if that request cannot reach it, the query runs on and its connection
+        // stays busy until it ends (main.ts's guard keeps the failed connect from ending the
+        // process).
+        pending.cancel();
+      }, ms);
+    });
     try {
-      return await pending;
-    } catch (error) {
-      throw timedOut ? new QueryTimeoutError(ms, { cause: error }) : error;
+      return await Promise.race([pending, deadline]);
     } finally {
       clearTimeout(timer);
     }

@@ -8,7 +8,9 @@
 import assert from "node:assert/strict";
 import { compose, openReadDatabase, READS_APPLICATION_NAME, type Services } from "../compose.ts";
 import { loadConfig } from "../core/config.ts";
+import { QueryTimeoutError } from "../db/port.ts";
 import { openPostgres } from "../db/postgres.ts";
+import { guardDriverRace } from "../main.ts";
 import { SECRET, signed, uniqueSignal } from "./_app.ts";
 import { dbTest } from "./_db.ts";
 import { unlessHung } from "./_service.ts";
@@ -144,3 +146,54 @@ Deno.test("the embedded database has no pool of reads: they share its one thread
   const { config } = loadConfig({ NODE_ENV: "test", WEBHOOK_SECRET: SECRET });
   assert.equal(await openReadDatabase(config), null);
 });
+
+dbTest(
+  "a read past its deadline is answered then even when the cancel cannot reach the server",
+  async ({ url }) => {
+    // Without main.ts's guard the refused connect of the cancel would end the test process.
+    guardDriverRace();
+    const target = new URL(url!);
+    // A relay in front of the database that stops taking new connections on cue: the query's
+    // own connection stays up, the cancel request's is refused.
+    const relay = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const relayed: Deno.Conn[] = [];
+    (async () => {
+      for await (const conn of relay) {
+        const up = await Deno.connect({
+          hostname: target.hostname,
+          port: Number(target.port || 5432),
+        });
+        relayed.push(conn, up);
+        conn.readable.pipeTo(up.writable).catch(() => {});
+        up.readable.pipeTo(conn.writable).catch(() => {});
+      }
+    })().catch(() => {});
+    const through = new URL(url!);
+    through.hostname = "127.0.0.1";
+    through.port = String((relay.addr as Deno.NetAddr).port);
+    const reads = await openPostgres(through.toString(), { max: 1, queryTimeoutMs: 500 });
+    try {
+      await reads.query("select 1");
+      const started = performance.now();
+      const slow = reads.query("select pg_sleep(2)");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      relay.close();
+      await assert.rejects(slow, QueryTimeoutError);
+      const ms = performance.now() - started;
+      assert.ok(ms >= 450 && ms < 1500, `answered after ${ms} ms`);
+      // The query ran on; once it ends, its connection serves the next read.
+      await new Promise((resolve) => setTimeout(resolve, 2300 - (performance.now() - started)));
+      assert.deepEqual(await unlessHung(reads.query("select 2 as n"), "the next read"), [{ n: 2 }]);
+    } finally {
+      await reads.close();
+      for (const conn of relayed) {
+        try {
+          conn.close();
+        } catch {
+          // closed already
+        }
+      }
+    }
+  },
+  { drivers: ["postgres"] },
+);
