@@ -595,6 +595,17 @@ async function onPage(s: Services, use: (page: Page, base: string) => Promise<vo
   }
 }
 
+/** A position-opened event on the outbox, and the NOTIFY that wakes the dashboard's stream. */
+async function positionOpened(s: Services) {
+  await s.db.query(
+    `insert into events (kind, symbol, payload)
+     values ('position', 'SPY', jsonb_build_object('change', 'opened',
+       'id', gen_random_uuid(), 'symbol', 'SPY', 'direction', 'CALL', 'quantity', 1,
+       'entry_price', 100, 'opened_at', now(), 'is_closed', false))`,
+  );
+  await s.db.query("select pg_notify('optionstrat_events', '')");
+}
+
 /** `onPage`, on the dashboard with TOKEN already given and its live stream connected. */
 function onDashboard(s: Services, use: (page: Page) => Promise<void>) {
   return onPage(s, async (page, base) => {
@@ -679,13 +690,7 @@ if (chromiumInstalled) {
         });
         // A busy open: a position event every 100 ms for 3 s, well inside the 10 s poll.
         for (let i = 0; i < 30; i++) {
-          await s.db.query(
-            `insert into events (kind, symbol, payload)
-             values ('position', 'SPY', jsonb_build_object('change', 'opened',
-               'id', gen_random_uuid(), 'symbol', 'SPY', 'direction', 'CALL', 'quantity', 1,
-               'entry_price', 100, 'opened_at', now(), 'is_closed', false))`,
-          );
-          await s.db.query("select pg_notify('optionstrat_events', '')");
+          await positionOpened(s);
           await new Promise((r) => setTimeout(r, 100));
         }
         assert.ok(metricsLoads >= 2, `${metricsLoads} refreshes of /metrics during 3 s of events`);
@@ -701,15 +706,6 @@ if (chromiumInstalled) {
     async ({ db }) => {
       const s = await testServices(db, { env: { OPERATOR_TOKEN: TOKEN } });
       await onDashboard(s, async (page) => {
-        const positionEvent = async () => {
-          await s.db.query(
-            `insert into events (kind, symbol, payload)
-             values ('position', 'SPY', jsonb_build_object('change', 'opened',
-               'id', gen_random_uuid(), 'symbol', 'SPY', 'direction', 'CALL', 'quantity', 1,
-               'entry_price', 100, 'opened_at', now(), 'is_closed', false))`,
-          );
-          await s.db.query("select pg_notify('optionstrat_events', '')");
-        };
         // The answer a read past READ_QUERY_TIMEOUT_MS gets.
         await page.route("**/positions?*", (route) =>
           route.fulfill({
@@ -721,7 +717,7 @@ if (chromiumInstalled) {
               error: { code: "QUERY_TIMEOUT", message: "The query did not finish in time" },
             }),
           }));
-        await positionEvent(); // a position change refreshes the figures
+        await positionOpened(s); // a position change refreshes the figures
         const updated = page.locator("#updated.refresh-failed");
         await updated.waitFor({ timeout: 5000 });
         assert.match(
@@ -730,7 +726,7 @@ if (chromiumInstalled) {
         );
 
         await page.unroute("**/positions?*");
-        await positionEvent();
+        await positionOpened(s);
         await page.locator("#updated:not(.refresh-failed)").waitFor({ timeout: 5000 });
         assert.match(await page.locator("#updated").innerText(), /^Updated .* ET$/);
       });
