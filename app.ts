@@ -308,7 +308,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.onError((error, c) => {
     if (error instanceof ApiError) return errorResponse(c, error);
     if (error instanceof QueryTimeoutError) {
-      // Before isTransient: its cause (57014, cancelled) is transient, and this is no outage.
+      // Too slow a read, not an outage: its own code, and the query's owner is told to narrow it.
       log.warn("Read cancelled after {timeout_ms} ms on {method} {route}", {
         timeout_ms: error.timeoutMs,
         method: c.req.method,

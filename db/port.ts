@@ -60,9 +60,9 @@ export class DatabaseUnavailableError extends Error {
 
 /**
  * A query that ran past its pool's deadline (`queryTimeoutMs`, the operator
- * reads' READ_QUERY_TIMEOUT_MS) and was cancelled on the server. Checked before
- * `isTransient` (its cause, 57014, is transient too): a client is told the
- * query was too slow, not that the database is down.
+ * reads' READ_QUERY_TIMEOUT_MS): given up, and the server asked to cancel it.
+ * Not transient: a client is told the query was too slow, not that the
+ * database is down.
  */
 export class QueryTimeoutError extends Error {
   constructor(readonly timeoutMs: number, options?: ErrorOptions) {
