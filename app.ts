@@ -64,6 +64,8 @@ const log = logger("http");
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const { config } = deps;
   const readDb = deps.readDb ?? deps.db;
+  /** Operator reads answered 503 QUERY_TIMEOUT, for /metrics. */
+  let readsTimedOut = 0;
   const app = new Hono<AppEnv>();
 
   app.use(requestId());
@@ -290,6 +292,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       contextMaxAgeSeconds: config.providers.contextMaxAgeSeconds,
       worker: deps.worker,
       refusalsUnrecorded: () => recording.skipped,
+      readsTimedOut: () => readsTimedOut,
     }),
   );
   app.route(
@@ -308,6 +311,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.onError((error, c) => {
     if (error instanceof ApiError) return errorResponse(c, error);
     if (error instanceof QueryTimeoutError) {
+      readsTimedOut++;
       // Too slow a read, not an outage: its own code, and the query's owner is told to narrow it.
       log.warn("Read cancelled after {timeout_ms} ms on {method} {route}", {
         timeout_ms: error.timeoutMs,

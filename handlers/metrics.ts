@@ -40,6 +40,8 @@ export interface MetricsDeps {
   worker?: Pick<Worker, "bookConflicts" | "bookLocks">;
   /** Refused webhooks answered but not recorded on this instance (over the recording budget). */
   refusalsUnrecorded?: () => number;
+  /** Operator reads this instance answered 503 QUERY_TIMEOUT (past READ_QUERY_TIMEOUT_MS). */
+  readsTimedOut?: () => number;
 }
 
 const round2 = (n: number) => Math.round(n * 100) / 100;
@@ -116,6 +118,11 @@ function webhookMetrics(deps: MetricsDeps) {
   };
 }
 
+/** This instance's operator reads given up at READ_QUERY_TIMEOUT_MS. */
+function readMetrics(deps: MetricsDeps) {
+  return { scope: `instance ${deps.instanceId}`, timedOut: deps.readsTimedOut?.() ?? 0 };
+}
+
 function cacheMetrics(deps: MetricsDeps) {
   const rate = (hits: number, misses: number) =>
     hits + misses === 0 ? null : Math.round((hits / (hits + misses)) * 10_000) / 10_000;
@@ -145,6 +152,7 @@ export function metricsRoutes(deps: MetricsDeps): Hono<AppEnv> {
       cache: cacheMetrics(deps),
       worker: workerMetrics(deps),
       webhook: webhookMetrics(deps),
+      reads: readMetrics(deps),
       timestamp: new Date().toISOString(),
     });
   });
@@ -276,6 +284,11 @@ async function prometheusRegistry(deps: MetricsDeps, counts: SignalCounter): Pro
     "webhook_refusals_unrecorded_total",
     "Refused webhooks answered on this instance but not recorded: over the recording budget",
   ).inc({}, webhookMetrics(deps).refusalsUnrecorded);
+  counter(
+    "instance",
+    "read_queries_timed_out_total",
+    "Operator reads answered 503 QUERY_TIMEOUT on this instance: past READ_QUERY_TIMEOUT_MS",
+  ).inc({}, readMetrics(deps).timedOut);
   const worker = workerMetrics(deps);
   if (worker !== null) {
     counter(

@@ -1126,7 +1126,12 @@ dbTest(
       assert.deepEqual(scopes.get(`optionstrat_${name}`), new Set(["database"]), name);
     }
     for (
-      const name of ["cache_requests_total", "book_conflicts_total", "book_locked_writes_total"]
+      const name of [
+        "cache_requests_total",
+        "book_conflicts_total",
+        "book_locked_writes_total",
+        "read_queries_timed_out_total",
+      ]
     ) {
       assert.deepEqual(scopes.get(`optionstrat_${name}`), new Set(["instance"]), name);
     }

@@ -108,6 +108,11 @@ dbTest(
       const res = await s.app.request("/positions");
       assert.equal(res.status, 200);
       assert.ok(Array.isArray((await res.json()).items));
+      // Counted for the operator, on this instance.
+      const metrics = await (await s.app.request("/metrics")).json();
+      assert.equal(metrics.reads.timedOut, 4);
+      const prometheus = await (await s.app.request("/metrics/prometheus")).text();
+      assert.match(prometheus, /^optionstrat_read_queries_timed_out_total\{scope="instance"\} 4$/m);
     } finally {
       await s.close();
     }
