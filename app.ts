@@ -216,6 +216,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       gexMaxAgeSeconds: config.providers.gexMaxAgeSeconds,
       maxQueueAgeSeconds: 60,
       contextSource: sourceName(config.providers.contextUrl),
+      contextPerSymbol: config.providers.contextUrl === null,
       gexSource: sourceName(config.providers.gexUrl),
       workerEnabled: config.worker.enabled,
       now: deps.now,

@@ -134,33 +134,27 @@ function latestPerSymbol(table: "context_snapshots" | "gex_signals", name: strin
   )`;
 }
 
-/** Newest context and GEX times over all symbols, and how many symbols have each. */
+/** The newest stored context and GEX time of each symbol. */
 export const MARKET_DATA_FRESHNESS_SQL = `with recursive
   ${latestPerSymbol("context_snapshots", "context_latest")},
   ${latestPerSymbol("gex_signals", "gex_latest")}
-  select (select max(as_of) from context_latest) as context_as_of,
-    (select max(as_of) from gex_latest) as gex_as_of,
-    (select count(*)::integer from context_latest) as context_symbols,
-    (select count(*)::integer from gex_latest) as gex_symbols`;
+  select 'context' as kind, symbol, as_of from context_latest
+  union all
+  select 'gex' as kind, symbol, as_of from gex_latest`;
 
-/** Newest context and GEX times over all symbols, for /health. */
+export interface SymbolAsOf {
+  symbol: string;
+  asOf: Date;
+}
+
+/** The newest context and GEX time of each symbol, for /health. */
 export async function marketDataFreshness(
   db: Queryable,
-): Promise<
-  { contextAsOf: Date | null; gexAsOf: Date | null; contextSymbols: number; gexSymbols: number }
-> {
-  const [row] = await db.query<
-    {
-      context_as_of: Date | null;
-      gex_as_of: Date | null;
-      context_symbols: number;
-      gex_symbols: number;
-    }
-  >(MARKET_DATA_FRESHNESS_SQL);
-  return {
-    contextAsOf: row.context_as_of,
-    gexAsOf: row.gex_as_of,
-    contextSymbols: Number(row.context_symbols),
-    gexSymbols: Number(row.gex_symbols),
-  };
+): Promise<{ context: SymbolAsOf[]; gex: SymbolAsOf[] }> {
+  const rows = await db.query<{ kind: "context" | "gex"; symbol: string; as_of: Date }>(
+    MARKET_DATA_FRESHNESS_SQL,
+  );
+  const of = (kind: "context" | "gex") =>
+    rows.filter((r) => r.kind === kind).map((r) => ({ symbol: r.symbol, asOf: r.as_of }));
+  return { context: of("context"), gex: of("gex") };
 }

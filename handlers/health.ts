@@ -12,7 +12,7 @@
 import { Hono } from "hono";
 import type { AppEnv } from "../app_env.ts";
 import { type QueueDepth, queueDepth } from "../db/jobs.ts";
-import { marketDataFreshness } from "../db/market_data.ts";
+import { marketDataFreshness, type SymbolAsOf } from "../db/market_data.ts";
 import type { Database } from "../db/port.ts";
 import type { ContextProvider } from "../providers/context.ts";
 import type { GexProvider } from "../providers/gex.ts";
@@ -30,6 +30,13 @@ export interface HealthDeps {
   maxQueueAgeSeconds: number;
   contextSource: string;
   gexSource: string;
+  /**
+   * Whether each symbol's context is expected to stay fresh (pushed, POST
+   * /context), or only fetched when a signal needs it (CONTEXT_URL), so a quiet
+   * symbol's is old by design. GEX is always judged per symbol: pushed, or
+   * fetched for GEX_SYMBOLS on a schedule.
+   */
+  contextPerSymbol: boolean;
   /** False when this instance only acknowledges (WORKER_ENABLED=false): another one decides. */
   workerEnabled: boolean;
   now: () => number;
@@ -87,22 +94,24 @@ export async function checkHealth(deps: HealthDeps): Promise<HealthReport> {
     const now = deps.now();
     const rate = (s: { hits: number; misses: number }) =>
       s.hits + s.misses === 0 ? null : Math.round((s.hits / (s.hits + s.misses)) * 1000) / 1000;
-    context = freshness(
-      "newest context snapshot",
-      fresh.contextAsOf,
+    context = marketDataComponent(
+      deps.contextPerSymbol
+        ? "newest context snapshot of each symbol updated in the last day"
+        : "newest context snapshot",
+      fresh.context,
       deps.contextMaxAgeSeconds,
       now,
-      {
-        symbols: fresh.contextSymbols,
-        source: deps.contextSource,
-        cache_hit_rate: rate(deps.context.stats()),
-      },
+      deps.contextPerSymbol,
+      { source: deps.contextSource, cache_hit_rate: rate(deps.context.stats()) },
     );
-    gex = freshness("newest GEX levels", fresh.gexAsOf, deps.gexMaxAgeSeconds, now, {
-      symbols: fresh.gexSymbols,
-      source: deps.gexSource,
-      fetch_errors: deps.gex.stats().fetchErrors,
-    });
+    gex = marketDataComponent(
+      "newest GEX levels of each symbol updated in the last day",
+      fresh.gex,
+      deps.gexMaxAgeSeconds,
+      now,
+      true,
+      { source: deps.gexSource, fetch_errors: deps.gex.stats().fetchErrors },
+    );
     const lagging = queue.oldestPendingSeconds > deps.maxQueueAgeSeconds;
     pipeline = {
       healthy: !lagging,
@@ -199,14 +208,27 @@ export function errorMessage(error: unknown): string {
     .replace(/\b\d{1,3}(\.\d{1,3}){3}\b/g, "<database>");
 }
 
-function freshness(
+/** How long a symbol's data may be silent before it no longer counts: it has left the watchlist. */
+export const WATCHED_FOR_SECONDS = 24 * 3600;
+/** At most this many lagging symbols are named in the answer. */
+const STALE_SYMBOLS_SHOWN = 20;
+
+/**
+ * A market-data component from each symbol's newest time. Missing without
+ * any; stale when even the newest is older than `maxAgeSeconds`. With
+ * `perSymbol` (data pushed, or fetched on a schedule), also stale when a
+ * symbol updated within WATCHED_FOR_SECONDS has fallen behind while others
+ * are fresh: its pushes stopped, and its signals are decided without it.
+ */
+export function marketDataComponent(
   checked: string,
-  asOf: Date | null,
+  latest: readonly SymbolAsOf[],
   maxAgeSeconds: number,
   now: number,
+  perSymbol: boolean,
   extra: Record<string, unknown>,
 ): Component {
-  if (asOf === null) {
+  if (latest.length === 0) {
     return {
       healthy: false,
       status: "missing",
@@ -214,18 +236,37 @@ function freshness(
       newest_as_of: null,
       age_seconds: null,
       max_age_seconds: maxAgeSeconds,
+      symbols: 0,
       ...extra,
     };
   }
-  const age = Math.max(0, (now - asOf.getTime()) / 1000);
-  const fresh = age <= maxAgeSeconds;
+  const ageOf = (s: SymbolAsOf) => Math.max(0, (now - s.asOf.getTime()) / 1000);
+  const newest = latest.reduce((a, b) => (b.asOf > a.asOf ? b : a));
+  const age = ageOf(newest);
+  const lagging = perSymbol
+    ? latest.filter((s) => ageOf(s) > maxAgeSeconds && ageOf(s) <= WATCHED_FOR_SECONDS)
+      .sort((a, b) => a.asOf.getTime() - b.asOf.getTime() || a.symbol.localeCompare(b.symbol))
+    : [];
+  const fresh = age <= maxAgeSeconds && lagging.length === 0;
   return {
     healthy: fresh,
     status: fresh ? "fresh" : "stale",
     checked,
-    newest_as_of: asOf.toISOString(),
+    newest_as_of: newest.asOf.toISOString(),
     age_seconds: Math.round(age),
     max_age_seconds: maxAgeSeconds,
+    symbols: latest.length,
+    ...(perSymbol
+      ? {
+        // Oldest first; a symbol silent for longer than a day has left the watchlist.
+        stale_symbols: lagging.slice(0, STALE_SYMBOLS_SHOWN).map((s) => ({
+          symbol: s.symbol,
+          as_of: s.asOf.toISOString(),
+          age_seconds: Math.round(ageOf(s)),
+        })),
+        stale_symbol_count: lagging.length,
+      }
+      : {}),
     ...extra,
   };
 }

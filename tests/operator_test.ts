@@ -18,7 +18,11 @@ import {
 import { insertProcessingError } from "../db/processing_errors.ts";
 import { countRows, SECRET, signed, testServices, uniqueSignal } from "./_app.ts";
 import { aroundQueries, dbTest, TEST_DATABASE_URL } from "./_db.ts";
-import { errorMessage as healthErrorMessage } from "../handlers/health.ts";
+import {
+  errorMessage as healthErrorMessage,
+  marketDataComponent,
+  WATCHED_FOR_SECONDS,
+} from "../handlers/health.ts";
 import { insertEvents, latestCursor, readEvents, START } from "../db/events.ts";
 import { openPostgres } from "../db/postgres.ts";
 import { clock, pipelineServices, pushChain, pushContext, send } from "./_pipeline.ts";
@@ -77,6 +81,90 @@ dbTest(
     }
   },
 );
+
+dbTest(
+  "/health names a symbol whose pushes stopped while others stay fresh; one silent for a day has left",
+  async ({ db }) => {
+    const c = clock();
+    const s = await pipelineServices(db, c);
+    for (const symbol of ["SPY", "QQQ"]) {
+      await pushContext(s, c, symbol, 500);
+      await pushChain(s, c, symbol, 500);
+    }
+    assert.equal((await json(s, "/health")).body.status, "healthy");
+
+    // 20 minutes on, QQQ is pushed again and SPY is not: SPY's context (15 min) has fallen behind.
+    c.advance(20 * 60_000);
+    await pushContext(s, c, "QQQ", 501);
+    const behind = await json(s, "/health");
+    assert.equal(behind.status, 200);
+    assert.equal(behind.body.status, "degraded");
+    assert.match(behind.body.message, /context stale/);
+    const context = behind.body.components.context;
+    assert.equal(context.healthy, false);
+    assert.equal(context.status, "stale");
+    assert.equal(context.age_seconds, 0); // the newest is fresh: only SPY is behind
+    assert.deepEqual(context.stale_symbols, [
+      { symbol: "SPY", as_of: new Date(c.now() - 20 * 60_000).toISOString(), age_seconds: 1200 },
+    ]);
+    assert.equal(context.stale_symbol_count, 1);
+    assert.equal(behind.body.components.gex.healthy, true); // GEX may be an hour old
+
+    // A day and more without SPY: it has left the watchlist.
+    c.advance(24 * 3600_000);
+    await pushContext(s, c, "QQQ", 502);
+    await pushChain(s, c, "QQQ", 502);
+    const later = await json(s, "/health");
+    assert.equal(later.body.status, "healthy", JSON.stringify(later.body.components));
+    assert.deepEqual(later.body.components.context.stale_symbols, []);
+    assert.equal(later.body.components.context.symbols, 2);
+  },
+);
+
+Deno.test("property: a market-data component's verdict", () => {
+  const max = 900;
+  const now = Date.parse("2026-03-10T15:00:00Z");
+  const ages = fc.array(
+    fc.record({
+      symbol: fc.constantFrom("SPY", "QQQ", "IWM", "DIA", "AAPL"),
+      age: fc.nat(200_000),
+    }),
+    { minLength: 1, maxLength: 8 },
+  );
+  const latest = (xs: { symbol: string; age: number }[]) =>
+    xs.map((x) => ({ symbol: x.symbol, asOf: new Date(now - x.age * 1000) }));
+  fc.assert(
+    fc.property(ages, fc.nat(100_000), (xs, extraAge) => {
+      const perSymbol = marketDataComponent("c", latest(xs), max, now, true, {});
+      const newestOnly = marketDataComponent("c", latest(xs), max, now, false, {});
+      const newestAge = Math.min(...xs.map((x) => x.age));
+      // Judged by the newest alone, fresh exactly when the newest is.
+      assert.equal(newestOnly.healthy, newestAge <= max);
+      // Per symbol, never fresher than by the newest alone, and fresh when every symbol is.
+      if (perSymbol.healthy) assert.equal(newestOnly.healthy, true);
+      if (xs.every((x) => x.age <= max)) assert.equal(perSymbol.healthy, true);
+      // Named exactly those behind by more than the max age and less than a day.
+      const behind = xs.filter((x) => x.age > max && x.age <= WATCHED_FOR_SECONDS);
+      assert.equal(perSymbol.stale_symbol_count, behind.length);
+      // A symbol silent for over a day changes nothing.
+      const withRetired = marketDataComponent(
+        "c",
+        [...latest(xs), {
+          symbol: "OLD",
+          asOf: new Date(now - (WATCHED_FOR_SECONDS + 1 + extraAge) * 1000),
+        }],
+        max,
+        now,
+        true,
+        {},
+      );
+      assert.equal(withRetired.healthy, perSymbol.healthy);
+      assert.equal(withRetired.stale_symbol_count, perSymbol.stale_symbol_count);
+    }),
+    { numRuns: 300 },
+  );
+  assert.equal(marketDataComponent("c", [], max, now, true, {}).status, "missing");
+});
 
 dbTest("/health answers 503 unhealthy when the database is gone", async ({ db }) => {
   const s = await testServices(db);
