@@ -136,7 +136,7 @@ function componentTone(c) {
   return "warn";
 }
 
-function componentDetail(name, c) {
+export function componentDetail(name, c) {
   if (!c) return "";
   switch (name) {
     case "database":
@@ -148,7 +148,17 @@ function componentDetail(name, c) {
         return c.status === "unknown" ? "" : "no data yet";
       }
       const symbols = typeof c.symbols === "number" ? ` · ${c.symbols} sym` : "";
-      return `age ${duration(c.age_seconds)} / max ${duration(c.max_age_seconds)}${symbols}`;
+      // The symbols whose data stopped while others' is fresh: why the status says stale.
+      const named = Array.isArray(c.stale_symbols) ? c.stale_symbols.slice(0, 3) : [];
+      const more = (c.stale_symbol_count ?? named.length) - named.length;
+      const behind = named.length === 0
+        ? ""
+        : ` · behind: ${named.map((s) => `${s.symbol} ${duration(s.age_seconds)}`).join(", ")}${
+          more > 0 ? ` +${more}` : ""
+        }`;
+      return `age ${duration(c.age_seconds)} / max ${
+        duration(c.max_age_seconds)
+      }${symbols}${behind}`;
     }
     case "pipeline": {
       if (c.pending === undefined) return "";

@@ -18,6 +18,7 @@ import { duration, money, ms, nyTime, price, relativeTime } from "../dashboard/f
 import { backoffMs, EventStream, SseParser } from "../dashboard/sse.js";
 import { authRefused, normalizeToken } from "../dashboard/api.js";
 import { niceTicks } from "../dashboard/chart.js";
+import { componentDetail } from "../dashboard/views.js";
 
 const TOKEN = "operator-token-for-dashboard-tests";
 const CHROMIUM = "/usr/bin/chromium";
@@ -131,6 +132,30 @@ Deno.test("dashboard formatting shows New York time, relative times, money and l
   assert.equal(ms(1240), "1.24 s");
   assert.deepEqual(niceTicks(0, 100, 5), [0, 25, 50, 75, 100]);
   assert.deepEqual(niceTicks(-57, 85.8, 4), [-100, -50, 0, 50, 100]);
+});
+
+Deno.test("the dashboard names the symbols whose market data has fallen behind", () => {
+  const base = { status: "stale", age_seconds: 4, max_age_seconds: 900, symbols: 6 };
+  assert.equal(
+    componentDetail("context", { ...base, stale_symbols: [], stale_symbol_count: 0 }),
+    "age 4 s / max 15 min · 6 sym",
+  );
+  const behind = [
+    { symbol: "SPY", age_seconds: 7200 },
+    { symbol: "QQQ", age_seconds: 1200 },
+    { symbol: "IWM", age_seconds: 1000 },
+    { symbol: "DIA", age_seconds: 950 },
+  ];
+  assert.equal(
+    componentDetail("gex", { ...base, stale_symbols: behind.slice(0, 1), stale_symbol_count: 1 }),
+    "age 4 s / max 15 min · 6 sym · behind: SPY 2 h",
+  );
+  assert.equal(
+    componentDetail("context", { ...base, stale_symbols: behind, stale_symbol_count: 25 }),
+    "age 4 s / max 15 min · 6 sym · behind: SPY 2 h, QQQ 20 min, IWM 16 min +22",
+  );
+  // An answer from before the per-symbol check: as it was shown then.
+  assert.equal(componentDetail("context", base), "age 4 s / max 15 min · 6 sym");
 });
 
 Deno.test("property: a dashboard time names its year exactly when New York's year is not now's", () => {
