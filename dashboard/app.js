@@ -610,17 +610,20 @@ function start() {
   document.getElementById("forget").hidden = !token.get();
   stream.start();
 
+  // One periodic refresh at a time: a slow one (a read may wait READ_QUERY_TIMEOUT_MS, 10 s) is
+  // not joined by the next, which would only add reads to the ones the server is short of.
+  let polling = null;
   setInterval(() => {
     refreshHealth();
-    if (!state.historyLoaded) return;
-    authed(() =>
+    if (!state.historyLoaded || polling !== null) return;
+    polling = authed(() =>
       Promise.all([
         loadMetrics(),
         loadOpenPositions(),
         loadErrors(),
         stillPending() ? loadRecentSignals() : null,
       ])
-    );
+    ).finally(() => (polling = null));
   }, REFRESH_MS);
   setInterval(() => {
     tickRelativeTimes();

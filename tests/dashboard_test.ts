@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { type Browser, chromium, type Page } from "playwright-core";
+import { type Browser, chromium, type Page, type Route } from "playwright-core";
 import type { Services } from "../compose.ts";
 import { CONTENT_SECURITY_POLICY } from "../handlers/dashboard.ts";
 import { signed, testServices } from "./_app.ts";
@@ -754,6 +754,43 @@ if (chromiumInstalled) {
         await positionOpened(s);
         await page.locator("#updated:not(.refresh-failed)").waitFor({ timeout: 5000 });
         assert.match(await page.locator("#updated").innerText(), /^Updated .* ET$/);
+      });
+    },
+    { drivers: ["pglite"] },
+  );
+}
+
+if (chromiumInstalled) {
+  dbTest(
+    "the dashboard's periodic refresh waits for a slow one instead of piling reads on it",
+    async ({ db }) => {
+      const s = await testServices(db, { env: { OPERATOR_TOKEN: TOKEN } });
+      await onPage(s, async (page, base) => {
+        await page.clock.install();
+        await page.addInitScript(
+          `sessionStorage.setItem("optionstrat.operatorToken", ${JSON.stringify(TOKEN)})`,
+        );
+        await page.goto(base);
+        await page.locator("#conn.tone-ok").waitFor();
+        await page.locator("#updated", { hasText: "Updated" }).waitFor();
+        // From now on /metrics never answers, as a read stuck until its deadline.
+        const held: Route[] = [];
+        await page.route("**/metrics", (route) => void held.push(route));
+        // Two ticks (the stream's own watchdog, 45 s of silence, stays out of it).
+        for (let i = 0; i < 2; i++) await page.clock.runFor(10_000);
+        await until(async () => held.length >= 1);
+        await page.clock.runFor(1000);
+        assert.equal(held.length, 1, "one refresh in flight, not one per 10 s");
+
+        // Once it is answered, the next tick refreshes again.
+        for (const route of held) await route.continue();
+        await page.unroute("**/metrics");
+        let after = 0;
+        page.on("request", (req) => {
+          if (new URL(req.url()).pathname === "/metrics") after++;
+        });
+        await page.clock.runFor(10_000);
+        await until(async () => after >= 1);
       });
     },
     { drivers: ["pglite"] },
