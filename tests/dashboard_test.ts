@@ -632,8 +632,14 @@ async function positionOpened(s: Services) {
 }
 
 /** `onPage`, on the dashboard with TOKEN already given and its live stream connected. */
-function onDashboard(s: Services, use: (page: Page) => Promise<void>) {
+function onDashboard(
+  s: Services,
+  use: (page: Page) => Promise<void>,
+  options: { fakeClock?: boolean } = {},
+) {
   return onPage(s, async (page, base) => {
+    // The page's timers then move only when the test says (page.clock.runFor).
+    if (options.fakeClock) await page.clock.install();
     await page.addInitScript(
       `sessionStorage.setItem("optionstrat.operatorToken", ${JSON.stringify(TOKEN)})`,
     );
@@ -765,13 +771,7 @@ if (chromiumInstalled) {
     "the dashboard's periodic refresh waits for a slow one instead of piling reads on it",
     async ({ db }) => {
       const s = await testServices(db, { env: { OPERATOR_TOKEN: TOKEN } });
-      await onPage(s, async (page, base) => {
-        await page.clock.install();
-        await page.addInitScript(
-          `sessionStorage.setItem("optionstrat.operatorToken", ${JSON.stringify(TOKEN)})`,
-        );
-        await page.goto(base);
-        await page.locator("#conn.tone-ok").waitFor();
+      await onDashboard(s, async (page) => {
         await page.locator("#updated", { hasText: "Updated" }).waitFor();
         // From now on /metrics never answers, as a read stuck until its deadline.
         const held: Route[] = [];
@@ -791,7 +791,7 @@ if (chromiumInstalled) {
         });
         await page.clock.runFor(10_000);
         await until(async () => after >= 1);
-      });
+      }, { fakeClock: true });
     },
     { drivers: ["pglite"] },
   );
