@@ -16,6 +16,7 @@
  * probe is repeated every PROBE_INTERVAL_MS; an unanswered one is waited for.
  */
 import postgres from "postgres";
+import { withinMs } from "../deadline.ts";
 import {
   type Database,
   DatabaseUnavailableError,
@@ -167,26 +168,14 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Promis
    * `pending`, or QueryTimeoutError once `queryTimeoutMs` has passed. The answer does
    * not wait for the cancel: a server that cannot be reached never confirms it.
    */
-  async function withinDeadline<T>(pending: postgres.PendingQuery<T & postgres.Row[]>) {
+  function withinDeadline<T>(pending: postgres.PendingQuery<T & postgres.Row[]>) {
     const ms = options.queryTimeoutMs;
-    if (ms === undefined) return await pending;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        // Settled first, so the query's own rejection below (57014) is not the answer.
-        reject(new QueryTimeoutError(ms));
-        // Queued for a connection: dropped from the queue. Running: the server is asked to
-        // stop it; if that request cannot reach it, the query runs on and its connection
-        // stays busy until it ends (main.ts's guard keeps the failed connect from ending the
-        // process).
-        pending.cancel();
-      }, ms);
-    });
-    try {
-      return await Promise.race([pending, deadline]);
-    } finally {
-      clearTimeout(timer);
-    }
+    if (ms === undefined) return pending;
+    // Cancelled once the timeout is the answer, so the query's own rejection (57014) is not.
+    // Queued for a connection: dropped from the queue. Running: the server is asked to stop
+    // it; if that request cannot reach it, the query runs on and its connection stays busy
+    // until it ends (main.ts's guard keeps the failed connect from ending the process).
+    return withinMs(pending, ms, () => new QueryTimeoutError(ms), () => pending.cancel());
   }
 
   const queryable = (target: postgres.Sql | postgres.TransactionSql): Queryable => ({

@@ -16,6 +16,7 @@ import { marketDataFreshness, type SymbolAsOf } from "../db/market_data.ts";
 import type { Database } from "../db/port.ts";
 import type { ContextProvider } from "../providers/context.ts";
 import type { GexProvider } from "../providers/gex.ts";
+import { withinMs } from "../deadline.ts";
 import { logger } from "../logging.ts";
 
 const log = logger("health");
@@ -170,21 +171,12 @@ async function checkDatabase(db: Database, deadline: number): Promise<Component>
 }
 
 /** `work`, or a rejection once `deadline` (a `performance.now()` time) has passed. */
-async function beforeDeadline<T>(work: Promise<T>, deadline: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      work,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`no answer within ${DB_DEADLINE_MS} ms`)),
-          Math.max(0, deadline - performance.now()),
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+function beforeDeadline<T>(work: Promise<T>, deadline: number): Promise<T> {
+  return withinMs(
+    work,
+    Math.max(0, deadline - performance.now()),
+    () => new Error(`no answer within ${DB_DEADLINE_MS} ms`),
+  );
 }
 
 /** The error for /health's answer, logged whole (the answer leaves out the address). */

@@ -33,6 +33,7 @@ import type { GroupCommit } from "../db/group_commit.ts";
 import { DatabaseUnavailableError, isTransient } from "../db/port.ts";
 import type { IngestOutcome, SignalRecord } from "../db/signals.ts";
 import type { AppEnv } from "../app_env.ts";
+import { withinMs } from "../deadline.ts";
 import { logger } from "../logging.ts";
 
 /** What the guide's clients expect in `system`. */
@@ -172,21 +173,16 @@ export function webhookHandler(deps: WebhookDeps) {
       correlationId,
     };
     let outcome: IngestOutcome;
-    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       // Known down: answer now rather than queue behind flushes that hang (a partition).
       const down = deps.databaseUnavailable();
       if (down !== null) throw new DatabaseUnavailableError(down);
-      outcome = await Promise.race([
+      const ms = deps.ingestDeadlineMs;
+      outcome = await withinMs(
         deps.ingest.submit(record),
-        new Promise<never>((_, reject) => {
-          const ms = deps.ingestDeadlineMs;
-          timer = setTimeout(
-            () => reject(new DatabaseUnavailableError(`no commit within ${ms} ms`)),
-            ms,
-          );
-        }),
-      ]);
+        ms,
+        () => new DatabaseUnavailableError(`no commit within ${ms} ms`),
+      );
     } catch (error) {
       if (!isTransient(error)) throw error;
       log.error("Database unavailable, signal not stored: {error}", { error: String(error) });
@@ -197,8 +193,6 @@ export function webhookHandler(deps: WebhookDeps) {
           retryAfterSeconds: 5,
         },
       );
-    } finally {
-      clearTimeout(timer);
     }
 
     const processingTimeMs = Math.round((performance.now() - started) * 100) / 100;
