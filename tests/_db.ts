@@ -250,6 +250,26 @@ export function dbTest(
 }
 
 /**
+ * Takes `lock` (a `lock table ...` statement) in a transaction of its own on `db`
+ * and holds it; the function returned releases it and resolves once that
+ * transaction has ended.
+ */
+export async function holdLock(db: Database, lock: string): Promise<() => Promise<void>> {
+  const locked = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  const held = db.transaction(async (tx) => {
+    await tx.query(lock);
+    locked.resolve();
+    await release.promise;
+  });
+  await Promise.race([locked.promise, held]); // a lock statement that fails rejects here
+  return async () => {
+    release.resolve();
+    await held;
+  };
+}
+
+/**
  * `db` with each query made outside a transaction passed to `around`, which
  * runs it with `run()` and may act before or after: commit another writer's
  * change, hold back a statement or its answer. With `inTransactions`, the

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { loadMigrations, migrate, type Migration, type MigrationRetry } from "../db/migrate.ts";
 import type { Queryable } from "../db/port.ts";
 import { openPostgres } from "../db/postgres.ts";
-import { dbTest, freshPostgres, POSTGRES_REACHABLE, TEST_DATABASE_URL } from "./_db.ts";
+import { dbTest, freshPostgres, holdLock, POSTGRES_REACHABLE, TEST_DATABASE_URL } from "./_db.ts";
 
 const GUIDE_TABLES = [
   "context_snapshots",
@@ -237,14 +237,7 @@ Deno.test({
       const lockTimeoutMs = 300;
 
       // A long reader (the read API, a report) holds processing_errors' share lock.
-      const release = Promise.withResolvers<void>();
-      const locked = Promise.withResolvers<void>();
-      const holding = reader.transaction(async (tx) => {
-        await tx.query("lock table processing_errors in access share mode");
-        locked.resolve();
-        await release.promise;
-      });
-      await locked.promise;
+      const unlock = await holdLock(reader, "lock table processing_errors in access share mode");
 
       // Webhook-like inserts all along; each one's wait is measured.
       let inserting = true;
@@ -272,9 +265,8 @@ Deno.test({
       ]);
       if (!(failed instanceof Error)) {
         // Without a lock_timeout the ALTER waits as long as the reader does.
-        release.resolve();
         inserting = false;
-        await Promise.allSettled([holding, inserts]);
+        await Promise.allSettled([unlock(), inserts]);
         assert.fail(
           `migrate: ${failed}; inserts waited up to ${Math.round(Math.max(...insertMs))} ms`,
         );
@@ -304,11 +296,11 @@ Deno.test({
         backoffMs: 100,
         onRetry: (r) => retries.push(r),
       });
-      setTimeout(() => release.resolve(), 500);
+      const unlocked = new Promise((resolve) => setTimeout(resolve, 500)).then(unlock);
       const { applied } = await applying;
       assert.deepEqual(applied.map((m) => m.name), ["lock_test"]);
       assert.ok(retries.length >= 1, "it waited for the reader at least once");
-      await holding;
+      await unlocked;
       inserting = false;
       await inserts;
     } finally {

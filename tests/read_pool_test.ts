@@ -12,7 +12,7 @@ import { QueryTimeoutError } from "../db/port.ts";
 import { openPostgres } from "../db/postgres.ts";
 import { guardDriverRace } from "../main.ts";
 import { SECRET, signed, uniqueSignal } from "./_app.ts";
-import { dbTest } from "./_db.ts";
+import { dbTest, holdLock } from "./_db.ts";
 import { unlessHung } from "./_service.ts";
 
 const READ_TIMEOUT_MS = 1500;
@@ -35,19 +35,14 @@ function configFor(url: string) {
  */
 async function withPositionsLocked<T>(url: string, during: () => Promise<T>): Promise<T> {
   const locker = await openPostgres(url, { max: 1 });
-  const locked = Promise.withResolvers<void>();
-  const release = Promise.withResolvers<void>();
-  const held = locker.transaction(async (tx) => {
-    await tx.query("lock table positions in access exclusive mode");
-    locked.resolve();
-    await release.promise;
-  });
   try {
-    await locked.promise;
-    return await during();
+    const unlock = await holdLock(locker, "lock table positions in access exclusive mode");
+    try {
+      return await during();
+    } finally {
+      await unlock();
+    }
   } finally {
-    release.resolve();
-    await held;
     await locker.close();
   }
 }
